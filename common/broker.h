@@ -1,0 +1,187 @@
+/* broker.h - the job transport, independent of what carries the jobs.
+ *
+ * Producers publish jobs; workers consume them through a consumer group per
+ * type, settle each delivery (ack, retry later, fail, dead-letter), reclaim
+ * deliveries a dead worker left behind and promote due delayed jobs. The status
+ * of every job (queued ... dead) is kept beside it and read through the same
+ * interface. Nothing here names Redis: rstream.c implements it on Redis
+ * Streams; a Kafka implementation plugs into the same ops table.
+ *
+ * Two modes. broker_open(cfg, NULL) is synchronous (workers, conveyorctl,
+ * tests): every call with a callback runs it before returning. broker_open(cfg,
+ * base) is asynchronous on a libevent loop (conveyor-api): calls return at once
+ * and the callback runs later on that loop. Worker-side calls (consume, settle,
+ * reclaim, promote, heartbeat) exist only in synchronous mode. */
+#ifndef CV_BROKER_H
+#define CV_BROKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cfg.h"
+#include "job.h"
+#include "rc.h"
+
+struct event_base;
+struct broker;
+
+/* What GET /v1/jobs/{id} shows. Strings are owned by the struct; see job_status_cleanup. */
+struct job_status {
+    char id[UUID_STR_LEN];
+    char type[JOB_TYPE_MAX];
+    enum job_state state;
+    int attempt;
+    int max_attempts;
+    int64_t created_ms, updated_ms, not_before_ms, started_ms, finished_ms;
+    int64_t epoch;
+    char last_error[JOB_ERROR_MAX];
+    char traceparent[JOB_TRACEPARENT_LEN];
+    char *payload;            /* raw JSON, may be NULL */
+    char *idem_key;           /* may be NULL */
+};
+void job_status_cleanup(struct job_status *s);
+
+struct queue_stat {
+    char type[JOB_TYPE_MAX];
+    long long depth;          /* published, not yet delivered */
+    long long pending;        /* delivered, not yet settled */
+    long long consumers;
+    long long scheduled;      /* waiting for their not-before time or a retry */
+    long long dead;           /* in the dead-letter set */
+    int64_t oldest_age_ms;    /* age of the oldest unsettled job, 0 when none */
+};
+
+struct worker_info {
+    char name[128];
+    char host[64];
+    char types[256];
+    int pid;
+    int concurrency;
+    int64_t started_ms;
+    int64_t last_seen_ms;
+    long long processed;
+};
+
+/* How a delivery ends. */
+enum broker_outcome {
+    BROKER_ACK,       /* succeeded */
+    BROKER_RETRY,     /* transient failure: back to the delayed set, attempt+1 */
+    BROKER_FAIL,      /* permanent failure: failed, into the dead-letter set */
+    BROKER_DEAD,      /* out of attempts: dead, into the dead-letter set */
+};
+
+struct broker_settle {
+    enum broker_outcome outcome;
+    int64_t delay_ms;                 /* for BROKER_RETRY */
+    const char *error;                /* last_error for RETRY/FAIL/DEAD, may be NULL */
+    int fenced;                       /* out: 1 when a newer delivery owns the job */
+};
+
+/* Open a broker from the config (redis.url). base NULL = synchronous mode.
+ * Returns NULL after logging when the transport cannot be reached in sync mode;
+ * in async mode it connects in the background and fails calls until it is up. */
+struct broker *broker_open(const struct cfg *cfg, struct event_base *base);
+void broker_close(struct broker *b);
+/* 1 when the transport answered recently (async) or answers a ping (sync). */
+int broker_ready(struct broker *b);
+
+/* ---- both modes: producers and readers --------------------------------- */
+
+/* ids[i] is the id of job i, or of the first job published with the same
+ * idempotency key; dup[i] is 1 in that case. Both are valid during the call. */
+typedef void (*broker_publish_cb)(void *arg, enum cv_rc rc, const char *const *ids,
+                                  const int *dup, size_t n);
+/* Publish n jobs atomically (all or none). Jobs with not_before_ms in the
+ * future are scheduled. The jobs stay owned by the caller and may be freed
+ * as soon as this returns. */
+void broker_publish(struct broker *b, struct job *const *jobs, size_t n, int idem_ttl_s,
+                    broker_publish_cb cb, void *arg);
+
+typedef void (*broker_status_cb)(void *arg, enum cv_rc rc, const struct job_status *st);
+/* rc CV_ERR_NOT_FOUND when no such job (or its status expired). */
+void broker_get(struct broker *b, const char *id, broker_status_cb cb, void *arg);
+
+typedef void (*broker_list_cb)(void *arg, enum cv_rc rc, const struct job_status *st, size_t n);
+/* Newest first; type NULL = all types. */
+void broker_dead_list(struct broker *b, const char *type, int limit, broker_list_cb cb,
+                      void *arg);
+
+typedef void (*broker_done_cb)(void *arg, enum cv_rc rc);
+/* Put a dead or failed job back on its queue with a fresh attempt count.
+ * CV_ERR_NOT_FOUND when unknown, CV_ERR_CONFLICT when it is not dead/failed. */
+void broker_dead_retry(struct broker *b, const char *id, broker_done_cb cb, void *arg);
+
+typedef void (*broker_queues_cb)(void *arg, enum cv_rc rc, const struct queue_stat *q, size_t n);
+void broker_queues(struct broker *b, broker_queues_cb cb, void *arg);
+
+typedef void (*broker_workers_cb)(void *arg, enum cv_rc rc, const struct worker_info *w,
+                                  size_t n);
+/* Workers whose last heartbeat is younger than alive_ms. */
+void broker_workers(struct broker *b, int64_t alive_ms, broker_workers_cb cb, void *arg);
+
+/* Per-type counters: enqueued, succeeded, failed, retried, dead. */
+struct type_counters {
+    char type[JOB_TYPE_MAX];
+    long long enqueued, succeeded, failed, retried, dead;
+};
+typedef void (*broker_counters_cb)(void *arg, enum cv_rc rc, const struct type_counters *c,
+                                   size_t n);
+void broker_counters(struct broker *b, broker_counters_cb cb, void *arg);
+
+/* ---- synchronous mode only: workers ------------------------------------- */
+
+/* Read up to max new deliveries for the given types, blocking up to block_ms
+ * when none is ready. Each delivery gets a new lease epoch and the status
+ * `running`. Deliveries of jobs that already ended are settled and skipped.
+ * On return *n jobs are in out (free each with job_free). */
+enum cv_rc broker_consume(struct broker *b, const char *consumer, const char *const *types,
+                          size_t ntypes, size_t max, int block_ms, struct job **out, size_t *n);
+
+/* Take over deliveries of type idle longer than min_idle_ms (their worker died
+ * or stalled): up to max, same contract as broker_consume. */
+enum cv_rc broker_reclaim(struct broker *b, const char *consumer, const char *type,
+                          int64_t min_idle_ms, size_t max, struct job **out, size_t *n);
+
+/* Settle n deliveries in one round trip. Each write checks the job's epoch:
+ * s[i].fenced is set when a newer delivery owns job i (nothing written). */
+enum cv_rc broker_settle(struct broker *b, struct job *const *jobs, struct broker_settle *s,
+                         size_t n, int status_ttl_s);
+
+/* Move up to max due delayed jobs back to their queues. Safe to run from many
+ * workers at once. *moved may be NULL. */
+enum cv_rc broker_promote(struct broker *b, size_t max, size_t *moved);
+
+enum cv_rc broker_heartbeat(struct broker *b, const struct worker_info *w, int ttl_ms);
+enum cv_rc broker_worker_gone(struct broker *b, const char *name);
+
+/* ---- the implementations behind the interface --------------------------- */
+struct broker_ops {
+    const char *name;
+    void (*close)(struct broker *b);
+    int (*ready)(struct broker *b);
+    void (*publish)(struct broker *, struct job *const *, size_t, int, broker_publish_cb, void *);
+    void (*get)(struct broker *, const char *, broker_status_cb, void *);
+    void (*dead_list)(struct broker *, const char *, int, broker_list_cb, void *);
+    void (*dead_retry)(struct broker *, const char *, broker_done_cb, void *);
+    void (*queues)(struct broker *, broker_queues_cb, void *);
+    void (*workers)(struct broker *, int64_t, broker_workers_cb, void *);
+    void (*counters)(struct broker *, broker_counters_cb, void *);
+    enum cv_rc (*consume)(struct broker *, const char *, const char *const *, size_t, size_t,
+                          int, struct job **, size_t *);
+    enum cv_rc (*reclaim)(struct broker *, const char *, const char *, int64_t, size_t,
+                          struct job **, size_t *);
+    enum cv_rc (*settle)(struct broker *, struct job *const *, struct broker_settle *, size_t,
+                         int);
+    enum cv_rc (*promote)(struct broker *, size_t, size_t *);
+    enum cv_rc (*heartbeat)(struct broker *, const struct worker_info *, int);
+    enum cv_rc (*worker_gone)(struct broker *, const char *);
+};
+
+struct broker {
+    const struct broker_ops *ops;
+};
+
+/* Redis Streams (rstream.c). */
+struct broker *rstream_open(const struct cfg *cfg, struct event_base *base);
+
+#endif

@@ -1,0 +1,87 @@
+/* cfg.h - one configuration for every binary.
+ *
+ * Sources apply in this order, each overriding the one before: built-in
+ * defaults, the libconfig file (-c FILE or CONVEYOR_CONFIG), CONVEYOR_* env
+ * variables, then command-line flags through cfg_set(). Every key is one row
+ * of the table in cfg.c: its env name, type, default, bounds and whether it is
+ * secret. After loading, programs pass a const struct cfg * around. */
+#ifndef CV_CFG_H
+#define CV_CFG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CFG_MAX_KEYS 32
+#define CFG_MAX_KEY_TYPES 16
+
+/* A producer key: we store only its SHA-256, never the key itself. */
+struct cfg_api_key {
+    char name[64];
+    unsigned char sha256[32];
+    int ntypes;                            /* 0 with all_types = every type */
+    int all_types;
+    char types[CFG_MAX_KEY_TYPES][32];
+};
+
+struct cfg {
+    char *redis_url;
+    char *pg_dsn;
+    char *http_bind;
+    int http_port;
+    int http_threads;
+    int body_max_bytes;
+    int batch_max;
+    char *log_level;
+    /* jobs */
+    int max_attempts;
+    int activation_max_attempts;
+    int retry_base_ms;
+    int retry_max_ms;
+    int status_ttl_s;
+    int idempotency_ttl_s;
+    /* worker */
+    char *worker_types;
+    int concurrency;
+    int block_ms;
+    int visibility_timeout_ms;
+    int reclaim_interval_ms;
+    int heartbeat_ms;
+    int grace_ms;
+    /* outside systems */
+    char *activation_url;
+    int http_timeout_ms;
+    /* simulator */
+    int sim_port;
+    int sim_latency_ms;
+    double sim_error_rate;
+    int sim_error_status;
+    double sim_timeout_rate;
+    /* producer keys */
+    int napi_keys;
+    struct cfg_api_key api_keys[CFG_MAX_KEYS];
+};
+
+/* Fill c with defaults, then the file (path may be NULL: then CONVEYOR_CONFIG,
+ * else no file), then the environment. On error prints one line naming the
+ * file:line or key to stderr and returns -1. Free with cfg_cleanup(). */
+int cfg_load(struct cfg *c, const char *path);
+
+/* Set one key by its dotted name from text ("http.port", "8080"). Used for
+ * flags. Returns 0, or -1 after printing why. */
+int cfg_set(struct cfg *c, const char *key, const char *value);
+
+/* Fail with a message naming key and env var when a required value is empty. */
+int cfg_require(const struct cfg *c, const char *key);
+
+/* Log every key once (secrets masked). */
+void cfg_log(const struct cfg *c);
+
+void cfg_cleanup(struct cfg *c);
+
+/* Parse "name:sha256hex:type|type" (types "*" = all) into k. 0 or -1. */
+int cfg_parse_api_key(const char *spec, struct cfg_api_key *k);
+
+/* Max attempts configured for a job type. */
+int cfg_max_attempts(const struct cfg *c, const char *type);
+
+#endif

@@ -1,0 +1,61 @@
+/* db.h - the only module that includes libpq.
+ *
+ * SQL goes through parameters only (PQexecParams / PQsendQueryParams): values
+ * are never pasted into SQL text. A sync connection serves workers, the CLI and
+ * tests; an async connection serves the API's event loop without blocking it.
+ * Results are read through struct db_res, never a PGresult. */
+#ifndef CV_DB_H
+#define CV_DB_H
+
+#include <stddef.h>
+
+#include "rc.h"
+
+struct event_base;
+struct db;
+struct db_async;
+struct db_res;
+
+/* ---- results ---------------------------------------------------------- */
+int db_res_rows(const struct db_res *r);
+int db_res_cols(const struct db_res *r);
+/* Text value, or NULL for SQL NULL (or out of range). */
+const char *db_res_get(const struct db_res *r, int row, int col);
+const char *db_res_colname(const struct db_res *r, int col);
+/* Column number for a name, or -1. */
+int db_res_col(const struct db_res *r, const char *name);
+void db_res_free(struct db_res *r);
+
+/* ---- sync ------------------------------------------------------------- */
+/* Connect with a libpq DSN (URI or key=value). NULL on failure (logged,
+ * password never printed). */
+struct db *db_connect(const char *dsn);
+void db_free(struct db *d);
+/* Reconnect when the link is broken. 0 when usable. */
+int db_ensure(struct db *d);
+/* Run one statement with text parameters (NULL = SQL NULL). On success returns
+ * a result (free with db_res_free) and sets *rc to CV_OK. On failure returns
+ * NULL, logs once and sets *rc: CV_ERR_IO (connection or server trouble,
+ * retryable), CV_ERR_CONFLICT (unique or exclusion violation, serialization
+ * failure), CV_ERR_INVALID (bad data), CV_ERR_INTERNAL (bad SQL). */
+struct db_res *db_exec(struct db *d, const char *sql, int nparams, const char *const *params,
+                       enum cv_rc *rc);
+/* Same, discarding the result. */
+enum cv_rc db_run(struct db *d, const char *sql, int nparams, const char *const *params);
+/* Several statements, no parameters (migrations only). */
+enum cv_rc db_exec_script(struct db *d, const char *sql);
+
+/* ---- async (one libevent loop) ---------------------------------------- */
+/* res is NULL unless rc is CV_OK; valid only during the callback. */
+typedef void (*db_cb)(void *arg, enum cv_rc rc, const struct db_res *res);
+
+/* Connects in the background and reconnects when the link drops. */
+struct db_async *db_async_new(struct event_base *base, const char *dsn, int timeout_ms);
+void db_async_free(struct db_async *a);
+int db_async_connected(const struct db_async *a);
+/* Queue one parameterised statement; params are copied. cb runs exactly once,
+ * with CV_ERR_IO when down or when the statement took longer than timeout_ms. */
+void db_async_query(struct db_async *a, const char *sql, int nparams, const char *const *params,
+                    db_cb cb, void *arg);
+
+#endif

@@ -1,0 +1,86 @@
+/* job.h - the job envelope and its lifecycle.
+ *
+ * Lifecycle. A producer (conveyor-api, conveyorctl) publishes a job: its
+ * status hash is written as `queued` (or `scheduled` when not_before is in the
+ * future, then the job waits in the delayed set). A worker reads it from its
+ * type's stream through the type's consumer group; the delivery bumps the job's
+ * lease epoch and sets `running`. The handler's outcome decides what happens:
+ *
+ *   ok                      -> succeeded (acked; status expires after status_ttl_s)
+ *   transient, attempts left-> retrying  (acked; back into the delayed set with
+ *                                          backoff 1,2,4,8,16 s + jitter; attempt+1)
+ *   transient, none left    -> dead      (acked; in the dead-letter set, replayable)
+ *   permanent               -> failed    (acked; in the dead-letter set, replayable)
+ *   fenced                  -> nothing   (a newer delivery owns the job)
+ *
+ * A worker that dies leaves its deliveries pending; once they are idle longer
+ * than the visibility timeout a live worker reclaims them (a new delivery, a
+ * new epoch). Every state write checks the epoch, so a slow worker whose job
+ * was reclaimed cannot overwrite the new owner's outcome.
+ *
+ * Envelope versioning: jobs waiting in Redis outlive a deploy. Add fields only
+ * at the end, give them defaults when absent, and bump JOB_ENVELOPE_VERSION
+ * when a field changes meaning; decoders accept the previous version. */
+#ifndef CV_JOB_H
+#define CV_JOB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rc.h"
+#include "uuid.h"
+
+#define JOB_ENVELOPE_VERSION 1
+#define JOB_TYPE_MAX 32          /* bytes including NUL */
+#define JOB_IDEM_MAX 128         /* idempotency key, bytes excluding NUL */
+#define JOB_TRACEPARENT_LEN 56   /* "00-<32 hex>-<16 hex>-<2 hex>" + NUL */
+#define JOB_ERROR_MAX 256
+
+enum job_state {
+    JOB_STATE_QUEUED,
+    JOB_STATE_SCHEDULED,
+    JOB_STATE_RUNNING,
+    JOB_STATE_RETRYING,
+    JOB_STATE_SUCCEEDED,
+    JOB_STATE_FAILED,
+    JOB_STATE_DEAD,
+};
+const char *job_state_str(enum job_state s);
+/* Returns the state for its name, or -1. */
+int job_state_parse(const char *s);
+
+struct job {
+    char id[UUID_STR_LEN];
+    char type[JOB_TYPE_MAX];
+    char *payload;             /* raw JSON text, owned */
+    size_t payload_len;
+    int attempt;               /* 1 for the first try */
+    int max_attempts;
+    int64_t created_ms;        /* wall clock, epoch ms */
+    int64_t not_before_ms;     /* 0 = now */
+    char *idem_key;            /* NULL when none, owned */
+    char traceparent[JOB_TRACEPARENT_LEN];
+    /* set by the broker on delivery */
+    char msg_id[48];           /* transport position (stream entry id) */
+    int64_t epoch;             /* lease epoch: the fencing token of this delivery */
+    int64_t deliveries;        /* how many times this job has been delivered */
+};
+
+/* A new zeroed job with a fresh id. Free with job_free(). */
+struct job *job_new(const char *type);
+void job_free(struct job *j);
+void job_set_payload(struct job *j, const char *json, size_t len);
+
+/* 1 when s is a valid job type name: 1..31 chars of [a-z0-9_-]. */
+int job_type_valid(const char *s, size_t len);
+
+/* A fresh W3C traceparent ("00-<trace>-<span>-01"). */
+void job_traceparent_new(char out[JOB_TRACEPARENT_LEN]);
+/* 1 when s is a well-formed traceparent header value. */
+int job_traceparent_valid(const char *s);
+
+/* Backoff before attempt `attempt`+1 after attempt `attempt` failed:
+ * base * 2^(attempt-1), capped at max_ms, then +-20% jitter from rnd in [0,1). */
+int64_t job_backoff_ms(int attempt, int base_ms, int max_ms, double rnd);
+
+#endif

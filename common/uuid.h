@@ -1,0 +1,16 @@
+/* uuid.h - random (version 4) UUIDs for job and transaction ids. */
+#ifndef CV_UUID_H
+#define CV_UUID_H
+
+#define UUID_STR_LEN 37 /* 36 characters and the NUL */
+
+/* Write a new lower-case v4 UUID into out. Thread-safe. */
+void uuid_v4(char out[UUID_STR_LEN]);
+
+/* 1 when s is a canonical UUID (any version, either case), else 0. */
+int uuid_valid(const char *s);
+
+/* Fill buf with n random bytes from the kernel (getrandom); aborts on failure. */
+void uuid_random_bytes(void *buf, unsigned n);
+
+#endif
