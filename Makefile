@@ -63,25 +63,25 @@ build/san/bin/conveyor-sim: $(SIM_SRC:%.c=build/san/%.o) build/san/libcommon.a
 build/san/bin/conveyorctl: $(CLI_SRC:%.c=build/san/%.o) build/san/libcommon.a
 	@mkdir -p $(dir $@)
 	$(CC) $(SAN) -o $@ $^ $(LIBS)
-build/san/tests/unit: $(UNIT_SRC:%.c=build/san/%.o) build/san/libcommon.a
+build/san/unit_tests: $(UNIT_SRC:%.c=build/san/%.o) build/san/libcommon.a
 	@mkdir -p $(dir $@)
 	$(CC) $(SAN) -o $@ $^ -lcriterion $(LIBS)
-build/san/tests/integ: $(INTEG_SRC:%.c=build/san/%.o) $(HARN_SRC:%.c=build/san/%.o) build/san/libcommon.a
+build/san/integ_tests: $(INTEG_SRC:%.c=build/san/%.o) $(HARN_SRC:%.c=build/san/%.o) build/san/libcommon.a
 	@mkdir -p $(dir $@)
 	$(CC) $(SAN) -o $@ $^ -lcriterion $(LIBS)
 build/san/tests/freeport: tests/harness/freeport.c
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) -O1 -o $@ $<
 
-san: $(addprefix build/san/bin/,$(BINS)) build/san/tests/unit build/san/tests/integ build/san/tests/freeport
+san: $(addprefix build/san/bin/,$(BINS)) build/san/unit_tests build/san/integ_tests build/san/tests/freeport
 
 # ---- tests ---------------------------------------------------------------
 test: deps
 	$(MAKE) all san
 	$(MAKE) unit integ
 
-unit: build/san/tests/unit
-	build/san/tests/unit --jobs 2
+unit: build/san/unit_tests
+	build/san/unit_tests --jobs 2
 
 integ: san
 	bash tests/harness/run-integ.sh

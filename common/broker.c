@@ -1,0 +1,92 @@
+/* broker.c - dispatch to the configured transport. */
+#include "broker.h"
+
+#include <string.h>
+
+#include "mem.h"
+
+struct broker *broker_open(const struct cfg *cfg, struct event_base *base)
+{
+    return rstream_open(cfg, base);
+}
+
+void broker_close(struct broker *b)
+{
+    if (b)
+        b->ops->close(b);
+}
+
+int broker_ready(struct broker *b)
+{
+    return b->ops->ready(b);
+}
+
+void broker_publish(struct broker *b, struct job *const *jobs, size_t n, int idem_ttl_s,
+                    broker_publish_cb cb, void *arg)
+{
+    b->ops->publish(b, jobs, n, idem_ttl_s, cb, arg);
+}
+
+void broker_get(struct broker *b, const char *id, broker_status_cb cb, void *arg)
+{
+    b->ops->get(b, id, cb, arg);
+}
+
+void broker_dead_list(struct broker *b, const char *type, int limit, broker_list_cb cb,
+                      void *arg)
+{
+    b->ops->dead_list(b, type, limit, cb, arg);
+}
+
+void broker_dead_retry(struct broker *b, const char *id, broker_done_cb cb, void *arg)
+{
+    b->ops->dead_retry(b, id, cb, arg);
+}
+
+void broker_queues(struct broker *b, broker_queues_cb cb, void *arg)
+{
+    b->ops->queues(b, cb, arg);
+}
+
+void broker_workers(struct broker *b, int64_t alive_ms, broker_workers_cb cb, void *arg)
+{
+    b->ops->workers(b, alive_ms, cb, arg);
+}
+
+void broker_counters(struct broker *b, broker_counters_cb cb, void *arg)
+{
+    b->ops->counters(b, cb, arg);
+}
+
+enum cv_rc broker_consume(struct broker *b, const char *consumer, const char *const *types,
+                          size_t ntypes, size_t max, int block_ms, struct job **out, size_t *n)
+{
+    return b->ops->consume(b, consumer, types, ntypes, max, block_ms, out, n);
+}
+
+enum cv_rc broker_reclaim(struct broker *b, const char *consumer, const char *type,
+                          int64_t min_idle_ms, size_t max, struct job **out, size_t *n)
+{
+    return b->ops->reclaim(b, consumer, type, min_idle_ms, max, out, n);
+}
+
+enum cv_rc broker_settle(struct broker *b, struct job *const *jobs, struct broker_settle *s,
+                         size_t n, int status_ttl_s)
+{
+    return b->ops->settle(b, jobs, s, n, status_ttl_s);
+}
+
+enum cv_rc broker_promote(struct broker *b, size_t max, size_t *moved)
+{
+    return b->ops->promote(b, max, moved);
+}
+
+enum cv_rc broker_heartbeat(struct broker *b, const struct worker_info *w, int ttl_ms)
+{
+    return b->ops->heartbeat(b, w, ttl_ms);
+}
+
+enum cv_rc broker_worker_gone(struct broker *b, const char *name)
+{
+    return b->ops->worker_gone(b, name);
+}

@@ -1,0 +1,641 @@
+/* rds.c - hiredis behind our own types. See rds.h.
+ *
+ * hiredis 0.14 (Debian 12) has no async timeouts and no RESP3: this module
+ * adds its own timer for the async side and never sends HELLO. */
+#include "rds.h"
+
+#include <event2/event.h>
+#include <hiredis/adapters/libevent.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <openssl/sha.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "clock.h"
+#include "log.h"
+#include "mem.h"
+
+#define MAX_SCRIPTS 32
+
+/* ---- replies ---------------------------------------------------------- */
+
+#define R(x) ((const redisReply *)(x))
+
+enum rds_type rds_reply_type(const struct rds_reply *r)
+{
+    if (!r)
+        return RDS_NIL;
+    switch (R(r)->type) {
+    case REDIS_REPLY_STRING: return RDS_STR;
+    case REDIS_REPLY_ARRAY: return RDS_ARR;
+    case REDIS_REPLY_INTEGER: return RDS_INT;
+    case REDIS_REPLY_NIL: return RDS_NIL;
+    case REDIS_REPLY_STATUS: return RDS_STATUS;
+    case REDIS_REPLY_ERROR: return RDS_ERR;
+    default: return RDS_OTHER;
+    }
+}
+
+const char *rds_reply_str(const struct rds_reply *r, size_t *len)
+{
+    if (!r)
+        return NULL;
+    int t = R(r)->type;
+    if (t != REDIS_REPLY_STRING && t != REDIS_REPLY_STATUS && t != REDIS_REPLY_ERROR)
+        return NULL;
+    if (len)
+        *len = R(r)->len;
+    return R(r)->str;
+}
+
+long long rds_reply_int(const struct rds_reply *r)
+{
+    if (!r)
+        return 0;
+    if (R(r)->type == REDIS_REPLY_INTEGER)
+        return R(r)->integer;
+    if (R(r)->type == REDIS_REPLY_STRING)
+        return strtoll(R(r)->str, NULL, 10);
+    return 0;
+}
+
+size_t rds_reply_len(const struct rds_reply *r)
+{
+    return r && R(r)->type == REDIS_REPLY_ARRAY ? R(r)->elements : 0;
+}
+
+const struct rds_reply *rds_reply_at(const struct rds_reply *r, size_t i)
+{
+    if (!r || R(r)->type != REDIS_REPLY_ARRAY || i >= R(r)->elements)
+        return NULL;
+    return (const struct rds_reply *)R(r)->element[i];
+}
+
+const char *rds_reply_at_str(const struct rds_reply *r, size_t i)
+{
+    return rds_reply_str(rds_reply_at(r, i), NULL);
+}
+
+long long rds_reply_at_int(const struct rds_reply *r, size_t i, long long def)
+{
+    const struct rds_reply *e = rds_reply_at(r, i);
+    if (!e || (R(e)->type != REDIS_REPLY_INTEGER && R(e)->type != REDIS_REPLY_STRING))
+        return def;
+    return rds_reply_int(e);
+}
+
+void rds_reply_free(struct rds_reply *r)
+{
+    if (r)
+        freeReplyObject(r);
+}
+
+/* ---- URL and scripts ---------------------------------------------------- */
+
+struct rds_url {
+    char host[256];
+    int port;
+    char path[256];     /* unix socket when non-empty */
+    char password[256];
+    int db;
+};
+
+static int parse_url(const char *url, struct rds_url *u)
+{
+    memset(u, 0, sizeof(*u));
+    u->port = 6379;
+    if (strncmp(url, "unix://", 7) == 0) {
+        snprintf(u->path, sizeof(u->path), "%s", url + 7);
+        return u->path[0] ? 0 : -1;
+    }
+    if (strncmp(url, "redis://", 8) != 0)
+        return -1;
+    const char *p = url + 8;
+    const char *at = strchr(p, '@');
+    if (at) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        const char *pw = colon ? colon + 1 : p;
+        size_t n = (size_t)(at - pw);
+        if (n >= sizeof(u->password))
+            return -1;
+        memcpy(u->password, pw, n);
+        p = at + 1;
+    }
+    const char *end = p + strcspn(p, ":/");
+    size_t hn = (size_t)(end - p);
+    if (hn == 0 || hn >= sizeof(u->host))
+        return -1;
+    memcpy(u->host, p, hn);
+    p = end;
+    if (*p == ':') {
+        char *e;
+        long port = strtol(p + 1, &e, 10);
+        if (port < 1 || port > 65535)
+            return -1;
+        u->port = (int)port;
+        p = e;
+    }
+    if (*p == '/' && p[1]) {
+        char *e;
+        long db = strtol(p + 1, &e, 10);
+        if (db < 0 || db > 1000 || *e)
+            return -1;
+        u->db = (int)db;
+    }
+    return 0;
+}
+
+static void script_sha(struct rds_script *s)
+{
+    if (s->sha[0])
+        return;
+    unsigned char d[SHA_DIGEST_LENGTH];
+    SHA1((const unsigned char *)s->src, strlen(s->src), d);
+    for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
+        snprintf(s->sha + 2 * i, 3, "%02x", d[i]);
+}
+
+static int is_noscript(const redisReply *r)
+{
+    return r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0;
+}
+
+/* ---- sync ------------------------------------------------------------- */
+
+struct rds {
+    redisContext *c;
+    struct rds_url url;
+    int timeout_ms;
+    int pending;                          /* appended, not yet read */
+    struct rds_script *scripts[MAX_SCRIPTS];
+    int nscripts;
+};
+
+static int sync_connect(struct rds *r)
+{
+    struct timeval tv = { r->timeout_ms / 1000, (r->timeout_ms % 1000) * 1000 };
+    redisContext *c = r->url.path[0] ? redisConnectUnixWithTimeout(r->url.path, tv)
+                                     : redisConnectWithTimeout(r->url.host, r->url.port, tv);
+    if (!c || c->err) {
+        LOG_WARN("redis.connect_failed", "host=%s port=%d err=\"%s\"", r->url.host, r->url.port,
+                 c ? c->errstr : "out of memory");
+        if (c)
+            redisFree(c);
+        return -1;
+    }
+    redisSetTimeout(c, tv);
+    redisEnableKeepAlive(c);
+    r->c = c;
+    r->pending = 0;
+    redisReply *rep = NULL;
+    if (r->url.password[0]) {
+        rep = redisCommand(c, "AUTH %s", r->url.password);
+        if (!rep || rep->type == REDIS_REPLY_ERROR)
+            goto fail;
+        freeReplyObject(rep);
+    }
+    if (r->url.db) {
+        rep = redisCommand(c, "SELECT %d", r->url.db);
+        if (!rep || rep->type == REDIS_REPLY_ERROR)
+            goto fail;
+        freeReplyObject(rep);
+    }
+    for (int i = 0; i < r->nscripts; i++) {
+        rep = redisCommand(c, "SCRIPT LOAD %s", r->scripts[i]->src);
+        if (!rep || rep->type == REDIS_REPLY_ERROR)
+            goto fail;
+        freeReplyObject(rep);
+    }
+    return 0;
+fail:
+    LOG_WARN("redis.setup_failed", "err=\"%s\"", rep ? rep->str : c->errstr);
+    if (rep)
+        freeReplyObject(rep);
+    redisFree(c);
+    r->c = NULL;
+    return -1;
+}
+
+struct rds *rds_connect(const char *url, int timeout_ms)
+{
+    struct rds *r = xcalloc(1, sizeof(*r));
+    r->timeout_ms = timeout_ms > 0 ? timeout_ms : 5000;
+    if (parse_url(url, &r->url)) {
+        LOG_ERROR("redis.bad_url", "msg=\"want redis://[:password@]host:port[/db]\"");
+        free(r);
+        return NULL;
+    }
+    if (sync_connect(r)) {
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+void rds_free(struct rds *r)
+{
+    if (!r)
+        return;
+    if (r->c)
+        redisFree(r->c);
+    free(r);
+}
+
+int rds_ensure(struct rds *r)
+{
+    if (r->c && !r->c->err)
+        return 0;
+    if (r->c) {
+        redisFree(r->c);
+        r->c = NULL;
+    }
+    return sync_connect(r);
+}
+
+static void broken(struct rds *r)
+{
+    if (r->c) {
+        LOG_WARN("redis.io_error", "err=\"%s\"", r->c->errstr);
+        redisFree(r->c);
+        r->c = NULL;
+    }
+    r->pending = 0;
+}
+
+struct rds_reply *rds_cmd(struct rds *r, int argc, const char **argv, const size_t *lens)
+{
+    if (rds_ensure(r))
+        return NULL;
+    CV_ASSERT(r->pending == 0);
+    redisReply *rep = redisCommandArgv(r->c, argc, argv, lens);
+    if (!rep)
+        broken(r);
+    return (struct rds_reply *)rep;
+}
+
+struct rds_reply *rds_cmdf(struct rds *r, const char *fmt, ...)
+{
+    if (rds_ensure(r))
+        return NULL;
+    CV_ASSERT(r->pending == 0);
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *rep = redisvCommand(r->c, fmt, ap);
+    va_end(ap);
+    if (!rep)
+        broken(r);
+    return (struct rds_reply *)rep;
+}
+
+int rds_append(struct rds *r, int argc, const char **argv, const size_t *lens)
+{
+    if (r->pending == 0 && rds_ensure(r))
+        return -1;
+    if (!r->c || redisAppendCommandArgv(r->c, argc, argv, lens) != REDIS_OK)
+        return -1;
+    r->pending++;
+    return 0;
+}
+
+int rds_appendf(struct rds *r, const char *fmt, ...)
+{
+    if (r->pending == 0 && rds_ensure(r))
+        return -1;
+    if (!r->c)
+        return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = redisvAppendCommand(r->c, fmt, ap);
+    va_end(ap);
+    if (rc != REDIS_OK)
+        return -1;
+    r->pending++;
+    return 0;
+}
+
+struct rds_reply *rds_read(struct rds *r)
+{
+    if (!r->c || r->pending <= 0)
+        return NULL;
+    void *rep = NULL;
+    if (redisGetReply(r->c, &rep) != REDIS_OK || !rep) {
+        broken(r);
+        return NULL;
+    }
+    r->pending--;
+    return rep;
+}
+
+static int eval_argv(struct rds_script *s, const char *first, int nkeys, int argc,
+                     const char **argv, const size_t *lens, const char ***oargv, size_t **olens)
+{
+    int n = argc + 3;
+    const char **av = xmalloc(sizeof(*av) * (size_t)n);
+    size_t *al = xmalloc(sizeof(*al) * (size_t)n);
+    static __thread char nk[16];
+    snprintf(nk, sizeof(nk), "%d", nkeys);
+    av[0] = first;
+    al[0] = strlen(first);
+    av[1] = strcmp(first, "EVAL") == 0 ? s->src : s->sha;
+    al[1] = strlen(av[1]);
+    av[2] = nk;
+    al[2] = strlen(nk);
+    for (int i = 0; i < argc; i++) {
+        av[i + 3] = argv[i];
+        al[i + 3] = lens ? lens[i] : strlen(argv[i]);
+    }
+    *oargv = av;
+    *olens = al;
+    return n;
+}
+
+int rds_script_load(struct rds *r, struct rds_script *s)
+{
+    script_sha(s);
+    int known = 0;
+    for (int i = 0; i < r->nscripts; i++)
+        known |= r->scripts[i] == s;
+    if (!known) {
+        CV_ASSERT(r->nscripts < MAX_SCRIPTS);
+        r->scripts[r->nscripts++] = s;
+    }
+    struct rds_reply *rep = rds_cmdf(r, "SCRIPT LOAD %s", s->src);
+    int ok = rep && rds_reply_type(rep) == RDS_STR;
+    if (rep && !ok)
+        LOG_ERROR("redis.script_load_failed", "script=%s err=\"%s\"", s->name,
+                  rds_reply_str(rep, NULL));
+    rds_reply_free(rep);
+    return ok ? 0 : -1;
+}
+
+struct rds_reply *rds_eval(struct rds *r, struct rds_script *s, int nkeys, int argc,
+                           const char **argv, const size_t *lens)
+{
+    script_sha(s);
+    const char **av;
+    size_t *al;
+    int n = eval_argv(s, "EVALSHA", nkeys, argc, argv, lens, &av, &al);
+    struct rds_reply *rep = rds_cmd(r, n, av, al);
+    if (is_noscript(R(rep))) {
+        rds_reply_free(rep);
+        av[0] = "EVAL";
+        al[0] = 4;
+        av[1] = s->src;
+        al[1] = strlen(s->src);
+        rep = rds_cmd(r, n, av, al);
+    }
+    free(av);
+    free(al);
+    return rep;
+}
+
+int rds_append_eval(struct rds *r, struct rds_script *s, int nkeys, int argc, const char **argv,
+                    const size_t *lens)
+{
+    script_sha(s);
+    const char **av;
+    size_t *al;
+    int n = eval_argv(s, "EVALSHA", nkeys, argc, argv, lens, &av, &al);
+    int rc = rds_append(r, n, av, al);
+    free(av);
+    free(al);
+    return rc;
+}
+
+/* ---- async ------------------------------------------------------------ */
+
+struct acmd {
+    struct rds_async *a;
+    rds_cb cb;
+    void *arg;
+    int64_t sent_us;
+    struct acmd *next;        /* FIFO of commands in flight, for the timeout */
+};
+
+struct rds_async {
+    struct event_base *base;
+    redisAsyncContext *ac;
+    struct rds_url url;
+    int timeout_ms;
+    int connected;
+    int backoff_ms;
+    struct event *reconnect_ev;
+    struct event *tick_ev;
+    struct acmd *head, *tail; /* in flight, oldest first */
+    struct rds_script *scripts[MAX_SCRIPTS];
+    int nscripts;
+    int freeing;
+};
+
+static void async_start(struct rds_async *a);
+
+static void acmd_unlink(struct rds_async *a, struct acmd *c)
+{
+    /* replies arrive in order, so c is almost always the head */
+    struct acmd **pp = &a->head, *prev = NULL;
+    while (*pp && *pp != c) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    if (!*pp)
+        return;
+    *pp = c->next;
+    if (a->tail == c)
+        a->tail = prev;
+}
+
+static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)ac;
+    struct acmd *c = priv;
+    struct rds_async *a = c->a;
+    acmd_unlink(a, c);
+    if (c->cb)
+        c->cb((const struct rds_reply *)reply, c->arg);
+    free(c);
+}
+
+static void on_script_loaded(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)ac;
+    (void)priv;
+    redisReply *r = reply;
+    if (r && r->type == REDIS_REPLY_ERROR)
+        LOG_ERROR("redis.script_load_failed", "err=\"%s\"", r->str);
+}
+
+static void schedule_reconnect(struct rds_async *a)
+{
+    if (a->freeing)
+        return;
+    a->backoff_ms = a->backoff_ms ? a->backoff_ms * 2 : 50;
+    if (a->backoff_ms > 2000)
+        a->backoff_ms = 2000;
+    struct timeval tv = { a->backoff_ms / 1000, (a->backoff_ms % 1000) * 1000 };
+    evtimer_add(a->reconnect_ev, &tv);
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+    struct rds_async *a = ac->data;
+    if (status != REDIS_OK) {
+        LOG_WARN("redis.connect_failed", "host=%s port=%d err=\"%s\"", a->url.host, a->url.port,
+                 ac->errstr);
+        a->ac = NULL; /* hiredis frees the context after this callback */
+        a->connected = 0;
+        schedule_reconnect(a);
+        return;
+    }
+    a->connected = 1;
+    a->backoff_ms = 0;
+    LOG_INFO("redis.connected", "host=%s port=%d", a->url.host, a->url.port);
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    struct rds_async *a = ac->data;
+    (void)status;
+    a->ac = NULL;
+    a->connected = 0;
+    if (!a->freeing) {
+        LOG_WARN("redis.disconnected", "host=%s port=%d", a->url.host, a->url.port);
+        schedule_reconnect(a);
+    }
+}
+
+static void async_start(struct rds_async *a)
+{
+    redisAsyncContext *ac = a->url.path[0] ? redisAsyncConnectUnix(a->url.path)
+                                           : redisAsyncConnect(a->url.host, a->url.port);
+    if (!ac || ac->err) {
+        LOG_WARN("redis.connect_failed", "host=%s port=%d err=\"%s\"", a->url.host, a->url.port,
+                 ac ? ac->errstr : "oom");
+        if (ac)
+            redisAsyncFree(ac);
+        schedule_reconnect(a);
+        return;
+    }
+    ac->data = a;
+    a->ac = ac;
+    redisLibeventAttach(ac, a->base);
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    /* These are written first when the socket connects, ahead of any command. */
+    if (a->url.password[0])
+        redisAsyncCommand(ac, on_script_loaded, NULL, "AUTH %s", a->url.password);
+    if (a->url.db)
+        redisAsyncCommand(ac, on_script_loaded, NULL, "SELECT %d", a->url.db);
+    for (int i = 0; i < a->nscripts; i++)
+        redisAsyncCommand(ac, on_script_loaded, NULL, "SCRIPT LOAD %s", a->scripts[i]->src);
+}
+
+static void on_reconnect(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    async_start(arg);
+}
+
+/* The timeout hiredis 0.14 lacks: when the oldest command in flight is older
+ * than timeout_ms, drop the link; hiredis then fails every callback. */
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct rds_async *a = arg;
+    if (a->ac && a->head && clock_mono_us() - a->head->sent_us > (int64_t)a->timeout_ms * 1000) {
+        LOG_WARN("redis.timeout", "timeout_ms=%d", a->timeout_ms);
+        redisAsyncDisconnect(a->ac);
+    }
+}
+
+struct rds_async *rds_async_new(struct event_base *base, const char *url, int timeout_ms)
+{
+    struct rds_async *a = xcalloc(1, sizeof(*a));
+    a->base = base;
+    a->timeout_ms = timeout_ms > 0 ? timeout_ms : 5000;
+    if (parse_url(url, &a->url)) {
+        LOG_ERROR("redis.bad_url", "msg=\"want redis://[:password@]host:port[/db]\"");
+        free(a);
+        return NULL;
+    }
+    a->reconnect_ev = evtimer_new(base, on_reconnect, a);
+    a->tick_ev = event_new(base, -1, EV_PERSIST, on_tick, a);
+    struct timeval tv = { 0, 100000 };
+    evtimer_add(a->tick_ev, &tv);
+    async_start(a);
+    return a;
+}
+
+void rds_async_free(struct rds_async *a)
+{
+    if (!a)
+        return;
+    a->freeing = 1;
+    if (a->ac)
+        redisAsyncFree(a->ac); /* runs pending callbacks with NULL */
+    event_free(a->reconnect_ev);
+    event_free(a->tick_ev);
+    free(a);
+}
+
+int rds_async_connected(const struct rds_async *a)
+{
+    return a && a->connected;
+}
+
+static struct acmd *acmd_new(struct rds_async *a, rds_cb cb, void *arg)
+{
+    struct acmd *c = xmalloc(sizeof(*c));
+    c->a = a;
+    c->cb = cb;
+    c->arg = arg;
+    c->sent_us = clock_mono_us();
+    c->next = NULL;
+    if (a->tail)
+        a->tail->next = c;
+    else
+        a->head = c;
+    a->tail = c;
+    return c;
+}
+
+void rds_async_cmd(struct rds_async *a, rds_cb cb, void *arg, int argc, const char **argv,
+                   const size_t *lens)
+{
+    if (!a->ac || !a->connected) {
+        cb(NULL, arg);
+        return;
+    }
+    struct acmd *c = acmd_new(a, cb, arg);
+    if (redisAsyncCommandArgv(a->ac, on_reply, c, argc, argv, lens) != REDIS_OK) {
+        acmd_unlink(a, c);
+        free(c);
+        cb(NULL, arg);
+    }
+}
+
+void rds_async_eval(struct rds_async *a, struct rds_script *s, rds_cb cb, void *arg, int nkeys,
+                    int argc, const char **argv, const size_t *lens)
+{
+    script_sha(s);
+    int known = 0;
+    for (int i = 0; i < a->nscripts; i++)
+        known |= a->scripts[i] == s;
+    if (!known) {
+        CV_ASSERT(a->nscripts < MAX_SCRIPTS);
+        a->scripts[a->nscripts++] = s;
+        if (a->ac && a->connected)
+            redisAsyncCommand(a->ac, on_script_loaded, NULL, "SCRIPT LOAD %s", s->src);
+    }
+    const char **av;
+    size_t *al;
+    int n = eval_argv(s, "EVALSHA", nkeys, argc, argv, lens, &av, &al);
+    rds_async_cmd(a, cb, arg, n, av, al);
+    free(av);
+    free(al);
+}

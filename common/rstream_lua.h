@@ -1,0 +1,227 @@
+/* rstream_lua.h - the Lua scripts behind the Redis Streams broker.
+ *
+ * Keys (one Redis, not cluster-safe: scripts compute key names):
+ *   cv:types               set of job types ever published
+ *   cv:q:<type>            stream of deliveries (fields: id, a = attempt); group "cv"
+ *   cv:job:<id>            hash: the envelope and status (state, attempt, epoch, ...)
+ *   cv:delayed:<type>      zset id -> due time (ms): scheduled jobs and retries
+ *   cv:dead, cv:dead:<type> zset id -> time it ended: failed and dead jobs
+ *   cv:idem:<type>:<key>   string -> id of the first job with that idempotency key
+ *   cv:stats:<type>        hash of counters: enqueued succeeded failed retried dead
+ *   cv:workers             zset name -> last heartbeat (ms); cv:worker:<name> hash
+ * Every script runs atomically, so many producers and workers can call them at once. */
+#ifndef CV_RSTREAM_LUA_H
+#define CV_RSTREAM_LUA_H
+
+/* ARGV: now, idem_ttl_s, n, then n x (id type payload max_attempts created_ms
+ * not_before_ms idem_key tp). Returns a flat array: id, dup (0/1) per job. */
+#define RSTREAM_LUA_PUBLISH \
+"local now, ttl, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n" \
+"local out, seen = {}, {}\n" \
+"for i = 0, n - 1 do\n" \
+"  local b = 3 + i * 8\n" \
+"  local id, typ, payload, maxa = ARGV[b+1], ARGV[b+2], ARGV[b+3], ARGV[b+4]\n" \
+"  local created, nb, idem, tp = ARGV[b+5], tonumber(ARGV[b+6]), ARGV[b+7], ARGV[b+8]\n" \
+"  local prev = false\n" \
+"  if idem ~= '' then\n" \
+"    local ik = 'cv:idem:' .. typ .. ':' .. idem\n" \
+"    prev = redis.call('GET', ik)\n" \
+"    if not prev then redis.call('SET', ik, id, 'EX', ttl) end\n" \
+"  end\n" \
+"  if prev then\n" \
+"    out[#out+1] = prev; out[#out+1] = 1\n" \
+"  else\n" \
+"    if not seen[typ] then\n" \
+"      seen[typ] = true\n" \
+"      if redis.call('SADD', 'cv:types', typ) == 1 then\n" \
+"        pcall(redis.call, 'XGROUP', 'CREATE', 'cv:q:' .. typ, 'cv', '0', 'MKSTREAM')\n" \
+"      end\n" \
+"    end\n" \
+"    local state = 'queued'\n" \
+"    if nb > now then state = 'scheduled' end\n" \
+"    redis.call('HSET', 'cv:job:' .. id, 'id', id, 'type', typ, 'state', state, 'attempt', 1,\n" \
+"      'max_attempts', maxa, 'created_ms', created, 'updated_ms', now, 'not_before_ms', nb,\n" \
+"      'payload', payload, 'idem', idem, 'tp', tp, 'epoch', 0, 'deliveries', 0)\n" \
+"    if state == 'scheduled' then\n" \
+"      redis.call('ZADD', 'cv:delayed:' .. typ, nb, id)\n" \
+"    else\n" \
+"      redis.call('XADD', 'cv:q:' .. typ, '*', 'id', id)\n" \
+"    end\n" \
+"    redis.call('HINCRBY', 'cv:stats:' .. typ, 'enqueued', 1)\n" \
+"    out[#out+1] = id; out[#out+1] = 0\n" \
+"  end\n" \
+"end\n" \
+"return out\n"
+
+/* A new delivery. ARGV: now, consumer, type, n, then n x (msgid, id).
+ * Returns per delivery: {msgid, id, attempt, max, created, nb, payload, idem, tp,
+ * epoch, deliveries} or {msgid, id, 'skip'} for a job that already ended or is
+ * gone (its entry is acked and deleted here). */
+#define RSTREAM_LUA_START \
+"local now, consumer, typ, n = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])\n" \
+"local s = 'cv:q:' .. typ\n" \
+"local out = {}\n" \
+"for i = 0, n - 1 do\n" \
+"  local msgid, id = ARGV[5 + i*2], ARGV[6 + i*2]\n" \
+"  local k = 'cv:job:' .. id\n" \
+"  local st = redis.call('HMGET', k, 'state', 'attempt', 'max_attempts', 'created_ms',\n" \
+"    'not_before_ms', 'payload', 'idem', 'tp')\n" \
+"  if (not st[1]) or st[1] == 'succeeded' or st[1] == 'failed' or st[1] == 'dead' then\n" \
+"    redis.call('XACK', s, 'cv', msgid); redis.call('XDEL', s, msgid)\n" \
+"    out[#out+1] = {msgid, id, 'skip'}\n" \
+"  else\n" \
+"    local epoch = redis.call('HINCRBY', k, 'epoch', 1)\n" \
+"    local dl = redis.call('HINCRBY', k, 'deliveries', 1)\n" \
+"    redis.call('HSET', k, 'state', 'running', 'started_ms', now, 'updated_ms', now,\n" \
+"      'worker', consumer)\n" \
+"    out[#out+1] = {msgid, id, st[2], st[3], st[4], st[5], st[6], st[7], st[8], epoch, dl}\n" \
+"  end\n" \
+"end\n" \
+"return out\n"
+
+/* Settle deliveries. ARGV: now, status_ttl_s, n, then n x (id type msgid epoch
+ * outcome delay_ms error). outcome: ack retry fail dead. Returns per delivery
+ * 'ok', 'fenced' or 'gone'. A fenced delivery writes nothing, not even its ack:
+ * the entry belongs to the newer delivery. */
+#define RSTREAM_LUA_SETTLE \
+"local now, ttl, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n" \
+"local out = {}\n" \
+"for i = 0, n - 1 do\n" \
+"  local b = 3 + i * 7\n" \
+"  local id, typ, msgid, epoch = ARGV[b+1], ARGV[b+2], ARGV[b+3], ARGV[b+4]\n" \
+"  local what, delay, err = ARGV[b+5], tonumber(ARGV[b+6]), ARGV[b+7]\n" \
+"  local k, s = 'cv:job:' .. id, 'cv:q:' .. typ\n" \
+"  local cur = redis.call('HGET', k, 'epoch')\n" \
+"  if not cur then\n" \
+"    redis.call('XACK', s, 'cv', msgid); redis.call('XDEL', s, msgid)\n" \
+"    out[#out+1] = 'gone'\n" \
+"  elseif cur ~= epoch then\n" \
+"    out[#out+1] = 'fenced'\n" \
+"  else\n" \
+"    redis.call('XACK', s, 'cv', msgid); redis.call('XDEL', s, msgid)\n" \
+"    local st = 'cv:stats:' .. typ\n" \
+"    if what == 'ack' then\n" \
+"      redis.call('HSET', k, 'state', 'succeeded', 'finished_ms', now, 'updated_ms', now)\n" \
+"      redis.call('EXPIRE', k, ttl)\n" \
+"      redis.call('HINCRBY', st, 'succeeded', 1)\n" \
+"    elseif what == 'retry' then\n" \
+"      local due = now + delay\n" \
+"      redis.call('HINCRBY', k, 'attempt', 1)\n" \
+"      redis.call('HSET', k, 'state', 'retrying', 'last_error', err, 'not_before_ms', due,\n" \
+"        'updated_ms', now)\n" \
+"      redis.call('ZADD', 'cv:delayed:' .. typ, due, id)\n" \
+"      redis.call('HINCRBY', st, 'retried', 1)\n" \
+"    else\n" \
+"      local state = 'dead'\n" \
+"      if what == 'fail' then state = 'failed' end\n" \
+"      redis.call('HSET', k, 'state', state, 'last_error', err, 'finished_ms', now,\n" \
+"        'updated_ms', now)\n" \
+"      redis.call('ZADD', 'cv:dead', now, id); redis.call('ZADD', 'cv:dead:' .. typ, now, id)\n" \
+"      redis.call('HINCRBY', st, state, 1)\n" \
+"    end\n" \
+"    out[#out+1] = 'ok'\n" \
+"  end\n" \
+"end\n" \
+"return out\n"
+
+/* Move due delayed jobs to their streams. ARGV: now, max. Returns the count. */
+#define RSTREAM_LUA_PROMOTE \
+"local now, max = ARGV[1], tonumber(ARGV[2])\n" \
+"local moved = 0\n" \
+"for _, typ in ipairs(redis.call('SMEMBERS', 'cv:types')) do\n" \
+"  if moved >= max then break end\n" \
+"  local dk = 'cv:delayed:' .. typ\n" \
+"  local ids = redis.call('ZRANGEBYSCORE', dk, '-inf', now, 'LIMIT', 0, max - moved)\n" \
+"  for _, id in ipairs(ids) do\n" \
+"    redis.call('ZREM', dk, id)\n" \
+"    local k = 'cv:job:' .. id\n" \
+"    if redis.call('EXISTS', k) == 1 then\n" \
+"      redis.call('XADD', 'cv:q:' .. typ, '*', 'id', id)\n" \
+"      redis.call('HSET', k, 'state', 'queued', 'updated_ms', now)\n" \
+"    end\n" \
+"    moved = moved + 1\n" \
+"  end\n" \
+"end\n" \
+"return moved\n"
+
+/* Replay a failed or dead job. ARGV: id, now. Returns 'ok', 'not_found' or 'conflict'. */
+#define RSTREAM_LUA_DEAD_RETRY \
+"local id, now = ARGV[1], ARGV[2]\n" \
+"local k = 'cv:job:' .. id\n" \
+"local st = redis.call('HMGET', k, 'state', 'type')\n" \
+"if not st[1] then return 'not_found' end\n" \
+"if st[1] ~= 'dead' and st[1] ~= 'failed' then return 'conflict' end\n" \
+"redis.call('HSET', k, 'state', 'queued', 'attempt', 1, 'updated_ms', now, 'not_before_ms', 0)\n" \
+"redis.call('HDEL', k, 'finished_ms')\n" \
+"redis.call('PERSIST', k)\n" \
+"redis.call('ZREM', 'cv:dead', id); redis.call('ZREM', 'cv:dead:' .. st[2], id)\n" \
+"if redis.call('SADD', 'cv:types', st[2]) == 1 then\n" \
+"  pcall(redis.call, 'XGROUP', 'CREATE', 'cv:q:' .. st[2], 'cv', '0', 'MKSTREAM')\n" \
+"end\n" \
+"redis.call('XADD', 'cv:q:' .. st[2], '*', 'id', id)\n" \
+"return 'ok'\n"
+
+/* Dead-letter listing. ARGV: type ('' = all), limit. Returns HGETALL arrays. */
+#define RSTREAM_LUA_DEAD_LIST \
+"local key = 'cv:dead'\n" \
+"if ARGV[1] ~= '' then key = 'cv:dead:' .. ARGV[1] end\n" \
+"local out = {}\n" \
+"for _, id in ipairs(redis.call('ZREVRANGE', key, 0, tonumber(ARGV[2]) - 1)) do\n" \
+"  local h = redis.call('HGETALL', 'cv:job:' .. id)\n" \
+"  if #h > 0 then out[#out+1] = h end\n" \
+"end\n" \
+"return out\n"
+
+/* Queue statistics. ARGV: none. Returns per type {type, len, pending, consumers,
+ * scheduled, dead, oldest_ms}. */
+#define RSTREAM_LUA_QUEUES \
+"local out = {}\n" \
+"for _, typ in ipairs(redis.call('SMEMBERS', 'cv:types')) do\n" \
+"  local s = 'cv:q:' .. typ\n" \
+"  local len = redis.call('XLEN', s)\n" \
+"  local pending, consumers, last = 0, 0, '0-0'\n" \
+"  local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', s)\n" \
+"  if ok then\n" \
+"    for _, g in ipairs(groups) do\n" \
+"      local m = {}\n" \
+"      for i = 1, #g, 2 do m[g[i]] = g[i+1] end\n" \
+"      if m['name'] == 'cv' then\n" \
+"        pending, consumers, last = m['pending'], m['consumers'], m['last-delivered-id']\n" \
+"      end\n" \
+"    end\n" \
+"  end\n" \
+"  local oldest = 0\n" \
+"  if pending > 0 then\n" \
+"    local p = redis.call('XPENDING', s, 'cv')\n" \
+"    if p[2] then oldest = tonumber(string.match(p[2], '^(%d+)')) end\n" \
+"  end\n" \
+"  local nx = redis.call('XRANGE', s, '(' .. last, '+', 'COUNT', 1)\n" \
+"  if nx[1] then\n" \
+"    local ts = tonumber(string.match(nx[1][1], '^(%d+)'))\n" \
+"    if oldest == 0 or ts < oldest then oldest = ts end\n" \
+"  end\n" \
+"  out[#out+1] = {typ, len, pending, consumers, redis.call('ZCARD', 'cv:delayed:' .. typ),\n" \
+"    redis.call('ZCARD', 'cv:dead:' .. typ), oldest}\n" \
+"end\n" \
+"return out\n"
+
+/* Live workers. ARGV: now, alive_ms. Returns HGETALL arrays. */
+#define RSTREAM_LUA_WORKERS \
+"local now, alive = tonumber(ARGV[1]), tonumber(ARGV[2])\n" \
+"redis.call('ZREMRANGEBYSCORE', 'cv:workers', '-inf', now - 86400000)\n" \
+"local out = {}\n" \
+"for _, name in ipairs(redis.call('ZRANGEBYSCORE', 'cv:workers', now - alive, '+inf')) do\n" \
+"  local h = redis.call('HGETALL', 'cv:worker:' .. name)\n" \
+"  if #h > 0 then out[#out+1] = h end\n" \
+"end\n" \
+"return out\n"
+
+/* Counters per type. Returns {type, HGETALL} pairs. */
+#define RSTREAM_LUA_COUNTERS \
+"local out = {}\n" \
+"for _, typ in ipairs(redis.call('SMEMBERS', 'cv:types')) do\n" \
+"  out[#out+1] = {typ, redis.call('HGETALL', 'cv:stats:' .. typ)}\n" \
+"end\n" \
+"return out\n"
+
+#endif

@@ -1,0 +1,108 @@
+#include <criterion/criterion.h>
+#include <criterion/redirect.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cfg.h"
+
+static char *write_tmp(const char *text)
+{
+    static char path[64];
+    strcpy(path, "/tmp/cvcfgXXXXXX");
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    return path;
+}
+
+static void clear_env(void)
+{
+    unsetenv("CONVEYOR_HTTP_PORT");
+    unsetenv("CONVEYOR_API_KEYS");
+    unsetenv("CONVEYOR_CONFIG");
+    unsetenv("CONVEYOR_PG_DSN");
+}
+
+Test(cfg, defaults_then_file_then_env, .init = clear_env)
+{
+    struct cfg c;
+    char *p = write_tmp("http: { port = 9000; };\nworker: { concurrency = 8; };\n");
+    setenv("CONVEYOR_HTTP_PORT", "9100", 1);
+    cr_assert_eq(cfg_load(&c, p), 0);
+    cr_assert_eq(c.http_port, 9100);         /* env beats file */
+    cr_assert_eq(c.concurrency, 8);          /* file beats default */
+    cr_assert_eq(c.activation_max_attempts, 3);
+    cr_assert_eq(cfg_set(&c, "http.port", "9200"), 0); /* flag beats env */
+    cr_assert_eq(c.http_port, 9200);
+    cfg_cleanup(&c);
+    unlink(p);
+}
+
+Test(cfg, syntax_error_names_file_and_line, .init = cr_redirect_stderr)
+{
+    clear_env();
+    struct cfg c;
+    char *p = write_tmp("http: {\n  port = 9000\n  bind = ;\n};\n");
+    cr_assert_eq(cfg_load(&c, p), -1);
+    fflush(stderr);
+    char expect[128];
+    snprintf(expect, sizeof(expect), "conveyor: %s:3:", p);
+    char buf[512] = { 0 };
+    FILE *f = cr_get_redirected_stderr();
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    cr_assert(n > 0);
+    cr_assert(strstr(buf, expect) != NULL, "got: %s", buf);
+    unlink(p);
+}
+
+Test(cfg, out_of_range_value_is_refused, .init = cr_redirect_stderr)
+{
+    clear_env();
+    struct cfg c;
+    char *p = write_tmp("http: { port = 70000; };\n");
+    cr_assert_eq(cfg_load(&c, p), -1);
+    fflush(stderr);
+    char buf[512] = { 0 };
+    size_t n = fread(buf, 1, sizeof(buf) - 1, cr_get_redirected_stderr());
+    cr_assert(n > 0);
+    cr_assert(strstr(buf, "http.port: must be 1..65535") != NULL, "got: %s", buf);
+    unlink(p);
+}
+
+Test(cfg, missing_required_names_key_and_env, .init = cr_redirect_stderr)
+{
+    clear_env();
+    struct cfg c;
+    cr_assert_eq(cfg_load(&c, NULL), 0);
+    cr_assert_eq(cfg_require(&c, "pg.dsn"), -1);
+    fflush(stderr);
+    char buf[256] = { 0 };
+    size_t n = fread(buf, 1, sizeof(buf) - 1, cr_get_redirected_stderr());
+    cr_assert(n > 0);
+    cr_assert(strstr(buf, "missing required pg.dsn (env CONVEYOR_PG_DSN)") != NULL);
+    cfg_cleanup(&c);
+}
+
+Test(cfg, api_keys_from_env_and_file, .init = clear_env)
+{
+    struct cfg c;
+    const char *sha = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    char env[200];
+    snprintf(env, sizeof(env), "ops:%s:*,noop-only:%s:noop|activation", sha, sha);
+    setenv("CONVEYOR_API_KEYS", env, 1);
+    cr_assert_eq(cfg_load(&c, NULL), 0);
+    cr_assert_eq(c.napi_keys, 2);
+    cr_assert(c.api_keys[0].all_types);
+    cr_assert_str_eq(c.api_keys[1].name, "noop-only");
+    cr_assert_eq(c.api_keys[1].ntypes, 2);
+    cr_assert_str_eq(c.api_keys[1].types[1], "activation");
+    cr_assert_eq(c.api_keys[0].sha256[0], 0x9f);
+    cfg_cleanup(&c);
+
+    struct cfg_api_key k;
+    cr_assert_eq(cfg_parse_api_key("x:zz:*", &k), -1);
+    cr_assert_eq(cfg_parse_api_key("nocolon", &k), -1);
+}

@@ -1,0 +1,155 @@
+/* conveyor-worker: consumes jobs of the given types and runs their handlers.
+ *
+ *   conveyor-worker [-c FILE] [--types activation,noop] [--concurrency N] [--name NAME]
+ *
+ * SIGTERM/SIGINT: stop fetching, finish the batch in hand, exit 0. What is
+ * left pending is reclaimed by the other workers after the visibility timeout. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "broker.h"
+#include "cfg.h"
+#include "clock.h"
+#include "db.h"
+#include "httpc.h"
+#include "log.h"
+#include "mem.h"
+#include "rds.h"
+#include "uuid.h"
+#include "wrk_loop.h"
+
+static volatile sig_atomic_t stop_flag;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_flag = 1;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: conveyor-worker [-c FILE] [--types T1,T2] [--concurrency N] "
+               "[--name NAME]\n");
+}
+
+/* Wait for a service at start-up instead of dying: orchestrators start
+ * workers and Redis in any order. Gives up when asked to stop. */
+static struct broker *open_broker(const struct cfg *cfg)
+{
+    for (int ms = 100;; ms = ms < 2000 ? ms * 2 : 2000) {
+        struct broker *b = broker_open(cfg, NULL);
+        if (b || stop_flag)
+            return b;
+        LOG_WARN("worker.broker_unavailable", "retry_ms=%d", ms);
+        usleep((useconds_t)ms * 1000);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "types", required_argument, NULL, 't' },
+        { "concurrency", required_argument, NULL, 'n' },
+        { "name", required_argument, NULL, 'N' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *cfg_path = NULL, *types = NULL, *conc = NULL, *name = NULL;
+    int ch, code = 1;
+    while ((ch = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'c': cfg_path = optarg; break;
+        case 't': types = optarg; break;
+        case 'n': conc = optarg; break;
+        case 'N': name = optarg; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    struct cfg cfg;
+    struct wrk w;
+    memset(&w, 0, sizeof(w));
+    log_init("worker", LOG_LVL_INFO);
+    if (cfg_load(&cfg, cfg_path) || (types && cfg_set(&cfg, "worker.types", types)) ||
+        (conc && cfg_set(&cfg, "worker.concurrency", conc)))
+        return 2;
+
+    int needs_db = 0;
+    char *list = xstrdup(cfg.worker_types), *save = NULL;
+    w.types = xcalloc(16, sizeof(*w.types));
+    for (char *t = strtok_r(list, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+        const struct wrk_handler *h = wrk_handler_find(t);
+        if (!h || w.ntypes >= 16) {
+            fprintf(stderr, "conveyor: worker.types: unknown job type '%s' (known: noop, "
+                            "activation)\n", t);
+            code = 2;
+            goto out;
+        }
+        needs_db |= h->needs_db;
+        w.types[w.ntypes++] = xstrdup(t);
+    }
+    if (w.ntypes == 0) {
+        fprintf(stderr, "conveyor: worker.types: no job types given\n");
+        code = 2;
+        goto out;
+    }
+    if (needs_db && cfg_require(&cfg, "pg.dsn")) {
+        code = 2;
+        goto out;
+    }
+    cfg_log(&cfg);
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    char host[64] = "host", rnd[UUID_STR_LEN];
+    gethostname(host, sizeof(host) - 1);
+    uuid_v4(rnd);
+    if (name)
+        snprintf(w.name, sizeof(w.name), "%s", name);
+    else
+        snprintf(w.name, sizeof(w.name), "%.60s-%d-%.8s", host, (int)getpid(), rnd);
+    w.cfg = &cfg;
+    w.ctx.cfg = &cfg;
+    w.batch = (size_t)cfg.concurrency;
+    w.started_ms = clock_wall_ms();
+    w.broker = open_broker(&cfg);
+    if (!w.broker) {
+        code = stop_flag ? 0 : 1;
+        goto out;
+    }
+    w.ctx.rds = rds_connect(cfg.redis_url, 5000);
+    if (!w.ctx.rds) {
+        fprintf(stderr, "conveyor: cannot reach Redis at redis.url\n");
+        goto out;
+    }
+    if (needs_db) {
+        w.ctx.db = db_connect(cfg.pg_dsn);
+        if (!w.ctx.db) {
+            fprintf(stderr, "conveyor: cannot reach PostgreSQL at pg.dsn\n");
+            goto out;
+        }
+    }
+    w.ctx.http = httpc_new(cfg.concurrency);
+    code = wrk_run(&w, &stop_flag);
+out:
+    broker_close(w.broker);
+    rds_free(w.ctx.rds);
+    db_free(w.ctx.db);
+    httpc_free(w.ctx.http);
+    for (size_t i = 0; i < w.ntypes; i++)
+        free(w.types[i]);
+    free(w.types);
+    free(list);
+    cfg_cleanup(&cfg);
+    LOG_INFO("worker.exit", "code=%d", code);
+    return code;
+}

@@ -1,0 +1,53 @@
+/* wrk.h - the worker process: what handlers get and must give back.
+ *
+ * The loop reads a batch of deliveries, hands each type's share to its
+ * handler in one call (so a handler can batch its own round trips to
+ * PostgreSQL, Redis and the outside world), then settles the whole batch in
+ * one round trip. A handler sets res[i] for every job: rc CV_OK when done,
+ * CV_ERR_TRANSIENT/CV_ERR_IO to retry with backoff, another error to fail it
+ * at once, CV_ERR_FENCED when a newer delivery owns the job (nothing is
+ * settled: the new owner will). */
+#ifndef CV_WRK_H
+#define CV_WRK_H
+
+#include <stddef.h>
+
+#include "cfg.h"
+#include "job.h"
+
+struct db;
+struct rds;
+struct httpc;
+
+struct wrk_ctx {
+    const struct cfg *cfg;
+    struct db *db;            /* NULL until a handler needs PostgreSQL */
+    struct rds *rds;          /* fast status (transaction hashes, metrics) */
+    struct httpc *http;
+};
+
+struct wrk_result {
+    enum cv_rc rc;
+    char error[JOB_ERROR_MAX];
+};
+
+typedef void (*wrk_handler_fn)(struct wrk_ctx *ctx, struct job **jobs, size_t n,
+                               struct wrk_result *res);
+
+struct wrk_handler {
+    const char *type;
+    wrk_handler_fn fn;
+    int needs_db;
+};
+
+/* NULL when no handler serves type. */
+const struct wrk_handler *wrk_handler_find(const char *type);
+
+void h_noop(struct wrk_ctx *ctx, struct job **jobs, size_t n, struct wrk_result *res);
+void h_activation(struct wrk_ctx *ctx, struct job **jobs, size_t n, struct wrk_result *res);
+
+/* Set the result with a formatted error. */
+void wrk_fail(struct wrk_result *r, enum cv_rc rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif

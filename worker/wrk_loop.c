@@ -1,0 +1,241 @@
+/* wrk_loop.c - read, run, settle; plus the periodic duties every worker
+ * shares: heartbeat, promoting due delayed jobs, reclaiming deliveries that a
+ * dead worker left behind. Each duty does a capped amount per turn. */
+#include "wrk_loop.h"
+
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "broker.h"
+#include "clock.h"
+#include "log.h"
+#include "mem.h"
+#include "retry.h"
+#include "uuid.h"
+
+#define PROMOTE_EVERY_MS 100
+#define PROMOTE_MAX 1000
+
+static const struct wrk_handler handlers[] = {
+    { "noop", h_noop, 0 },
+    { "activation", h_activation, 1 },
+};
+
+const struct wrk_handler *wrk_handler_find(const char *type)
+{
+    for (size_t i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++)
+        if (strcmp(handlers[i].type, type) == 0)
+            return &handlers[i];
+    return NULL;
+}
+
+void wrk_fail(struct wrk_result *r, enum cv_rc rc, const char *fmt, ...)
+{
+    va_list ap;
+    r->rc = rc;
+    va_start(ap, fmt);
+    vsnprintf(r->error, sizeof(r->error), fmt, ap);
+    va_end(ap);
+}
+
+static double rnd01(void)
+{
+    static __thread uint64_t x;
+    if (!x)
+        uuid_random_bytes(&x, sizeof(x));
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return (double)(x >> 11) / 9007199254740992.0;
+}
+
+/* Run one batch of deliveries through their handlers and settle it. */
+static void run_batch(struct wrk *w, struct job **jobs, size_t n)
+{
+    struct wrk_result *res = xcalloc(n, sizeof(*res));
+    struct job **group = xmalloc(sizeof(*group) * n);
+    struct wrk_result *gres = xcalloc(n, sizeof(*gres));
+    size_t *gidx = xmalloc(sizeof(*gidx) * n);
+    char *done = xcalloc(n, 1);
+
+    for (size_t i = 0; i < n; i++) {
+        if (done[i])
+            continue;
+        size_t g = 0;
+        for (size_t k = i; k < n; k++) {
+            if (done[k] || strcmp(jobs[k]->type, jobs[i]->type) != 0)
+                continue;
+            done[k] = 1;
+            /* A job delivered again and again without ever settling is killing
+             * its workers: stop delivering it. */
+            if (jobs[k]->deliveries > (int64_t)jobs[k]->max_attempts + 3) {
+                wrk_fail(&res[k], CV_ERR_PERMANENT, "delivered %lld times without settling",
+                         (long long)jobs[k]->deliveries);
+                continue;
+            }
+            group[g] = jobs[k];
+            gidx[g] = k;
+            memset(&gres[g], 0, sizeof(gres[g]));
+            gres[g].rc = CV_ERR_INTERNAL;
+            g++;
+        }
+        if (g == 0)
+            continue;
+        const struct wrk_handler *h = wrk_handler_find(jobs[i]->type);
+        if (!h) {
+            for (size_t k = 0; k < g; k++)
+                wrk_fail(&gres[k], CV_ERR_PERMANENT, "no handler for type %s", jobs[i]->type);
+        } else {
+            h->fn(&w->ctx, group, g, gres);
+        }
+        for (size_t k = 0; k < g; k++)
+            res[gidx[k]] = gres[k];
+    }
+
+    /* settle everything but fenced deliveries in one round trip */
+    struct broker_settle *st = xcalloc(n, sizeof(*st));
+    struct job **sj = xmalloc(sizeof(*sj) * n);
+    size_t ns = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct job *j = jobs[i];
+        if (res[i].rc == CV_ERR_FENCED) {
+            LOG_WARN("job.fenced", "job_id=%s type=%s epoch=%lld", j->id, j->type,
+                     (long long)j->epoch);
+            continue;
+        }
+        int64_t delay = 0;
+        enum broker_outcome o = retry_decide(res[i].rc, j->attempt, j->max_attempts,
+                                             w->cfg->retry_base_ms, w->cfg->retry_max_ms,
+                                             rnd01(), &delay);
+        st[ns].outcome = o;
+        st[ns].delay_ms = delay;
+        st[ns].error = res[i].rc == CV_OK ? NULL : res[i].error;
+        sj[ns++] = j;
+        if (o == BROKER_ACK) {
+            LOG_DEBUG("job.succeeded", "job_id=%s type=%s attempt=%d", j->id, j->type,
+                      j->attempt);
+        } else {
+            char e[LOG_STR_MAX];
+            LOG_WARN(o == BROKER_RETRY  ? "job.retry_scheduled"
+                     : o == BROKER_DEAD ? "job.dead"
+                                        : "job.failed",
+                     "job_id=%s type=%s attempt=%d max_attempts=%d delay_ms=%lld rc=%s "
+                     "error=%s trace=%.55s",
+                     j->id, j->type, j->attempt, j->max_attempts, (long long)delay,
+                     cv_rc_str(res[i].rc), log_str(e, res[i].error), j->traceparent);
+        }
+    }
+    if (ns > 0) {
+        enum cv_rc rc = broker_settle(w->broker, sj, st, ns, w->cfg->status_ttl_s);
+        if (rc != CV_OK)
+            LOG_ERROR("worker.settle_failed", "count=%zu rc=%s", ns, cv_rc_str(rc));
+        for (size_t i = 0; rc == CV_OK && i < ns; i++)
+            if (st[i].fenced)
+                LOG_WARN("job.fenced", "job_id=%s type=%s epoch=%lld at=settle", sj[i]->id,
+                         sj[i]->type, (long long)sj[i]->epoch);
+        w->processed += ns;
+    }
+    free(st);
+    free(sj);
+    free(res);
+    free(group);
+    free(gres);
+    free(gidx);
+    free(done);
+}
+
+static void heartbeat(struct wrk *w)
+{
+    struct worker_info wi;
+    memset(&wi, 0, sizeof(wi));
+    snprintf(wi.name, sizeof(wi.name), "%s", w->name);
+    gethostname(wi.host, sizeof(wi.host) - 1);
+    snprintf(wi.types, sizeof(wi.types), "%s", w->cfg->worker_types);
+    wi.pid = (int)getpid();
+    wi.concurrency = w->cfg->concurrency;
+    wi.started_ms = w->started_ms;
+    wi.processed = (long long)w->processed;
+    if (broker_heartbeat(w->broker, &wi, w->cfg->heartbeat_ms * 5) != CV_OK)
+        LOG_WARN("worker.heartbeat_failed", "name=%s", w->name);
+}
+
+static void free_jobs(struct job **jobs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        job_free(jobs[i]);
+}
+
+static void reclaim(struct wrk *w, struct job **buf)
+{
+    for (size_t t = 0; t < w->ntypes; t++) {
+        size_t n = 0;
+        enum cv_rc rc = broker_reclaim(w->broker, w->name, w->types[t],
+                                       w->cfg->visibility_timeout_ms, w->batch, buf, &n);
+        if (rc != CV_OK)
+            LOG_WARN("worker.reclaim_failed", "type=%s rc=%s", w->types[t], cv_rc_str(rc));
+        if (n > 0) {
+            run_batch(w, buf, n);
+            free_jobs(buf, n);
+        }
+    }
+}
+
+int wrk_run(struct wrk *w, volatile sig_atomic_t *stop)
+{
+    struct job **buf = xcalloc(w->batch, sizeof(*buf));
+    int64_t now = clock_mono_ms();
+    int64_t next_hb = now, next_promote = now, next_reclaim = now + w->cfg->reclaim_interval_ms;
+    int backoff_ms = 0;
+    heartbeat(w);
+    LOG_INFO("worker.started", "name=%s types=%s concurrency=%d", w->name, w->cfg->worker_types,
+             w->cfg->concurrency);
+    while (!*stop) {
+        now = clock_mono_ms();
+        if (now >= next_hb) {
+            heartbeat(w);
+            next_hb = now + w->cfg->heartbeat_ms;
+        }
+        if (now >= next_promote) {
+            size_t moved = 0;
+            if (broker_promote(w->broker, PROMOTE_MAX, &moved) != CV_OK)
+                LOG_WARN("worker.promote_failed", "name=%s", w->name);
+            else if (moved)
+                LOG_DEBUG("worker.promoted", "count=%zu", moved);
+            next_promote = now + PROMOTE_EVERY_MS + (int64_t)(rnd01() * 20);
+        }
+        if (now >= next_reclaim) {
+            reclaim(w, buf);
+            /* jitter so that a fleet does not sweep in lockstep */
+            next_reclaim = now + w->cfg->reclaim_interval_ms +
+                           (int64_t)(rnd01() * w->cfg->reclaim_interval_ms / 5);
+        }
+        int64_t until = next_promote - clock_mono_ms();
+        if (next_hb - clock_mono_ms() < until)
+            until = next_hb - clock_mono_ms();
+        int block = (int)(until < 1 ? 1 : until > w->cfg->block_ms ? w->cfg->block_ms : until);
+        size_t n = 0;
+        enum cv_rc rc = broker_consume(w->broker, w->name, (const char *const *)w->types,
+                                       w->ntypes, w->batch, block, buf, &n);
+        if (rc != CV_OK) {
+            /* Redis is down or restarting: back off, keep the process alive. */
+            backoff_ms = backoff_ms ? (backoff_ms * 2 > 2000 ? 2000 : backoff_ms * 2) : 50;
+            LOG_WARN("worker.consume_failed", "rc=%s backoff_ms=%d", cv_rc_str(rc), backoff_ms);
+            usleep((useconds_t)backoff_ms * 1000);
+            continue;
+        }
+        backoff_ms = 0;
+        if (n > 0) {
+            run_batch(w, buf, n);
+            free_jobs(buf, n);
+        }
+    }
+    LOG_INFO("worker.stopping", "name=%s processed=%llu", w->name,
+             (unsigned long long)w->processed);
+    broker_worker_gone(w->broker, w->name);
+    free(buf);
+    return 0;
+}

@@ -1,0 +1,29 @@
+/* wrk_loop.h - the worker's main loop. */
+#ifndef CV_WRK_LOOP_H
+#define CV_WRK_LOOP_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "wrk.h"
+
+struct broker;
+
+struct wrk {
+    const struct cfg *cfg;
+    struct broker *broker;
+    struct wrk_ctx ctx;
+    char name[128];
+    char **types;
+    size_t ntypes;
+    size_t batch;
+    int64_t started_ms;
+    uint64_t processed;
+};
+
+/* Run until *stop is set; the batch in hand is finished first. Returns the
+ * exit code. */
+int wrk_run(struct wrk *w, volatile sig_atomic_t *stop);
+
+#endif
