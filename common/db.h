@@ -36,14 +36,17 @@ int db_ensure(struct db *d);
 /* Run one statement with text parameters (NULL = SQL NULL). On success returns
  * a result (free with db_res_free) and sets *rc to CV_OK. On failure returns
  * NULL, logs once and sets *rc: CV_ERR_IO (connection or server trouble,
- * retryable), CV_ERR_CONFLICT (unique or exclusion violation, serialization
- * failure), CV_ERR_INVALID (bad data), CV_ERR_INTERNAL (bad SQL). */
+ * serialization failure, deadlock: retryable), CV_ERR_CONFLICT (unique or
+ * exclusion violation), CV_ERR_INVALID (bad data), CV_ERR_INTERNAL (bad SQL). */
 struct db_res *db_exec(struct db *d, const char *sql, int nparams, const char *const *params,
                        enum cv_rc *rc);
 /* Same, discarding the result. */
 enum cv_rc db_run(struct db *d, const char *sql, int nparams, const char *const *params);
 /* Several statements, no parameters (migrations only). */
 enum cv_rc db_exec_script(struct db *d, const char *sql);
+/* The primary message of the last failed call on d ("" after a success), for
+ * tools that print it (conveyorctl migrate). Valid until the next call on d. */
+const char *db_last_error(const struct db *d);
 
 /* ---- async (one libevent loop) ---------------------------------------- */
 /* res is NULL unless rc is CV_OK; valid only during the callback. */

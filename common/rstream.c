@@ -480,7 +480,7 @@ static enum cv_rc start_deliveries(struct rstream *s, const char *consumer, cons
     enum cv_rc rc = reply_rc(r, "start");
     for (size_t i = 0; rc == CV_OK && i < rds_reply_len(r); i++) {
         const struct rds_reply *e = rds_reply_at(r, i);
-        if (rds_reply_len(e) < 11)
+        if (rds_reply_len(e) < 10)
             continue; /* skipped: the job already ended */
         struct job *j = job_new(type);
         copy_field(j->msg_id, sizeof(j->msg_id), rds_reply_at_str(e, 0));
@@ -498,7 +498,7 @@ static enum cv_rc start_deliveries(struct rstream *s, const char *consumer, cons
         const char *tp = rds_reply_at_str(e, 8);
         copy_field(j->traceparent, sizeof(j->traceparent), tp ? tp : "");
         j->epoch = rds_reply_at_int(e, 9, 0);
-        j->deliveries = rds_reply_at_int(e, 10, 0);
+        j->deliveries = j->epoch;
         out[(*n)++] = j;
     }
     rds_reply_free(r);

@@ -32,7 +32,7 @@
 "    out[#out+1] = prev; out[#out+1] = 1\n" \
 "  else\n" \
 "    if not seen[typ] then\n" \
-"      seen[typ] = true\n" \
+"      seen[typ] = 0\n" \
 "      if redis.call('SADD', 'cv:types', typ) == 1 then\n" \
 "        pcall(redis.call, 'XGROUP', 'CREATE', 'cv:q:' .. typ, 'cv', '0', 'MKSTREAM')\n" \
 "      end\n" \
@@ -41,86 +41,105 @@
 "    if nb > now then state = 'scheduled' end\n" \
 "    redis.call('HSET', 'cv:job:' .. id, 'id', id, 'type', typ, 'state', state, 'attempt', 1,\n" \
 "      'max_attempts', maxa, 'created_ms', created, 'updated_ms', now, 'not_before_ms', nb,\n" \
-"      'payload', payload, 'idem', idem, 'tp', tp, 'epoch', 0, 'deliveries', 0)\n" \
+"      'payload', payload, 'idem', idem, 'tp', tp, 'epoch', 0)\n" \
 "    if state == 'scheduled' then\n" \
 "      redis.call('ZADD', 'cv:delayed:' .. typ, nb, id)\n" \
 "    else\n" \
 "      redis.call('XADD', 'cv:q:' .. typ, '*', 'id', id)\n" \
 "    end\n" \
-"    redis.call('HINCRBY', 'cv:stats:' .. typ, 'enqueued', 1)\n" \
+"    seen[typ] = seen[typ] + 1\n" \
 "    out[#out+1] = id; out[#out+1] = 0\n" \
 "  end\n" \
 "end\n" \
+"for typ, c in pairs(seen) do redis.call('HINCRBY', 'cv:stats:' .. typ, 'enqueued', c) end\n" \
 "return out\n"
 
 /* A new delivery. ARGV: now, consumer, type, n, then n x (msgid, id).
  * Returns per delivery: {msgid, id, attempt, max, created, nb, payload, idem, tp,
- * epoch, deliveries} or {msgid, id, 'skip'} for a job that already ended or is
- * gone (its entry is acked and deleted here). */
+ * epoch} or {msgid, id, 'skip'} for a job that already ended or is gone (its
+ * entry is acked and deleted here). The epoch counts deliveries: it is the
+ * fencing token every later write of this delivery must present. */
 #define RSTREAM_LUA_START \
 "local now, consumer, typ, n = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])\n" \
 "local s = 'cv:q:' .. typ\n" \
-"local out = {}\n" \
+"local out, gone = {}, {}\n" \
 "for i = 0, n - 1 do\n" \
 "  local msgid, id = ARGV[5 + i*2], ARGV[6 + i*2]\n" \
 "  local k = 'cv:job:' .. id\n" \
 "  local st = redis.call('HMGET', k, 'state', 'attempt', 'max_attempts', 'created_ms',\n" \
 "    'not_before_ms', 'payload', 'idem', 'tp')\n" \
 "  if (not st[1]) or st[1] == 'succeeded' or st[1] == 'failed' or st[1] == 'dead' then\n" \
-"    redis.call('XACK', s, 'cv', msgid); redis.call('XDEL', s, msgid)\n" \
+"    gone[#gone+1] = msgid\n" \
 "    out[#out+1] = {msgid, id, 'skip'}\n" \
 "  else\n" \
 "    local epoch = redis.call('HINCRBY', k, 'epoch', 1)\n" \
-"    local dl = redis.call('HINCRBY', k, 'deliveries', 1)\n" \
 "    redis.call('HSET', k, 'state', 'running', 'started_ms', now, 'updated_ms', now,\n" \
 "      'worker', consumer)\n" \
-"    out[#out+1] = {msgid, id, st[2], st[3], st[4], st[5], st[6], st[7], st[8], epoch, dl}\n" \
+"    out[#out+1] = {msgid, id, st[2], st[3], st[4], st[5], st[6], st[7], st[8], epoch}\n" \
 "  end\n" \
+"end\n" \
+"if #gone > 0 then\n" \
+"  redis.call('XACK', s, 'cv', unpack(gone)); redis.call('XDEL', s, unpack(gone))\n" \
 "end\n" \
 "return out\n"
 
 /* Settle deliveries. ARGV: now, status_ttl_s, n, then n x (id type msgid epoch
  * outcome delay_ms error). outcome: ack retry fail dead. Returns per delivery
  * 'ok', 'fenced' or 'gone'. A fenced delivery writes nothing, not even its ack:
- * the entry belongs to the newer delivery. */
+ * the entry belongs to the newer delivery. Acks, deletes and counters are
+ * gathered and written once per stream at the end. */
 #define RSTREAM_LUA_SETTLE \
 "local now, ttl, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n" \
-"local out = {}\n" \
+"local out, acks, stats = {}, {}, {}\n" \
+"local function count(typ, what)\n" \
+"  local t = stats[typ]\n" \
+"  if not t then t = {}; stats[typ] = t end\n" \
+"  t[what] = (t[what] or 0) + 1\n" \
+"end\n" \
 "for i = 0, n - 1 do\n" \
 "  local b = 3 + i * 7\n" \
 "  local id, typ, msgid, epoch = ARGV[b+1], ARGV[b+2], ARGV[b+3], ARGV[b+4]\n" \
 "  local what, delay, err = ARGV[b+5], tonumber(ARGV[b+6]), ARGV[b+7]\n" \
-"  local k, s = 'cv:job:' .. id, 'cv:q:' .. typ\n" \
+"  local k = 'cv:job:' .. id\n" \
 "  local cur = redis.call('HGET', k, 'epoch')\n" \
-"  if not cur then\n" \
-"    redis.call('XACK', s, 'cv', msgid); redis.call('XDEL', s, msgid)\n" \
-"    out[#out+1] = 'gone'\n" \
-"  elseif cur ~= epoch then\n" \
+"  if cur and cur ~= epoch then\n" \
 "    out[#out+1] = 'fenced'\n" \
 "  else\n" \
-"    redis.call('XACK', s, 'cv', msgid); redis.call('XDEL', s, msgid)\n" \
-"    local st = 'cv:stats:' .. typ\n" \
-"    if what == 'ack' then\n" \
+"    local a = acks[typ]\n" \
+"    if not a then a = {}; acks[typ] = a end\n" \
+"    a[#a+1] = msgid\n" \
+"    if not cur then\n" \
+"      out[#out+1] = 'gone'\n" \
+"    elseif what == 'ack' then\n" \
 "      redis.call('HSET', k, 'state', 'succeeded', 'finished_ms', now, 'updated_ms', now)\n" \
 "      redis.call('EXPIRE', k, ttl)\n" \
-"      redis.call('HINCRBY', st, 'succeeded', 1)\n" \
+"      count(typ, 'succeeded')\n" \
+"      out[#out+1] = 'ok'\n" \
 "    elseif what == 'retry' then\n" \
 "      local due = now + delay\n" \
 "      redis.call('HINCRBY', k, 'attempt', 1)\n" \
 "      redis.call('HSET', k, 'state', 'retrying', 'last_error', err, 'not_before_ms', due,\n" \
 "        'updated_ms', now)\n" \
 "      redis.call('ZADD', 'cv:delayed:' .. typ, due, id)\n" \
-"      redis.call('HINCRBY', st, 'retried', 1)\n" \
+"      count(typ, 'retried')\n" \
+"      out[#out+1] = 'ok'\n" \
 "    else\n" \
 "      local state = 'dead'\n" \
 "      if what == 'fail' then state = 'failed' end\n" \
 "      redis.call('HSET', k, 'state', state, 'last_error', err, 'finished_ms', now,\n" \
 "        'updated_ms', now)\n" \
 "      redis.call('ZADD', 'cv:dead', now, id); redis.call('ZADD', 'cv:dead:' .. typ, now, id)\n" \
-"      redis.call('HINCRBY', st, state, 1)\n" \
+"      count(typ, state)\n" \
+"      out[#out+1] = 'ok'\n" \
 "    end\n" \
-"    out[#out+1] = 'ok'\n" \
 "  end\n" \
+"end\n" \
+"for typ, a in pairs(acks) do\n" \
+"  local s = 'cv:q:' .. typ\n" \
+"  redis.call('XACK', s, 'cv', unpack(a)); redis.call('XDEL', s, unpack(a))\n" \
+"end\n" \
+"for typ, t in pairs(stats) do\n" \
+"  for what, c in pairs(t) do redis.call('HINCRBY', 'cv:stats:' .. typ, what, c) end\n" \
 "end\n" \
 "return out\n"
 

@@ -1,0 +1,203 @@
+/* cvbench - the measuring half of `make bench` (bench/run.sh drives it).
+ *
+ *   cvbench fill TYPE N [PAYLOAD]     publish N jobs straight to the broker in batches of 1000
+ *   cvbench wait TYPE N TIMEOUT_S     wait until N jobs of TYPE ended; prints jobs/s
+ *   cvbench latency URL KEY N RATE    POST N noop jobs through the API at RATE/s, wait for
+ *                                     them, print p50/p99 submit->done latency
+ *
+ * Reads redis.url from the usual config/env. Prints one "name value unit" line per figure. */
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "broker.h"
+#include "cfg.h"
+#include "clock.h"
+#include "log.h"
+#include "mem.h"
+#include "rds.h"
+
+static struct cfg cfg;
+
+static void on_pub(void *arg, enum cv_rc rc, const char *const *ids, const int *dup, size_t n)
+{
+    (void)ids;
+    (void)dup;
+    (void)n;
+    *(enum cv_rc *)arg = rc;
+}
+
+static int fill(const char *type, long n, const char *payload)
+{
+    struct broker *b = broker_open(&cfg, NULL);
+    if (!b)
+        return 1;
+    struct job *jobs[1000];
+    int64_t t0 = clock_mono_us();
+    for (long done = 0; done < n;) {
+        size_t k = n - done > 1000 ? 1000 : (size_t)(n - done);
+        for (size_t i = 0; i < k; i++) {
+            jobs[i] = job_new(type);
+            job_set_payload(jobs[i], payload, strlen(payload));
+            jobs[i]->max_attempts = cfg_max_attempts(&cfg, type);
+            jobs[i]->created_ms = clock_wall_ms();
+            job_traceparent_new(jobs[i]->traceparent);
+        }
+        enum cv_rc rc = CV_ERR_INTERNAL;
+        broker_publish(b, jobs, k, 60, on_pub, &rc);
+        for (size_t i = 0; i < k; i++)
+            job_free(jobs[i]);
+        if (rc != CV_OK) {
+            fprintf(stderr, "cvbench: publish failed: %s\n", cv_rc_str(rc));
+            broker_close(b);
+            return 1;
+        }
+        done += (long)k;
+    }
+    double s = (double)(clock_mono_us() - t0) / 1e6;
+    printf("broker_publish_batch1000 %.0f jobs/s\n", (double)n / s);
+    broker_close(b);
+    return 0;
+}
+
+static long long ended(struct rds *r, const char *type)
+{
+    struct rds_reply *x = rds_cmdf(r, "HMGET cv:stats:%s succeeded failed dead", type);
+    long long v = rds_reply_at_int(x, 0, 0) + rds_reply_at_int(x, 1, 0) +
+                  rds_reply_at_int(x, 2, 0);
+    rds_reply_free(x);
+    return v;
+}
+
+static int wait_done(const char *type, long n, int timeout_s)
+{
+    struct rds *r = rds_connect(cfg.redis_url, 5000);
+    if (!r)
+        return 1;
+    long long base = 0; /* counters are absolute: the caller starts from a clean Redis */
+    int64_t t0 = clock_mono_us(), end = clock_mono_ms() + timeout_s * 1000LL;
+    long long got = 0;
+    int64_t first_us = 0;
+    while (clock_mono_ms() < end) {
+        got = ended(r, type) - base;
+        if (got > 0 && !first_us)
+            first_us = clock_mono_us();
+        if (got >= n)
+            break;
+        usleep(2000);
+    }
+    double s = (double)(clock_mono_us() - t0) / 1e6;
+    rds_free(r);
+    if (got < n) {
+        fprintf(stderr, "cvbench: only %lld of %ld %s jobs ended in %d s\n", got, n, type,
+                timeout_s);
+        return 1;
+    }
+    printf("%s_drain %.0f jobs/s (%ld jobs in %.2f s)\n", type, (double)n / s, n, s);
+    return 0;
+}
+
+static int cmp_ll(const void *a, const void *b)
+{
+    long long x = *(const long long *)a, y = *(const long long *)b;
+    return (x > y) - (x < y);
+}
+
+static size_t on_body(char *p, size_t sz, size_t nm, void *arg)
+{
+    struct { char buf[256]; size_t len; } *o = arg;
+    size_t n = sz * nm;
+    size_t k = n < sizeof(o->buf) - 1 - o->len ? n : sizeof(o->buf) - 1 - o->len;
+    memcpy(o->buf + o->len, p, k);
+    o->len += k;
+    o->buf[o->len] = '\0';
+    return n;
+}
+
+static int latency(const char *url, const char *key, long n, long rate)
+{
+    CURL *c = curl_easy_init();
+    struct rds *r = rds_connect(cfg.redis_url, 5000);
+    if (!c || !r)
+        return 1;
+    char (*ids)[UUID_STR_LEN] = xcalloc((size_t)n, UUID_STR_LEN);
+    char auth[300], full[512];
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", key);
+    snprintf(full, sizeof(full), "%s/v1/jobs/noop", url);
+    struct curl_slist *h = curl_slist_append(NULL, auth);
+    h = curl_slist_append(h, "Content-Type: application/json");
+    curl_easy_setopt(c, CURLOPT_URL, full);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, "{}");
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    int64_t t0 = clock_mono_us();
+    for (long i = 0; i < n; i++) {
+        int64_t due = t0 + i * 1000000 / rate;
+        int64_t now = clock_mono_us();
+        if (due > now)
+            usleep((useconds_t)(due - now));
+        struct { char buf[256]; size_t len; } body = { "", 0 };
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
+        if (curl_easy_perform(c) != CURLE_OK) {
+            fprintf(stderr, "cvbench: POST failed\n");
+            return 1;
+        }
+        const char *p = strstr(body.buf, "\"id\":\"");
+        if (!p) {
+            fprintf(stderr, "cvbench: unexpected reply %s\n", body.buf);
+            return 1;
+        }
+        memcpy(ids[i], p + 6, 36);
+        ids[i][36] = '\0';
+    }
+    long long *lat = xcalloc((size_t)n, sizeof(*lat));
+    int64_t end = clock_mono_ms() + 30000;
+    long have = 0;
+    while (have < n && clock_mono_ms() < end) {
+        for (long i = have; i < n; i++)
+            rds_appendf(r, "HMGET cv:job:%s created_ms finished_ms", ids[i]);
+        long k = have;
+        for (long i = have; i < n; i++) {
+            struct rds_reply *x = rds_read(r);
+            long long cr = rds_reply_at_int(x, 0, 0), fin = rds_reply_at_int(x, 1, 0);
+            rds_reply_free(x);
+            if (fin > 0 && i == k)
+                lat[k++] = fin - cr;
+        }
+        have = k;
+        if (have < n)
+            usleep(10000);
+    }
+    if (have < n) {
+        fprintf(stderr, "cvbench: %ld of %ld jobs finished\n", have, n);
+        return 1;
+    }
+    qsort(lat, (size_t)n, sizeof(*lat), cmp_ll);
+    printf("submit_to_done_p50 %lld ms\nsubmit_to_done_p99 %lld ms\n", lat[n / 2],
+           lat[(n * 99) / 100 < n ? (n * 99) / 100 : n - 1]);
+    free(lat);
+    free(ids);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    rds_free(r);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    log_init("bench", LOG_LVL_WARN);
+    if (cfg_load(&cfg, NULL))
+        return 2;
+    log_min_level = LOG_LVL_WARN;
+    if (argc >= 4 && !strcmp(argv[1], "fill"))
+        return fill(argv[2], atol(argv[3]), argc > 4 ? argv[4] : "{}");
+    if (argc >= 5 && !strcmp(argv[1], "wait"))
+        return wait_done(argv[2], atol(argv[3]), atoi(argv[4]));
+    if (argc >= 6 && !strcmp(argv[1], "latency"))
+        return latency(argv[2], argv[3], atol(argv[4]), atol(argv[5]));
+    fprintf(stderr, "usage: cvbench fill TYPE N [PAYLOAD] | wait TYPE N TIMEOUT_S | "
+                    "latency URL KEY N RATE\n");
+    return 2;
+}
