@@ -6,7 +6,7 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN     = -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wundef -Wwrite-strings -Wpointer-arith -Wvla
-BASE     = -std=gnu11 -g -fno-omit-frame-pointer -MMD -MP -D_GNU_SOURCE -Icommon $(PKG_CFLAGS) $(WARN)
+BASE     = -std=gnu11 -g -fno-omit-frame-pointer -MMD -MP -D_GNU_SOURCE -Icommon -Itests/harness $(PKG_CFLAGS) $(WARN)
 REL      = -O2
 SAN      = -O1 -fsanitize=address,undefined -fno-sanitize-recover=all
 LIBS     = $(PKG_LIBS) -lpthread -lm

@@ -1,0 +1,385 @@
+/* Offer activation end to end: broker -> conveyor-worker -> PostgreSQL, Redis
+ * and the simulator over real HTTP. The balances prove each effect happened
+ * exactly once, whatever was killed or retried on the way. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker.h"
+#include "cfg.h"
+#include "clock.h"
+#include "harness.h"
+#include "rds.h"
+
+static struct cfg cfg;
+static struct broker *b;
+
+static void setup(void)
+{
+    hn_flush_redis();
+    hn_reset_db();
+    cr_assert_eq(cfg_load(&cfg, NULL), 0);
+    b = broker_open(&cfg, NULL);
+    cr_assert_not_null(b);
+}
+
+static void teardown(void)
+{
+    broker_close(b);
+    cfg_cleanup(&cfg);
+}
+
+TestSuite(activation, .init = setup, .fini = teardown, .timeout = 120);
+
+static void on_pub(void *arg, enum cv_rc rc, const char *const *ids, const int *dup, size_t n)
+{
+    (void)ids;
+    (void)dup;
+    (void)n;
+    *(enum cv_rc *)arg = rc;
+}
+
+/* Publish an activation job the way the API does: transaction id = job id. */
+static void submit(int64_t user, int64_t offer, char txn[UUID_STR_LEN])
+{
+    struct job *j = job_new("activation");
+    char payload[160];
+    snprintf(payload, sizeof(payload),
+             "{\"transaction_id\":\"%s\",\"user_id\":%lld,\"offer_id\":%lld}", j->id,
+             (long long)user, (long long)offer);
+    job_set_payload(j, payload, strlen(payload));
+    j->max_attempts = cfg.activation_max_attempts;
+    j->created_ms = clock_wall_ms();
+    job_traceparent_new(j->traceparent);
+    enum cv_rc rc = CV_ERR_INTERNAL;
+    broker_publish(b, &j, 1, 60, on_pub, &rc);
+    cr_assert_eq(rc, CV_OK);
+    snprintf(txn, UUID_STR_LEN, "%s", j->id);
+    job_free(j);
+}
+
+static char *q(const char *fmt, const char *arg) __attribute__((format(printf, 1, 0)));
+/* One SQL text with the transaction id in it (a UUID the test made itself). */
+static char *q(const char *fmt, const char *arg)
+{
+    static char sql[512];
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+    snprintf(sql, sizeof(sql), fmt, arg);
+#pragma GCC diagnostic pop
+    return sql;
+}
+
+struct txn_wait {
+    const char *txn;
+    const char *status;
+};
+
+static int txn_is(void *arg)
+{
+    struct txn_wait *w = arg;
+    char *s = hn_psql_scalar(q("SELECT status FROM transactions WHERE transaction_id='%s'",
+                               w->txn));
+    int ok = s && strcmp(s, w->status) == 0;
+    free(s);
+    return ok;
+}
+
+static void wait_txn(const char *txn, const char *status, int timeout_ms)
+{
+    struct txn_wait w = { txn, status };
+    cr_assert(hn_wait_until(txn_is, &w, timeout_ms, 20), "transaction %s never reached %s",
+              txn, status);
+}
+
+struct job_wait {
+    struct broker *b;
+    const char *id;
+    enum job_state want;
+    enum job_state got;
+};
+
+static void on_status(void *arg, enum cv_rc rc, const struct job_status *st)
+{
+    struct job_wait *w = arg;
+    w->got = rc == CV_OK ? st->state : (enum job_state)-1;
+}
+
+static int job_is(void *arg)
+{
+    struct job_wait *w = arg;
+    broker_get(w->b, w->id, on_status, w);
+    return w->got == w->want;
+}
+
+static void wait_job(const char *id, enum job_state want, int timeout_ms)
+{
+    struct job_wait w = { b, id, want, JOB_STATE_QUEUED };
+    cr_assert(hn_wait_until(job_is, &w, timeout_ms, 20), "job %s is %s, never %s", id,
+              job_state_str(w.got), job_state_str(want));
+}
+
+static char *redis_status(const char *txn)
+{
+    struct rds *r = rds_connect(cfg.redis_url, 2000);
+    cr_assert_not_null(r);
+    struct rds_reply *x = rds_cmdf(r, "HGET transaction:%s status", txn);
+    const char *s = rds_reply_str(x, NULL);
+    char *out = s ? strdup(s) : NULL;
+    rds_reply_free(x);
+    rds_free(r);
+    return out;
+}
+
+static void sim_config(struct hn_stack *st, const char *json)
+{
+    char url[128];
+    snprintf(url, sizeof(url), "%s/admin/config", st->sim_url);
+    struct hn_resp *r = hn_http("POST", url, NULL, json, strlen(json), 5000);
+    cr_assert_eq(r->status, 200, "sim admin: %d %s", r->status, r->body);
+    hn_resp_free(r);
+}
+
+static long long sim_stat(struct hn_stack *st, const char *name)
+{
+    char url[128];
+    snprintf(url, sizeof(url), "%s/admin/stats", st->sim_url);
+    struct hn_resp *r = hn_http("GET", url, NULL, NULL, 0, 5000);
+    cr_assert_eq(r->status, 200);
+    cJSON *j = hn_json(r);
+    cJSON *v = cJSON_GetObjectItem(j, name);
+    cr_assert(cJSON_IsNumber(v), "sim stats has no %s: %s", name, r->body);
+    long long n = (long long)v->valuedouble;
+    cJSON_Delete(j);
+    hn_resp_free(r);
+    return n;
+}
+
+static void on_done(void *arg, enum cv_rc rc)
+{
+    *(enum cv_rc *)arg = rc;
+}
+
+static const char *const fast_retry_env[] = {
+    "CONVEYOR_RETRY_BASE_MS=50", "CONVEYOR_RETRY_MAX_MS=400",
+    "CONVEYOR_VISIBILITY_TIMEOUT_MS=1500", "CONVEYOR_RECLAIM_INTERVAL_MS=200",
+    "CONVEYOR_BLOCK_MS=100", "CONVEYOR_HEARTBEAT_MS=200", NULL,
+};
+
+Test(activation, submit_to_success_debits_once_and_activates_the_offer)
+{
+    struct hn_stack st;
+    struct hn_stack_opts o = { .workers = 1, .worker_types = "activation", .no_api = 1,
+                               .worker_env = fast_retry_env };
+    hn_start_stack(&st, &o);
+    char txn[UUID_STR_LEN];
+    submit(7, 2, txn); /* Plus 10GB: 15.00 for 30 days */
+    wait_txn(txn, "SUCCESS", 10000);
+    wait_job(txn, JOB_STATE_SUCCEEDED, 5000);
+    cr_assert_eq(hn_psql_int("SELECT (balance*100)::bigint FROM accounts WHERE user_id=7"), 98500);
+    cr_assert_eq(hn_psql_int(q("SELECT (amount*100)::bigint FROM transactions WHERE transaction_id='%s'",
+                               txn)), 1500);
+    cr_assert_eq(hn_psql_int(q("SELECT count(*) FROM user_offers WHERE transaction_id='%s' "
+                               "AND is_active AND user_id=7 AND offer_id=2",
+                               txn)), 1);
+    cr_assert_eq(hn_psql_int(q("SELECT round(extract(epoch FROM expiration_date - now()) "
+                               "/ 86400)::bigint FROM user_offers WHERE transaction_id='%s'", txn)),
+                 30);
+    cr_assert_not_null(hn_psql_scalar(q("SELECT completed_at FROM transactions WHERE "
+                                        "transaction_id='%s'", txn)));
+    char *rs = redis_status(txn);
+    cr_assert_str_eq(rs, "SUCCESS", "Redis follows PostgreSQL");
+    free(rs);
+    cr_assert_eq(sim_stat(&st, "activations"), 1);
+    hn_stop_stack(&st);
+}
+
+Test(activation, insufficient_balance_fails_without_debit)
+{
+    hn_psql_exec("UPDATE accounts SET balance = 4.00 WHERE user_id = 9");
+    struct hn_stack st;
+    struct hn_stack_opts o = { .workers = 1, .worker_types = "activation", .no_api = 1,
+                               .worker_env = fast_retry_env };
+    hn_start_stack(&st, &o);
+    char txn[UUID_STR_LEN];
+    submit(9, 1, txn); /* Basic 1GB costs 5.00 */
+    wait_txn(txn, "FAILED", 10000);
+    wait_job(txn, JOB_STATE_FAILED, 5000);
+    cr_assert_eq(hn_psql_int("SELECT (balance*100)::bigint FROM accounts WHERE user_id=9"), 400);
+    char *err = hn_psql_scalar(q("SELECT error FROM transactions WHERE transaction_id='%s'", txn));
+    cr_assert_str_eq(err, "insufficient balance");
+    free(err);
+    cr_assert_eq(hn_psql_int("SELECT count(*) FROM user_offers"), 0);
+    cr_assert_eq(sim_stat(&st, "calls"), 0, "no outbound call for a rejected activation");
+    char *rs = redis_status(txn);
+    cr_assert_str_eq(rs, "FAILED");
+    free(rs);
+    hn_stop_stack(&st);
+}
+
+Test(activation, transient_failures_retry_with_backoff_then_succeed)
+{
+    struct hn_stack st;
+    struct hn_stack_opts o = { .workers = 1, .worker_types = "activation", .no_api = 1,
+                               .worker_env = fast_retry_env };
+    hn_start_stack(&st, &o);
+    sim_config(&st, "{\"fail_next\":2}");
+    char txn[UUID_STR_LEN];
+    submit(11, 1, txn);
+    wait_txn(txn, "SUCCESS", 15000);
+    wait_job(txn, JOB_STATE_SUCCEEDED, 5000);
+    cr_assert_eq(sim_stat(&st, "errors"), 2);
+    cr_assert_eq(sim_stat(&st, "activations"), 1);
+    cr_assert_eq(hn_psql_int("SELECT (balance*100)::bigint FROM accounts WHERE user_id=11"), 99500,
+                 "three attempts, one debit");
+    cr_assert(hn_log_has(st.workers[0], "evt=job.retry_scheduled"));
+    hn_stop_stack(&st);
+}
+
+Test(activation, declined_activation_refunds)
+{
+    struct hn_stack st;
+    struct hn_stack_opts o = { .workers = 1, .worker_types = "activation", .no_api = 1,
+                               .worker_env = fast_retry_env };
+    hn_start_stack(&st, &o);
+    sim_config(&st, "{\"decline_users\":[13]}");
+    char txn[UUID_STR_LEN];
+    submit(13, 3, txn);
+    wait_txn(txn, "FAILED", 10000);
+    wait_job(txn, JOB_STATE_FAILED, 5000);
+    cr_assert_eq(hn_psql_int("SELECT (balance*100)::bigint FROM accounts WHERE user_id=13"), 100000,
+                 "debited, then refunded");
+    cr_assert_eq(hn_psql_int("SELECT count(*) FROM user_offers"), 0);
+    hn_stop_stack(&st);
+}
+
+Test(activation, exhausted_retries_go_dead_then_replay_succeeds)
+{
+    struct hn_stack st;
+    struct hn_stack_opts o = { .workers = 1, .worker_types = "activation", .no_api = 1,
+                               .worker_env = fast_retry_env };
+    hn_start_stack(&st, &o);
+    sim_config(&st, "{\"error_rate\":1}");
+    char txn[UUID_STR_LEN];
+    submit(15, 2, txn);
+    wait_job(txn, JOB_STATE_DEAD, 15000);
+    cr_assert_eq(sim_stat(&st, "errors"), 3, "activation allows 3 attempts");
+    /* the outcome is unknown: the money stays held, nothing is activated */
+    cr_assert_eq(hn_psql_int("SELECT (balance*100)::bigint FROM accounts WHERE user_id=15"), 98500);
+    char *s = hn_psql_scalar(q("SELECT status FROM transactions WHERE transaction_id='%s'", txn));
+    cr_assert_str_eq(s, "PROCESSING");
+    free(s);
+
+    sim_config(&st, "{\"error_rate\":0}");
+    enum cv_rc rc = CV_ERR_INTERNAL;
+    broker_dead_retry(b, txn, on_done, &rc);
+    cr_assert_eq(rc, CV_OK);
+    wait_txn(txn, "SUCCESS", 10000);
+    wait_job(txn, JOB_STATE_SUCCEEDED, 5000);
+    cr_assert_eq(hn_psql_int("SELECT (balance*100)::bigint FROM accounts WHERE user_id=15"), 98500,
+                 "replay settles without a second debit");
+    cr_assert_eq(sim_stat(&st, "activations"), 1);
+    hn_stop_stack(&st);
+}
+
+static int log_says_fenced(void *p)
+{
+    return hn_log_has(p, "evt=job.fenced");
+}
+
+static int txn_processing(void *arg)
+{
+    struct txn_wait w = { arg, "PROCESSING" };
+    return txn_is(&w);
+}
+
+Test(activation, sigkilled_worker_is_reclaimed_and_effects_happen_once)
+{
+    struct hn_stack st;
+    struct hn_stack_opts o = { .workers = 1, .worker_types = "activation", .no_api = 1,
+                               .worker_env = fast_retry_env };
+    hn_start_stack(&st, &o);
+    sim_config(&st, "{\"latency_ms\":1500}");
+    char txn[UUID_STR_LEN];
+    submit(17, 3, txn); /* Max 100GB: 49.99 */
+    /* debited and waiting on the activation system: kill it there */
+    cr_assert(hn_wait_until(txn_processing, txn, 10000, 10));
+    hn_kill9(st.workers[0]);
+    sim_config(&st, "{\"latency_ms\":0}");
+    hn_stack_add_worker(&st);
+    wait_txn(txn, "SUCCESS", 15000);
+    wait_job(txn, JOB_STATE_SUCCEEDED, 5000);
+    cr_assert_eq(hn_psql_int("SELECT (balance*100)::bigint FROM accounts WHERE user_id=17"), 95001);
+    cr_assert_eq(hn_psql_int("SELECT count(*) FROM user_offers WHERE user_id=17"), 1);
+    cr_assert_eq(hn_psql_int(q("SELECT lease_epoch FROM transactions WHERE transaction_id='%s'",
+                               txn)), 2, "the second delivery took the lease");
+    cr_assert_eq(sim_stat(&st, "activations"), 1, "the idempotency key kept it to one");
+    cr_assert(hn_log_has(st.workers[1], "evt=broker.reclaimed"));
+    hn_stop_stack(&st);
+}
+
+Test(activation, slow_worker_whose_job_was_reclaimed_is_fenced)
+{
+    struct hn_stack st;
+    struct hn_stack_opts o = { .workers = 1, .worker_types = "activation", .no_api = 1,
+                               .worker_env = fast_retry_env };
+    hn_start_stack(&st, &o);
+    /* the first call takes longer than the visibility timeout */
+    sim_config(&st, "{\"latency_ms\":4000}");
+    char txn[UUID_STR_LEN];
+    submit(19, 2, txn);
+    cr_assert(hn_wait_until(txn_processing, txn, 10000, 10));
+    sim_config(&st, "{\"latency_ms\":0}");
+    hn_stack_add_worker(&st); /* reclaims after 1.5 s and finishes first */
+    wait_txn(txn, "SUCCESS", 15000);
+    cr_assert(hn_wait_until(log_says_fenced, st.workers[0], 15000, 50),
+              "the slow worker must notice it was fenced");
+    wait_job(txn, JOB_STATE_SUCCEEDED, 5000);
+    cr_assert_eq(hn_psql_int("SELECT (balance*100)::bigint FROM accounts WHERE user_id=19"), 98500);
+    cr_assert_eq(hn_psql_int("SELECT count(*) FROM user_offers WHERE user_id=19"), 1);
+    cr_assert_eq(sim_stat(&st, "activations"), 1);
+    hn_stop_stack(&st);
+}
+
+struct pending_wait {
+    const char *txns[20];
+    int n;
+};
+
+static int some_processing(void *arg)
+{
+    (void)arg;
+    return hn_psql_int("SELECT count(*) FROM transactions WHERE status='PROCESSING'") > 0;
+}
+
+Test(activation, sigterm_drains_in_flight_jobs_and_exits_zero)
+{
+    struct hn_stack st;
+    struct hn_stack_opts o = { .workers = 1, .worker_types = "activation", .no_api = 1,
+                               .concurrency = 8, .worker_env = fast_retry_env };
+    hn_start_stack(&st, &o);
+    sim_config(&st, "{\"latency_ms\":700}");
+    char txns[20][UUID_STR_LEN];
+    for (int i = 0; i < 20; i++)
+        submit(21 + i, 1, txns[i]);
+    cr_assert(hn_wait_until(some_processing, NULL, 10000, 10));
+    int code = hn_stop(st.workers[0], SIGTERM, 10000);
+    cr_assert_eq(code, 0, "a draining worker exits 0");
+    cr_assert_eq(hn_log_has_sanitizer_report(st.workers[0]), 0);
+    /* whatever it had started, it finished: nothing is left half-done */
+    cr_assert_eq(hn_psql_int("SELECT count(*) FROM transactions WHERE status='PROCESSING'"), 0);
+    long long done = hn_psql_int("SELECT count(*) FROM transactions WHERE status='SUCCESS'");
+    cr_assert(done >= 1 && done < 20, "drained %lld", done);
+    hn_proc_free(st.workers[0]);
+    st.workers[0] = NULL;
+    /* the rest were never started and are still queued: another worker takes them */
+    sim_config(&st, "{\"latency_ms\":0}");
+    hn_stack_add_worker(&st);
+    for (int i = 0; i < 20; i++)
+        wait_txn(txns[i], "SUCCESS", 15000);
+    cr_assert_eq(hn_psql_int("SELECT count(*) FROM user_offers"), 20);
+    cr_assert_eq(hn_psql_int("SELECT (sum(1000 - balance)*100)::bigint FROM accounts"), 2000 * 5);
+    hn_stop_stack(&st);
+}
