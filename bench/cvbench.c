@@ -1,6 +1,7 @@
 /* cvbench - the measuring half of `make bench` (bench/run.sh drives it).
  *
  *   cvbench fill TYPE N [PAYLOAD]     publish N jobs straight to the broker in batches of 1000
+ *                                     (activation jobs get their own transaction ids)
  *   cvbench wait TYPE N TIMEOUT_S     wait until N jobs of TYPE ended; prints jobs/s
  *   cvbench latency URL KEY N RATE    POST N noop jobs through the API at RATE/s, wait for
  *                                     them, print p50/p99 submit->done latency
@@ -40,7 +41,16 @@ static int fill(const char *type, long n, const char *payload)
         size_t k = n - done > 1000 ? 1000 : (size_t)(n - done);
         for (size_t i = 0; i < k; i++) {
             jobs[i] = job_new(type);
-            job_set_payload(jobs[i], payload, strlen(payload));
+            if (strcmp(type, "activation") == 0) {
+                /* as the API builds them: transaction id = job id, users 1..100 */
+                char p[160];
+                int len = snprintf(p, sizeof(p),
+                                   "{\"transaction_id\":\"%s\",\"user_id\":%ld,"
+                                   "\"offer_id\":1}", jobs[i]->id, 1 + (done + (long)i) % 100);
+                job_set_payload(jobs[i], p, (size_t)len);
+            } else {
+                job_set_payload(jobs[i], payload, strlen(payload));
+            }
             jobs[i]->max_attempts = cfg_max_attempts(&cfg, type);
             jobs[i]->created_ms = clock_wall_ms();
             job_traceparent_new(jobs[i]->traceparent);

@@ -23,7 +23,7 @@ struct rstream {
     struct rds *sync;           /* sync mode */
     struct rds_async *as;       /* async mode */
     struct rds_script publish, start, settle, promote, dead_retry, dead_list, queues, workers,
-        counters;
+        counters, worker_gone;
 };
 
 #define RS(b) ((struct rstream *)(b))
@@ -730,10 +730,9 @@ static enum cv_rc rs_heartbeat(struct broker *b, const struct worker_info *w, in
 static enum cv_rc rs_worker_gone(struct broker *b, const char *name)
 {
     struct rstream *s = RS(b);
-    struct rds_reply *r = rds_cmdf(s->sync, "ZREM cv:workers %s", name);
+    const char *argv[] = { name };
+    struct rds_reply *r = rds_eval(s->sync, &s->worker_gone, 0, 1, argv, NULL);
     enum cv_rc rc = reply_rc(r, "worker_gone");
-    rds_reply_free(r);
-    r = rds_cmdf(s->sync, "DEL cv:worker:%s", name);
     rds_reply_free(r);
     return rc;
 }
@@ -791,6 +790,7 @@ struct broker *rstream_open(const struct cfg *cfg, struct event_base *base)
     s->queues = (struct rds_script){ "queues", RSTREAM_LUA_QUEUES, "" };
     s->workers = (struct rds_script){ "workers", RSTREAM_LUA_WORKERS, "" };
     s->counters = (struct rds_script){ "counters", RSTREAM_LUA_COUNTERS, "" };
+    s->worker_gone = (struct rds_script){ "worker_gone", RSTREAM_LUA_WORKER_GONE, "" };
     if (base) {
         s->as = rds_async_new(base, cfg->redis_url, 5000);
         if (!s->as)
@@ -803,7 +803,7 @@ struct broker *rstream_open(const struct cfg *cfg, struct event_base *base)
         goto fail;
     struct rds_script *all[] = { &s->publish, &s->start, &s->settle, &s->promote,
                                  &s->dead_retry, &s->dead_list, &s->queues, &s->workers,
-                                 &s->counters };
+                                 &s->counters, &s->worker_gone };
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         if (rds_script_load(s->sync, all[i]))
             goto fail;

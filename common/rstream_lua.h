@@ -235,6 +235,20 @@
 "end\n" \
 "return out\n"
 
+/* A worker leaves. ARGV: name. Forget its heartbeat and remove it from every
+ * consumer group where it holds no pending delivery (one with pending
+ * deliveries stays until they are reclaimed: deleting it would drop them). */
+#define RSTREAM_LUA_WORKER_GONE \
+"local name = ARGV[1]\n" \
+"redis.call('ZREM', 'cv:workers', name)\n" \
+"redis.call('DEL', 'cv:worker:' .. name)\n" \
+"for _, typ in ipairs(redis.call('SMEMBERS', 'cv:types')) do\n" \
+"  local s = 'cv:q:' .. typ\n" \
+"  local ok, p = pcall(redis.call, 'XPENDING', s, 'cv', '-', '+', 1, name)\n" \
+"  if ok and #p == 0 then pcall(redis.call, 'XGROUP', 'DELCONSUMER', s, 'cv', name) end\n" \
+"end\n" \
+"return 1\n"
+
 /* Counters per type. Returns {type, HGETALL} pairs. */
 #define RSTREAM_LUA_COUNTERS \
 "local out = {}\n" \

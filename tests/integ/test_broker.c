@@ -411,3 +411,34 @@ Test(broker, heartbeats_list_live_workers)
     broker_workers(b, 10000, on_workers, &count);
     cr_assert_eq(count, 0);
 }
+
+static long long consumers_of(const char *type)
+{
+    struct rds_reply *x = rds_cmdf(r, "XINFO CONSUMERS cv:q:%s cv", type);
+    long long n = (long long)rds_reply_len(x);
+    rds_reply_free(x);
+    return n;
+}
+
+Test(broker, a_leaving_worker_leaves_the_group_unless_it_holds_deliveries)
+{
+    struct job *a = mk("noop", "{}"), *c = mk("noop", "{}");
+    struct pub_out *o = calloc(1, sizeof(*o));
+    publish1(a, o);
+    struct job *got[2];
+    cr_assert_eq(consume("busy", "noop", got, 1), 1);
+    publish1(c, o);
+    struct job *idle[2];
+    cr_assert_eq(consume("idle", "noop", idle, 1), 1);
+    struct broker_settle s = { BROKER_ACK, 0, NULL, 0 };
+    cr_assert_eq(broker_settle(b, idle, &s, 1, 60), CV_OK);
+    cr_assert_eq(consumers_of("noop"), 2);
+    cr_assert_eq(broker_worker_gone(b, "idle"), CV_OK);
+    cr_assert_eq(broker_worker_gone(b, "busy"), CV_OK);
+    cr_assert_eq(consumers_of("noop"), 1, "the one holding a delivery stays");
+    job_free(got[0]);
+    job_free(idle[0]);
+    job_free(a);
+    job_free(c);
+    free(o);
+}
