@@ -187,8 +187,10 @@ Test(activation, submit_to_success_debits_once_and_activates_the_offer)
     cr_assert_eq(hn_psql_int(q("SELECT round(extract(epoch FROM expiration_date - now()) "
                                "/ 86400)::bigint FROM user_offers WHERE transaction_id='%s'", txn)),
                  30);
-    cr_assert_not_null(hn_psql_scalar(q("SELECT completed_at FROM transactions WHERE "
-                                        "transaction_id='%s'", txn)));
+    char *done_at = hn_psql_scalar(q("SELECT completed_at FROM transactions WHERE "
+                                     "transaction_id='%s'", txn));
+    cr_assert_not_null(done_at);
+    free(done_at);
     char *rs = redis_status(txn);
     cr_assert_str_eq(rs, "SUCCESS", "Redis follows PostgreSQL");
     free(rs);
@@ -284,6 +286,11 @@ Test(activation, exhausted_retries_go_dead_then_replay_succeeds)
     hn_stop_stack(&st);
 }
 
+static int sim_called(void *st)
+{
+    return sim_stat(st, "calls") >= 1;
+}
+
 static int log_says_fenced(void *p)
 {
     return hn_log_has(p, "evt=job.fenced");
@@ -331,6 +338,8 @@ Test(activation, slow_worker_whose_job_was_reclaimed_is_fenced)
     char txn[UUID_STR_LEN];
     submit(19, 2, txn);
     cr_assert(hn_wait_until(txn_processing, txn, 10000, 10));
+    /* the slow call has reached the simulator: its 4 s delay is fixed */
+    cr_assert(hn_wait_until(sim_called, &st, 10000, 10));
     sim_config(&st, "{\"latency_ms\":0}");
     hn_stack_add_worker(&st); /* reclaims after 1.5 s and finishes first */
     wait_txn(txn, "SUCCESS", 15000);

@@ -1,0 +1,427 @@
+#!/usr/bin/env bash
+# scripts/lib.sh - shell functions shared by scripts/stack.sh and tests/harness/run-integ.sh.
+#
+# Source it (`. scripts/lib.sh`) or run one function: `bash scripts/lib.sh start_redis DIR PORT`.
+# Every wait has a deadline; a failure prints one clear line plus the tail of the log concerned
+# to stderr and returns non-zero. Nothing here kills a process it did not record: redis by its
+# pidfile, PostgreSQL through pg_ctl and postmaster.pid, everything else by the pidfiles that
+# start_bg writes (PID plus its start time, so a reused PID is never signalled).
+#
+# Variables (all optional):
+#   CV_STATE_DIR        where start_bg/stop_pids keep pids/ (default: current directory)
+#   CONVEYOR_PG_BIN     PostgreSQL server binaries (default: /usr/lib/postgresql/15/bin, else PATH)
+#   CONVEYOR_PG_OPTS    extra postgres options for start_pg, e.g. "-c fsync=off"
+#   CV_QUIET=1          start_*/stop_* print nothing on success
+
+CV_ROOT=${CV_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+
+cv_say() { [ "${CV_QUIET:-0}" = 1 ] || printf 'conveyor: %s\n' "$*" >&2; }
+cv_err() { printf 'conveyor: error: %s\n' "$*" >&2; }
+
+# log_tail FILE [LINES]: show the end of a log on stderr, framed, for error messages.
+log_tail() {
+    local f=$1 n=${2:-30}
+    if [ -s "$f" ]; then
+        printf -- '----- last %s lines of %s -----\n' "$n" "$f" >&2
+        tail -n "$n" "$f" >&2
+        printf -- '----- end of %s -----\n' "$f" >&2
+    else
+        printf 'conveyor: (log %s is empty or missing)\n' "$f" >&2
+    fi
+}
+
+# now_s: monotonic-enough seconds for deadlines (bash's SECONDS is per shell; this is global).
+now_s() { date +%s; }
+
+# ---- ports -------------------------------------------------------------------------------
+
+# free_port [N]: print N (default 1) distinct free TCP ports on 127.0.0.1, one per line.
+free_port() {
+    local n=${1:-1} fp="$CV_ROOT/build/san/tests/freeport"
+    if [ -x "$fp" ]; then
+        "$fp" "$n" && return 0
+    fi
+    if command -v python3 >/dev/null 2>&1; then
+        python3 - "$n" <<'EOF' && return 0
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print("\n".join(str(s.getsockname()[1]) for s in socks))
+EOF
+    fi
+    # Last resort: probe random high ports; a refused connect means nobody listens there.
+    local i p found=0
+    for ((i = 0; i < 500 && found < n; i++)); do
+        p=$((20000 + RANDOM % 40000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            echo "$p"
+            found=$((found + 1))
+        fi
+    done
+    [ "$found" -eq "$n" ] || { cv_err "free_port: no free port found"; return 1; }
+}
+
+# port_is_free PORT: true when 127.0.0.1:PORT can be bound right now.
+port_is_free() {
+    local p=$1 fp="$CV_ROOT/build/san/tests/freeport" got
+    if [ -x "$fp" ]; then
+        got=$("$fp" -p "$p" 2>/dev/null | head -n 1)
+        [ "$got" = "$p" ]
+        return
+    fi
+    if command -v python3 >/dev/null 2>&1; then
+        python3 -c 'import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as servers do: TIME_WAIT is fine
+s.bind(("127.0.0.1", int(sys.argv[1])))' "$p" 2>/dev/null
+        return
+    fi
+    ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null
+}
+
+# pick_port PREFERRED: print PREFERRED when free, else any free port.
+pick_port() {
+    if port_is_free "$1"; then echo "$1"; else free_port 1; fi
+}
+
+# ---- process records ---------------------------------------------------------------------
+
+# proc_starttime PID: the process start time (field 22 of /proc/PID/stat), empty if gone.
+proc_starttime() {
+    local stat rest
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    rest=${stat##*) }           # fields after "(comm)"; comm may contain spaces
+    # shellcheck disable=SC2086
+    set -- $rest
+    echo "${20}"
+}
+
+# proc_alive PID: true while PID exists and is not a zombie.
+proc_alive() {
+    local stat rest
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    rest=${stat##*) }
+    [ "${rest%% *}" != Z ]
+}
+
+# pidfile_pid FILE: print the PID recorded in FILE when that very process is still alive
+# (same start time when the file records one). Fails otherwise.
+pidfile_pid() {
+    local f=$1 pid st now
+    [ -r "$f" ] || return 1
+    { read -r pid; read -r st; } <"$f" || true
+    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+    proc_alive "$pid" || return 1
+    if [ -n "${st:-}" ]; then
+        now=$(proc_starttime "$pid") || return 1
+        [ "$now" = "$st" ] || return 1
+    fi
+    echo "$pid"
+}
+
+# record_pid FILE PID: write PID and its start time.
+record_pid() {
+    local st
+    st=$(proc_starttime "$2") || st=
+    printf '%s\n%s\n' "$2" "$st" >"$1"
+}
+
+# wait_gone DEADLINE_S PID...: wait until every PID is gone; true when they all went.
+wait_gone() {
+    local deadline=$(($(now_s) + $1)) p left
+    shift
+    while :; do
+        left=0
+        for p in "$@"; do proc_alive "$p" && left=1; done
+        [ "$left" -eq 0 ] && return 0
+        [ "$(now_s)" -ge "$deadline" ] && return 1
+        sleep 0.1
+    done
+}
+
+# start_bg NAME LOGFILE CMD...: start CMD in the background in its own session, stdout and
+# stderr appended to LOGFILE, stdin from /dev/null. Records the PID in
+# $CV_STATE_DIR/pids/NAME.pid. Prints nothing. Fails when CMD is gone 0.2 s later.
+start_bg() {
+    local name=$1 log=$2 dir=${CV_STATE_DIR:-.} pid
+    shift 2
+    mkdir -p "$dir/pids" "$(dirname "$log")"
+    # The subshell is not a process-group leader, so setsid(1) calls setsid() without forking
+    # and then execs CMD: $! is CMD's own PID. Its own session keeps a terminal's Ctrl-C and
+    # hangup away from it; stop_pids stops it in order.
+    if [[ $- == *m* ]]; then
+        (exec "$@" >>"$log" 2>&1 </dev/null) &   # job control on: setsid would fork
+    else
+        (exec setsid "$@" >>"$log" 2>&1 </dev/null) &
+    fi
+    pid=$!
+    disown "$pid" 2>/dev/null || true    # no "Killed" job notices from this shell
+    record_pid "$dir/pids/$name.pid" "$pid"
+    sleep 0.2
+    if ! proc_alive "$pid"; then
+        cv_err "$name exited at once: $*"
+        log_tail "$log"
+        rm -f "$dir/pids/$name.pid"
+        return 1
+    fi
+}
+
+# kill_hard PID: SIGKILL PID, and its whole process group when PID leads one (start_bg gives
+# each process its own session), so that no child it forked is left behind.
+kill_hard() {
+    local stat rest pgrp
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+    rest=${stat##*) }
+    # shellcheck disable=SC2086
+    set -- "$1" $rest
+    pgrp=$4
+    if [ "$pgrp" = "$1" ]; then
+        kill -KILL -- "-$1" 2>/dev/null || true
+    else
+        kill -KILL "$1" 2>/dev/null || true
+    fi
+}
+
+# stop_pids DIR [TIMEOUT_S] [STAGE...]: stop the processes recorded in DIR/pids/*.pid.
+# Each STAGE is a name prefix ("worker", "api", "sim"); stages are stopped one after the
+# other, the processes of one stage together. No STAGE: everything at once. Each process
+# gets SIGTERM, then SIGKILL when it is still alive TIMEOUT_S (default 15) seconds later.
+# Only recorded PIDs whose start time still matches are signalled.
+stop_pids() {
+    local dir=$1 timeout=${2:-15} stage f pid pids files
+    shift 2 || shift $#
+    [ -d "$dir/pids" ] || return 0
+    [ $# -gt 0 ] || set -- ""
+    for stage in "$@"; do
+        pids=() files=()
+        for f in "$dir/pids/$stage"*.pid; do
+            [ -e "$f" ] || continue
+            files+=("$f")
+            pid=$(pidfile_pid "$f") || continue
+            kill -TERM "$pid" 2>/dev/null && pids+=("$pid")
+        done
+        if [ ${#pids[@]} -gt 0 ] && ! wait_gone "$timeout" "${pids[@]}"; then
+            for pid in "${pids[@]}"; do
+                if proc_alive "$pid"; then
+                    cv_err "pid $pid did not stop within ${timeout}s after SIGTERM: SIGKILL"
+                    kill_hard "$pid"
+                fi
+            done
+            wait_gone 5 "${pids[@]}" || cv_err "pids ${pids[*]} survived SIGKILL"
+        fi
+        [ ${#files[@]} -eq 0 ] || rm -f "${files[@]}"
+    done
+    return 0
+}
+
+# ---- Redis -------------------------------------------------------------------------------
+
+# start_redis DIR PORT [LOGFILE]: redis-server on 127.0.0.1:PORT, data (AOF on, no RDB
+# snapshots) in DIR, pidfile DIR/redis.pid, log LOGFILE (default DIR/redis.log). Ready when PING
+# answers PONG (deadline 10 s). Running it again on the same DIR restarts from the AOF; when it
+# already runs on PORT it says so and succeeds.
+start_redis() {
+    local dir=$1 port=$2 log=${3:-} deadline pid old
+    mkdir -p "$dir"
+    dir=$(cd "$dir" && pwd)
+    [ -n "$log" ] || log=$dir/redis.log
+    mkdir -p "$(dirname "$log")"
+    if pid=$(pidfile_pid "$dir/redis.pid"); then
+        old=$(cat "$dir/redis.port" 2>/dev/null || true)
+        if [ "$old" = "$port" ]; then
+            cv_say "redis already running (pid $pid, port $port)"
+            return 0
+        fi
+        cv_err "redis in $dir already runs (pid $pid) on port ${old:-?}, not $port"
+        return 1
+    fi
+    rm -f "$dir/redis.pid"
+    echo "$port" >"$dir/redis.port"
+    echo "$log" >"$dir/redis.logpath"
+    if ! redis-server --port "$port" --bind 127.0.0.1 --daemonize yes \
+        --pidfile "$dir/redis.pid" --logfile "$log" --dir "$dir" \
+        --appendonly yes --appendfsync everysec --save "" >>"$log" 2>&1; then
+        cv_err "redis-server failed to start on port $port"
+        log_tail "$log"
+        return 1
+    fi
+    deadline=$(($(now_s) + 10))
+    until [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ]; do
+        pid=$(head -n 1 "$dir/redis.pid" 2>/dev/null || true)
+        if [ -n "$pid" ] && ! proc_alive "$pid"; then
+            cv_err "redis-server on port $port exited during start"
+            log_tail "$log"
+            rm -f "$dir/redis.pid"
+            return 1
+        fi
+        if [ "$(now_s)" -ge "$deadline" ]; then
+            cv_err "redis on port $port did not answer PING within 10s"
+            log_tail "$log"
+            stop_redis "$dir" >/dev/null 2>&1 || true
+            return 1
+        fi
+        sleep 0.05
+    done
+    # The daemon wrote its pidfile; add its start time so a reused PID is never signalled.
+    pid=$(head -n 1 "$dir/redis.pid")
+    record_pid "$dir/redis.pid" "$pid"
+    cv_say "redis up on 127.0.0.1:$port (pid $pid, data $dir)"
+}
+
+# stop_redis DIR [TIMEOUT_S]: SIGTERM the redis recorded in DIR/redis.pid (it flushes the AOF
+# and exits), SIGKILL after TIMEOUT_S (default 10). Data stays in DIR.
+stop_redis() {
+    local dir=$1 timeout=${2:-10} pid
+    pid=$(pidfile_pid "$dir/redis.pid") || { rm -f "$dir/redis.pid"; return 0; }
+    kill -TERM "$pid" 2>/dev/null || true
+    if ! wait_gone "$timeout" "$pid"; then
+        cv_err "redis (pid $pid) did not stop within ${timeout}s: SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+        wait_gone 5 "$pid" || { cv_err "redis (pid $pid) survived SIGKILL"; return 1; }
+    fi
+    rm -f "$dir/redis.pid"
+    cv_say "redis stopped (pid $pid)"
+}
+
+# ---- PostgreSQL --------------------------------------------------------------------------
+
+pg_bindir() {
+    if [ -n "${CONVEYOR_PG_BIN:-}" ]; then echo "$CONVEYOR_PG_BIN"; return; fi
+    if [ -x /usr/lib/postgresql/15/bin/pg_ctl ]; then echo /usr/lib/postgresql/15/bin; return; fi
+    local d
+    d=$(printf '%s\n' /usr/lib/postgresql/*/bin | grep -v '\*' | sort -V | tail -n 1)
+    if [ -n "$d" ]; then echo "$d"; return; fi
+    dirname "$(command -v pg_ctl 2>/dev/null || echo /usr/bin/pg_ctl)"
+}
+
+# as_pg CMD...: run CMD as the postgres user when we are root (PostgreSQL refuses root).
+as_pg() {
+    if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# start_pg DIR PORT [LOGFILE]: PostgreSQL with its cluster in DIR/pg (initdb on first use,
+# trust auth, superuser postgres), unix socket in DIR/pgsock, TCP on 127.0.0.1:PORT only, log
+# LOGFILE (default DIR/pg.log). As root, initdb and the server run as user postgres. Creates
+# database "conveyor" when missing. Ready when SELECT 1 answers (deadline 60 s).
+start_pg() {
+    local dir=$1 port=$2 log=${3:-} bin data sock pid old
+    bin=$(pg_bindir)
+    mkdir -p "$dir"
+    dir=$(cd "$dir" && pwd)
+    data=$dir/pg sock=$dir/pgsock
+    [ -n "$log" ] || log=$dir/pg.log
+    if [ ! -x "$bin/pg_ctl" ] || [ ! -x "$bin/initdb" ]; then
+        cv_err "PostgreSQL server binaries not found in $bin (set CONVEYOR_PG_BIN or run make deps)"
+        return 1
+    fi
+    if pid=$(pidfile_pid "$dir/pg.pid"); then
+        old=$(cat "$dir/pg.port" 2>/dev/null || true)
+        if [ "$old" = "$port" ]; then
+            cv_say "postgres already running (pid $pid, port $port)"
+            return 0
+        fi
+        cv_err "postgres in $data already runs (pid $pid) on port ${old:-?}, not $port"
+        return 1
+    fi
+    mkdir -p "$data" "$sock" "$(dirname "$log")"
+    touch "$log"
+    if [ "$(id -u)" -eq 0 ]; then
+        # The server runs as postgres, which must reach DIR (mktemp -d makes it 0700).
+        chmod a+x "$dir"
+        chown postgres: "$data" "$sock" "$log"
+        chmod 700 "$data"
+        if ! runuser -u postgres -- test -w "$data" || ! runuser -u postgres -- test -w "$log"; then
+            cv_err "user postgres cannot write $data or $log (a parent directory is not searchable)"
+            return 1
+        fi
+    fi
+    if [ ! -s "$data/PG_VERSION" ]; then
+        if ! as_pg "$bin/initdb" -D "$data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 \
+            >>"$log" 2>&1; then
+            cv_err "initdb failed in $data"
+            log_tail "$log"
+            return 1
+        fi
+    fi
+    echo "$port" >"$dir/pg.port"
+    echo "$log" >"$dir/pg.logpath"
+    if ! as_pg "$bin/pg_ctl" -D "$data" -l "$log" -w -t 60 \
+        -o "-p $port -k $sock -c listen_addresses=127.0.0.1 ${CONVEYOR_PG_OPTS:-}" start \
+        >>"$log" 2>&1; then
+        cv_err "postgres failed to start on port $port"
+        log_tail "$log"
+        return 1
+    fi
+    pid=$(head -n 1 "$data/postmaster.pid")
+    record_pid "$dir/pg.pid" "$pid"
+    if ! pg_wait "$port" 60; then
+        log_tail "$log"
+        return 1
+    fi
+    if [ "$(psql -h 127.0.0.1 -p "$port" -U postgres -d postgres -XtAq \
+        -c "SELECT 1 FROM pg_database WHERE datname = 'conveyor'" 2>>"$log")" != 1 ]; then
+        if ! psql -h 127.0.0.1 -p "$port" -U postgres -d postgres -Xq \
+            -c 'CREATE DATABASE conveyor' >>"$log" 2>&1; then
+            cv_err "cannot create database conveyor on port $port"
+            log_tail "$log"
+            return 1
+        fi
+    fi
+    cv_say "postgres up on 127.0.0.1:$port (pid $pid, data $data)"
+}
+
+# pg_wait PORT DEADLINE_S: wait until SELECT 1 answers on 127.0.0.1:PORT.
+pg_wait() {
+    local port=$1 deadline=$(($(now_s) + $2))
+    until [ "$(psql -h 127.0.0.1 -p "$port" -U postgres -d postgres -XtAq -c 'SELECT 1' \
+        2>/dev/null)" = 1 ]; do
+        if [ "$(now_s)" -ge "$deadline" ]; then
+            cv_err "postgres on port $port did not answer SELECT 1 within $2s"
+            return 1
+        fi
+        sleep 0.1
+    done
+}
+
+# stop_pg DIR: pg_ctl stop -m fast; if that fails, SIGTERM/SIGKILL the recorded postmaster.
+stop_pg() {
+    local dir=$1 bin pid log
+    bin=$(pg_bindir)
+    pid=$(pidfile_pid "$dir/pg.pid") || { rm -f "$dir/pg.pid"; return 0; }
+    log=$(cat "$dir/pg.logpath" 2>/dev/null || echo "$dir/pg.log")
+    if ! as_pg "$bin/pg_ctl" -D "$dir/pg" -m fast -w -t 30 stop >>"$log" 2>&1; then
+        cv_err "pg_ctl stop failed for $dir/pg; signalling postmaster $pid"
+        kill -TERM "$pid" 2>/dev/null || true
+        if ! wait_gone 15 "$pid"; then
+            kill -KILL "$pid" 2>/dev/null || true
+            wait_gone 5 "$pid" || { cv_err "postmaster $pid survived SIGKILL"; return 1; }
+        fi
+    fi
+    wait_gone 10 "$pid" || true
+    rm -f "$dir/pg.pid"
+    cv_say "postgres stopped (pid $pid)"
+}
+
+# ---- HTTP --------------------------------------------------------------------------------
+
+# wait_http URL DEADLINE_S: wait until GET URL answers 2xx.
+wait_http() {
+    local url=$1 deadline=$(($(now_s) + $2))
+    until curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null; do
+        if [ "$(now_s)" -ge "$deadline" ]; then
+            cv_err "$url did not answer 2xx within $2s"
+            return 1
+        fi
+        sleep 0.1
+    done
+}
+
+# Run a function when executed rather than sourced: bash scripts/lib.sh FUNCTION ARGS...
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+    set -euo pipefail
+    [ $# -gt 0 ] || { echo "usage: $0 FUNCTION [ARGS...]" >&2; exit 2; }
+    "$@"
+fi

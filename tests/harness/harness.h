@@ -1,0 +1,207 @@
+/* harness.h - helpers for the Criterion integration tests (tests/integ/test_*.c).
+ *
+ * tests/harness/run-integ.sh starts one redis-server and one PostgreSQL (migrated and
+ * seeded) per run and exports where they are; each test starts the Conveyor processes it
+ * needs with hn_spawn() or hn_start_stack() and stops them itself, so a test can SIGKILL a
+ * worker or restart Redis without disturbing the others. Tests run one at a time (--jobs 1),
+ * each in its own process, and begin with hn_flush_redis() and hn_reset_db().
+ *
+ * Environment (set by run-integ.sh; hn_env() fails the test when one is missing):
+ *   CONVEYOR_TEST_DIR        temp dir for logs (<name>-<pid>.log) and pids/
+ *   CONVEYOR_TEST_BIN        directory of the sanitizer binaries (build/san/bin)
+ *   CONVEYOR_REDIS_URL       redis://127.0.0.1:PORT
+ *   CONVEYOR_PG_DSN          postgresql://postgres@127.0.0.1:PORT/conveyor
+ *   CONVEYOR_MIGRATIONS      the migrations/ directory
+ *   CONVEYOR_TEST_REDIS_DIR, CONVEYOR_TEST_REDIS_PORT, CONVEYOR_TEST_LIB
+ *                            for hn_redis_kill() / hn_redis_start()
+ *
+ * Failure model: helpers that cannot do their job (no binary, no database, bad SQL) fail
+ * the test with cr_assert_fail() and a message that names the cause; they never return an
+ * error code the test could forget to check. Processes started by hn_spawn() die with the
+ * test process (PR_SET_PDEATHSIG) and are also recorded in $CONVEYOR_TEST_DIR/pids/ so that
+ * run-integ.sh stops whatever a crashed test left behind.
+ *
+ * Everything here is for the test's main thread only. */
+#ifndef CV_HARNESS_H
+#define CV_HARNESS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include <cjson/cJSON.h>
+
+/* ---- environment and ports ---------------------------------------------------------- */
+
+/* The value of a required environment variable; fails the test when unset or empty.
+ * The string belongs to the environment: do not free it. */
+const char *hn_env(const char *name);
+
+/* A TCP port on 127.0.0.1 that was free a moment ago (bind port 0, read it back).
+ * Servers may still lose the race for it: hn_start_stack() retries. */
+int hn_free_port(void);
+
+/* ---- processes ---------------------------------------------------------------------- */
+
+struct hn_proc {
+    pid_t pid;
+    char name[64];
+    char log_path[512];     /* stdout + stderr: $CONVEYOR_TEST_DIR/<name>-<pid>.log */
+    char pid_path[512];     /* $CONVEYOR_TEST_DIR/pids/<name>-<pid>.pid, removed once reaped */
+    int reaped;             /* 1 once the process was waited for */
+    int status;             /* once reaped: exit code, or 128 + signal number */
+    int killed;             /* 1 after hn_kill9(): hn_stop_stack() skips its exit status */
+};
+
+/* Start argv[0] (a bare name is looked up in $CONVEYOR_TEST_BIN, then PATH) with stdout and
+ * stderr appended to its log, stdin from /dev/null, in its own process group. Its
+ * environment is this process's environment with extra_env applied in order: "NAME=value"
+ * sets or replaces NAME, a bare "NAME" removes it (extra_env is NULL-terminated, may be
+ * NULL). Fails the test when the program cannot be executed. Never returns NULL; stop it
+ * with hn_stop()/hn_kill9() and free it with hn_proc_free(). */
+struct hn_proc *hn_spawn(const char *name, const char *const argv[],
+                         const char *const extra_env[]);
+
+/* Send sig (unless the process already exited), wait up to timeout_ms for it to exit, then
+ * SIGKILL and wait. Returns the exit status: the exit code, or 128 + signal number. */
+int hn_stop(struct hn_proc *p, int sig, int timeout_ms);
+
+/* SIGKILL the process (and its process group) and reap it; marks it killed. */
+void hn_kill9(struct hn_proc *p);
+
+/* Wait up to timeout_ms for the process to exit by itself. Returns 1 and stores the exit
+ * status (as hn_stop() returns it) in *status (may be NULL) when it exited, else 0. */
+int hn_wait_exit(struct hn_proc *p, int timeout_ms, int *status);
+
+/* 1 while the process runs (reaps it when it has exited). */
+int hn_alive(struct hn_proc *p);
+
+/* Kill the process if it still runs, then free p. NULL is fine. */
+void hn_proc_free(struct hn_proc *p);
+
+/* 1 when the process's log holds a sanitizer report ("ERROR: AddressSanitizer",
+ * "runtime error:", "ERROR: LeakSanitizer"). Tests assert it is 0. */
+int hn_log_has_sanitizer_report(const struct hn_proc *p);
+
+/* 1 when the process's log contains needle (say "evt=job.retry_scheduled"). */
+int hn_log_has(const struct hn_proc *p, const char *needle);
+
+/* Print the last lines of the process's log to stderr, framed with its name. */
+void hn_log_tail(const struct hn_proc *p, int lines);
+
+/* ---- HTTP (libcurl) ----------------------------------------------------------------- */
+
+struct hn_resp {
+    int status;             /* HTTP status; 0 when no response (see err) */
+    char *body;             /* NUL-terminated (never NULL) */
+    size_t len;             /* body bytes, without the NUL */
+    char *headers;          /* raw response header lines, NUL-terminated (never NULL) */
+    char err[256];          /* curl's error text when status is 0 */
+};
+
+/* One request. headers is a NULL-terminated list of "Name: value" lines (may be NULL); when
+ * body is not NULL and no Content-Type is given, "Content-Type: application/json" is added
+ * (pass "Content-Type:" to send none). timeout_ms <= 0 means 5000. Never returns NULL: a
+ * transport failure gives status 0 and err. Free with hn_resp_free(). */
+struct hn_resp *hn_http(const char *method, const char *url, const char *const headers[],
+                        const char *body, size_t len, int timeout_ms);
+void hn_resp_free(struct hn_resp *r);
+
+/* The value of response header name (case-insensitive, first occurrence), malloc'd, or
+ * NULL when absent. */
+char *hn_resp_header(const struct hn_resp *r, const char *name);
+
+/* The body parsed as JSON, or NULL when it is not JSON. Free with cJSON_Delete(). */
+cJSON *hn_json(const struct hn_resp *r);
+
+/* Poll GET url until it answers 200; 1 when it did within timeout_ms, else 0. */
+int hn_wait_http_ok(const char *url, int timeout_ms);
+
+/* "Authorization: Bearer ..." lines for the two test keys that hn_start_stack() installs. */
+#define HN_AUTH_ALL "Authorization: Bearer test-key-all"
+#define HN_AUTH_NOOP "Authorization: Bearer test-key-noop"
+
+/* The plain test keys: "test-key-all" may submit every type ("*"); "test-key-noop" only noop. */
+const char *hn_test_key(void);
+const char *hn_test_key_scoped(void);
+
+/* SHA-256 of s as 64 lower-case hex digits plus NUL. */
+void hn_sha256_hex(const char *s, char out[65]);
+
+/* ---- waiting ------------------------------------------------------------------------ */
+
+/* Call pred(arg) every poll_ms until it returns non-zero; 1 when it did within timeout_ms,
+ * else 0. pred is called at least once. */
+int hn_wait_until(int (*pred)(void *), void *arg, int timeout_ms, int poll_ms);
+
+/* ---- PostgreSQL (libpq, tests only) -------------------------------------------------- */
+
+/* The first column of the first row of sql, malloc'd; NULL when there is no row or the
+ * value is SQL NULL. Fails the test on a connection or SQL error. Uses CONVEYOR_PG_DSN. */
+char *hn_psql_scalar(const char *sql);
+
+/* hn_psql_scalar() as a number; fails the test when there is no value or it is not one. */
+long long hn_psql_int(const char *sql);
+
+/* Run one or more statements (no result wanted); fails the test on error. */
+void hn_psql_exec(const char *sql);
+
+/* ---- clean slate -------------------------------------------------------------------- */
+
+/* FLUSHALL on CONVEYOR_REDIS_URL. */
+void hn_flush_redis(void);
+
+/* TRUNCATE transactions and user_offers, and set every account's balance back to 1000. */
+void hn_reset_db(void);
+
+/* ---- Redis outages ------------------------------------------------------------------ */
+
+/* Send sig to the test redis-server (SIGTERM: clean shutdown, SIGKILL: crash; its AOF
+ * survives either way) and wait until it is gone. */
+void hn_redis_kill(int sig);
+
+/* Start the test redis-server again on the same port and data directory; returns when it
+ * answers PING. */
+void hn_redis_start(void);
+
+/* ---- the Conveyor stack ------------------------------------------------------------- */
+
+#define HN_MAX_WORKERS 16
+
+struct hn_stack_opts {
+    int workers;                /* worker processes (0..HN_MAX_WORKERS) */
+    const char *worker_types;   /* --types; NULL = "activation,noop" */
+    int concurrency;            /* --concurrency; 0 = 4 */
+    const char *const *worker_env; /* extra env for every worker (hn_spawn rules), or NULL */
+    const char *const *api_env; /* extra env for conveyor-api, or NULL */
+    const char *const *sim_env; /* extra env for conveyor-sim (CONVEYOR_SIM_ERROR_RATE=...) */
+    int no_sim;                 /* 1: no simulator (workers still get an activation URL) */
+    int no_api;                 /* 1: no API */
+};
+
+struct hn_stack {
+    struct hn_stack_opts opts;  /* a copy; the env arrays it points to must outlive the stack */
+    struct hn_proc *sim;        /* NULL when opts.no_sim */
+    struct hn_proc *api;        /* NULL when opts.no_api */
+    struct hn_proc *workers[HN_MAX_WORKERS];
+    int nworkers;
+    int sim_port, api_port;
+    char sim_url[64];           /* http://127.0.0.1:PORT (no trailing slash) */
+    char api_url[64];
+};
+
+/* Start conveyor-sim (free port, ready on GET /health), conveyor-api (CONVEYOR_HTTP_PORT on
+ * a free port, CONVEYOR_API_KEYS holding the two test keys, ready on GET /health) and
+ * opts->workers conveyor-worker processes (CONVEYOR_ACTIVATION_URL = the sim). A server
+ * that loses its port race is started again on another port. opts NULL = one worker. Fails
+ * the test (printing the log) when something does not come up. */
+void hn_start_stack(struct hn_stack *st, const struct hn_stack_opts *opts);
+
+/* Start one more worker with the stack's options; returns its index in st->workers. */
+int hn_stack_add_worker(struct hn_stack *st);
+
+/* SIGTERM the workers, then the API, then the simulator (each given up to 20 s before
+ * SIGKILL), free them, and fail the test unless each exited with status 0 (workers killed
+ * with hn_kill9() excepted) and no log holds a sanitizer report. */
+void hn_stop_stack(struct hn_stack *st);
+
+#endif
