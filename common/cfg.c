@@ -58,7 +58,7 @@ static const struct cfg_row rows[] = {
       O(activation_url) },
     { "outbound.timeout_ms", "CONVEYOR_HTTP_TIMEOUT_MS", T_INT, "5000", 10, 600000, 0,
       O(http_timeout_ms) },
-    { "sim.port", "CONVEYOR_SIM_PORT", T_INT, "8090", 1, 65535, 0, O(sim_port) },
+    { "sim.port", "CONVEYOR_SIM_PORT", T_INT, "8090", 0, 65535, 0, O(sim_port) },
     { "sim.latency_ms", "CONVEYOR_SIM_LATENCY_MS", T_INT, "0", 0, 600000, 0, O(sim_latency_ms) },
     { "sim.error_rate", "CONVEYOR_SIM_ERROR_RATE", T_DBL, "0", 0, 1, 0, O(sim_error_rate) },
     { "sim.error_status", "CONVEYOR_SIM_ERROR_STATUS", T_INT, "503", 400, 599, 0,

@@ -1,0 +1,329 @@
+/* conveyor-api over real HTTP, with workers, Redis, PostgreSQL and the
+ * simulator behind it. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+static const char *const fast_env[] = {
+    "CONVEYOR_RETRY_BASE_MS=50", "CONVEYOR_RETRY_MAX_MS=400", "CONVEYOR_BLOCK_MS=100",
+    "CONVEYOR_HEARTBEAT_MS=200", NULL,
+};
+
+static void setup(void)
+{
+    hn_flush_redis();
+    hn_reset_db();
+}
+
+TestSuite(api, .init = setup, .timeout = 120);
+
+static const char *const auth_all[] = { HN_AUTH_ALL, NULL };
+
+static struct hn_resp *req(struct hn_stack *st, const char *method, const char *path,
+                           const char *body, const char *const *headers)
+{
+    char url[1024];
+    snprintf(url, sizeof(url), "%s%s", st->api_url, path);
+    return hn_http(method, url, headers ? headers : auth_all, body, body ? strlen(body) : 0,
+                   10000);
+}
+
+/* GET path and return the string field of the JSON reply (malloc'd) or NULL. */
+static char *get_field(struct hn_stack *st, const char *path, const char *field)
+{
+    struct hn_resp *r = req(st, "GET", path, NULL, NULL);
+    char *out = NULL;
+    cJSON *j = hn_json(r);
+    cJSON *v = cJSON_GetObjectItem(j, field);
+    if (cJSON_IsString(v))
+        out = strdup(v->valuestring);
+    cJSON_Delete(j);
+    hn_resp_free(r);
+    return out;
+}
+
+struct field_wait {
+    struct hn_stack *st;
+    char path[256];
+    const char *field;
+    const char *want;
+};
+
+static int field_is(void *arg)
+{
+    struct field_wait *w = arg;
+    char *v = get_field(w->st, w->path, w->field);
+    int ok = v && !strcmp(v, w->want);
+    free(v);
+    return ok;
+}
+
+static void wait_field(struct hn_stack *st, const char *path, const char *field,
+                       const char *want)
+{
+    struct field_wait w = { st, "", field, want };
+    snprintf(w.path, sizeof(w.path), "%s", path);
+    cr_assert(hn_wait_until(field_is, &w, 15000, 20), "%s never had %s=%s", path, field, want);
+}
+
+static char *submit(struct hn_stack *st, const char *path, const char *body,
+                    const char *const *headers, int want_status)
+{
+    struct hn_resp *r = req(st, "POST", path, body, headers);
+    cr_assert_eq(r->status, want_status, "POST %s: %d %s", path, r->status, r->body);
+    cJSON *j = hn_json(r);
+    cJSON *id = cJSON_GetObjectItem(j, "id");
+    if (!id)
+        id = cJSON_GetObjectItem(j, "transaction_id");
+    cr_assert(cJSON_IsString(id), "no id in %s", r->body);
+    char *out = strdup(id->valuestring);
+    cJSON_Delete(j);
+    hn_resp_free(r);
+    return out;
+}
+
+Test(api, noop_job_is_accepted_then_done)
+{
+    struct hn_stack st;
+    struct hn_stack_opts o = { .workers = 1, .worker_types = "noop", .worker_env = fast_env };
+    hn_start_stack(&st, &o);
+    struct hn_resp *r = req(&st, "POST", "/v1/jobs/noop", "{}", NULL);
+    cr_assert_eq(r->status, 202, "%s", r->body);
+    cJSON *j = hn_json(r);
+    cr_assert_str_eq(cJSON_GetObjectItem(j, "type")->valuestring, "noop");
+    cr_assert_str_eq(cJSON_GetObjectItem(j, "status")->valuestring, "queued");
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/jobs/%s", cJSON_GetObjectItem(j, "id")->valuestring);
+    char *loc = hn_resp_header(r, "Location");
+    cr_assert_not_null(loc);
+    cr_assert_str_eq(loc, path);
+    free(loc);
+    cJSON_Delete(j);
+    hn_resp_free(r);
+    wait_field(&st, path, "status", "succeeded");
+    hn_stop_stack(&st);
+}
+
+Test(api, idempotency_key_returns_the_first_job)
+{
+    struct hn_stack st;
+    struct hn_stack_opts o = { .workers = 0 };
+    hn_start_stack(&st, &o);
+    const char *const h[] = { HN_AUTH_ALL, "Idempotency-Key: order-77", NULL };
+    char *a = submit(&st, "/v1/jobs/noop", "{\"n\":1}", h, 202);
+    char *b = submit(&st, "/v1/jobs/noop", "{\"n\":2}", h, 202);
+    cr_assert_str_eq(a, b);
+    struct hn_resp *r = req(&st, "GET", "/v1/queues", NULL, NULL);
+    cr_assert_eq(r->status, 200);
+    cJSON *j = hn_json(r);
+    cJSON *q = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "queues"), 0);
+    cr_assert_str_eq(cJSON_GetObjectItem(q, "type")->valuestring, "noop");
+    cr_assert_eq(cJSON_GetObjectItem(q, "depth")->valuedouble, 1, "enqueued once: %s", r->body);
+    cJSON_Delete(j);
+    hn_resp_free(r);
+    free(a);
+    free(b);
+    hn_stop_stack(&st);
+}
+
+Test(api, batch_is_published_whole_and_processed)
+{
+    struct hn_stack st;
+    struct hn_stack_opts o = { .workers = 1, .worker_types = "noop", .worker_env = fast_env };
+    hn_start_stack(&st, &o);
+    struct hn_resp *r = req(&st, "POST", "/v1/jobs/noop/batch", "[{},{\"a\":1},{\"b\":[2]}]",
+                            NULL);
+    cr_assert_eq(r->status, 202, "%s", r->body);
+    cJSON *j = hn_json(r);
+    cJSON *ids = cJSON_GetObjectItem(j, "ids");
+    cr_assert_eq(cJSON_GetArraySize(ids), 3);
+    for (int i = 0; i < 3; i++) {
+        char path[128];
+        snprintf(path, sizeof(path), "/v1/jobs/%s", cJSON_GetArrayItem(ids, i)->valuestring);
+        wait_field(&st, path, "status", "succeeded");
+    }
+    cJSON_Delete(j);
+    hn_resp_free(r);
+    hn_stop_stack(&st);
+}
+
+Test(api, delayed_job_is_scheduled_until_its_time)
+{
+    struct hn_stack st;
+    struct hn_stack_opts o = { .workers = 1, .worker_types = "noop", .worker_env = fast_env };
+    hn_start_stack(&st, &o);
+    char *id = submit(&st, "/v1/jobs/noop?delay_ms=1500", "{}", NULL, 202);
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/jobs/%s", id);
+    char *s = get_field(&st, path, "status");
+    cr_assert_str_eq(s, "scheduled");
+    free(s);
+    wait_field(&st, path, "status", "succeeded");
+    free(id);
+    hn_stop_stack(&st);
+}
+
+static char *balance(struct hn_stack *st, int user)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/api/v1/accounts/%d/", user);
+    return get_field(st, path, "balance");
+}
+
+Test(api, activation_endpoints_follow_the_seed)
+{
+    struct hn_stack st;
+    struct hn_stack_opts o = { .workers = 1, .worker_types = "activation",
+                               .worker_env = fast_env };
+    hn_start_stack(&st, &o);
+    struct hn_resp *r = req(&st, "POST", "/api/v1/activation/", "{\"user_id\":7,\"offer_id\":2}",
+                            NULL);
+    cr_assert_eq(r->status, 202, "%s", r->body);
+    cJSON *j = hn_json(r);
+    cr_assert_str_eq(cJSON_GetObjectItem(j, "status")->valuestring, "PENDING");
+    char txn[64];
+    snprintf(txn, sizeof(txn), "%s", cJSON_GetObjectItem(j, "transaction_id")->valuestring);
+    cJSON_Delete(j);
+    hn_resp_free(r);
+
+    char path[128];
+    snprintf(path, sizeof(path), "/api/v1/activation/status/%s/", txn);
+    wait_field(&st, path, "status", "SUCCESS");
+    char *b = balance(&st, 7);
+    cr_assert_str_eq(b, "985.00");
+    free(b);
+
+    /* the status survives the Redis hash: PostgreSQL answers */
+    hn_flush_redis();
+    wait_field(&st, path, "status", "SUCCESS");
+
+    r = req(&st, "GET", "/api/v1/accounts/7/transactions/", NULL, NULL);
+    cr_assert_eq(r->status, 200);
+    cr_assert(strstr(r->body, txn) != NULL, "%s", r->body);
+    hn_resp_free(r);
+    r = req(&st, "GET", "/api/v1/offers/", NULL, NULL);
+    cr_assert_eq(r->status, 200);
+    j = hn_json(r);
+    cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "offers")), 3);
+    cJSON_Delete(j);
+    hn_resp_free(r);
+    char *name = get_field(&st, "/api/v1/offers/2/", "name");
+    cr_assert_str_eq(name, "Plus 10GB");
+    free(name);
+    r = req(&st, "GET", "/api/v1/offers/999/", NULL, NULL);
+    cr_assert_eq(r->status, 404);
+    hn_resp_free(r);
+    r = req(&st, "GET", "/api/v1/accounts/999999/", NULL, NULL);
+    cr_assert_eq(r->status, 404);
+    hn_resp_free(r);
+    r = req(&st, "GET", "/api/v1/activation/status/00000000-0000-4000-8000-000000000000/", NULL,
+            NULL);
+    cr_assert_eq(r->status, 404);
+    hn_resp_free(r);
+    hn_stop_stack(&st);
+}
+
+Test(api, dead_jobs_are_listed_and_replayed)
+{
+    static const char *const sim_env[] = { "CONVEYOR_SIM_ERROR_RATE=1", NULL };
+    struct hn_stack st;
+    struct hn_stack_opts o = { .workers = 1, .worker_types = "activation",
+                               .worker_env = fast_env, .sim_env = sim_env };
+    hn_start_stack(&st, &o);
+    char *txn = submit(&st, "/api/v1/activation/", "{\"user_id\":8,\"offer_id\":1}", NULL, 202);
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/jobs/%s", txn);
+    wait_field(&st, path, "status", "dead");
+    struct hn_resp *r = req(&st, "GET", "/v1/dead?type=activation", NULL, NULL);
+    cr_assert_eq(r->status, 200);
+    cr_assert(strstr(r->body, txn) != NULL, "%s", r->body);
+    hn_resp_free(r);
+
+    char url[128];
+    snprintf(url, sizeof(url), "%s/admin/config", st.sim_url);
+    r = hn_http("POST", url, NULL, "{\"error_rate\":0}", 16, 5000);
+    cr_assert_eq(r->status, 200);
+    hn_resp_free(r);
+    snprintf(path, sizeof(path), "/v1/dead/%s/retry", txn);
+    r = req(&st, "POST", path, NULL, NULL);
+    cr_assert_eq(r->status, 202, "%s", r->body);
+    hn_resp_free(r);
+    snprintf(path, sizeof(path), "/api/v1/activation/status/%s/", txn);
+    wait_field(&st, path, "status", "SUCCESS");
+    char *b = balance(&st, 8);
+    cr_assert_str_eq(b, "995.00");
+    free(b);
+    snprintf(path, sizeof(path), "/v1/dead/%s/retry", txn);
+    r = req(&st, "POST", path, NULL, NULL);
+    cr_assert_eq(r->status, 409, "only a dead job can be replayed: %s", r->body);
+    hn_resp_free(r);
+    free(txn);
+    hn_stop_stack(&st);
+}
+
+Test(api, workers_queues_health_and_metrics)
+{
+    struct hn_stack st;
+    struct hn_stack_opts o = { .workers = 2, .worker_types = "noop", .worker_env = fast_env };
+    hn_start_stack(&st, &o);
+    char *id = submit(&st, "/v1/jobs/noop", "{}", NULL, 202);
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/jobs/%s", id);
+    wait_field(&st, path, "status", "succeeded");
+    free(id);
+
+    struct hn_resp *r = req(&st, "GET", "/v1/workers", NULL, NULL);
+    cr_assert_eq(r->status, 200);
+    cJSON *j = hn_json(r);
+    cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "workers")), 2, "%s", r->body);
+    cJSON_Delete(j);
+    hn_resp_free(r);
+
+    static const char *const none[] = { NULL };
+    r = req(&st, "GET", "/health", NULL, none);
+    cr_assert_eq(r->status, 200);
+    hn_resp_free(r);
+    r = req(&st, "GET", "/ready", NULL, none);
+    cr_assert_eq(r->status, 200, "%s", r->body);
+    hn_resp_free(r);
+    r = req(&st, "GET", "/api/v1/health", NULL, none);
+    cr_assert_eq(r->status, 200, "%s", r->body);
+    hn_resp_free(r);
+    r = req(&st, "GET", "/metrics", NULL, none);
+    cr_assert_eq(r->status, 200);
+    cr_assert(strstr(r->body, "conveyor_jobs_total{type=\"noop\",outcome=\"succeeded\"} 1") !=
+                  NULL,
+              "%s", r->body);
+    cr_assert(strstr(r->body, "activation_requests_total") != NULL);
+    hn_resp_free(r);
+    hn_stop_stack(&st);
+}
+
+Test(api, redis_outage_gives_503_then_recovers)
+{
+    struct hn_stack st;
+    struct hn_stack_opts o = { .workers = 1, .worker_types = "noop", .worker_env = fast_env };
+    hn_start_stack(&st, &o);
+    hn_redis_kill(SIGKILL);
+    struct hn_resp *r = req(&st, "POST", "/v1/jobs/noop", "{}", NULL);
+    cr_assert_eq(r->status, 503, "%d %s", r->status, r->body);
+    hn_resp_free(r);
+    static const char *const none[] = { NULL };
+    r = req(&st, "GET", "/ready", NULL, none);
+    cr_assert_eq(r->status, 503);
+    hn_resp_free(r);
+    hn_redis_start();
+    char url[128];
+    snprintf(url, sizeof(url), "%s/ready", st.api_url);
+    cr_assert(hn_wait_http_ok(url, 10000), "the API reconnects to Redis");
+    char *id = submit(&st, "/v1/jobs/noop", "{}", NULL, 202);
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/jobs/%s", id);
+    wait_field(&st, path, "status", "succeeded");
+    free(id);
+    hn_stop_stack(&st);
+}
