@@ -153,101 +153,95 @@ io:
     return CV_ERR_IO;
 }
 
-static enum cv_rc reserve(struct wrk_ctx *ctx, struct job **jobs, struct act *a, size_t n)
+/* Four PostgreSQL array literals, one element per job of the batch: the
+ * parameters of both batch functions. */
+struct cols {
+    struct sbuf c[4];
+    size_t n;
+};
+
+static void cols_init(struct cols *c)
 {
-    struct sbuf t, u, o, e;
-    sbuf_init(&t);
-    sbuf_init(&u);
-    sbuf_init(&o);
-    sbuf_init(&e);
-    sbuf_adds(&t, "{");
-    sbuf_adds(&u, "{");
-    sbuf_adds(&o, "{");
-    sbuf_adds(&e, "{");
-    size_t m = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!a[i].valid)
-            continue;
-        char num[24];
-        arr_add(&t, a[i].txn);
-        snprintf(num, sizeof(num), "%lld", (long long)a[i].user_id);
-        arr_add(&u, num);
-        snprintf(num, sizeof(num), "%lld", (long long)a[i].offer_id);
-        arr_add(&o, num);
-        snprintf(num, sizeof(num), "%lld", (long long)jobs[i]->epoch);
-        arr_add(&e, num);
-        m++;
+    for (int i = 0; i < 4; i++) {
+        sbuf_init(&c->c[i]);
+        sbuf_adds(&c->c[i], "{");
     }
-    sbuf_adds(&t, "}");
-    sbuf_adds(&u, "}");
-    sbuf_adds(&o, "}");
-    sbuf_adds(&e, "}");
+    c->n = 0;
+}
+
+static void cols_row(struct cols *c, const char *v0, const char *v1, const char *v2,
+                     const char *v3)
+{
+    const char *v[4] = { v0, v1, v2, v3 };
+    for (int i = 0; i < 4; i++)
+        arr_add(&c->c[i], v[i]);
+    c->n++;
+}
+
+static void cols_cleanup(struct cols *c)
+{
+    for (int i = 0; i < 4; i++)
+        sbuf_cleanup(&c->c[i]);
+}
+
+/* Run one batch function and copy each returned row (transaction_id,
+ * outcome, status[, amount, error]) onto its act. */
+static enum cv_rc run_batch(struct wrk_ctx *ctx, const char *sql, struct cols *c,
+                            struct act *a, size_t n)
+{
     enum cv_rc rc = CV_OK;
-    if (m > 0) {
-        const char *params[] = { t.p, u.p, o.p, e.p };
-        struct db_res *r = db_exec(ctx->db, RESERVE_SQL, 4, params, &rc);
-        for (int row = 0; r && row < db_res_rows(r); row++) {
-            struct act *x = find(a, n, db_res_get(r, row, 0));
-            if (!x)
-                continue;
-            copy(x->outcome, sizeof(x->outcome), db_res_get(r, row, 1));
-            copy(x->status, sizeof(x->status), db_res_get(r, row, 2));
+    if (c->n == 0)
+        return rc;
+    for (int i = 0; i < 4; i++)
+        sbuf_adds(&c->c[i], "}");
+    const char *params[] = { c->c[0].p, c->c[1].p, c->c[2].p, c->c[3].p };
+    struct db_res *r = db_exec(ctx->db, sql, 4, params, &rc);
+    for (int row = 0; r && row < db_res_rows(r); row++) {
+        struct act *x = find(a, n, db_res_get(r, row, 0));
+        if (!x)
+            continue;
+        copy(x->outcome, sizeof(x->outcome), db_res_get(r, row, 1));
+        copy(x->status, sizeof(x->status), db_res_get(r, row, 2));
+        if (db_res_cols(r) >= 5) {
             copy(x->amount, sizeof(x->amount), db_res_get(r, row, 3));
             copy(x->error, sizeof(x->error), db_res_get(r, row, 4));
         }
-        db_res_free(r);
     }
-    sbuf_cleanup(&t);
-    sbuf_cleanup(&u);
-    sbuf_cleanup(&o);
-    sbuf_cleanup(&e);
+    db_res_free(r);
+    return rc;
+}
+
+static enum cv_rc reserve(struct wrk_ctx *ctx, struct job **jobs, struct act *a, size_t n)
+{
+    struct cols c;
+    cols_init(&c);
+    for (size_t i = 0; i < n; i++) {
+        if (!a[i].valid)
+            continue;
+        char user[24], offer[24], epoch[24];
+        snprintf(user, sizeof(user), "%lld", (long long)a[i].user_id);
+        snprintf(offer, sizeof(offer), "%lld", (long long)a[i].offer_id);
+        snprintf(epoch, sizeof(epoch), "%lld", (long long)jobs[i]->epoch);
+        cols_row(&c, a[i].txn, user, offer, epoch);
+    }
+    enum cv_rc rc = run_batch(ctx, RESERVE_SQL, &c, a, n);
+    cols_cleanup(&c);
     return rc;
 }
 
 static enum cv_rc finish(struct wrk_ctx *ctx, struct job **jobs, struct act *a, size_t n)
 {
-    struct sbuf t, k, e, m;
-    sbuf_init(&t);
-    sbuf_init(&k);
-    sbuf_init(&e);
-    sbuf_init(&m);
-    sbuf_adds(&t, "{");
-    sbuf_adds(&k, "{");
-    sbuf_adds(&e, "{");
-    sbuf_adds(&m, "{");
-    size_t cnt = 0;
+    struct cols c;
+    cols_init(&c);
     for (size_t i = 0; i < n; i++) {
         if (!a[i].finish)
             continue;
-        char num[24];
-        arr_add(&t, a[i].txn);
-        arr_add(&k, a[i].ok ? "t" : "f");
-        snprintf(num, sizeof(num), "%lld", (long long)jobs[i]->epoch);
-        arr_add(&e, num);
-        arr_add(&m, a[i].ok ? "" : a[i].error);
-        cnt++;
+        char epoch[24];
+        snprintf(epoch, sizeof(epoch), "%lld", (long long)jobs[i]->epoch);
+        cols_row(&c, a[i].txn, a[i].ok ? "t" : "f", epoch, a[i].ok ? "" : a[i].error);
     }
-    sbuf_adds(&t, "}");
-    sbuf_adds(&k, "}");
-    sbuf_adds(&e, "}");
-    sbuf_adds(&m, "}");
-    enum cv_rc rc = CV_OK;
-    if (cnt > 0) {
-        const char *params[] = { t.p, k.p, e.p, m.p };
-        struct db_res *r = db_exec(ctx->db, FINISH_SQL, 4, params, &rc);
-        for (int row = 0; r && row < db_res_rows(r); row++) {
-            struct act *x = find(a, n, db_res_get(r, row, 0));
-            if (!x)
-                continue;
-            copy(x->outcome, sizeof(x->outcome), db_res_get(r, row, 1));
-            copy(x->status, sizeof(x->status), db_res_get(r, row, 2));
-        }
-        db_res_free(r);
-    }
-    sbuf_cleanup(&t);
-    sbuf_cleanup(&k);
-    sbuf_cleanup(&e);
-    sbuf_cleanup(&m);
+    enum cv_rc rc = run_batch(ctx, FINISH_SQL, &c, a, n);
+    cols_cleanup(&c);
     return rc;
 }
 
