@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cfg.h"
 #include "harness.h"
@@ -121,6 +122,12 @@ static void load(const char *dir, const char *name, struct fixture *f)
     }
     fclose(fp);
     cr_assert_eq(st, DONE, "%s: incomplete fixture", name);
+    /* send exactly the headers the fixture names: no default Content-Type */
+    int has_ct = 0;
+    for (int i = 0; i < f->nheaders; i++)
+        has_ct |= strncasecmp(f->headers[i], "Content-Type:", 13) == 0;
+    if (!has_ct)
+        f->headers[f->nheaders++] = strdup("Content-Type:");
     f->headers[f->nheaders] = NULL;
 }
 
