@@ -1,0 +1,245 @@
+/* api.h - what the conveyor-api files share.
+ *
+ * Threads. main.c starts http.threads event loops. Each loop (struct
+ * api_thread) owns its evhttp, its broker (async, one pipelined Redis
+ * connection), its PostgreSQL connection and its Redis connection for the
+ * activation hashes; nothing is shared between loops except the read-only
+ * config and the metrics registry, whose counters are sharded per loop.
+ *
+ * Requests. api_http.c turns every HTTP request into one struct req, routes
+ * it, checks the key and calls the route's handler. A handler either replies
+ * at once or starts async calls; each async call holds a reference
+ * (api_req_hold before the call, api_req_release at the end of its callback),
+ * and the request is freed in exactly one place, when the last reference
+ * goes (api_req_release). A callback may run before the call that started it
+ * returns (a link that is down fails at once); the dispatcher holds its own
+ * reference while the handler runs, so req stays valid until the handler
+ * returns, but it may already have been answered. If the client connection
+ * goes away while a call is out, req->gone is set and the reply is skipped.
+ *
+ * Replies are always JSON (except /metrics); errors go through the one table
+ * in api_err.c: {"error":{"code":"invalid","message":"...","field":"user_id"}}. */
+#ifndef CV_API_H
+#define CV_API_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cfg.h"
+#include "job.h"
+#include "json.h"
+#include "rc.h"
+#include "sbuf.h"
+
+struct event;
+struct event_base;
+struct evhttp;
+struct evhttp_bound_socket;
+struct evhttp_request;
+struct broker;
+struct db_async;
+struct rds_async;
+struct api_pubq;
+struct met;
+struct job_status;
+struct req;
+
+/* ---- job types ------------------------------------------------------------- */
+/* The job types this API accepts; unknown names are 404. */
+#define API_NTYPES 5
+extern const char *const api_types[API_NTYPES];
+/* Index in api_types, or -1. */
+int api_type_index(const char *type);
+
+/* ---- the process ----------------------------------------------------------- */
+enum api_act_status { API_ACT_ACCEPTED, API_ACT_REJECTED, API_ACT_ERROR, API_ACT_N };
+
+/* Read-only once the loops run (the counters inside met are per-loop shards). */
+struct api_global {
+    const struct cfg *cfg;
+    struct met *met;
+    int m_http;                   /* first conveyor_http_requests_total series */
+    int m_enqueued[API_NTYPES];   /* conveyor_jobs_enqueued_total{type} */
+    int m_act[API_ACT_N];         /* activation_requests_total{status} */
+};
+
+/* One event loop. */
+struct api_thread {
+    int idx;                      /* also the metrics shard */
+    const struct cfg *cfg;
+    struct api_global *g;
+    struct event_base *base;
+    struct evhttp *http;
+    struct evhttp_bound_socket *sock;
+    struct broker *broker;
+    struct db_async *db;          /* NULL when pg.dsn is empty */
+    struct rds_async *rds;        /* activation hashes */
+    struct api_pubq *pubq;        /* single-job publishes of this turn (api_pub.c) */
+    struct event *stop_ev;        /* readable when main asks us to stop */
+    struct event *drain_ev;       /* timer while draining */
+    int stop_pipe[2];
+    int listen_fd;                /* our dup of the listening socket */
+    int inflight;                 /* struct req alive on this loop */
+    int stopping;                 /* not accepting; replies say Connection: close */
+    int closing;                  /* tearing down: callbacks start no new I/O */
+    int64_t drain_deadline_ms;
+    int64_t flush_until_ms;       /* idle while draining: stop at this time */
+    pthread_t tid;
+};
+
+/* ---- requests -------------------------------------------------------------- */
+enum api_auth {
+    API_AUTH_NONE,                /* open: health, ready, metrics */
+    API_AUTH_KEY,                 /* any valid key (handlers check type scope) */
+    API_AUTH_ADMIN,               /* an all-types key */
+    API_AUTH_ACTIVATION,          /* a key with the activation scope */
+};
+
+typedef void (*api_handler)(struct req *r);
+
+struct api_route {
+    int method;                   /* EVHTTP_REQ_GET, ... */
+    const char *pattern;          /* "/v1/jobs/{type}/batch": {x} matches one segment */
+    enum api_auth auth;
+    api_handler fn;
+    const char *name;             /* metrics label */
+    int activation_metric;        /* count in activation_requests_total */
+};
+
+#define API_PATH_MAX 256
+/* In lists, payloads above this many bytes are left out (payload_bytes says the size). */
+#define API_LIST_PAYLOAD_MAX (16 * 1024)
+#define API_MAX_PARAMS 3
+
+struct req {
+    struct api_thread *t;
+    struct evhttp_request *http;  /* NULL once replied or the client is gone */
+    const struct api_route *route;
+    const struct cfg_api_key *key;
+    int refs;
+    int gone;                     /* the client left before the reply */
+    int replied;
+    int status;
+    int64_t t0_us;
+    const char *param[API_MAX_PARAMS];
+    char path[API_PATH_MAX];      /* the params point in here */
+
+    /* endpoint state carried across async calls */
+    char id[UUID_STR_LEN];        /* job / transaction id once known (logged) */
+    char trace_id[33];            /* of the traceparent, for the log line */
+    char type[JOB_TYPE_MAX];
+    int type_idx;
+    int scheduled;
+    int64_t user_id, offer_id;
+    int writes_left;              /* pipelined writes not yet answered */
+    int pending_err;              /* a pipelined write failed */
+    struct sbuf part[2];          /* /metrics pieces */
+};
+
+/* api_http.c */
+void api_req_hold(struct req *r);
+/* Drop a reference; the last one frees r (replying 500 first if nobody replied). */
+void api_req_release(struct req *r);
+/* The header value or NULL. NULL as well once the client is gone. */
+const char *api_header(struct req *r, const char *name);
+/* The raw query string (after '?') or NULL. */
+const char *api_query(struct req *r);
+/* The body, contiguous; *len 0 when none. Valid until the reply. */
+const char *api_body(struct req *r, size_t *len);
+/* Add an output header (before replying). */
+void api_add_header(struct req *r, const char *name, const char *value);
+/* Send a reply. No-op (beyond bookkeeping) when the client is gone. */
+void api_reply(struct req *r, int status, const char *content_type, const char *body,
+               size_t len);
+void api_reply_json(struct req *r, int status, const struct sbuf *body);
+/* The JSON error for rc from the table in api_err.c; field may be NULL. */
+void api_reply_err(struct req *r, enum cv_rc rc, const char *message, const char *field);
+/* Same with an explicit status (405). */
+void api_reply_err_status(struct req *r, int status, enum cv_rc rc, const char *message,
+                          const char *field);
+/* 415 unless Content-Type is application/json (parameters allowed). Returns 0 when fine. */
+int api_require_json_or_reply(struct req *r);
+/* Parse the body as JSON; replies 400 and returns NULL when empty or not JSON. */
+cJSON *api_parse_body_or_reply(struct req *r);
+/* Query parameter name as a whole number in [min,max], def when absent.
+ * Returns 0, or replies 400 (field = name) and returns -1. */
+int api_query_int_or_reply(struct req *r, const char *name, int64_t min, int64_t max,
+                           int64_t def, int64_t *out);
+/* Query parameter name copied into buf ("" when absent). Returns 0, or
+ * replies 400 and returns -1 when malformed, repeated or too long. */
+int api_query_str_or_reply(struct req *r, const char *name, char *buf, size_t cap);
+
+/* Listening and loops (api_http.c). */
+int api_thread_start_http(struct api_thread *t);
+void api_thread_stop_http(struct api_thread *t);
+void api_thread_free_http(struct api_thread *t);
+/* Register the HTTP metrics series (before met_freeze). */
+void api_http_metrics_init(struct api_global *g);
+
+/* api_pub.c */
+int api_pub_init(struct api_thread *t);
+/* Fails what is still queued (teardown only). */
+void api_pub_free(struct api_thread *t);
+/* broker_publish(t->broker, &job, 1, idempotency_ttl_s, cb, arg), coalesced
+ * with the other single jobs of this loop turn into one broker call at the
+ * end of the turn. Takes job. cb runs exactly once, possibly inline. */
+void api_publish_one(struct api_thread *t, struct job *job,
+                     void (*cb)(void *arg, enum cv_rc rc, const char *const *ids,
+                                const int *dup, size_t n),
+                     void *arg);
+
+/* api_err.c */
+struct api_err {
+    int status;
+    const char *code;             /* stable JSON error code */
+    const char *reason;           /* HTTP reason phrase */
+};
+const struct api_err *api_err_lookup(enum cv_rc rc);
+/* Reason phrase for a status code. */
+const char *api_status_reason(int status);
+/* The JSON error body. */
+void api_err_json(struct sbuf *b, enum cv_rc rc, const char *message, const char *field);
+
+/* ---- JSON helpers (api_http.c) --------------------------------------------- */
+/* Append "key":"value" / "key":n with a leading comma unless first. */
+void api_json_str(struct sbuf *b, const char *key, const char *v, int first);
+void api_json_i64(struct sbuf *b, const char *key, long long v, int first);
+/* An RFC 3339 time, omitted when ms is 0. Returns 1 when written. */
+int api_json_time(struct sbuf *b, const char *key, int64_t ms, int first);
+/* Digits (with optional '-') verbatim as a JSON number, else a string, NULL -> null. */
+void api_json_num_text(struct sbuf *b, const char *key, const char *v, int first);
+/* A string or null. */
+void api_json_str_or_null(struct sbuf *b, const char *key, const char *v, int first);
+
+/* ---- handlers ---------------------------------------------------------------- */
+/* api_jobs.c */
+void api_h_job_create(struct req *r);
+void api_h_job_batch(struct req *r);
+void api_h_job_get(struct req *r);
+/* api_admin.c */
+void api_h_dead_list(struct req *r);
+void api_h_dead_retry(struct req *r);
+void api_h_queues(struct req *r);
+void api_h_workers(struct req *r);
+/* api_activation.c */
+void api_h_activation_create(struct req *r);
+void api_h_activation_status(struct req *r);
+void api_h_offers(struct req *r);
+void api_h_offer(struct req *r);
+void api_h_account(struct req *r);
+void api_h_account_transactions(struct req *r);
+/* Validate an activation payload object and write the canonical payload
+ * {"transaction_id":"<id>","user_id":N,"offer_id":M} into out. CV_ERR_INVALID
+ * with *field naming the bad field and *why saying what is wrong with it. */
+enum cv_rc api_activation_payload(const cJSON *obj, const char *id, struct sbuf *out,
+                                  int64_t *user_id, int64_t *offer_id, const char **field,
+                                  const char **why);
+/* api_health.c */
+void api_h_health(struct req *r);
+void api_h_ready(struct req *r);
+void api_h_metrics(struct req *r);
+/* Render a job status object (used by GET /v1/jobs/{id} and the dead list). */
+void api_json_job_status(struct sbuf *b, const struct job_status *st, size_t payload_max);
+
+#endif

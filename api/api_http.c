@@ -1,0 +1,696 @@
+/* api_http.c - requests: routing, keys, replies, and the evhttp plumbing.
+ *
+ * Banners, low level first: JSON helpers, evhttp error pages, replies, the
+ * routing table, dispatch, per-loop setup. */
+#include <sys/queue.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "api.h"
+#include "auth.h"
+#include "clock.h"
+#include "log.h"
+#include "mem.h"
+#include "met.h"
+
+/* ==== JSON helpers ======================================================== */
+
+static void key(struct sbuf *b, const char *k, int first)
+{
+    if (!first)
+        sbuf_add(b, ",", 1);
+    sbuf_add_json_str(b, k);
+    sbuf_add(b, ":", 1);
+}
+
+void api_json_str(struct sbuf *b, const char *k, const char *v, int first)
+{
+    key(b, k, first);
+    sbuf_add_json_str(b, v);
+}
+
+void api_json_i64(struct sbuf *b, const char *k, long long v, int first)
+{
+    key(b, k, first);
+    sbuf_addf(b, "%lld", v);
+}
+
+int api_json_time(struct sbuf *b, const char *k, int64_t ms, int first)
+{
+    char ts[CLOCK_RFC3339_LEN];
+    if (ms <= 0)
+        return 0;
+    key(b, k, first);
+    sbuf_add_json_str(b, clock_rfc3339(ms, ts));
+    return 1;
+}
+
+static int is_integer_text(const char *v)
+{
+    const char *p = v;
+    if (*p == '-')
+        p++;
+    if (!*p || strlen(p) > 18)
+        return 0;
+    for (; *p; p++)
+        if (*p < '0' || *p > '9')
+            return 0;
+    return 1;
+}
+
+void api_json_num_text(struct sbuf *b, const char *k, const char *v, int first)
+{
+    key(b, k, first);
+    if (!v)
+        sbuf_adds(b, "null");
+    else if (is_integer_text(v))
+        sbuf_adds(b, v);
+    else
+        sbuf_add_json_str(b, v);
+}
+
+void api_json_str_or_null(struct sbuf *b, const char *k, const char *v, int first)
+{
+    key(b, k, first);
+    if (v)
+        sbuf_add_json_str(b, v);
+    else
+        sbuf_adds(b, "null");
+}
+
+/* ==== the routing table ==================================================== */
+
+static const struct api_route routes[] = {
+    { EVHTTP_REQ_GET, "/health", API_AUTH_NONE, api_h_health, "GET /health", 0 },
+    { EVHTTP_REQ_GET, "/ready", API_AUTH_NONE, api_h_ready, "GET /ready", 0 },
+    { EVHTTP_REQ_GET, "/metrics", API_AUTH_NONE, api_h_metrics, "GET /metrics", 0 },
+    { EVHTTP_REQ_GET, "/api/v1/health", API_AUTH_NONE, api_h_ready, "GET /api/v1/health", 0 },
+    { EVHTTP_REQ_POST, "/v1/jobs/{type}", API_AUTH_KEY, api_h_job_create,
+      "POST /v1/jobs/{type}", 0 },
+    { EVHTTP_REQ_GET, "/v1/jobs/{id}", API_AUTH_KEY, api_h_job_get, "GET /v1/jobs/{id}", 0 },
+    { EVHTTP_REQ_POST, "/v1/jobs/{type}/batch", API_AUTH_KEY, api_h_job_batch,
+      "POST /v1/jobs/{type}/batch", 0 },
+    { EVHTTP_REQ_GET, "/v1/dead", API_AUTH_ADMIN, api_h_dead_list, "GET /v1/dead", 0 },
+    { EVHTTP_REQ_POST, "/v1/dead/{id}/retry", API_AUTH_ADMIN, api_h_dead_retry,
+      "POST /v1/dead/{id}/retry", 0 },
+    { EVHTTP_REQ_GET, "/v1/queues", API_AUTH_KEY, api_h_queues, "GET /v1/queues", 0 },
+    { EVHTTP_REQ_GET, "/v1/workers", API_AUTH_KEY, api_h_workers, "GET /v1/workers", 0 },
+    { EVHTTP_REQ_POST, "/api/v1/activation", API_AUTH_ACTIVATION, api_h_activation_create,
+      "POST /api/v1/activation/", 1 },
+    { EVHTTP_REQ_GET, "/api/v1/activation/status/{transaction_id}", API_AUTH_KEY,
+      api_h_activation_status, "GET /api/v1/activation/status/{transaction_id}/", 0 },
+    { EVHTTP_REQ_GET, "/api/v1/offers", API_AUTH_KEY, api_h_offers, "GET /api/v1/offers/", 0 },
+    { EVHTTP_REQ_GET, "/api/v1/offers/{id}", API_AUTH_KEY, api_h_offer,
+      "GET /api/v1/offers/{id}/", 0 },
+    { EVHTTP_REQ_GET, "/api/v1/accounts/{user_id}", API_AUTH_KEY, api_h_account,
+      "GET /api/v1/accounts/{user_id}/", 0 },
+    { EVHTTP_REQ_GET, "/api/v1/accounts/{user_id}/transactions", API_AUTH_KEY,
+      api_h_account_transactions, "GET /api/v1/accounts/{user_id}/transactions/", 0 },
+};
+#define NROUTES ((int)(sizeof(routes) / sizeof(routes[0])))
+
+/* ==== metrics of the HTTP layer =========================================== */
+
+static const int codes[] = { 200, 202, 400, 401, 403, 404, 405, 409,
+                             413, 415, 429, 500, 503 };
+#define NCODES ((int)(sizeof(codes) / sizeof(codes[0])) + 1)  /* + "other" */
+
+static void count_request(struct api_thread *t, int route_idx, int status)
+{
+    int ci = NCODES - 1;
+    for (int i = 0; i < NCODES - 1; i++)
+        if (codes[i] == status)
+            ci = i;
+    met_inc(t->g->met, t->idx, t->g->m_http + route_idx * NCODES + ci);
+}
+
+void api_http_metrics_init(struct api_global *g)
+{
+    static const char *const labels[] = { "route", "code" };
+    int fam = met_family(g->met, "conveyor_http_requests_total",
+                         "HTTP requests answered, by route and status code.", 2, labels, 1);
+    for (int r = 0; r <= NROUTES; r++) {
+        for (int c = 0; c < NCODES; c++) {
+            char code[16];
+            if (c < NCODES - 1)
+                snprintf(code, sizeof(code), "%d", codes[c]);
+            else
+                snprintf(code, sizeof(code), "other");
+            const char *v[] = { r < NROUTES ? routes[r].name : "other", code };
+            int s = met_series(g->met, fam, v);
+            if (r == 0 && c == 0)
+                g->m_http = s;
+        }
+    }
+}
+
+/* ==== evhttp's own error pages ============================================= */
+
+/* evhttp answers some requests before they reach us: a malformed request
+ * line or headers (400), a body over evhttp_set_max_body_size (413, decided
+ * from Content-Length before the body is read) and a few more. It writes them
+ * with evhttp_send_error(), a fixed HTML page, and libevent 2.1 has no hook to
+ * change that (evhttp_set_errorcb is 2.2 only). Our clients must get JSON, so
+ * each connection's output buffer carries a callback that spots such a page as
+ * it is added and swaps the whole response for the JSON error before a byte
+ * reaches the socket. Safe because evhttp starts reading a request only after
+ * the previous response was fully written: the error response is alone in the
+ * buffer, and evhttp closes the connection after it (Connection: close). */
+static __thread int rewriting;
+
+static void rewrite_error_page(struct api_thread *t, struct evbuffer *buf, size_t body_at)
+{
+    char head[13];
+    size_t total = evbuffer_get_length(buf);
+    if (evbuffer_copyout(buf, head, sizeof(head)) != (ev_ssize_t)sizeof(head) ||
+        memcmp(head, "HTTP/1.", 7) != 0 || head[8] != ' ')
+        return;
+    struct evbuffer_ptr end = evbuffer_search(buf, "\r\n\r\n", 4, NULL);
+    if (end.pos < 0 || (size_t)end.pos + 4 != body_at)
+        return;                         /* not a lone response: leave it */
+    int status = atoi(head + 9);
+    enum cv_rc rc;
+    char msg[128];
+    switch (status) {
+    case 413:
+        rc = CV_ERR_TOO_LARGE;
+        snprintf(msg, sizeof(msg), "request body over %d bytes", t->cfg->body_max_bytes);
+        break;
+    case 400:
+    case 417:
+        rc = CV_ERR_INVALID;
+        snprintf(msg, sizeof(msg), "malformed HTTP request");
+        break;
+    case 404:
+        rc = CV_ERR_NOT_FOUND;
+        snprintf(msg, sizeof(msg), "no such route");
+        break;
+    case 405:
+    case 501:
+        rc = CV_ERR_UNSUPPORTED;
+        snprintf(msg, sizeof(msg), "method not supported");
+        break;
+    case 503:
+        rc = CV_ERR_IO;
+        snprintf(msg, sizeof(msg), "service unavailable");
+        break;
+    default:
+        rc = CV_ERR_INTERNAL;
+        snprintf(msg, sizeof(msg), "HTTP error");
+        break;
+    }
+    struct sbuf b;
+    sbuf_init(&b);
+    api_err_json(&b, rc, msg, status == 413 ? "body" : NULL);
+    rewriting = 1;
+    evbuffer_drain(buf, total);
+    evbuffer_add_printf(buf,
+                        "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+                        "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                        status, api_status_reason(status), b.len);
+    evbuffer_add(buf, b.p, b.len);
+    rewriting = 0;
+    sbuf_cleanup(&b);
+    count_request(t, NROUTES, status);
+    LOG_DEBUG("http.request", "route=other status=%d evhttp=1", status);
+}
+
+static void on_output(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    static const char page[] = "<HTML><HEAD>\n<TITLE>";
+    char peek[sizeof(page) - 1];
+    struct evbuffer_ptr p;
+    if (rewriting || info->n_added < sizeof(peek))
+        return;
+    size_t total = evbuffer_get_length(buf);
+    if (info->n_added > total)
+        return;
+    size_t start = total - info->n_added;
+    if (evbuffer_ptr_set(buf, &p, start, EVBUFFER_PTR_SET) != 0 ||
+        evbuffer_copyout_from(buf, &p, peek, sizeof(peek)) != (ev_ssize_t)sizeof(peek) ||
+        memcmp(peek, page, sizeof(peek)) != 0)
+        return;
+    rewrite_error_page(arg, buf, start);
+}
+
+static struct bufferevent *make_bev(struct event_base *base, void *arg)
+{
+    /* no BEV_OPT_CLOSE_ON_FREE: evhttp closes the socket itself, as it does
+     * for the bufferevents it makes */
+    struct bufferevent *bev = bufferevent_socket_new(base, -1, 0);
+    if (bev)
+        evbuffer_add_cb(bufferevent_get_output(bev), on_output, arg);
+    return bev;
+}
+
+/* ==== replies ============================================================== */
+
+static const char *method_str(int m)
+{
+    switch (m) {
+    case EVHTTP_REQ_GET: return "GET";
+    case EVHTTP_REQ_POST: return "POST";
+    case EVHTTP_REQ_HEAD: return "HEAD";
+    case EVHTTP_REQ_PUT: return "PUT";
+    case EVHTTP_REQ_DELETE: return "DELETE";
+    case EVHTTP_REQ_OPTIONS: return "OPTIONS";
+    case EVHTTP_REQ_TRACE: return "TRACE";
+    case EVHTTP_REQ_CONNECT: return "CONNECT";
+    case EVHTTP_REQ_PATCH: return "PATCH";
+    default: return "OTHER";
+    }
+}
+
+void api_add_header(struct req *r, const char *name, const char *value)
+{
+    if (r->http)
+        evhttp_add_header(evhttp_request_get_output_headers(r->http), name, value);
+}
+
+void api_reply(struct req *r, int status, const char *content_type, const char *body,
+               size_t len)
+{
+    struct api_thread *t = r->t;
+    CV_ASSERT(!r->replied);
+    r->replied = 1;
+    r->status = status;
+    int ri = r->route ? (int)(r->route - routes) : NROUTES;
+    count_request(t, ri, status);
+    if (r->route && r->route->activation_metric) {
+        enum api_act_status a = status < 400 ? API_ACT_ACCEPTED
+                                : status < 500 ? API_ACT_REJECTED : API_ACT_ERROR;
+        met_inc(t->g->met, t->idx, t->g->m_act[a]);
+    }
+    if (status >= 500 && status != 503)
+        LOG_WARN("http.server_error", "route=\"%s\" status=%d",
+                 r->route ? r->route->name : "other", status);
+    if (log_min_level <= LOG_LVL_DEBUG) {
+        char rs[LOG_STR_MAX];
+        LOG_DEBUG("http.request", "route=%s status=%d dur_us=%lld gone=%d%s%s%s%s%s%s",
+                  log_str(rs, r->route ? r->route->name : "other"), status,
+                  (long long)(clock_mono_us() - r->t0_us), r->gone,
+                  r->id[0] ? " job_id=" : "", r->id, r->type[0] ? " type=" : "", r->type,
+                  r->trace_id[0] ? " trace_id=" : "", r->trace_id);
+    }
+    if (r->gone || !r->http)
+        return;
+    struct evhttp_request *hr = r->http;
+    r->http = NULL;
+    struct evhttp_connection *evcon = evhttp_request_get_connection(hr);
+    if (evcon)
+        evhttp_connection_set_closecb(evcon, NULL, NULL);
+    struct evkeyvalq *h = evhttp_request_get_output_headers(hr);
+    evhttp_add_header(h, "Content-Type", content_type);
+    if (t->stopping)
+        evhttp_add_header(h, "Connection", "close");
+    if (len)
+        evbuffer_add(evhttp_request_get_output_buffer(hr), body, len);
+    evhttp_send_reply(hr, status, api_status_reason(status), NULL);
+}
+
+void api_reply_json(struct req *r, int status, const struct sbuf *body)
+{
+    api_reply(r, status, "application/json", body->p ? body->p : "", body->len);
+}
+
+void api_reply_err_status(struct req *r, int status, enum cv_rc rc, const char *message,
+                          const char *field)
+{
+    struct sbuf b;
+    sbuf_init(&b);
+    api_err_json(&b, rc, message, field);
+    if (rc == CV_ERR_AUTH)
+        api_add_header(r, "WWW-Authenticate", "Bearer realm=\"conveyor\"");
+    api_reply_json(r, status, &b);
+    sbuf_cleanup(&b);
+}
+
+void api_reply_err(struct req *r, enum cv_rc rc, const char *message, const char *field)
+{
+    api_reply_err_status(r, api_err_lookup(rc)->status, rc, message, field);
+}
+
+/* ==== request accessors ==================================================== */
+
+const char *api_header(struct req *r, const char *name)
+{
+    if (!r->http)
+        return NULL;
+    return evhttp_find_header(evhttp_request_get_input_headers(r->http), name);
+}
+
+const char *api_query(struct req *r)
+{
+    if (!r->http)
+        return NULL;
+    const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(r->http);
+    return u ? evhttp_uri_get_query(u) : NULL;
+}
+
+const char *api_body(struct req *r, size_t *len)
+{
+    *len = 0;
+    if (!r->http)
+        return "";
+    struct evbuffer *in = evhttp_request_get_input_buffer(r->http);
+    size_t n = evbuffer_get_length(in);
+    if (n == 0)
+        return "";
+    const char *p = (const char *)evbuffer_pullup(in, -1);
+    if (!p)
+        return "";
+    *len = n;
+    return p;
+}
+
+int api_require_json_or_reply(struct req *r)
+{
+    const char *ct = api_header(r, "Content-Type");
+    const char *p = ct;
+    if (p) {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (strncasecmp(p, "application/json", 16) == 0) {
+            p += 16;
+            while (*p == ' ' || *p == '\t')
+                p++;
+            if (*p == '\0')
+                return 0;
+            if (*p == ';') {
+                /* parameters: only a UTF-8 charset makes sense for JSON */
+                const char *cs = strcasestr(p, "charset");
+                if (!cs)
+                    return 0;
+                cs += 7;
+                while (*cs == ' ' || *cs == '=' || *cs == '"')
+                    cs++;
+                if (strncasecmp(cs, "utf-8", 5) == 0 || strncasecmp(cs, "utf8", 4) == 0)
+                    return 0;
+            }
+        }
+    }
+    api_reply_err(r, CV_ERR_UNSUPPORTED, "Content-Type must be application/json",
+                  "Content-Type");
+    return -1;
+}
+
+cJSON *api_parse_body_or_reply(struct req *r)
+{
+    size_t len;
+    const char *body = api_body(r, &len);
+    if (len == 0) {
+        api_reply_err(r, CV_ERR_INVALID, "empty body", "body");
+        return NULL;
+    }
+    if (len > (size_t)r->t->cfg->body_max_bytes) {
+        /* evhttp enforces the limit; this only guards a change there */
+        api_reply_err(r, CV_ERR_TOO_LARGE, "request body too large", "body");
+        return NULL;
+    }
+    cJSON *root = json_parse(body, len);
+    if (!root)
+        api_reply_err(r, CV_ERR_INVALID, "body is not valid JSON", "body");
+    return root;
+}
+
+/* Match path against pattern; on success fill start/len of each {param}. */
+static int route_match(const char *pattern, const char *path, size_t pstart[], size_t plen[],
+                       int *np)
+{
+    const char *p = pattern, *s = path;
+    int n = 0;
+    while (*p && *s) {
+        if (*p == '{') {
+            const char *close = strchr(p, '}');
+            CV_ASSERT(close);
+            const char *e = strchr(s, '/');
+            size_t len = e ? (size_t)(e - s) : strlen(s);
+            if (len == 0 || n == API_MAX_PARAMS)
+                return 0;
+            pstart[n] = (size_t)(s - path);
+            plen[n] = len;
+            n++;
+            p = close + 1;
+            s += len;
+        } else if (*p == *s) {
+            p++;
+            s++;
+        } else {
+            return 0;
+        }
+    }
+    if (*p || *s)
+        return 0;
+    *np = n;
+    return 1;
+}
+
+/* ==== dispatch ============================================================= */
+
+void api_req_hold(struct req *r)
+{
+    r->refs++;
+}
+
+void api_req_release(struct req *r)
+{
+    CV_ASSERT(r->refs > 0);
+    if (--r->refs > 0)
+        return;
+    if (!r->replied && !r->gone) {
+        LOG_ERROR("api.no_reply", "route=%s", r->route ? r->route->name : "other");
+        api_reply_err(r, CV_ERR_INTERNAL, NULL, NULL);
+    }
+    sbuf_cleanup(&r->part[0]);
+    sbuf_cleanup(&r->part[1]);
+    r->t->inflight--;
+    free(r);
+}
+
+static void on_conn_close(struct evhttp_connection *evcon, void *arg)
+{
+    struct req *r = arg;
+    (void)evcon;
+    /* evhttp frees the request right after this: never touch it again */
+    r->gone = 1;
+    r->http = NULL;
+}
+
+static void route_or_reply(struct req *r)
+{
+    const struct cfg *cfg = r->t->cfg;
+    const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(r->http);
+    const char *path = u ? evhttp_uri_get_path(u) : NULL;
+    size_t len = path ? strlen(path) : 0;
+    if (len > 1 && path[len - 1] == '/')
+        len--;                       /* the seed's URLs end in '/'; both forms work */
+    if (len == 0 || len >= sizeof(r->path)) {
+        api_reply_err(r, CV_ERR_NOT_FOUND, "no such route", NULL);
+        return;
+    }
+    memcpy(r->path, path, len);
+    r->path[len] = '\0';
+
+    int method = (int)evhttp_request_get_command(r->http);
+    unsigned allow = 0;
+    size_t ps[API_MAX_PARAMS], pl[API_MAX_PARAMS];
+    int np = 0;
+    const struct api_route *hit = NULL;
+    for (int i = 0; i < NROUTES && !hit; i++) {
+        if (!route_match(routes[i].pattern, r->path, ps, pl, &np))
+            continue;
+        if (routes[i].method == method)
+            hit = &routes[i];
+        else
+            allow |= (unsigned)routes[i].method;
+    }
+    if (!hit && !allow) {
+        api_reply_err(r, CV_ERR_NOT_FOUND, "no such route", NULL);
+        return;
+    }
+    if (!hit) {
+        char a[64] = "";
+        int ms[] = { EVHTTP_REQ_GET, EVHTTP_REQ_POST };
+        for (int i = 0; i < 2; i++) {
+            if (allow & (unsigned)ms[i]) {
+                if (a[0])
+                    strcat(a, ", ");
+                strcat(a, method_str(ms[i]));
+            }
+        }
+        api_add_header(r, "Allow", a);
+        char msg[160];
+        snprintf(msg, sizeof(msg), "method %s not allowed here (allowed: %s)",
+                 method_str(method), a);
+        api_reply_err_status(r, 405, CV_ERR_UNSUPPORTED, msg, NULL);
+        return;
+    }
+    r->route = hit;
+    for (int i = 0; i < np; i++) {
+        r->path[ps[i] + pl[i]] = '\0';
+        r->param[i] = r->path + ps[i];
+    }
+
+    if (hit->auth != API_AUTH_NONE) {
+        /* before the body is even looked at */
+        if (auth_check(cfg, api_header(r, "Authorization"), &r->key) != CV_OK) {
+            api_reply_err(r, CV_ERR_AUTH, "missing or invalid API key", NULL);
+            return;
+        }
+        if (hit->auth == API_AUTH_ADMIN && !auth_is_admin(r->key)) {
+            api_reply_err(r, CV_ERR_FORBIDDEN, "this endpoint needs an all-types key", NULL);
+            return;
+        }
+        if (hit->auth == API_AUTH_ACTIVATION && !auth_allows(r->key, AUTH_SCOPE_ACTIVATION)) {
+            api_reply_err(r, CV_ERR_FORBIDDEN, "key not allowed for activation", NULL);
+            return;
+        }
+    }
+    hit->fn(r);
+}
+
+static void on_request(struct evhttp_request *hr, void *arg)
+{
+    struct api_thread *t = arg;
+    struct req *r = xcalloc(1, sizeof(*r));
+    r->t = t;
+    r->http = hr;
+    r->refs = 1;
+    r->t0_us = clock_mono_us();
+    t->inflight++;
+    struct evhttp_connection *evcon = evhttp_request_get_connection(hr);
+    if (evcon)
+        evhttp_connection_set_closecb(evcon, on_conn_close, r);
+    route_or_reply(r);
+    api_req_release(r);
+}
+
+/* ==== per loop ============================================================= */
+
+int api_thread_start_http(struct api_thread *t)
+{
+    const struct cfg *cfg = t->cfg;
+    t->http = evhttp_new(t->base);
+    if (!t->http)
+        return -1;
+    evhttp_set_gencb(t->http, on_request, t);
+    evhttp_set_bevcb(t->http, make_bev, t);
+    /* Bodies over the limit are refused from Content-Length before they are
+     * read; the lingering close drains what the client still sends so that
+     * it reads our 413 instead of a connection reset. */
+    evhttp_set_max_body_size(t->http, cfg->body_max_bytes);
+    evhttp_set_flags(t->http, EVHTTP_SERVER_LINGERING_CLOSE);
+    evhttp_set_max_headers_size(t->http, 16384);
+    evhttp_set_timeout(t->http, 30);
+    /* let every method through so that the router answers 405, not evhttp 501 */
+    evhttp_set_allowed_methods(t->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
+                                            EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
+    evhttp_set_default_content_type(t->http, "application/json");
+    t->sock = evhttp_accept_socket_with_handle(t->http, t->listen_fd);
+    if (!t->sock)
+        return -1;
+    t->listen_fd = -1;                 /* the listener owns it now */
+    return 0;
+}
+
+void api_thread_stop_http(struct api_thread *t)
+{
+    if (t->http && t->sock) {
+        evhttp_del_accept_socket(t->http, t->sock);
+        t->sock = NULL;
+    }
+}
+
+void api_thread_free_http(struct api_thread *t)
+{
+    if (t->http)
+        evhttp_free(t->http);
+    t->http = NULL;
+}
+
+/* ==== query parameters ====================================================== */
+
+/* Find name in the query: 0 with *val (NULL when absent, copied into buf),
+ * -1 after replying 400. */
+static int query_get_or_reply(struct req *r, const char *name, char *buf, size_t cap,
+                              const char **val)
+{
+    struct evkeyvalq q;
+    int rc = -1, seen = 0;
+    *val = NULL;
+    TAILQ_INIT(&q);
+    const char *query = api_query(r);
+    if (!query || !*query)
+        return 0;
+    if (evhttp_parse_query_str(query, &q) != 0) {
+        api_reply_err(r, CV_ERR_INVALID, "malformed query string", "query");
+        goto out;
+    }
+    struct evkeyval *kv;
+    TAILQ_FOREACH(kv, &q, next)
+    {
+        if (strcmp(kv->key, name) != 0)
+            continue;
+        if (seen++ || strlen(kv->value) >= cap) {
+            api_reply_err(r, CV_ERR_INVALID, seen > 1 ? "parameter given twice"
+                                                      : "parameter too long", name);
+            goto out;
+        }
+        strcpy(buf, kv->value);
+        *val = buf;
+    }
+    rc = 0;
+out:
+    evhttp_clear_headers(&q);
+    return rc;
+}
+
+int api_query_int_or_reply(struct req *r, const char *name, int64_t min, int64_t max,
+                           int64_t def, int64_t *out)
+{
+    char buf[32];
+    const char *v;
+    if (query_get_or_reply(r, name, buf, sizeof(buf), &v))
+        return -1;
+    *out = def;
+    if (!v)
+        return 0;
+    int64_t x = 0;
+    const char *p = v;
+    int ok = *p != '\0' && strlen(p) <= 15;
+    for (; ok && *p; p++) {
+        if (*p < '0' || *p > '9')
+            ok = 0;
+        else
+            x = x * 10 + (*p - '0');
+    }
+    if (!ok || x < min || x > max) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "%s must be a whole number %lld..%lld", name,
+                 (long long)min, (long long)max);
+        api_reply_err(r, CV_ERR_INVALID, msg, name);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+int api_query_str_or_reply(struct req *r, const char *name, char *buf, size_t cap)
+{
+    const char *v;
+    if (query_get_or_reply(r, name, buf, cap, &v))
+        return -1;
+    if (!v)
+        buf[0] = '\0';
+    return 0;
+}

@@ -1,0 +1,453 @@
+/* api_jobs.c - POST /v1/jobs/{type}, POST /v1/jobs/{type}/batch, GET /v1/jobs/{id}.
+ *
+ * Validation happens in full before anything is published: a request that
+ * gets a 4xx never enqueues. A batch is validated element by element (the
+ * error names "[i]" or "[i].field") and then published with one atomic
+ * broker_publish call. */
+#include <ctype.h>
+#include <sys/queue.h>
+
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+#include "auth.h"
+#include "broker.h"
+#include "clock.h"
+#include "log.h"
+#include "mem.h"
+#include "met.h"
+
+const char *const api_types[API_NTYPES] = { "noop", "activation", "order-fetch", "carrier-post",
+                                            "tracking-push" };
+
+int api_type_index(const char *type)
+{
+    if (!job_type_valid(type, strlen(type)))
+        return -1;
+    for (int i = 0; i < API_NTYPES; i++)
+        if (strcmp(api_types[i], type) == 0)
+            return i;
+    return -1;
+}
+
+/* ==== options ================================================================ */
+
+#define DELAY_MAX_MS (30LL * 24 * 3600 * 1000)
+
+struct opts {
+    int64_t not_before_ms;
+    int max_attempts;
+    const char *idem;                 /* header value, NULL when none */
+    char tp[JOB_TRACEPARENT_LEN];
+};
+
+/* Whole decimal number 0..max, digits only (no sign, no spaces). */
+static int parse_uint(const char *s, int64_t max, int64_t *out)
+{
+    int64_t v = 0;
+    if (!s || !*s || strlen(s) > 15)
+        return -1;
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return -1;
+        v = v * 10 + (*p - '0');
+    }
+    if (v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int idem_valid(const char *k)
+{
+    size_t n = strlen(k);
+    if (n == 0 || n > JOB_IDEM_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)k[i] < 0x20 || (unsigned char)k[i] > 0x7e)
+            return 0;
+    return 1;
+}
+
+/* Query options and headers shared by single and batch submissions. Replies
+ * 400 and returns -1 on a bad value. */
+static int opts_or_reply(struct req *r, const char *type, struct opts *o)
+{
+    const struct cfg *cfg = r->t->cfg;
+    int rc = -1;
+    struct evkeyvalq q;
+    TAILQ_INIT(&q);
+    memset(o, 0, sizeof(*o));
+    o->max_attempts = cfg_max_attempts(cfg, type);
+
+    const char *query = api_query(r);
+    if (query && *query) {
+        if (evhttp_parse_query_str(query, &q) != 0) {
+            api_reply_err(r, CV_ERR_INVALID, "malformed query string", "query");
+            goto out;
+        }
+        int seen_delay = 0, seen_run_at = 0, seen_max = 0;
+        struct evkeyval *kv;
+        TAILQ_FOREACH(kv, &q, next)
+        {
+            int64_t v;
+            if (strcmp(kv->key, "delay_ms") == 0) {
+                if (seen_delay++ || parse_uint(kv->value, DELAY_MAX_MS, &v)) {
+                    api_reply_err(r, CV_ERR_INVALID,
+                                  "delay_ms must be given once, 0..2592000000", "delay_ms");
+                    goto out;
+                }
+                o->not_before_ms = v ? clock_wall_ms() + v : 0;
+            } else if (strcmp(kv->key, "run_at") == 0) {
+                int64_t now = clock_wall_ms();
+                /* an unencoded '+' of the UTC offset arrives as a space */
+                for (char *p = kv->value; *p; p++)
+                    if (*p == ' ' && p - kv->value > 10)
+                        *p = '+';
+                if (seen_run_at++ || clock_parse_rfc3339(kv->value, &v)) {
+                    api_reply_err(r, CV_ERR_INVALID, "run_at must be one RFC 3339 timestamp",
+                                  "run_at");
+                    goto out;
+                }
+                if (v > now + DELAY_MAX_MS) {
+                    api_reply_err(r, CV_ERR_INVALID, "run_at is more than 30 days ahead",
+                                  "run_at");
+                    goto out;
+                }
+                o->not_before_ms = v > now ? v : 0;
+            } else if (strcmp(kv->key, "max_attempts") == 0) {
+                if (seen_max++ || parse_uint(kv->value, 100, &v) || v < 1) {
+                    api_reply_err(r, CV_ERR_INVALID, "max_attempts must be given once, 1..100",
+                                  "max_attempts");
+                    goto out;
+                }
+                o->max_attempts = (int)v;
+            } else {
+                char msg[96];
+                snprintf(msg, sizeof(msg), "unknown option (known: delay_ms, run_at, "
+                                           "max_attempts)");
+                api_reply_err(r, CV_ERR_INVALID, msg, "query");
+                goto out;
+            }
+        }
+        if (seen_delay && seen_run_at) {
+            api_reply_err(r, CV_ERR_INVALID, "give delay_ms or run_at, not both", "run_at");
+            goto out;
+        }
+    }
+
+    o->idem = api_header(r, "Idempotency-Key");
+    if (o->idem && !idem_valid(o->idem)) {
+        api_reply_err(r, CV_ERR_INVALID, "Idempotency-Key must be 1..128 printable ASCII",
+                      "Idempotency-Key");
+        goto out;
+    }
+    const char *tp = api_header(r, "traceparent");
+    if (tp && job_traceparent_valid(tp))
+        snprintf(o->tp, sizeof(o->tp), "%s", tp);
+    else
+        job_traceparent_new(o->tp);
+    memcpy(r->trace_id, o->tp + 3, 32);  /* "00-<trace>-..." */
+    r->trace_id[32] = '\0';
+    rc = 0;
+out:
+    evhttp_clear_headers(&q);
+    return rc;
+}
+
+/* The type from the path: 404 unknown, 403 out of the key's scope. */
+static int type_or_reply(struct req *r, const char *type)
+{
+    int ti = api_type_index(type);
+    if (ti < 0) {
+        api_reply_err(r, CV_ERR_NOT_FOUND, "unknown job type", "type");
+        return -1;
+    }
+    if (!auth_allows(r->key, type)) {
+        api_reply_err(r, CV_ERR_FORBIDDEN, "key not allowed for this job type", "type");
+        return -1;
+    }
+    r->type_idx = ti;
+    snprintf(r->type, sizeof(r->type), "%s", type);
+    return ti;
+}
+
+static void job_fill(struct job *j, const struct opts *o, int64_t now, const char *idem)
+{
+    j->max_attempts = o->max_attempts;
+    j->created_ms = now;
+    j->not_before_ms = o->not_before_ms;
+    if (idem)
+        j->idem_key = xstrdup(idem);
+    memcpy(j->traceparent, o->tp, sizeof(j->traceparent));
+}
+
+/* Give job j the payload from node: the canonical activation payload, or the
+ * node itself for other types (raw, when given, to skip a reprint). Returns
+ * CV_OK or CV_ERR_INVALID with *field (NULL = the node itself). */
+static enum cv_rc payload_from(struct job *j, const cJSON *node, const char *raw, size_t rawlen,
+                               struct sbuf *scratch, const char **field, const char **why)
+{
+    if (strcmp(j->type, "activation") == 0) {
+        int64_t u, o;
+        if (!cJSON_IsObject(node)) {
+            *field = NULL;
+            *why = "payload must be a JSON object with user_id and offer_id";
+            return CV_ERR_INVALID;
+        }
+        sbuf_reset(scratch);
+        enum cv_rc rc = api_activation_payload(node, j->id, scratch, &u, &o, field, why);
+        if (rc != CV_OK)
+            return rc;
+        job_set_payload(j, scratch->p, scratch->len);
+        return CV_OK;
+    }
+    if (!cJSON_IsObject(node) && !cJSON_IsArray(node)) {
+        *field = NULL;
+        *why = "payload must be a JSON object or array";
+        return CV_ERR_INVALID;
+    }
+    if (raw) {
+        job_set_payload(j, raw, rawlen);
+    } else {
+        size_t n;
+        char *s = json_print(node, &n);
+        job_set_payload(j, s, n);
+        free(s);
+    }
+    return CV_OK;
+}
+
+/* ==== POST /v1/jobs/{type} ===================================================== */
+
+static void on_published_one(void *arg, enum cv_rc rc, const char *const *ids, const int *dup,
+                             size_t n)
+{
+    struct req *r = arg;
+    if (rc != CV_OK || n != 1) {
+        api_reply_err(r, rc != CV_OK ? rc : CV_ERR_INTERNAL, "could not enqueue the job; retry",
+                      NULL);
+        goto out;
+    }
+    if (!dup[0])
+        met_inc(r->t->g->met, r->t->idx, r->t->g->m_enqueued[r->type_idx]);
+    snprintf(r->id, sizeof(r->id), "%s", ids[0]);
+    struct sbuf b;
+    sbuf_init(&b);
+    sbuf_add(&b, "{", 1);
+    api_json_str(&b, "id", ids[0], 1);
+    api_json_str(&b, "type", r->type, 0);
+    api_json_str(&b, "status", r->scheduled ? "scheduled" : "queued", 0);
+    if (dup[0])
+        sbuf_adds(&b, ",\"duplicate\":true");
+    sbuf_add(&b, "}", 1);
+    char loc[64];
+    snprintf(loc, sizeof(loc), "/v1/jobs/%s", ids[0]);
+    api_add_header(r, "Location", loc);
+    api_reply_json(r, 202, &b);
+    sbuf_cleanup(&b);
+out:
+    api_req_release(r);
+}
+
+void api_h_job_create(struct req *r)
+{
+    struct opts o;
+    struct job *j = NULL;
+    cJSON *root = NULL;
+    struct sbuf scratch;
+    sbuf_init(&scratch);
+    if (type_or_reply(r, r->param[0]) < 0 || api_require_json_or_reply(r) ||
+        opts_or_reply(r, r->type, &o))
+        goto out;
+    root = api_parse_body_or_reply(r);
+    if (!root)
+        goto out;
+    size_t len;
+    const char *body = api_body(r, &len);
+    j = job_new(r->type);
+    const char *field = NULL, *why = NULL;
+    if (payload_from(j, root, body, len, &scratch, &field, &why) != CV_OK) {
+        api_reply_err(r, CV_ERR_INVALID, why, field ? field : "body");
+        goto out;
+    }
+    int64_t now = clock_wall_ms();
+    job_fill(j, &o, now, o.idem);
+    r->scheduled = o.not_before_ms > now;
+    api_req_hold(r);
+    api_publish_one(r->t, j, on_published_one, r);
+    j = NULL;
+out:
+    job_free(j);
+    cJSON_Delete(root);
+    sbuf_cleanup(&scratch);
+}
+
+/* ==== POST /v1/jobs/{type}/batch ================================================ */
+
+static void on_published_batch(void *arg, enum cv_rc rc, const char *const *ids, const int *dup,
+                               size_t n)
+{
+    struct req *r = arg;
+    if (rc != CV_OK) {
+        api_reply_err(r, rc, "could not enqueue the batch; retry", NULL);
+        goto out;
+    }
+    struct sbuf b;
+    sbuf_init(&b);
+    size_t ndup = 0;
+    sbuf_adds(&b, "{\"ids\":[");
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            sbuf_add(&b, ",", 1);
+        sbuf_add_json_str(&b, ids[i]);
+        ndup += dup[i] != 0;
+    }
+    sbuf_add(&b, "]", 1);
+    api_json_str(&b, "status", r->scheduled ? "scheduled" : "queued", 0);
+    if (ndup)
+        api_json_i64(&b, "duplicates", (long long)ndup, 0);
+    sbuf_add(&b, "}", 1);
+    if (n > ndup)
+        met_add(r->t->g->met, r->t->idx, r->t->g->m_enqueued[r->type_idx], n - ndup);
+    api_reply_json(r, 202, &b);
+    sbuf_cleanup(&b);
+out:
+    api_req_release(r);
+}
+
+void api_h_job_batch(struct req *r)
+{
+    const struct cfg *cfg = r->t->cfg;
+    struct opts o;
+    struct job **jobs = NULL;
+    size_t n = 0;
+    cJSON *root = NULL;
+    struct sbuf scratch;
+    sbuf_init(&scratch);
+    if (type_or_reply(r, r->param[0]) < 0 || api_require_json_or_reply(r) ||
+        opts_or_reply(r, r->type, &o))
+        goto out;
+    root = api_parse_body_or_reply(r);
+    if (!root)
+        goto out;
+    if (!cJSON_IsArray(root)) {
+        api_reply_err(r, CV_ERR_INVALID, "a batch is a JSON array of payloads", "body");
+        goto out;
+    }
+    int count = cJSON_GetArraySize(root);
+    if (count == 0) {
+        api_reply_err(r, CV_ERR_INVALID, "empty batch", "body");
+        goto out;
+    }
+    if (count > cfg->batch_max) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "batch of %d jobs; at most %d", count, cfg->batch_max);
+        api_reply_err(r, CV_ERR_TOO_LARGE, msg, "body");
+        goto out;
+    }
+    /* job i gets the key "<key>:<i>" so that a replayed batch maps job by job */
+    char idem[JOB_IDEM_MAX + 16];
+    if (o.idem && strlen(o.idem) + 1 + (size_t)snprintf(idem, sizeof(idem), "%d", count - 1) >
+                      JOB_IDEM_MAX) {
+        api_reply_err(r, CV_ERR_INVALID, "Idempotency-Key too long for a batch of this size",
+                      "Idempotency-Key");
+        goto out;
+    }
+    jobs = xcalloc((size_t)count, sizeof(*jobs));
+    int64_t now = clock_wall_ms();
+    const cJSON *el;
+    cJSON_ArrayForEach(el, root)
+    {
+        struct job *j = job_new(r->type);
+        jobs[n++] = j;
+        const char *field = NULL, *why = NULL;
+        if (payload_from(j, el, NULL, 0, &scratch, &field, &why) != CV_OK) {
+            char f[96];
+            snprintf(f, sizeof(f), "[%zu]%s%.64s", n - 1, field ? "." : "", field ? field : "");
+            api_reply_err(r, CV_ERR_INVALID, why, f);
+            goto out;
+        }
+        if (o.idem)
+            snprintf(idem, sizeof(idem), "%s:%zu", o.idem, n - 1);
+        job_fill(j, &o, now, o.idem ? idem : NULL);
+    }
+    r->scheduled = o.not_before_ms > now;
+    api_req_hold(r);
+    broker_publish(r->t->broker, jobs, n, cfg->idempotency_ttl_s, on_published_batch, r);
+out:
+    for (size_t i = 0; i < n; i++)
+        job_free(jobs[i]);
+    free(jobs);
+    cJSON_Delete(root);
+    sbuf_cleanup(&scratch);
+}
+
+/* ==== GET /v1/jobs/{id} ========================================================= */
+
+void api_json_job_status(struct sbuf *b, const struct job_status *st, size_t payload_max)
+{
+    sbuf_add(b, "{", 1);
+    api_json_str(b, "id", st->id, 1);
+    api_json_str(b, "type", st->type, 0);
+    api_json_str(b, "status", job_state_str(st->state), 0);
+    api_json_i64(b, "attempt", st->attempt, 0);
+    api_json_i64(b, "max_attempts", st->max_attempts, 0);
+    api_json_time(b, "created_at", st->created_ms, 0);
+    api_json_time(b, "updated_at", st->updated_ms, 0);
+    api_json_time(b, "not_before", st->not_before_ms, 0);
+    api_json_time(b, "started_at", st->started_ms, 0);
+    api_json_time(b, "finished_at", st->finished_ms, 0);
+    api_json_str_or_null(b, "last_error", st->last_error[0] ? st->last_error : NULL, 0);
+    sbuf_adds(b, ",\"payload\":");
+    size_t plen = st->payload ? strlen(st->payload) : 0;
+    cJSON *check = NULL;
+    if (!st->payload) {
+        sbuf_adds(b, "null");
+    } else if (plen > payload_max) {
+        sbuf_adds(b, "null");
+        api_json_i64(b, "payload_bytes", (long long)plen, 0);
+    } else if ((check = json_parse(st->payload, plen)) != NULL) {
+        sbuf_add(b, st->payload, plen);     /* stored JSON, verified: embed as is */
+    } else {
+        sbuf_add_json_str(b, st->payload);  /* not JSON (another producer): a string */
+    }
+    cJSON_Delete(check);
+    sbuf_add(b, "}", 1);
+}
+
+static void on_status(void *arg, enum cv_rc rc, const struct job_status *st)
+{
+    struct req *r = arg;
+    if (rc == CV_ERR_NOT_FOUND) {
+        api_reply_err(r, CV_ERR_NOT_FOUND, "no such job (or its status expired)", NULL);
+    } else if (rc != CV_OK || !st) {
+        api_reply_err(r, rc != CV_OK ? rc : CV_ERR_INTERNAL, "could not read the job", NULL);
+    } else if (!auth_allows(r->key, st->type)) {
+        api_reply_err(r, CV_ERR_FORBIDDEN, "key not allowed for this job type", NULL);
+    } else {
+        struct sbuf b;
+        sbuf_init(&b);
+        api_json_job_status(&b, st, (size_t)r->t->cfg->body_max_bytes);
+        api_reply_json(r, 200, &b);
+        sbuf_cleanup(&b);
+    }
+    api_req_release(r);
+}
+
+void api_h_job_get(struct req *r)
+{
+    const char *id = r->param[0];
+    if (!uuid_valid(id)) {
+        api_reply_err(r, CV_ERR_INVALID, "job id must be a UUID", "id");
+        return;
+    }
+    for (int i = 0; i < UUID_STR_LEN; i++)
+        r->id[i] = (char)tolower((unsigned char)id[i]);
+    api_req_hold(r);
+    broker_get(r->t->broker, r->id, on_status, r);
+}

@@ -1,0 +1,43 @@
+/* auth.h - producer API keys.
+ *
+ * Producers send `Authorization: Bearer <key>`. The configuration holds only
+ * the SHA-256 of each key (cfg->api_keys), with its name and the job types it
+ * may use. A presented key is hashed and compared with every configured hash
+ * in constant time (CRYPTO_memcmp, no early exit), so timing tells neither
+ * whether nor where a key matched. Keys and the header are never logged.
+ * Every function here is thread-safe. */
+#ifndef CV_AUTH_H
+#define CV_AUTH_H
+
+#include <stddef.h>
+
+#include "cfg.h"
+#include "rc.h"
+
+/* Longest token accepted after "Bearer " (bytes). */
+#define AUTH_TOKEN_MAX 512
+/* The scope that the seed activation endpoints require. */
+#define AUTH_SCOPE_ACTIVATION "activation"
+
+/* SHA-256 of len bytes. */
+void auth_sha256(const void *data, size_t len, unsigned char out[32]);
+/* Lower-case hex of the SHA-256 (65 bytes with the NUL), for tools and tests. */
+void auth_sha256_hex(const void *data, size_t len, char out[65]);
+
+/* The key among keys[0..n) whose hash equals sha, or NULL. Looks at every key
+ * whatever matches (constant time in the position of the match). */
+const struct cfg_api_key *auth_match(const struct cfg_api_key *keys, int n,
+                                     const unsigned char sha[32]);
+
+/* Check an Authorization header value (may be NULL). CV_OK with *key set to
+ * the configured key, or CV_ERR_AUTH when missing, not Bearer, empty, longer
+ * than AUTH_TOKEN_MAX or unknown. *key points into c. */
+enum cv_rc auth_check(const struct cfg *c, const char *authorization,
+                      const struct cfg_api_key **key);
+
+/* 1 when k may use job type (or scope) type: an all-types key or one that lists it. */
+int auth_allows(const struct cfg_api_key *k, const char *type);
+/* 1 for an all-types key: the admin endpoints (dead-letter list, retry) need one. */
+int auth_is_admin(const struct cfg_api_key *k);
+
+#endif
