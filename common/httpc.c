@@ -15,10 +15,13 @@ struct httpc {
     CURL **pool;          /* idle easy handles, kept for connection reuse */
     int npool;
     int max_conns;
+    int (*should_abort)(void *);
+    void *abort_arg;
 };
 
 struct xfer {
     struct httpc_req *req;
+    CURL *easy;
     struct curl_slist *headers;
     size_t cap;
 };
@@ -58,6 +61,12 @@ void httpc_free(struct httpc *h)
     free(h->pool);
     curl_multi_cleanup(h->multi);
     free(h);
+}
+
+void httpc_set_abort(struct httpc *h, int (*should_abort)(void *), void *arg)
+{
+    h->should_abort = should_abort;
+    h->abort_arg = arg;
 }
 
 void httpc_req_cleanup(struct httpc_req *r)
@@ -107,6 +116,7 @@ static void start(struct httpc *h, struct xfer *x, int timeout_ms)
     struct httpc_req *r = x->req;
     CURL *e = take_easy(h);
     char line[256];
+    x->easy = e;
     x->headers = curl_slist_append(NULL, "Content-Type: application/json");
     x->headers = curl_slist_append(x->headers, "Expect:");
     if (r->idempotency_key) {
@@ -181,6 +191,24 @@ void httpc_run(struct httpc *h, struct httpc_req *reqs, size_t n, int timeout_ms
             xf->headers = NULL;
             give_easy(h, e);
             active--;
+        }
+        if (active > 0 && h->should_abort && h->should_abort(h->abort_arg)) {
+            /* the worker is stopping and its grace period is over */
+            for (size_t i = 0; i < next; i++) {
+                if (!x[i].headers)
+                    continue; /* finished */
+                CURL *e = NULL;
+                snprintf(x[i].req->error, sizeof(x[i].req->error), "aborted: worker stopping");
+                x[i].req->rc = CV_ERR_TRANSIENT;
+                curl_slist_free_all(x[i].headers);
+                x[i].headers = NULL;
+                e = x[i].easy;
+                curl_multi_remove_handle(h->multi, e);
+                give_easy(h, e);
+            }
+            for (size_t i = next; i < n; i++)
+                snprintf(reqs[i].error, sizeof(reqs[i].error), "aborted: worker stopping");
+            break;
         }
         if (active > 0)
             curl_multi_poll(h->multi, NULL, 0, 100, NULL);

@@ -33,6 +33,11 @@ struct httpc_req {
 struct httpc *httpc_new(int max_conns);
 void httpc_free(struct httpc *h);
 
+/* Give up early when should_abort(arg) returns non-zero (checked between
+ * socket events, at least every 100 ms): transfers still running end with
+ * CV_ERR_TRANSIENT and error "aborted". NULL turns it off. */
+void httpc_set_abort(struct httpc *h, int (*should_abort)(void *), void *arg);
+
 /* Perform n requests concurrently; each gets at most timeout_ms. Returns when
  * all are done. Free response bodies with httpc_req_cleanup. */
 void httpc_run(struct httpc *h, struct httpc_req *reqs, size_t n, int timeout_ms);

@@ -139,6 +139,7 @@ int main(int argc, char **argv)
         }
     }
     w.ctx.http = httpc_new(cfg.concurrency);
+    httpc_set_abort(w.ctx.http, wrk_past_grace, &w);
     code = wrk_run(&w, &stop_flag);
 out:
     broker_close(w.broker);

@@ -53,6 +53,17 @@ static double rnd01(void)
     return (double)(x >> 11) / 9007199254740992.0;
 }
 
+int wrk_past_grace(void *arg)
+{
+    struct wrk *w = arg;
+    if (!w->stop || !*w->stop)
+        return 0;
+    int64_t now = clock_mono_ms();
+    if (!w->stop_seen_ms)
+        w->stop_seen_ms = now;
+    return now - w->stop_seen_ms >= w->cfg->grace_ms;
+}
+
 /* Run one batch of deliveries through their handlers and settle it. */
 static void run_batch(struct wrk *w, struct job **jobs, size_t n)
 {
@@ -105,6 +116,13 @@ static void run_batch(struct wrk *w, struct job **jobs, size_t n)
         if (res[i].rc == CV_ERR_FENCED) {
             LOG_WARN("job.fenced", "job_id=%s type=%s epoch=%lld", j->id, j->type,
                      (long long)j->epoch);
+            continue;
+        }
+        if (cv_rc_retryable(res[i].rc) && wrk_past_grace(w)) {
+            /* Stopping, out of grace: leave the delivery pending. Another worker
+             * reclaims it after the visibility timeout, without losing an attempt. */
+            LOG_WARN("job.abandoned", "job_id=%s type=%s attempt=%d", j->id, j->type,
+                     j->attempt);
             continue;
         }
         int64_t delay = 0;
@@ -186,6 +204,7 @@ static void reclaim(struct wrk *w, struct job **buf)
 
 int wrk_run(struct wrk *w, volatile sig_atomic_t *stop)
 {
+    w->stop = stop;
     struct job **buf = xcalloc(w->batch, sizeof(*buf));
     int64_t now = clock_mono_ms();
     int64_t next_hb = now, next_promote = now, next_reclaim = now + w->cfg->reclaim_interval_ms;

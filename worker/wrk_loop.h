@@ -20,7 +20,13 @@ struct wrk {
     size_t batch;
     int64_t started_ms;
     uint64_t processed;
+    volatile sig_atomic_t *stop;
+    int64_t stop_seen_ms;     /* monotonic time the stop was first noticed, 0 before */
 };
+
+/* 1 once a stop was asked for and the grace period (worker.grace_ms) is over:
+ * outbound calls still running are abandoned. arg is the struct wrk. */
+int wrk_past_grace(void *arg);
 
 /* Run until *stop is set; the batch in hand is finished first. Returns the
  * exit code. */

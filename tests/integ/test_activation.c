@@ -392,3 +392,36 @@ Test(activation, sigterm_drains_in_flight_jobs_and_exits_zero)
     cr_assert_eq(hn_psql_int("SELECT (sum(1000 - balance)*100)::bigint FROM accounts"), 2000 * 5);
     hn_stop_stack(&st);
 }
+
+Test(activation, stop_past_the_grace_period_abandons_the_call_for_another_worker)
+{
+    static const char *const env[] = {
+        "CONVEYOR_GRACE_MS=300", "CONVEYOR_HTTP_TIMEOUT_MS=20000",
+        "CONVEYOR_VISIBILITY_TIMEOUT_MS=1500", "CONVEYOR_RECLAIM_INTERVAL_MS=200",
+        "CONVEYOR_BLOCK_MS=100", "CONVEYOR_HEARTBEAT_MS=200", NULL,
+    };
+    struct hn_stack st;
+    struct hn_stack_opts o = { .workers = 1, .worker_types = "activation", .no_api = 1,
+                               .worker_env = env };
+    hn_start_stack(&st, &o);
+    sim_config(&st, "{\"timeout_rate\":1}"); /* the activation system never answers */
+    char txn[UUID_STR_LEN];
+    submit(41, 1, txn);
+    cr_assert(hn_wait_until(sim_called, &st, 10000, 10));
+    int64_t t0 = clock_mono_ms();
+    cr_assert_eq(hn_stop(st.workers[0], SIGTERM, 10000), 0);
+    cr_assert(clock_mono_ms() - t0 < 5000, "the grace period bounds the stop");
+    cr_assert(hn_log_has(st.workers[0], "evt=job.abandoned"));
+    hn_proc_free(st.workers[0]);
+    st.workers[0] = NULL;
+    struct job_wait w = { b, txn, JOB_STATE_RUNNING, JOB_STATE_QUEUED };
+    cr_assert(job_is(&w), "left pending, not retried: %s", job_state_str(w.got));
+
+    sim_config(&st, "{\"timeout_rate\":0}");
+    hn_stack_add_worker(&st);
+    wait_txn(txn, "SUCCESS", 15000);
+    wait_job(txn, JOB_STATE_SUCCEEDED, 5000);
+    cr_assert_eq(hn_psql_int("SELECT (balance*100)::bigint FROM accounts WHERE user_id=41"),
+                 99500);
+    hn_stop_stack(&st);
+}
