@@ -373,6 +373,12 @@ const char *api_body(struct req *r, size_t *len)
 
 int api_require_json_or_reply(struct req *r)
 {
+    const char *ce = api_header(r, "Content-Encoding");
+    if (ce && strcasecmp(ce, "identity") != 0) {
+        api_reply_err(r, CV_ERR_UNSUPPORTED, "Content-Encoding is not supported",
+                      "Content-Encoding");
+        return -1;
+    }
     const char *ct = api_header(r, "Content-Type");
     const char *p = ct;
     if (p) {

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -285,6 +286,14 @@ int main(int argc, char **argv)
     }
     if (n > MAX_THREADS)
         n = MAX_THREADS;
+
+    /* Every connection is a descriptor: allow as many as the hard limit does
+     * (out of descriptors, accept() fails and the listener spins). */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
 
     /* Signals: the loops never see them; main waits for them below. */
     sigset_t sigs;

@@ -34,7 +34,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-read -r RP PP AP SP < <(free_port 4 | tr '\n' ' ')
+read -r RP PP AP SP <<<"$(free_port 4 | tr '\n' ' ')"
 start_redis "$T/redis" "$RP"
 start_pg "$T" "$PP"
 export CONVEYOR_REDIS_URL=redis://127.0.0.1:$RP
