@@ -72,7 +72,7 @@ void job_traceparent_new(char out[JOB_TRACEPARENT_LEN])
 {
     static const char hex[] = "0123456789abcdef";
     unsigned char b[24];
-    uuid_random_bytes(b, sizeof(b));
+    uuid_pool_bytes(b, sizeof(b));
     int o = 0;
     memcpy(out, "00-", 3);
     o = 3;

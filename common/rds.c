@@ -548,8 +548,18 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct rds_async *a = arg;
     if (a->ac && a->head && clock_mono_us() - a->head->sent_us > (int64_t)a->timeout_ms * 1000) {
+        /* A hard close: redisAsyncDisconnect would wait for the replies that
+         * are late. Freeing fails every command in flight now (callbacks get
+         * NULL) and we reconnect. */
         LOG_WARN("redis.timeout", "timeout_ms=%d", a->timeout_ms);
-        redisAsyncDisconnect(a->ac);
+        redisAsyncContext *ac = a->ac;
+        a->ac = NULL;
+        a->connected = 0;
+        redisAsyncFree(ac);
+        a->ac = NULL;
+        a->connected = 0;
+        if (!evtimer_pending(a->reconnect_ev, NULL))
+            schedule_reconnect(a);
     }
 }
 

@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/random.h>
 
 #include "mem.h"
@@ -18,19 +19,28 @@ void uuid_random_bytes(void *buf, unsigned n)
     }
 }
 
+/* Random bytes from the per-thread pool below: cheap for small n. */
+static __thread unsigned char pool[16 * 64];
+static __thread unsigned used = sizeof(pool);
+
+void uuid_pool_bytes(void *buf, unsigned n)
+{
+    CV_ASSERT(n <= sizeof(pool));
+    if (used + n > sizeof(pool)) {
+        uuid_random_bytes(pool, sizeof(pool));
+        used = 0;
+    }
+    memcpy(buf, pool + used, n);
+    used += n;
+}
+
 /* Ids come from a per-thread buffer of kernel randomness so that a batch of
  * 1000 ids costs a handful of syscalls, not a thousand. */
 void uuid_v4(char out[UUID_STR_LEN])
 {
-    static __thread unsigned char pool[16 * 64];
-    static __thread unsigned used = sizeof(pool);
     static const char hex[] = "0123456789abcdef";
-    if (used == sizeof(pool)) {
-        uuid_random_bytes(pool, sizeof(pool));
-        used = 0;
-    }
-    unsigned char *b = pool + used;
-    used += 16;
+    unsigned char b[16];
+    uuid_pool_bytes(b, sizeof(b));
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
     int o = 0;

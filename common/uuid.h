@@ -10,6 +10,10 @@ void uuid_v4(char out[UUID_STR_LEN]);
 /* 1 when s is a canonical UUID (any version, either case), else 0. */
 int uuid_valid(const char *s);
 
+/* n (at most 1024) random bytes from a per-thread pool refilled from the
+ * kernel: for ids and trace ids, not for secrets. */
+void uuid_pool_bytes(void *buf, unsigned n);
+
 /* Fill buf with n random bytes from the kernel (getrandom); aborts on failure. */
 void uuid_random_bytes(void *buf, unsigned n);
 

@@ -6,7 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "harness.h"
+#include "rds.h"
 
 static const char *const fast_env[] = {
     "CONVEYOR_RETRY_BASE_MS=50", "CONVEYOR_RETRY_MAX_MS=400", "CONVEYOR_BLOCK_MS=100",
@@ -325,5 +327,49 @@ Test(api, redis_outage_gives_503_then_recovers)
     snprintf(path, sizeof(path), "/v1/jobs/%s", id);
     wait_field(&st, path, "status", "succeeded");
     free(id);
+    hn_stop_stack(&st);
+}
+
+static int redis_stalled(void *arg)
+{
+    (void)arg;
+    struct rds *r = rds_connect(hn_env("CONVEYOR_REDIS_URL"), 200);
+    if (!r)
+        return 1;
+    struct rds_reply *x = rds_cmdf(r, "PING");
+    int stalled = x == NULL;
+    rds_reply_free(x);
+    rds_free(r);
+    return stalled;
+}
+
+Test(api, a_stalled_redis_fails_fast_and_the_status_falls_back_to_postgres)
+{
+    struct hn_stack st;
+    struct hn_stack_opts o = { .workers = 1, .worker_types = "activation",
+                               .worker_env = fast_env };
+    hn_start_stack(&st, &o);
+    char *txn = submit(&st, "/api/v1/activation/", "{\"user_id\":5,\"offer_id\":1}", NULL, 202);
+    char path[128];
+    snprintf(path, sizeof(path), "/api/v1/activation/status/%s/", txn);
+    wait_field(&st, path, "status", "SUCCESS");
+    /* Redis stops answering, without closing, for longer than the API's timeout */
+    struct rds *rc = rds_connect(hn_env("CONVEYOR_REDIS_URL"), 2000);
+    cr_assert_not_null(rc);
+    struct rds_reply *x = rds_cmdf(rc, "CLIENT PAUSE 5000 ALL");
+    cr_assert_eq(rds_reply_type(x), RDS_STATUS, "CLIENT PAUSE: %s", rds_reply_str(x, NULL));
+    rds_reply_free(x);
+    cr_assert(redis_stalled(NULL));
+    int64_t t0 = clock_mono_ms();
+    struct hn_resp *r = req(&st, "GET", path, NULL, NULL);
+    int64_t took = clock_mono_ms() - t0;
+    cr_assert_eq(r->status, 200, "PostgreSQL answers while Redis is stalled: %d %s", r->status,
+                 r->body);
+    cr_assert(strstr(r->body, "SUCCESS") != NULL, "%s", r->body);
+    cr_assert(took < 4000, "the Redis timeout cut the wait short (took %lld ms)",
+              (long long)took);
+    hn_resp_free(r);
+    rds_free(rc);
+    free(txn);
     hn_stop_stack(&st);
 }
