@@ -333,9 +333,8 @@ static void queues_done(const struct rds_reply *r, void *arg)
         const struct rds_reply *e = rds_reply_at(r, i);
         const char *t = rds_reply_at_str(e, 0);
         copy_field(q[i].type, sizeof(q[i].type), t ? t : "");
-        long long len = rds_reply_at_int(e, 1, 0);
+        q[i].depth = rds_reply_at_int(e, 1, 0);
         q[i].pending = rds_reply_at_int(e, 2, 0);
-        q[i].depth = len > q[i].pending ? len - q[i].pending : 0;
         q[i].consumers = rds_reply_at_int(e, 3, 0);
         q[i].scheduled = rds_reply_at_int(e, 4, 0);
         q[i].dead = rds_reply_at_int(e, 5, 0);

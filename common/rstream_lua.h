@@ -57,7 +57,7 @@
 /* A new delivery. ARGV: now, consumer, type, n, then n x (msgid, id).
  * Returns per delivery: {msgid, id, attempt, max, created, nb, payload, idem, tp,
  * epoch} or {msgid, id, 'skip'} for a job that already ended or is gone (its
- * entry is acked and deleted here). The epoch counts deliveries: it is the
+ * entry is acked here). The epoch counts deliveries: it is the
  * fencing token every later write of this delivery must present. */
 #define RSTREAM_LUA_START \
 "local now, consumer, typ, n = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])\n" \
@@ -79,15 +79,17 @@
 "  end\n" \
 "end\n" \
 "if #gone > 0 then\n" \
-"  redis.call('XACK', s, 'cv', unpack(gone)); redis.call('XDEL', s, unpack(gone))\n" \
+"  redis.call('XACK', s, 'cv', unpack(gone))\n" \
 "end\n" \
 "return out\n"
 
 /* Settle deliveries. ARGV: now, status_ttl_s, n, then n x (id type msgid epoch
  * outcome delay_ms error). outcome: ack retry fail dead. Returns per delivery
  * 'ok', 'fenced' or 'gone'. A fenced delivery writes nothing, not even its ack:
- * the entry belongs to the newer delivery. Acks, deletes and counters are
- * gathered and written once per stream at the end. */
+ * the entry belongs to the newer delivery. Acks and counters are gathered and
+ * written once per stream at the end. Acked entries are not deleted one by one
+ * (XDEL costs more than the rest of a settle): the promoter trims each stream
+ * below its oldest unsettled entry. */
 #define RSTREAM_LUA_SETTLE \
 "local now, ttl, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n" \
 "local out, acks, stats = {}, {}, {}\n" \
@@ -136,29 +138,52 @@
 "end\n" \
 "for typ, a in pairs(acks) do\n" \
 "  local s = 'cv:q:' .. typ\n" \
-"  redis.call('XACK', s, 'cv', unpack(a)); redis.call('XDEL', s, unpack(a))\n" \
+"  redis.call('XACK', s, 'cv', unpack(a))\n" \
 "end\n" \
 "for typ, t in pairs(stats) do\n" \
 "  for what, c in pairs(t) do redis.call('HINCRBY', 'cv:stats:' .. typ, what, c) end\n" \
 "end\n" \
 "return out\n"
 
-/* Move due delayed jobs to their streams. ARGV: now, max. Returns the count. */
+/* Move due delayed jobs to their streams, and trim each stream below its
+ * oldest entry that is not settled yet (the oldest pending one, else the first
+ * one not delivered): everything older is acked. Trimming is approximate (~),
+ * whole nodes at a time, so it costs next to nothing. ARGV: now, max. Returns
+ * the number of jobs moved. */
 #define RSTREAM_LUA_PROMOTE \
 "local now, max = ARGV[1], tonumber(ARGV[2])\n" \
 "local moved = 0\n" \
 "for _, typ in ipairs(redis.call('SMEMBERS', 'cv:types')) do\n" \
-"  if moved >= max then break end\n" \
-"  local dk = 'cv:delayed:' .. typ\n" \
-"  local ids = redis.call('ZRANGEBYSCORE', dk, '-inf', now, 'LIMIT', 0, max - moved)\n" \
-"  for _, id in ipairs(ids) do\n" \
-"    redis.call('ZREM', dk, id)\n" \
-"    local k = 'cv:job:' .. id\n" \
-"    if redis.call('EXISTS', k) == 1 then\n" \
-"      redis.call('XADD', 'cv:q:' .. typ, '*', 'id', id)\n" \
-"      redis.call('HSET', k, 'state', 'queued', 'updated_ms', now)\n" \
+"  local s = 'cv:q:' .. typ\n" \
+"  if moved < max then\n" \
+"    local dk = 'cv:delayed:' .. typ\n" \
+"    local ids = redis.call('ZRANGEBYSCORE', dk, '-inf', now, 'LIMIT', 0, max - moved)\n" \
+"    for _, id in ipairs(ids) do\n" \
+"      redis.call('ZREM', dk, id)\n" \
+"      local k = 'cv:job:' .. id\n" \
+"      if redis.call('EXISTS', k) == 1 then\n" \
+"        redis.call('XADD', s, '*', 'id', id)\n" \
+"        redis.call('HSET', k, 'state', 'queued', 'updated_ms', now)\n" \
+"      end\n" \
+"      moved = moved + 1\n" \
 "    end\n" \
-"    moved = moved + 1\n" \
+"  end\n" \
+"  local ok, p = pcall(redis.call, 'XPENDING', s, 'cv')\n" \
+"  if ok then\n" \
+"    local keep = p[2]\n" \
+"    if not keep then\n" \
+"      local last = '0-0'\n" \
+"      for _, g in ipairs(redis.call('XINFO', 'GROUPS', s)) do\n" \
+"        for i = 1, #g, 2 do if g[i] == 'last-delivered-id' then last = g[i+1] end end\n" \
+"      end\n" \
+"      local nx = redis.call('XRANGE', s, '(' .. last, '+', 'COUNT', 1)\n" \
+"      if nx[1] then keep = nx[1][1] else keep = '(' .. last end\n" \
+"    end\n" \
+"    if string.sub(keep, 1, 1) == '(' then\n" \
+"      local ms, seq = string.match(keep, '^%((%d+)-(%d+)$')\n" \
+"      keep = ms .. '-' .. (tonumber(seq) + 1)\n" \
+"    end\n" \
+"    redis.call('XTRIM', s, 'MINID', '~', keep)\n" \
 "  end\n" \
 "end\n" \
 "return moved\n"
@@ -191,14 +216,13 @@
 "end\n" \
 "return out\n"
 
-/* Queue statistics. ARGV: none. Returns per type {type, len, pending, consumers,
- * scheduled, dead, oldest_ms}. */
+/* Queue statistics. ARGV: none. Returns per type {type, depth (not yet
+ * delivered), pending, consumers, scheduled, dead, oldest_ms}. */
 #define RSTREAM_LUA_QUEUES \
 "local out = {}\n" \
 "for _, typ in ipairs(redis.call('SMEMBERS', 'cv:types')) do\n" \
 "  local s = 'cv:q:' .. typ\n" \
-"  local len = redis.call('XLEN', s)\n" \
-"  local pending, consumers, last = 0, 0, '0-0'\n" \
+"  local pending, consumers, last, lag = 0, 0, '0-0', false\n" \
 "  local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', s)\n" \
 "  if ok then\n" \
 "    for _, g in ipairs(groups) do\n" \
@@ -206,6 +230,7 @@
 "      for i = 1, #g, 2 do m[g[i]] = g[i+1] end\n" \
 "      if m['name'] == 'cv' then\n" \
 "        pending, consumers, last = m['pending'], m['consumers'], m['last-delivered-id']\n" \
+"        lag = m['lag']\n" \
 "      end\n" \
 "    end\n" \
 "  end\n" \
@@ -219,7 +244,10 @@
 "    local ts = tonumber(string.match(nx[1][1], '^(%d+)'))\n" \
 "    if oldest == 0 or ts < oldest then oldest = ts end\n" \
 "  end\n" \
-"  out[#out+1] = {typ, len, pending, consumers, redis.call('ZCARD', 'cv:delayed:' .. typ),\n" \
+"  if not lag then\n" \
+"    lag = #redis.call('XRANGE', s, '(' .. last, '+', 'COUNT', 100000)\n" \
+"  end\n" \
+"  out[#out+1] = {typ, lag, pending, consumers, redis.call('ZCARD', 'cv:delayed:' .. typ),\n" \
 "    redis.call('ZCARD', 'cv:dead:' .. typ), oldest}\n" \
 "end\n" \
 "return out\n"
