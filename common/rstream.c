@@ -133,6 +133,8 @@ static int status_from_hash(const struct rds_reply *h, struct job_status *st)
         else if (!strcmp(k, "idem") && *v)
             st->idem_key = xstrdup(v);
     }
+    if (!st->updated_ms) /* not written at publish: the job is as old as it was made */
+        st->updated_ms = st->created_ms;
     return st->id[0] ? 0 : -1;
 }
 

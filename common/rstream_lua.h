@@ -39,9 +39,12 @@
 "    end\n" \
 "    local state = 'queued'\n" \
 "    if nb > now then state = 'scheduled' end\n" \
-"    redis.call('HSET', 'cv:job:' .. id, 'id', id, 'type', typ, 'state', state, 'attempt', 1,\n" \
-"      'max_attempts', maxa, 'created_ms', created, 'updated_ms', now, 'not_before_ms', nb,\n" \
-"      'payload', payload, 'idem', idem, 'tp', tp, 'epoch', 0)\n" \
+"    local k = 'cv:job:' .. id\n" \
+"    redis.call('HSET', k, 'id', id, 'type', typ, 'state', state, 'attempt', 1,\n" \
+"      'max_attempts', maxa, 'created_ms', created, 'payload', payload, 'tp', tp)\n" \
+"    if nb > 0 or idem ~= '' then\n" \
+"      redis.call('HSET', k, 'not_before_ms', nb, 'idem', idem)\n" \
+"    end\n" \
 "    if state == 'scheduled' then\n" \
 "      redis.call('ZADD', 'cv:delayed:' .. typ, nb, id)\n" \
 "    else\n" \
