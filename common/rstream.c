@@ -481,24 +481,19 @@ static enum cv_rc start_deliveries(struct rstream *s, const char *consumer, cons
     enum cv_rc rc = reply_rc(r, "start");
     for (size_t i = 0; rc == CV_OK && i < rds_reply_len(r); i++) {
         const struct rds_reply *e = rds_reply_at(r, i);
-        if (rds_reply_len(e) < 10)
+        if (rds_reply_len(e) < 7)
             continue; /* skipped: the job already ended */
         struct job *j = job_new(type);
         copy_field(j->msg_id, sizeof(j->msg_id), rds_reply_at_str(e, 0));
         copy_field(j->id, sizeof(j->id), rds_reply_at_str(e, 1));
         j->attempt = (int)rds_reply_at_int(e, 2, 1);
         j->max_attempts = (int)rds_reply_at_int(e, 3, 1);
-        j->created_ms = rds_reply_at_int(e, 4, 0);
-        j->not_before_ms = rds_reply_at_int(e, 5, 0);
         size_t plen = 0;
-        const char *p = rds_reply_str(rds_reply_at(e, 6), &plen);
+        const char *p = rds_reply_str(rds_reply_at(e, 4), &plen);
         job_set_payload(j, p ? p : "{}", p ? plen : 2);
-        const char *idem = rds_reply_at_str(e, 7);
-        if (idem && *idem)
-            j->idem_key = xstrdup(idem);
-        const char *tp = rds_reply_at_str(e, 8);
+        const char *tp = rds_reply_at_str(e, 5);
         copy_field(j->traceparent, sizeof(j->traceparent), tp ? tp : "");
-        j->epoch = rds_reply_at_int(e, 9, 0);
+        j->epoch = rds_reply_at_int(e, 6, 0);
         j->deliveries = j->epoch;
         out[(*n)++] = j;
     }

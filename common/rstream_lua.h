@@ -58,8 +58,7 @@
 "return out\n"
 
 /* A new delivery. ARGV: now, consumer, type, n, then n x (msgid, id).
- * Returns per delivery: {msgid, id, attempt, max, created, nb, payload, idem, tp,
- * epoch} or {msgid, id, 'skip'} for a job that already ended or is gone (its
+ * Returns per delivery: {msgid, id, attempt, max, payload, tp, epoch} or {msgid, id, 'skip'} for a job that already ended or is gone (its
  * entry is acked here). The epoch counts deliveries: it is the
  * fencing token every later write of this delivery must present. */
 #define RSTREAM_LUA_START \
@@ -69,8 +68,7 @@
 "for i = 0, n - 1 do\n" \
 "  local msgid, id = ARGV[5 + i*2], ARGV[6 + i*2]\n" \
 "  local k = 'cv:job:' .. id\n" \
-"  local st = redis.call('HMGET', k, 'state', 'attempt', 'max_attempts', 'created_ms',\n" \
-"    'not_before_ms', 'payload', 'idem', 'tp')\n" \
+"  local st = redis.call('HMGET', k, 'state', 'attempt', 'max_attempts', 'payload', 'tp')\n" \
 "  if (not st[1]) or st[1] == 'succeeded' or st[1] == 'failed' or st[1] == 'dead' then\n" \
 "    gone[#gone+1] = msgid\n" \
 "    out[#out+1] = {msgid, id, 'skip'}\n" \
@@ -78,7 +76,7 @@
 "    local epoch = redis.call('HINCRBY', k, 'epoch', 1)\n" \
 "    redis.call('HSET', k, 'state', 'running', 'started_ms', now, 'updated_ms', now,\n" \
 "      'worker', consumer)\n" \
-"    out[#out+1] = {msgid, id, st[2], st[3], st[4], st[5], st[6], st[7], st[8], epoch}\n" \
+"    out[#out+1] = {msgid, id, st[2], st[3], st[4], st[5], epoch}\n" \
 "  end\n" \
 "end\n" \
 "if #gone > 0 then\n" \
