@@ -139,6 +139,9 @@ struct req {
 
 /* api_http.c */
 void api_req_hold(struct req *r);
+/* Check that the route's first parameter is a UUID and copy it, lower-cased,
+ * into r->id. Replies 400 naming field and returns -1 when it is not. */
+int api_param_uuid_or_reply(struct req *r, const char *field);
 /* Drop a reference; the last one frees r (replying 500 first if nobody replied). */
 void api_req_release(struct req *r);
 /* The header value or NULL. NULL as well once the client is gone. */

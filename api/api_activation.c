@@ -373,14 +373,9 @@ static void on_status_hash(const struct rds_reply *reply, void *arg)
 
 void api_h_activation_status(struct req *r)
 {
-    const char *id = r->param[0];
     char key[64];
-    if (!uuid_valid(id)) {
-        api_reply_err(r, CV_ERR_INVALID, "transaction_id must be a UUID", "transaction_id");
+    if (api_param_uuid_or_reply(r, "transaction_id"))
         return;
-    }
-    for (int i = 0; i < UUID_STR_LEN; i++)
-        r->id[i] = (char)tolower((unsigned char)id[i]);
     txn_key(key, r->id);
     const char *argv[] = { "HGETALL", key };
     api_req_hold(r);

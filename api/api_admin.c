@@ -81,13 +81,8 @@ static void on_dead_retry(void *arg, enum cv_rc rc)
 
 void api_h_dead_retry(struct req *r)
 {
-    const char *id = r->param[0];
-    if (!uuid_valid(id)) {
-        api_reply_err(r, CV_ERR_INVALID, "job id must be a UUID", "id");
+    if (api_param_uuid_or_reply(r, "id"))
         return;
-    }
-    for (int i = 0; i < UUID_STR_LEN; i++)
-        r->id[i] = (char)tolower((unsigned char)id[i]);
     api_req_hold(r);
     broker_dead_retry(r->t->broker, r->id, on_dead_retry, r);
 }

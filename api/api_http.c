@@ -15,6 +15,8 @@
 #include <strings.h>
 
 #include "api.h"
+
+#include <ctype.h>
 #include "auth.h"
 #include "clock.h"
 #include "log.h"
@@ -369,6 +371,20 @@ const char *api_body(struct req *r, size_t *len)
         return "";
     *len = n;
     return p;
+}
+
+int api_param_uuid_or_reply(struct req *r, const char *field)
+{
+    const char *id = r->param[0];
+    if (!uuid_valid(id)) {
+        char msg[64];
+        snprintf(msg, sizeof(msg), "%s must be a UUID", field);
+        api_reply_err(r, CV_ERR_INVALID, msg, field);
+        return -1;
+    }
+    for (int i = 0; i < UUID_STR_LEN; i++)
+        r->id[i] = (char)tolower((unsigned char)id[i]);
+    return 0;
 }
 
 int api_require_json_or_reply(struct req *r)

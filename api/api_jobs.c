@@ -441,13 +441,8 @@ static void on_status(void *arg, enum cv_rc rc, const struct job_status *st)
 
 void api_h_job_get(struct req *r)
 {
-    const char *id = r->param[0];
-    if (!uuid_valid(id)) {
-        api_reply_err(r, CV_ERR_INVALID, "job id must be a UUID", "id");
+    if (api_param_uuid_or_reply(r, "id"))
         return;
-    }
-    for (int i = 0; i < UUID_STR_LEN; i++)
-        r->id[i] = (char)tolower((unsigned char)id[i]);
     api_req_hold(r);
     broker_get(r->t->broker, r->id, on_status, r);
 }
