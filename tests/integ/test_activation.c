@@ -425,3 +425,35 @@ Test(activation, stop_past_the_grace_period_abandons_the_call_for_another_worker
                  99500);
     hn_stop_stack(&st);
 }
+
+static int all_final(void *arg)
+{
+    (void)arg;
+    return hn_psql_int("SELECT count(*) FROM transactions WHERE status IN ('SUCCESS','FAILED')") ==
+           30;
+}
+
+Test(activation, redis_killed_mid_batch_loses_nothing_and_charges_once)
+{
+    struct hn_stack st;
+    struct hn_stack_opts o = { .workers = 1, .worker_types = "activation", .no_api = 1,
+                               .concurrency = 8, .worker_env = fast_retry_env };
+    hn_start_stack(&st, &o);
+    sim_config(&st, "{\"latency_ms\":150}");
+    char txns[30][UUID_STR_LEN];
+    for (int i = 0; i < 30; i++)
+        submit(50 + i, 1, txns[i]);
+    cr_assert(hn_wait_until(some_processing, NULL, 10000, 5));
+    hn_redis_kill(SIGKILL); /* the AOF keeps what was acknowledged */
+    hn_redis_start();
+    sim_config(&st, "{\"latency_ms\":0}");
+    cr_assert(hn_wait_until(all_final, NULL, 30000, 50), "every activation settles");
+    cr_assert_eq(hn_psql_int("SELECT count(*) FROM transactions WHERE status='SUCCESS'"), 30);
+    cr_assert_eq(hn_psql_int("SELECT (sum(1000 - balance)*100)::bigint FROM accounts"), 30 * 500,
+                 "each debit happened once");
+    cr_assert_eq(hn_psql_int("SELECT count(*) FROM user_offers"), 30);
+    cr_assert_eq(sim_stat(&st, "activations"), 30);
+    for (int i = 0; i < 30; i++)
+        wait_job(txns[i], JOB_STATE_SUCCEEDED, 15000);
+    hn_stop_stack(&st);
+}
