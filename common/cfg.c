@@ -43,6 +43,7 @@ static const struct cfg_row rows[] = {
       O(status_ttl_s) },
     { "jobs.idempotency_ttl_s", "CONVEYOR_IDEMPOTENCY_TTL_S", T_INT, "86400", 1, 31536000, 0,
       O(idempotency_ttl_s) },
+    { "jobs.dead_max", "CONVEYOR_DEAD_MAX", T_INT, "100000", 1, 100000000, 0, O(dead_max) },
     { "worker.types", "CONVEYOR_WORKER_TYPES", T_STR, "activation,noop", 0, 0, 0,
       O(worker_types) },
     { "worker.concurrency", "CONVEYOR_CONCURRENCY", T_INT, "64", 1, 4096, 0, O(concurrency) },

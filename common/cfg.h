@@ -39,6 +39,7 @@ struct cfg {
     int retry_max_ms;
     int status_ttl_s;
     int idempotency_ttl_s;
+    int dead_max;
     /* worker */
     char *worker_types;
     int concurrency;

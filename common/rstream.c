@@ -21,6 +21,7 @@
 struct rstream {
     struct broker base;
     struct rds *sync;           /* sync mode */
+    int dead_max;
     struct rds_async *as;       /* async mode */
     struct rds_script publish, start, settle, promote, dead_retry, dead_list, queues, workers,
         counters, worker_gone;
@@ -642,25 +643,25 @@ static enum cv_rc rs_settle(struct broker *b, struct job *const *jobs, struct br
     struct rstream *s = RS(b);
     if (n == 0)
         return CV_OK;
-    size_t argc = 3 + n * 7;
+    size_t argc = 4 + n * 7;
     const char **argv = xmalloc(sizeof(*argv) * argc);
-    char (*nums)[24] = xmalloc(sizeof(*nums) * (3 + n * 2));
+    char (*nums)[24] = xmalloc(sizeof(*nums) * (4 + n * 2));
     num(nums[0], 24, clock_wall_ms());
     num(nums[1], 24, status_ttl_s);
     num(nums[2], 24, (long long)n);
-    argv[0] = nums[0];
-    argv[1] = nums[1];
-    argv[2] = nums[2];
+    num(nums[3], 24, s->dead_max);
+    for (int i = 0; i < 4; i++)
+        argv[i] = nums[i];
     for (size_t i = 0; i < n; i++) {
-        size_t b0 = 3 + i * 7;
-        num(nums[3 + 2 * i], 24, jobs[i]->epoch);
-        num(nums[4 + 2 * i], 24, st[i].delay_ms);
+        size_t b0 = 4 + i * 7;
+        num(nums[4 + 2 * i], 24, jobs[i]->epoch);
+        num(nums[5 + 2 * i], 24, st[i].delay_ms);
         argv[b0] = jobs[i]->id;
         argv[b0 + 1] = jobs[i]->type;
         argv[b0 + 2] = jobs[i]->msg_id;
-        argv[b0 + 3] = nums[3 + 2 * i];
+        argv[b0 + 3] = nums[4 + 2 * i];
         argv[b0 + 4] = outcome_str(st[i].outcome);
-        argv[b0 + 5] = nums[4 + 2 * i];
+        argv[b0 + 5] = nums[5 + 2 * i];
         argv[b0 + 6] = st[i].error ? st[i].error : "";
         st[i].fenced = 0;
     }
@@ -777,6 +778,7 @@ struct broker *rstream_open(const struct cfg *cfg, struct event_base *base)
 {
     struct rstream *s = xcalloc(1, sizeof(*s));
     s->base.ops = &rstream_ops;
+    s->dead_max = cfg->dead_max;
     s->publish = (struct rds_script){ "publish", RSTREAM_LUA_PUBLISH, "" };
     s->start = (struct rds_script){ "start", RSTREAM_LUA_START, "" };
     s->settle = (struct rds_script){ "settle", RSTREAM_LUA_SETTLE, "" };

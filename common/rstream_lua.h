@@ -5,7 +5,8 @@
  *   cv:q:<type>            stream of deliveries (fields: id, a = attempt); group "cv"
  *   cv:job:<id>            hash: the envelope and status (state, attempt, epoch, ...)
  *   cv:delayed:<type>      zset id -> due time (ms): scheduled jobs and retries
- *   cv:dead, cv:dead:<type> zset id -> time it ended: failed and dead jobs
+ *   cv:dead, cv:dead:<type> zset id -> time it ended (ms * 1000 + a sequence, so
+ *                          that order holds within a millisecond): failed and dead jobs
  *   cv:idem:<type>:<key>   string -> id of the first job with that idempotency key
  *   cv:stats:<type>        hash of counters: enqueued succeeded failed retried dead
  *   cv:workers             zset name -> last heartbeat (ms); cv:worker:<name> hash
@@ -84,8 +85,9 @@
 "end\n" \
 "return out\n"
 
-/* Settle deliveries. ARGV: now, status_ttl_s, n, then n x (id type msgid epoch
- * outcome delay_ms error). outcome: ack retry fail dead. Returns per delivery
+/* Settle deliveries. ARGV: now, status_ttl_s, n, dead_max, then n x (id type
+ * msgid epoch outcome delay_ms error). The dead-letter set keeps the dead_max
+ * newest jobs: older ones are dropped with their status. outcome: ack retry fail dead. Returns per delivery
  * 'ok', 'fenced' or 'gone'. A fenced delivery writes nothing, not even its ack:
  * the entry belongs to the newer delivery. Acks and counters are gathered and
  * written once per stream at the end. Acked entries are not deleted one by one
@@ -93,14 +95,15 @@
  * below its oldest unsettled entry. */
 #define RSTREAM_LUA_SETTLE \
 "local now, ttl, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n" \
-"local out, acks, stats = {}, {}, {}\n" \
+"local dead_max = tonumber(ARGV[4])\n" \
+"local out, acks, stats, buried = {}, {}, {}, 0\n" \
 "local function count(typ, what)\n" \
 "  local t = stats[typ]\n" \
 "  if not t then t = {}; stats[typ] = t end\n" \
 "  t[what] = (t[what] or 0) + 1\n" \
 "end\n" \
 "for i = 0, n - 1 do\n" \
-"  local b = 3 + i * 7\n" \
+"  local b = 4 + i * 7\n" \
 "  local id, typ, msgid, epoch = ARGV[b+1], ARGV[b+2], ARGV[b+3], ARGV[b+4]\n" \
 "  local what, delay, err = ARGV[b+5], tonumber(ARGV[b+6]), ARGV[b+7]\n" \
 "  local k = 'cv:job:' .. id\n" \
@@ -131,7 +134,9 @@
 "      if what == 'fail' then state = 'failed' end\n" \
 "      redis.call('HSET', k, 'state', state, 'last_error', err, 'finished_ms', now,\n" \
 "        'updated_ms', now)\n" \
-"      redis.call('ZADD', 'cv:dead', now, id); redis.call('ZADD', 'cv:dead:' .. typ, now, id)\n" \
+"      local at = now * 1000 + redis.call('INCR', 'cv:dead:seq') % 1000\n" \
+"      redis.call('ZADD', 'cv:dead', at, id); redis.call('ZADD', 'cv:dead:' .. typ, at, id)\n" \
+"      buried = buried + 1\n" \
 "      count(typ, state)\n" \
 "      out[#out+1] = 'ok'\n" \
 "    end\n" \
@@ -143,6 +148,18 @@
 "end\n" \
 "for typ, t in pairs(stats) do\n" \
 "  for what, c in pairs(t) do redis.call('HINCRBY', 'cv:stats:' .. typ, what, c) end\n" \
+"end\n" \
+"if buried > 0 then\n" \
+"  local over = redis.call('ZCARD', 'cv:dead') - dead_max\n" \
+"  if over > 0 then\n" \
+"    local old = redis.call('ZPOPMIN', 'cv:dead', over)\n" \
+"    for i = 1, #old, 2 do\n" \
+"      local k = 'cv:job:' .. old[i]\n" \
+"      local typ = redis.call('HGET', k, 'type')\n" \
+"      if typ then redis.call('ZREM', 'cv:dead:' .. typ, old[i]) end\n" \
+"      redis.call('DEL', k)\n" \
+"    end\n" \
+"  end\n" \
 "end\n" \
 "return out\n"
 

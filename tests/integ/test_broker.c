@@ -450,3 +450,35 @@ Test(broker, a_leaving_worker_leaves_the_group_unless_it_holds_deliveries)
     job_free(c);
     free(o);
 }
+
+Test(broker, dead_letter_set_keeps_the_newest_dead_max_jobs)
+{
+    struct cfg small = cfg;
+    small.dead_max = 2;
+    struct broker *b2 = broker_open(&small, NULL);
+    cr_assert_not_null(b2);
+    struct pub_out *o = calloc(1, sizeof(*o));
+    char ids[3][UUID_STR_LEN];
+    for (int i = 0; i < 3; i++) {
+        struct job *j = mk("noop", "{}");
+        publish1(j, o);
+        snprintf(ids[i], UUID_STR_LEN, "%s", j->id);
+        job_free(j);
+        struct job *got[1];
+        cr_assert_eq(consume("c1", "noop", got, 1), 1);
+        struct broker_settle s = { BROKER_DEAD, 0, "boom", 0 };
+        cr_assert_eq(broker_settle(b2, got, &s, 1, 60), CV_OK);
+        job_free(got[0]);
+    }
+    struct list_out l;
+    memset(&l, 0, sizeof(l));
+    broker_dead_list(b, "noop", 10, on_list, &l);
+    cr_assert_eq(l.n, 2);
+    cr_assert_str_eq(l.first, ids[2]);
+    struct st_out so;
+    memset(&so, 0, sizeof(so));
+    broker_get(b, ids[0], on_status, &so);
+    cr_assert_eq(so.rc, CV_ERR_NOT_FOUND, "the oldest dead job was dropped");
+    broker_close(b2);
+    free(o);
+}
