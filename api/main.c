@@ -17,6 +17,7 @@
 #include <getopt.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -73,7 +74,10 @@ static int listen_socket(const char *host, int port, int *bound_port)
     }
     fd = socket(res->ai_family, res->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
                 res->ai_protocol);
+    /* TCP_NODELAY on the listener is inherited by every accepted socket: a
+     * reply written in two pieces must not wait for the client's delayed ACK. */
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0 ||
         bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
         int e = errno;
         fprintf(stderr, "conveyor-api: cannot listen on %s:%d: %s\n", host, port, strerror(e));
