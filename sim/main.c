@@ -21,6 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -199,6 +201,9 @@ static int listen_http(struct sim *s, const char *bind, int port)
         LOG_ERROR("sim.bind_failed", "bind=%s err=\"%s\"", log_str(bbuf, bind), strerror(errno));
         goto out;
     }
+    /* inherited by accepted sockets: replies never wait on a delayed ACK */
+    int one = 1;
+    setsockopt(evconnlistener_get_fd(lis), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (!evhttp_bind_listener(s->http, lis))
         goto out;
     lis = NULL;                          /* evhttp owns it now */
