@@ -556,8 +556,6 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         a->ac = NULL;
         a->connected = 0;
         redisAsyncFree(ac);
-        a->ac = NULL;
-        a->connected = 0;
         if (!evtimer_pending(a->reconnect_ev, NULL))
             schedule_reconnect(a);
     }
