@@ -35,8 +35,11 @@ int ctl_submit(const struct cfg *c, int argc, char **argv);
 int ctl_status(const struct cfg *c, int argc, char **argv);
 int ctl_dead(const struct cfg *c, int argc, char **argv);
 int ctl_retry(const struct cfg *c, int argc, char **argv);
+int ctl_purge(const struct cfg *c, int argc, char **argv);
 int ctl_queues(const struct cfg *c, int argc, char **argv);
 int ctl_workers(const struct cfg *c, int argc, char **argv);
+/* ctl_held.c */
+int ctl_held(const struct cfg *c, int argc, char **argv);
 /* ctl_hash.c: needs no config. */
 int ctl_hash_key(int argc, char **argv);
 

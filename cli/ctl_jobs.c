@@ -1,5 +1,5 @@
 /* ctl_jobs.c - conveyorctl commands that talk to the broker: submit, status,
- * dead, retry, queues, workers.
+ * dead, retry, purge, queues, workers.
  *
  * The broker is opened in synchronous mode, so every callback has run by the
  * time the broker call returns; results the callbacks see are valid only
@@ -399,6 +399,53 @@ int ctl_retry(const struct cfg *c, int argc, char **argv)
     ret = call_result(&k, "retry", id);
     if (ret == CTL_EXIT_OK)
         printf("requeued %s\n", id);
+out:
+    if (b)
+        broker_close(b);
+    return ret;
+}
+
+struct purge_call {
+    int called;
+    enum cv_rc rc;
+    enum broker_purge what;
+};
+
+static void on_purge(void *arg, enum cv_rc rc, enum broker_purge what)
+{
+    struct purge_call *k = arg;
+    k->called = 1;
+    k->rc = rc;
+    k->what = what;
+}
+
+int ctl_purge(const struct cfg *c, int argc, char **argv)
+{
+    const char *id = NULL;
+    struct purge_call k = { 0, CV_OK, BROKER_PURGE_UNKNOWN };
+    struct broker *b = NULL;
+    int ret = one_id(argc, argv, &id);
+    if (ret != CTL_EXIT_OK)
+        goto out;
+    ret = CTL_EXIT_FAIL;
+    b = open_broker(c);
+    if (!b)
+        goto out;
+    broker_dead_purge(b, id, on_purge, &k);
+    if (!k.called || k.rc != CV_OK)
+        ret = ctl_fail("purge failed: %s", k.called ? cv_rc_str(k.rc) : "no answer");
+    else if (k.what == BROKER_PURGE_UNKNOWN)
+        ret = ctl_fail("purge: no job %s", id);
+    else if (k.what == BROKER_PURGE_LIVE)
+        ret = ctl_fail("purge: job %s is not dead or failed", id);
+    else if (k.what == BROKER_PURGE_HELD)
+        ret = ctl_fail("purge: job %s is held (its effects may be unsettled: money may be "
+                       "debited); `conveyorctl held` lists it, the reconciler settles it",
+                       id);
+    else {
+        printf("purged %s\n", id);
+        ret = CTL_EXIT_OK;
+    }
 out:
     if (b)
         broker_close(b);

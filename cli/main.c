@@ -33,7 +33,10 @@ static const char usage_text[] =
     "  dead [--type T] [--limit N]\n"
     "                       dead-letter jobs, newest first (default limit 100):\n"
     "                       id type state attempt last_error\n"
-    "  retry ID             put a dead or failed job back on its queue\n"
+    "  retry ID             put a dead or failed job back on its queue (a new life)\n"
+    "  purge ID             delete a dead or failed job for good (refused while held)\n"
+    "  held [--min-age-s N] money held: transactions PROCESSING for at least N s\n"
+    "                       (default 0), oldest first, with their job's state\n"
     "  queues               depth, pending, consumers, scheduled, dead per type\n"
     "  workers              workers seen in the last 10 s\n"
     "  hash-key KEY|-       SHA-256 hex of an API key (- reads it from stdin), for\n"
@@ -103,7 +106,8 @@ struct cmd {
 static const struct cmd cmds[] = {
     { "migrate", ctl_migrate }, { "seed", ctl_seed },     { "submit", ctl_submit },
     { "status", ctl_status },   { "dead", ctl_dead },     { "retry", ctl_retry },
-    { "queues", ctl_queues },   { "workers", ctl_workers },
+    { "queues", ctl_queues },   { "workers", ctl_workers }, { "purge", ctl_purge },
+    { "held", ctl_held },
 };
 
 int main(int argc, char **argv)

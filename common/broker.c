@@ -90,3 +90,35 @@ enum cv_rc broker_worker_gone(struct broker *b, const char *name)
 {
     return b->ops->worker_gone(b, name);
 }
+
+void broker_dead_purge(struct broker *b, const char *id, broker_purge_cb cb, void *arg)
+{
+    b->ops->dead_purge(b, id, cb, arg);
+}
+
+enum cv_rc broker_dead_expire(struct broker *b, const char *type, int64_t retention_ms,
+                              size_t max, size_t *removed)
+{
+    return b->ops->dead_expire(b, type, retention_ms, max, removed);
+}
+
+enum cv_rc broker_held_ids(struct broker *b, size_t max, char (*ids)[UUID_STR_LEN], size_t *n)
+{
+    return b->ops->held_ids(b, max, ids, n);
+}
+
+enum cv_rc broker_dead_unhold(struct broker *b, const char *id)
+{
+    return b->ops->dead_unhold(b, id);
+}
+
+enum cv_rc broker_gc_consumers(struct broker *b, int64_t idle_ms, int64_t alive_ms,
+                               size_t *removed)
+{
+    return b->ops->gc_consumers(b, idle_ms, alive_ms, removed);
+}
+
+int broker_lease(struct broker *b, const char *name, const char *owner, int64_t ttl_ms)
+{
+    return b->ops->lease(b, name, owner, ttl_ms);
+}

@@ -36,6 +36,7 @@ struct job_status {
     int64_t epoch;
     char last_error[JOB_ERROR_MAX];
     char traceparent[JOB_TRACEPARENT_LEN];
+    int held;                 /* dead or failed with effects that may be unsettled */
     char *payload;            /* raw JSON, may be NULL */
     char *idem_key;           /* may be NULL */
 };
@@ -68,12 +69,17 @@ enum broker_outcome {
     BROKER_RETRY,     /* transient failure: back to the delayed set, attempt+1 */
     BROKER_FAIL,      /* permanent failure: failed, into the dead-letter set */
     BROKER_DEAD,      /* out of attempts: dead, into the dead-letter set */
+    BROKER_DEFER,     /* our own infrastructure was down: back to the delayed set with
+                       * the same attempt (nothing was spent) */
 };
 
 struct broker_settle {
     enum broker_outcome outcome;
-    int64_t delay_ms;                 /* for BROKER_RETRY */
-    const char *error;                /* last_error for RETRY/FAIL/DEAD, may be NULL */
+    int64_t delay_ms;                 /* for BROKER_RETRY and BROKER_DEFER */
+    const char *error;                /* last_error for RETRY/FAIL/DEAD/DEFER, may be NULL */
+    int held;                         /* FAIL/DEAD: the job's effects may be unsettled (money
+                                       * held): it stays in the dead-letter set, listed as
+                                       * held, until replayed or broker_dead_unhold() */
     int fenced;                       /* out: 1 when a newer delivery owns the job */
 };
 
@@ -107,9 +113,23 @@ void broker_dead_list(struct broker *b, const char *type, int limit, broker_list
                       void *arg);
 
 typedef void (*broker_done_cb)(void *arg, enum cv_rc rc);
-/* Put a dead or failed job back on its queue with a fresh attempt count.
- * CV_ERR_NOT_FOUND when unknown, CV_ERR_CONFLICT when it is not dead/failed. */
+/* Put a dead or failed job back on its queue: a new life, with a fresh attempt
+ * count and a fresh count of unsettled deliveries (the lease epoch keeps
+ * growing: fencing spans lives). CV_ERR_NOT_FOUND when unknown,
+ * CV_ERR_CONFLICT when it is not dead/failed. */
 void broker_dead_retry(struct broker *b, const char *id, broker_done_cb cb, void *arg);
+
+/* Outcomes of broker_dead_purge. */
+enum broker_purge {
+    BROKER_PURGED,        /* gone: status and dead-letter entries deleted */
+    BROKER_PURGE_UNKNOWN, /* no such job */
+    BROKER_PURGE_LIVE,    /* not dead or failed */
+    BROKER_PURGE_HELD,    /* its effects may be unsettled (held money): reconcile first */
+};
+typedef void (*broker_purge_cb)(void *arg, enum cv_rc rc, enum broker_purge what);
+/* An operator's purge of one dead or failed job. Dead jobs leave the set only
+ * this way or by the retention configured for their type, never while held. */
+void broker_dead_purge(struct broker *b, const char *id, broker_purge_cb cb, void *arg);
 
 typedef void (*broker_queues_cb)(void *arg, enum cv_rc rc, const struct queue_stat *q, size_t n);
 void broker_queues(struct broker *b, broker_queues_cb cb, void *arg);
@@ -151,6 +171,25 @@ enum cv_rc broker_settle(struct broker *b, struct job *const *jobs, struct broke
  * workers at once. *moved may be NULL. */
 enum cv_rc broker_promote(struct broker *b, size_t max, size_t *moved);
 
+/* Dead-letter retention: delete up to max dead or failed jobs of type that
+ * ended more than retention_ms ago and are not held. *removed may be NULL. */
+enum cv_rc broker_dead_expire(struct broker *b, const char *type, int64_t retention_ms,
+                              size_t max, size_t *removed);
+
+/* Held dead jobs: up to max ids (a sample when there are more), and clearing
+ * the mark once the job's effects are known to be settled. */
+enum cv_rc broker_held_ids(struct broker *b, size_t max, char (*ids)[UUID_STR_LEN], size_t *n);
+enum cv_rc broker_dead_unhold(struct broker *b, const char *id);
+
+/* Remove consumers that hold no delivery, have not read for idle_ms and whose
+ * worker sent no heartbeat for alive_ms (SIGKILLed workers). *removed may be NULL. */
+enum cv_rc broker_gc_consumers(struct broker *b, int64_t idle_ms, int64_t alive_ms,
+                               size_t *removed);
+
+/* Try to become the one process that runs a fleet-wide duty (name) for ttl_ms.
+ * 1 when this owner holds it now, 0 when another does, -1 on error. */
+int broker_lease(struct broker *b, const char *name, const char *owner, int64_t ttl_ms);
+
 enum cv_rc broker_heartbeat(struct broker *b, const struct worker_info *w, int ttl_ms);
 enum cv_rc broker_worker_gone(struct broker *b, const char *name);
 
@@ -163,6 +202,7 @@ struct broker_ops {
     void (*get)(struct broker *, const char *, broker_status_cb, void *);
     void (*dead_list)(struct broker *, const char *, int, broker_list_cb, void *);
     void (*dead_retry)(struct broker *, const char *, broker_done_cb, void *);
+    void (*dead_purge)(struct broker *, const char *, broker_purge_cb, void *);
     void (*queues)(struct broker *, broker_queues_cb, void *);
     void (*workers)(struct broker *, int64_t, broker_workers_cb, void *);
     void (*counters)(struct broker *, broker_counters_cb, void *);
@@ -173,6 +213,11 @@ struct broker_ops {
     enum cv_rc (*settle)(struct broker *, struct job *const *, struct broker_settle *, size_t,
                          int);
     enum cv_rc (*promote)(struct broker *, size_t, size_t *);
+    enum cv_rc (*dead_expire)(struct broker *, const char *, int64_t, size_t, size_t *);
+    enum cv_rc (*held_ids)(struct broker *, size_t, char (*)[UUID_STR_LEN], size_t *);
+    enum cv_rc (*dead_unhold)(struct broker *, const char *);
+    enum cv_rc (*gc_consumers)(struct broker *, int64_t, int64_t, size_t *);
+    int (*lease)(struct broker *, const char *, const char *, int64_t);
     enum cv_rc (*heartbeat)(struct broker *, const struct worker_info *, int);
     enum cv_rc (*worker_gone)(struct broker *, const char *);
 };

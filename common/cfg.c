@@ -33,7 +33,7 @@ static const struct cfg_row rows[] = {
     { "http.batch_max", "CONVEYOR_BATCH_MAX", T_INT, "1000", 1, 10000, 0, O(batch_max) },
     { "log.level", "CONVEYOR_LOG_LEVEL", T_STR, "info", 0, 0, 0, O(log_level) },
     { "jobs.max_attempts", "CONVEYOR_MAX_ATTEMPTS", T_INT, "5", 1, 100, 0, O(max_attempts) },
-    { "jobs.activation_max_attempts", "CONVEYOR_ACTIVATION_MAX_ATTEMPTS", T_INT, "3", 1, 100, 0,
+    { "jobs.activation_max_attempts", "CONVEYOR_ACTIVATION_MAX_ATTEMPTS", T_INT, "8", 1, 100, 0,
       O(activation_max_attempts) },
     { "jobs.retry_base_ms", "CONVEYOR_RETRY_BASE_MS", T_INT, "1000", 1, 3600000, 0,
       O(retry_base_ms) },
@@ -43,7 +43,11 @@ static const struct cfg_row rows[] = {
       O(status_ttl_s) },
     { "jobs.idempotency_ttl_s", "CONVEYOR_IDEMPOTENCY_TTL_S", T_INT, "86400", 1, 31536000, 0,
       O(idempotency_ttl_s) },
-    { "jobs.dead_max", "CONVEYOR_DEAD_MAX", T_INT, "100000", 1, 100000000, 0, O(dead_max) },
+    { "jobs.dead_retention", "CONVEYOR_DEAD_RETENTION", T_STR, "", 0, 0, 0, O(dead_retention) },
+    { "jobs.max_deliveries", "CONVEYOR_MAX_DELIVERIES", T_INT, "6", 2, 1000, 0,
+      O(max_deliveries) },
+    { "jobs.activation_retry_max_ms", "CONVEYOR_ACTIVATION_RETRY_MAX_MS", T_INT, "60000", 1,
+      86400000, 0, O(activation_retry_max_ms) },
     { "worker.types", "CONVEYOR_WORKER_TYPES", T_STR, "activation,noop", 0, 0, 0,
       O(worker_types) },
     { "worker.concurrency", "CONVEYOR_CONCURRENCY", T_INT, "64", 1, 4096, 0, O(concurrency) },
@@ -55,6 +59,12 @@ static const struct cfg_row rows[] = {
     { "worker.heartbeat_ms", "CONVEYOR_HEARTBEAT_MS", T_INT, "1000", 50, 600000, 0,
       O(heartbeat_ms) },
     { "worker.grace_ms", "CONVEYOR_GRACE_MS", T_INT, "10000", 0, 600000, 0, O(grace_ms) },
+    { "worker.pause_max_ms", "CONVEYOR_PAUSE_MAX_MS", T_INT, "5000", 10, 600000, 0,
+      O(pause_max_ms) },
+    { "reconcile.interval_ms", "CONVEYOR_RECONCILE_INTERVAL_MS", T_INT, "10000", 100, 86400000,
+      0, O(reconcile_interval_ms) },
+    { "reconcile.held_after_s", "CONVEYOR_RECONCILE_HELD_AFTER_S", T_INT, "60", 1, 31536000, 0,
+      O(reconcile_held_after_s) },
     { "activation.url", "CONVEYOR_ACTIVATION_URL", T_STR, "http://127.0.0.1:8090", 0, 0, 0,
       O(activation_url) },
     { "outbound.timeout_ms", "CONVEYOR_HTTP_TIMEOUT_MS", T_INT, "5000", 10, 600000, 0,
@@ -316,6 +326,63 @@ static int load_env(struct cfg *c)
     return 0;
 }
 
+/* Walk "type=seconds,..." calling fn(type, len, seconds, arg) per entry; -1 on a
+ * malformed entry. */
+static int retention_walk(const char *spec,
+                          int (*fn)(const char *t, size_t len, int64_t s, void *arg), void *arg)
+{
+    const char *p = spec ? spec : "";
+    while (*p) {
+        size_t n = strcspn(p, ", ");
+        const char *eq = memchr(p, '=', n);
+        if (n == 0) {
+            p++;
+            continue;
+        }
+        if (!eq || eq == p || (size_t)(eq - p) >= 32)
+            return -1;
+        char *end;
+        errno = 0;
+        long long v = strtoll(eq + 1, &end, 10);
+        if (errno || end != p + n || end == eq + 1 || v < 0 || v > 315360000LL)
+            return -1;
+        if (fn && fn(p, (size_t)(eq - p), v, arg))
+            return 0;
+        p += n;
+    }
+    return 0;
+}
+
+static int check_retention(const char *spec)
+{
+    if (retention_walk(spec, NULL, NULL) == 0)
+        return 0;
+    fprintf(stderr, "conveyor: jobs.dead_retention: want type=seconds[,type=seconds] "
+                    "(0..315360000), got '%s'\n", spec);
+    return -1;
+}
+
+struct ret_find {
+    const char *type;
+    int64_t s;
+};
+
+static int ret_match(const char *t, size_t len, int64_t s, void *arg)
+{
+    struct ret_find *f = arg;
+    if (strlen(f->type) != len || strncmp(t, f->type, len) != 0)
+        return 0;
+    f->s = s;
+    return 1;
+}
+
+int64_t cfg_dead_retention_s(const struct cfg *c, const char *type)
+{
+    struct ret_find f = { type, 0 };
+    retention_walk(c->dead_retention, ret_match, &f);
+    return f.s;
+}
+
 int cfg_load(struct cfg *c, const char *path)
 {
     memset(c, 0, sizeof(*c));
@@ -327,6 +394,8 @@ int cfg_load(struct cfg *c, const char *path)
     if (path && *path && load_file(c, path))
         return -1;
     if (load_env(c))
+        return -1;
+    if (check_retention(c->dead_retention))
         return -1;
     int lvl = log_level_parse(c->log_level);
     if (lvl < 0) {
@@ -386,4 +455,11 @@ int cfg_max_attempts(const struct cfg *c, const char *type)
     if (strcmp(type, "activation") == 0)
         return c->activation_max_attempts;
     return c->max_attempts;
+}
+
+int cfg_retry_max_ms(const struct cfg *c, const char *type)
+{
+    if (strcmp(type, "activation") == 0)
+        return c->activation_retry_max_ms;
+    return c->retry_max_ms;
 }

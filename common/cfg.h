@@ -39,7 +39,9 @@ struct cfg {
     int retry_max_ms;
     int status_ttl_s;
     int idempotency_ttl_s;
-    int dead_max;
+    char *dead_retention;         /* "type=seconds,..." ("" = keep dead letters until purged) */
+    int max_deliveries;           /* poison-job guard: deliveries in a row without settling */
+    int activation_retry_max_ms;  /* backoff cap for activation (money: retry for minutes) */
     /* worker */
     char *worker_types;
     int concurrency;
@@ -48,6 +50,10 @@ struct cfg {
     int reclaim_interval_ms;
     int heartbeat_ms;
     int grace_ms;
+    int pause_max_ms;             /* longest pause while our PostgreSQL/Redis is down */
+    /* reconciler of held money */
+    int reconcile_interval_ms;
+    int reconcile_held_after_s;   /* PROCESSING this long with no live job = held */
     /* outside systems */
     char *activation_url;
     int http_timeout_ms;
@@ -84,5 +90,10 @@ int cfg_parse_api_key(const char *spec, struct cfg_api_key *k);
 
 /* Max attempts configured for a job type. */
 int cfg_max_attempts(const struct cfg *c, const char *type);
+/* Backoff cap for a job type (ms). */
+int cfg_retry_max_ms(const struct cfg *c, const char *type);
+/* Dead-letter retention of a job type in seconds from jobs.dead_retention; 0 = keep
+ * until an operator purges them. */
+int64_t cfg_dead_retention_s(const struct cfg *c, const char *type);
 
 #endif

@@ -16,6 +16,7 @@ static const char *const names[] = {
     [CV_ERR_RATE] = "rate_limited",
     [CV_ERR_CONFIG] = "config",
     [CV_ERR_INTERNAL] = "internal",
+    [CV_ERR_UNAVAILABLE] = "unavailable",
 };
 
 const char *cv_rc_str(enum cv_rc rc)

@@ -21,6 +21,8 @@ enum cv_rc {
     CV_ERR_RATE,         /* too many requests */
     CV_ERR_CONFIG,       /* bad configuration */
     CV_ERR_INTERNAL,     /* a bug: CV_ASSERT-worthy but survivable */
+    CV_ERR_UNAVAILABLE,  /* our own infrastructure (PostgreSQL, Redis) is down: the job
+                          * waits and spends no attempt; the worker pauses consuming */
 };
 
 /* The stable lower-case name of rc ("transient", ...). Never NULL. */

@@ -21,10 +21,10 @@
 struct rstream {
     struct broker base;
     struct rds *sync;           /* sync mode */
-    int dead_max;
+    size_t rr;                  /* consume: the type read first (round robin) */
     struct rds_async *as;       /* async mode */
     struct rds_script publish, start, settle, promote, dead_retry, dead_list, queues, workers,
-        counters, worker_gone;
+        counters, worker_gone, dead_purge, dead_expire, dead_unhold, gc_consumers, lease;
 };
 
 #define RS(b) ((struct rstream *)(b))
@@ -133,6 +133,8 @@ static int status_from_hash(const struct rds_reply *h, struct job_status *st)
             st->payload = xstrndup(v, vlen);
         else if (!strcmp(k, "idem") && *v)
             st->idem_key = xstrdup(v);
+        else if (!strcmp(k, "held"))
+            st->held = atoi(v);
     }
     if (!st->updated_ms) /* not written at publish: the job is as old as it was made */
         st->updated_ms = st->created_ms;
@@ -318,6 +320,41 @@ static void rs_dead_retry(struct broker *b, const char *id, broker_done_cb cb, v
     eval(s, &s->dead_retry, 2, argv, NULL, dead_retry_done, c);
 }
 
+struct purge_ctx {
+    broker_purge_cb cb;
+    void *arg;
+};
+
+static void dead_purge_done(const struct rds_reply *r, void *arg)
+{
+    struct purge_ctx *c = arg;
+    enum cv_rc rc = reply_rc(r, "dead_purge");
+    const char *s = rc == CV_OK ? rds_reply_str(r, NULL) : NULL;
+    enum broker_purge what = BROKER_PURGE_UNKNOWN;
+    if (rc == CV_OK) {
+        if (!s)
+            rc = CV_ERR_IO;
+        else if (!strcmp(s, "ok"))
+            what = BROKER_PURGED;
+        else if (!strcmp(s, "live"))
+            what = BROKER_PURGE_LIVE;
+        else if (!strcmp(s, "held"))
+            what = BROKER_PURGE_HELD;
+    }
+    c->cb(c->arg, rc, what);
+    free(c);
+}
+
+static void rs_dead_purge(struct broker *b, const char *id, broker_purge_cb cb, void *arg)
+{
+    struct rstream *s = RS(b);
+    const char *argv[] = { id };
+    struct purge_ctx *c = xmalloc(sizeof(*c));
+    c->cb = cb;
+    c->arg = arg;
+    eval(s, &s->dead_purge, 1, argv, NULL, dead_purge_done, c);
+}
+
 /* ---- queues, workers, counters ------------------------------------------------ */
 
 struct queues_ctx {
@@ -495,7 +532,7 @@ static enum cv_rc start_deliveries(struct rstream *s, const char *consumer, cons
         const char *tp = rds_reply_at_str(e, 5);
         copy_field(j->traceparent, sizeof(j->traceparent), tp ? tp : "");
         j->epoch = rds_reply_at_int(e, 6, 0);
-        j->deliveries = j->epoch;
+        j->deliveries = rds_reply_at_int(e, 7, j->epoch);
         out[(*n)++] = j;
     }
     rds_reply_free(r);
@@ -549,10 +586,15 @@ static enum cv_rc rs_consume(struct broker *b, const char *consumer, const char 
     *n = 0;
     if (ntypes == 0 || max == 0)
         return CV_OK;
-    size_t per = max / ntypes ? max / ntypes : 1;
-    size_t argc = 9 + ntypes * 2;
+    /* Read at most max entries in all: per stream max / (streams read). With
+     * fewer slots than types, read max of the types per call, starting one
+     * further each call so that every type gets its turn. */
+    size_t nread = ntypes < max ? ntypes : max;
+    size_t per = max / nread;
+    size_t first = s->rr++ % ntypes;
+    size_t argc = 9 + nread * 2;
     const char **argv = xmalloc(sizeof(*argv) * argc);
-    char (*streams)[48] = xmalloc(sizeof(*streams) * ntypes);
+    char (*streams)[48] = xmalloc(sizeof(*streams) * nread);
     char count[24], block[24];
     num(count, sizeof(count), (long long)per);
     num(block, sizeof(block), block_ms);
@@ -568,11 +610,11 @@ static enum cv_rc rs_consume(struct broker *b, const char *consumer, const char 
         argv[a++] = block;
     }
     argv[a++] = "STREAMS";
-    for (size_t i = 0; i < ntypes; i++) {
-        snprintf(streams[i], sizeof(streams[i]), "cv:q:%s", types[i]);
+    for (size_t i = 0; i < nread; i++) {
+        snprintf(streams[i], sizeof(streams[i]), "cv:q:%s", types[(first + i) % ntypes]);
         argv[a++] = streams[i];
     }
-    for (size_t i = 0; i < ntypes; i++)
+    for (size_t i = 0; i < nread; i++)
         argv[a++] = ">";
     enum cv_rc rc = CV_OK;
     struct rds_reply *r = rds_cmd(s->sync, (int)a, argv, NULL);
@@ -590,7 +632,7 @@ static enum cv_rc rs_consume(struct broker *b, const char *consumer, const char 
             if (!sname || strncmp(sname, "cv:q:", 5) != 0)
                 continue;
             rc = start_entries(s, consumer, sname + 5, rds_reply_at(sr, 1), out, n,
-                               per * ntypes);
+                               per * nread);
         }
     }
     rds_reply_free(r);
@@ -633,6 +675,7 @@ static const char *outcome_str(enum broker_outcome o)
     case BROKER_RETRY: return "retry";
     case BROKER_FAIL: return "fail";
     case BROKER_DEAD: return "dead";
+    case BROKER_DEFER: return "defer";
     }
     return "dead";
 }
@@ -643,26 +686,26 @@ static enum cv_rc rs_settle(struct broker *b, struct job *const *jobs, struct br
     struct rstream *s = RS(b);
     if (n == 0)
         return CV_OK;
-    size_t argc = 4 + n * 7;
+    size_t argc = 3 + n * 8;
     const char **argv = xmalloc(sizeof(*argv) * argc);
-    char (*nums)[24] = xmalloc(sizeof(*nums) * (4 + n * 2));
+    char (*nums)[24] = xmalloc(sizeof(*nums) * (3 + n * 2));
     num(nums[0], 24, clock_wall_ms());
     num(nums[1], 24, status_ttl_s);
     num(nums[2], 24, (long long)n);
-    num(nums[3], 24, s->dead_max);
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 3; i++)
         argv[i] = nums[i];
     for (size_t i = 0; i < n; i++) {
-        size_t b0 = 4 + i * 7;
-        num(nums[4 + 2 * i], 24, jobs[i]->epoch);
-        num(nums[5 + 2 * i], 24, st[i].delay_ms);
+        size_t b0 = 3 + i * 8;
+        num(nums[3 + 2 * i], 24, jobs[i]->epoch);
+        num(nums[4 + 2 * i], 24, st[i].delay_ms);
         argv[b0] = jobs[i]->id;
         argv[b0 + 1] = jobs[i]->type;
         argv[b0 + 2] = jobs[i]->msg_id;
-        argv[b0 + 3] = nums[4 + 2 * i];
+        argv[b0 + 3] = nums[3 + 2 * i];
         argv[b0 + 4] = outcome_str(st[i].outcome);
-        argv[b0 + 5] = nums[5 + 2 * i];
+        argv[b0 + 5] = nums[4 + 2 * i];
         argv[b0 + 6] = st[i].error ? st[i].error : "";
+        argv[b0 + 7] = st[i].held ? "1" : "0";
         st[i].fenced = 0;
     }
     struct rds_reply *r = rds_eval(s->sync, &s->settle, 0, (int)argc, argv, NULL);
@@ -692,6 +735,88 @@ static enum cv_rc rs_promote(struct broker *b, size_t max, size_t *moved)
         *moved = rc == CV_OK ? (size_t)rds_reply_int(r) : 0;
     rds_reply_free(r);
     return rc;
+}
+
+/* Run a sync script that answers one integer. */
+static enum cv_rc eval_int(struct rstream *s, struct rds_script *sc, int argc, const char **argv,
+                           const char *what, long long *out)
+{
+    struct rds_reply *r = rds_eval(s->sync, sc, 0, argc, argv, NULL);
+    enum cv_rc rc = reply_rc(r, what);
+    if (out)
+        *out = rc == CV_OK ? rds_reply_int(r) : 0;
+    rds_reply_free(r);
+    return rc;
+}
+
+static enum cv_rc rs_dead_expire(struct broker *b, const char *type, int64_t retention_ms,
+                                 size_t max, size_t *removed)
+{
+    struct rstream *s = RS(b);
+    char cutoff[32], mx[24];
+    /* scores are ms * 1000 + a sequence: everything below cutoff ended before then */
+    num(cutoff, sizeof(cutoff), (clock_wall_ms() - retention_ms) * 1000);
+    num(mx, sizeof(mx), (long long)max);
+    const char *argv[] = { type, cutoff, mx };
+    long long v = 0;
+    enum cv_rc rc = eval_int(s, &s->dead_expire, 3, argv, "dead_expire", &v);
+    if (removed)
+        *removed = (size_t)v;
+    return rc;
+}
+
+static enum cv_rc rs_held_ids(struct broker *b, size_t max, char (*ids)[UUID_STR_LEN],
+                              size_t *n)
+{
+    struct rstream *s = RS(b);
+    *n = 0;
+    char cnt[24];
+    num(cnt, sizeof(cnt), (long long)max);
+    const char *argv[] = { "SRANDMEMBER", "cv:held", cnt };
+    struct rds_reply *r = rds_cmd(s->sync, 3, argv, NULL);
+    enum cv_rc rc = reply_rc(r, "held_ids");
+    for (size_t i = 0; rc == CV_OK && i < rds_reply_len(r) && *n < max; i++) {
+        const char *id = rds_reply_at_str(r, i);
+        if (id && strlen(id) < UUID_STR_LEN)
+            copy_field(ids[(*n)++], UUID_STR_LEN, id);
+    }
+    rds_reply_free(r);
+    return rc;
+}
+
+static enum cv_rc rs_dead_unhold(struct broker *b, const char *id)
+{
+    struct rstream *s = RS(b);
+    const char *argv[] = { id };
+    return eval_int(s, &s->dead_unhold, 1, argv, "dead_unhold", NULL);
+}
+
+static enum cv_rc rs_gc_consumers(struct broker *b, int64_t idle_ms, int64_t alive_ms,
+                                  size_t *removed)
+{
+    struct rstream *s = RS(b);
+    char now[24], idle[24], alive[24];
+    num(now, sizeof(now), clock_wall_ms());
+    num(idle, sizeof(idle), idle_ms);
+    num(alive, sizeof(alive), alive_ms);
+    const char *argv[] = { now, idle, alive };
+    long long v = 0;
+    enum cv_rc rc = eval_int(s, &s->gc_consumers, 3, argv, "gc_consumers", &v);
+    if (removed)
+        *removed = (size_t)v;
+    return rc;
+}
+
+static int rs_lease(struct broker *b, const char *name, const char *owner, int64_t ttl_ms)
+{
+    struct rstream *s = RS(b);
+    char ttl[24];
+    num(ttl, sizeof(ttl), ttl_ms);
+    const char *argv[] = { name, owner, ttl };
+    long long v = 0;
+    if (eval_int(s, &s->lease, 3, argv, "lease", &v) != CV_OK)
+        return -1;
+    return v == 1;
 }
 
 static enum cv_rc rs_heartbeat(struct broker *b, const struct worker_info *w, int ttl_ms)
@@ -763,6 +888,7 @@ static const struct broker_ops rstream_ops = {
     .get = rs_get,
     .dead_list = rs_dead_list,
     .dead_retry = rs_dead_retry,
+    .dead_purge = rs_dead_purge,
     .queues = rs_queues,
     .workers = rs_workers,
     .counters = rs_counters,
@@ -770,6 +896,11 @@ static const struct broker_ops rstream_ops = {
     .reclaim = rs_reclaim,
     .settle = rs_settle,
     .promote = rs_promote,
+    .dead_expire = rs_dead_expire,
+    .held_ids = rs_held_ids,
+    .dead_unhold = rs_dead_unhold,
+    .gc_consumers = rs_gc_consumers,
+    .lease = rs_lease,
     .heartbeat = rs_heartbeat,
     .worker_gone = rs_worker_gone,
 };
@@ -778,7 +909,6 @@ struct broker *rstream_open(const struct cfg *cfg, struct event_base *base)
 {
     struct rstream *s = xcalloc(1, sizeof(*s));
     s->base.ops = &rstream_ops;
-    s->dead_max = cfg->dead_max;
     s->publish = (struct rds_script){ "publish", RSTREAM_LUA_PUBLISH, "" };
     s->start = (struct rds_script){ "start", RSTREAM_LUA_START, "" };
     s->settle = (struct rds_script){ "settle", RSTREAM_LUA_SETTLE, "" };
@@ -789,6 +919,11 @@ struct broker *rstream_open(const struct cfg *cfg, struct event_base *base)
     s->workers = (struct rds_script){ "workers", RSTREAM_LUA_WORKERS, "" };
     s->counters = (struct rds_script){ "counters", RSTREAM_LUA_COUNTERS, "" };
     s->worker_gone = (struct rds_script){ "worker_gone", RSTREAM_LUA_WORKER_GONE, "" };
+    s->dead_purge = (struct rds_script){ "dead_purge", RSTREAM_LUA_DEAD_PURGE, "" };
+    s->dead_expire = (struct rds_script){ "dead_expire", RSTREAM_LUA_DEAD_EXPIRE, "" };
+    s->dead_unhold = (struct rds_script){ "dead_unhold", RSTREAM_LUA_DEAD_UNHOLD, "" };
+    s->gc_consumers = (struct rds_script){ "gc_consumers", RSTREAM_LUA_GC_CONSUMERS, "" };
+    s->lease = (struct rds_script){ "lease", RSTREAM_LUA_LEASE, "" };
     if (base) {
         s->as = rds_async_new(base, cfg->redis_url, 5000);
         if (!s->as)
@@ -801,7 +936,9 @@ struct broker *rstream_open(const struct cfg *cfg, struct event_base *base)
         goto fail;
     struct rds_script *all[] = { &s->publish, &s->start, &s->settle, &s->promote,
                                  &s->dead_retry, &s->dead_list, &s->queues, &s->workers,
-                                 &s->counters, &s->worker_gone };
+                                 &s->counters, &s->worker_gone, &s->dead_purge,
+                                 &s->dead_expire, &s->dead_unhold, &s->gc_consumers,
+                                 &s->lease };
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         if (rds_script_load(s->sync, all[i]))
             goto fail;

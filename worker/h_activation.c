@@ -11,10 +11,25 @@
  *     offer, or FAILED and refund, only while the row is still PROCESSING.
  * Every write in 1 and 3 carries the delivery's lease epoch: a worker whose
  * delivery was reclaimed by a newer one is fenced and changes nothing.
- * Redis (transaction:<uuid>) follows every transition. When the activation
- * system stays unreachable past the last attempt the job goes dead and the
- * money stays held (PROCESSING): the outcome is unknown, and a replay after
- * the outage settles it through the same idempotency key. */
+ * Redis (transaction:<uuid>) follows every transition through one script that
+ * checks the same epoch (a stalled worker cannot write PROCESSING over a newer
+ * delivery's SUCCESS).
+ *
+ * A delivery that finds the row already decided (a redelivery, a replay)
+ * settles the job as the row says: SUCCESS acks, FAILED fails with the row's
+ * error. The job's status never contradicts its transaction.
+ *
+ * What the activation system's answer means (verdict()): 2xx activated; 400,
+ * 413 and 422 say it refused the request (declined: FAILED and refunded);
+ * everything else leaves the outcome unknown (timeouts, 5xx, 408, 429, and
+ * 401/403/404/409, which speak of our credentials, our URL or a concurrent
+ * duplicate, not of the activation): retried with backoff for minutes. When it
+ * stays unknown past the last attempt the job goes dead and held (PROCESSING,
+ * money debited); the reconciler (wrk_reconcile.c) replays it later, and the
+ * same idempotency key settles it.
+ *
+ * PostgreSQL down: CV_ERR_UNAVAILABLE, so the jobs wait without spending an
+ * attempt and the worker pauses (wrk_loop.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +65,9 @@ static const char FINISH_SQL[] =
     "SELECT transaction_id::text, outcome, status "
     "FROM cv_activation_finish($1::uuid[], $2::boolean[], $3::bigint[], $4::text[])";
 
+/* The payload, checked against its job: the transaction id must be the job's
+ * id (the API makes them equal), or two jobs sharing one transaction would
+ * fence each other forever. */
 static int parse(const struct job *j, struct act *a, const char **field)
 {
     cJSON *root = json_parse(j->payload, j->payload_len);
@@ -66,6 +84,10 @@ static int parse(const struct job *j, struct act *a, const char **field)
     for (int i = 0; i < 36; i++)
         a->txn[i] = (char)(txn[i] >= 'A' && txn[i] <= 'F' ? txn[i] - 'A' + 'a' : txn[i]);
     a->txn[36] = '\0';
+    if (strcmp(a->txn, j->id) != 0) {
+        *field = "transaction_id (must be the job id)";
+        goto out;
+    }
     a->valid = 1;
     rc = 0;
 out:
@@ -99,57 +121,114 @@ static void copy(char *dst, size_t cap, const char *v)
     snprintf(dst, cap, "%s", v ? v : "");
 }
 
-/* Write the transaction hashes of the given acts in one pipeline. */
-static enum cv_rc redis_follow(struct wrk_ctx *ctx, struct act *a, size_t n, const int *which,
-                               int with_metrics)
+/* transaction:<id> follows the row, fenced like it: a write carries the
+ * delivery's epoch and is dropped when the hash already holds a newer one.
+ * ARGV: ttl, n, then n x (id epoch status user offer updated_at amount error). */
+static struct rds_script follow_script = {
+    "txn_follow",
+    "local ttl, n = ARGV[1], tonumber(ARGV[2])\n"
+    "local wrote = 0\n"
+    "for i = 0, n - 1 do\n"
+    "  local b = 2 + i * 8\n"
+    "  local k = 'transaction:' .. ARGV[b+1]\n"
+    "  local cur = tonumber(redis.call('HGET', k, 'lease_epoch') or '0')\n"
+    "  if cur <= tonumber(ARGV[b+2]) then\n"
+    "    redis.call('HSET', k, 'transaction_id', ARGV[b+1], 'lease_epoch', ARGV[b+2],\n"
+    "      'status', ARGV[b+3], 'user_id', ARGV[b+4], 'offer_id', ARGV[b+5],\n"
+    "      'updated_at', ARGV[b+6], 'amount', ARGV[b+7], 'error', ARGV[b+8])\n"
+    "    redis.call('EXPIRE', k, ttl)\n"
+    "    wrote = wrote + 1\n"
+    "  end\n"
+    "end\n"
+    "return wrote\n",
+    ""
+};
+
+/* Write the transaction hashes of the marked acts (one script call) and, with
+ * with_metrics, their latency histogram, in one pipeline. */
+static enum cv_rc redis_follow(struct wrk_ctx *ctx, struct job **jobs, struct act *a, size_t n,
+                               const int *which, int with_metrics)
 {
-    char now[CLOCK_RFC3339_LEN], ttl[16];
+    char now[CLOCK_RFC3339_LEN], ttl[16], cnt[24];
     clock_rfc3339(clock_wall_ms(), now);
     snprintf(ttl, sizeof(ttl), "%d", ctx->cfg->status_ttl_s);
-    int sent = 0;
-    int64_t t_us = clock_mono_us();
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        m += which[i] != 0;
+    if (m == 0)
+        return CV_OK;
+    const char **argv = xcalloc(2 + m * 8, sizeof(*argv));
+    char (*nums)[24] = xcalloc(m * 3, sizeof(*nums));
+    snprintf(cnt, sizeof(cnt), "%zu", m);
+    argv[0] = ttl;
+    argv[1] = cnt;
+    size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         if (!which[i])
             continue;
-        char key[64], user[24], offer[24];
-        snprintf(key, sizeof(key), "transaction:%s", a[i].txn);
-        snprintf(user, sizeof(user), "%lld", (long long)a[i].user_id);
-        snprintf(offer, sizeof(offer), "%lld", (long long)a[i].offer_id);
-        const char *argv[] = { "HSET", key, "transaction_id", a[i].txn, "user_id", user,
-                               "offer_id", offer, "status", a[i].status, "updated_at", now,
-                               "amount", a[i].amount, "error", a[i].error };
-        const char *exp[] = { "EXPIRE", key, ttl };
-        if (rds_append(ctx->rds, 16, argv, NULL) || rds_append(ctx->rds, 3, exp, NULL))
+        const char **v = argv + 2 + k * 8;
+        snprintf(nums[3 * k], 24, "%lld", (long long)jobs[i]->epoch);
+        snprintf(nums[3 * k + 1], 24, "%lld", (long long)a[i].user_id);
+        snprintf(nums[3 * k + 2], 24, "%lld", (long long)a[i].offer_id);
+        v[0] = a[i].txn;
+        v[1] = nums[3 * k];
+        v[2] = a[i].status;
+        v[3] = nums[3 * k + 1];
+        v[4] = nums[3 * k + 2];
+        v[5] = now;
+        v[6] = a[i].amount;
+        v[7] = a[i].error;
+        k++;
+    }
+    int sent = 0;
+    if (rds_append_eval(ctx->rds, &follow_script, 0, (int)(2 + m * 8), argv, NULL))
+        goto io;
+    sent++;
+    int64_t t_us = clock_mono_us();
+    for (size_t i = 0; with_metrics && i < n; i++) {
+        if (!which[i])
+            continue;
+        char bucket[64], sumf[64], countf[64], sum[32];
+        double secs = (double)(t_us - a[i].started_us) / 1e6;
+        met_bucket_field(a[i].status, secs, bucket);
+        snprintf(sumf, sizeof(sumf), "%s:sum", a[i].status);
+        snprintf(countf, sizeof(countf), "%s:count", a[i].status);
+        snprintf(sum, sizeof(sum), "%.6f", secs);
+        const char *inc[] = { "HINCRBY", MET_ACTIVATION_HIST_KEY, bucket, "1" };
+        const char *incf[] = { "HINCRBYFLOAT", MET_ACTIVATION_HIST_KEY, sumf, sum };
+        const char *incc[] = { "HINCRBY", MET_ACTIVATION_HIST_KEY, countf, "1" };
+        if (rds_append(ctx->rds, 4, inc, NULL) || rds_append(ctx->rds, 4, incf, NULL) ||
+            rds_append(ctx->rds, 4, incc, NULL))
             goto io;
-        sent += 2;
-        if (with_metrics) {
-            char bucket[64], sumf[64], countf[64], sum[32];
-            double secs = (double)(t_us - a[i].started_us) / 1e6;
-            met_bucket_field(a[i].status, secs, bucket);
-            snprintf(sumf, sizeof(sumf), "%s:sum", a[i].status);
-            snprintf(countf, sizeof(countf), "%s:count", a[i].status);
-            snprintf(sum, sizeof(sum), "%.6f", secs);
-            const char *inc[] = { "HINCRBY", MET_ACTIVATION_HIST_KEY, bucket, "1" };
-            const char *incf[] = { "HINCRBYFLOAT", MET_ACTIVATION_HIST_KEY, sumf, sum };
-            const char *incc[] = { "HINCRBY", MET_ACTIVATION_HIST_KEY, countf, "1" };
-            if (rds_append(ctx->rds, 4, inc, NULL) || rds_append(ctx->rds, 4, incf, NULL) ||
-                rds_append(ctx->rds, 4, incc, NULL))
-                goto io;
-            sent += 3;
-        }
+        sent += 3;
     }
     enum cv_rc rc = CV_OK;
+    int noscript = 0;
     for (int i = 0; i < sent; i++) {
         struct rds_reply *r = rds_read(ctx->rds);
+        if (i == 0 && r && rds_reply_type(r) == RDS_ERR &&
+            strncmp(rds_reply_str(r, NULL), "NOSCRIPT", 8) == 0)
+            noscript = 1;     /* first use on this link, or the scripts were flushed */
+        else if (!r || rds_reply_type(r) == RDS_ERR)
+            rc = CV_ERR_IO;
+        rds_reply_free(r);
+    }
+    if (noscript && rc == CV_OK) {
+        /* rds_eval sends the script itself when Redis does not know it */
+        struct rds_reply *r = rds_eval(ctx->rds, &follow_script, 0, (int)(2 + m * 8), argv, NULL);
         if (!r || rds_reply_type(r) == RDS_ERR)
             rc = CV_ERR_IO;
         rds_reply_free(r);
     }
+    free(argv);
+    free(nums);
     return rc;
 io:
     /* drain what was queued so the connection stays in step */
     for (int i = 0; i < sent; i++)
         rds_reply_free(rds_read(ctx->rds));
+    free(argv);
+    free(nums);
     return CV_ERR_IO;
 }
 
@@ -245,6 +324,24 @@ static enum cv_rc finish(struct wrk_ctx *ctx, struct job **jobs, struct act *a, 
     return rc;
 }
 
+/* What an answer of the activation system says about the money: the one
+ * table of it (see the header comment). */
+enum verdict { V_ACTIVATED, V_DECLINED, V_UNKNOWN };
+
+static enum verdict verdict(const struct httpc_req *q)
+{
+    if (q->rc == CV_OK)
+        return V_ACTIVATED;
+    switch (q->status) {
+    case 400: /* the request was refused as it stands: nothing was activated */
+    case 413:
+    case 422: /* a decline */
+        return V_DECLINED;
+    default:  /* no answer, 5xx, 408, 429, 401/403/404 (ours), 409 (a duplicate in flight) */
+        return V_UNKNOWN;
+    }
+}
+
 static void call_activation_system(struct wrk_ctx *ctx, struct job **jobs, struct act *a,
                                    size_t n, struct wrk_result *res)
 {
@@ -272,15 +369,22 @@ static void call_activation_system(struct wrk_ctx *ctx, struct job **jobs, struc
         httpc_run(ctx->http, reqs, m, ctx->cfg->http_timeout_ms);
     for (size_t k = 0; k < m; k++) {
         struct act *x = &a[map[k]];
-        if (reqs[k].rc == CV_OK) {
+        switch (verdict(&reqs[k])) {
+        case V_ACTIVATED:
             x->finish = 1;
             x->ok = 1;
-        } else if (reqs[k].rc == CV_ERR_PERMANENT) {
+            break;
+        case V_DECLINED:
             x->finish = 1;
             x->ok = 0;
             snprintf(x->error, sizeof(x->error), "activation declined: %s", reqs[k].error);
-        } else {
-            wrk_fail(&res[map[k]], CV_ERR_TRANSIENT, "activation system: %s", reqs[k].error);
+            break;
+        case V_UNKNOWN:
+            /* money debited, outcome unknown: held until a later attempt knows */
+            wrk_fail(&res[map[k]], CV_ERR_TRANSIENT, "activation system: %s%s", reqs[k].error,
+                     reqs[k].status >= 400 && reqs[k].status < 500 ? " (not a decline)" : "");
+            res[map[k]].held = 1;
+            break;
         }
         httpc_req_cleanup(&reqs[k]);
         free(bodies[k]);
@@ -289,6 +393,15 @@ static void call_activation_system(struct wrk_ctx *ctx, struct job **jobs, struc
     free(reqs);
     free(bodies);
     free(map);
+}
+
+/* The row was decided before this delivery: the job ends as the row says. */
+static void settle_as_row(const struct act *a, struct wrk_result *res)
+{
+    if (!strcmp(a->status, "SUCCESS"))
+        res->rc = CV_OK;
+    else
+        wrk_fail(res, CV_ERR_PERMANENT, "%s", a->error[0] ? a->error : "activation failed");
 }
 
 void h_activation(struct wrk_ctx *ctx, struct job **jobs, size_t n, struct wrk_result *res)
@@ -309,10 +422,13 @@ void h_activation(struct wrk_ctx *ctx, struct job **jobs, size_t n, struct wrk_r
     }
     if (valid == 0)
         goto out;
-    if (db_ensure(ctx->db) || reserve(ctx, jobs, a, n) != CV_OK) {
+    enum cv_rc drc = db_ensure(ctx->db) ? CV_ERR_IO : reserve(ctx, jobs, a, n);
+    if (drc != CV_OK) {
+        /* nothing happened: the batch's transaction rolled back */
         for (size_t i = 0; i < n; i++)
             if (a[i].valid)
-                wrk_fail(&res[i], CV_ERR_IO, "database unavailable (reserve)");
+                wrk_fail(&res[i], drc == CV_ERR_IO ? CV_ERR_UNAVAILABLE : drc,
+                         "database unavailable (reserve)");
         goto out;
     }
     /* Redis follows: PROCESSING for the ones going on, final for the rest. */
@@ -329,18 +445,25 @@ void h_activation(struct wrk_ctx *ctx, struct job **jobs, size_t n, struct wrk_r
             if (!strcmp(a[i].outcome, "rejected"))
                 wrk_fail(&res[i], CV_ERR_PERMANENT, "%s", a[i].error);
             else if (!strcmp(a[i].outcome, "done"))
-                res[i].rc = CV_OK;
+                settle_as_row(&a[i], &res[i]);
         }
     }
-    if (redis_follow(ctx, a, n, which, 0) != CV_OK)
+    if (redis_follow(ctx, jobs, a, n, which, 0) != CV_OK)
         LOG_WARN("activation.redis_follow_failed", "stage=reserve");
 
     call_activation_system(ctx, jobs, a, n, res);
 
-    if (finish(ctx, jobs, a, n) != CV_OK) {
-        for (size_t i = 0; i < n; i++)
-            if (a[i].finish)
-                wrk_fail(&res[i], CV_ERR_IO, "database unavailable (finish)");
+    drc = finish(ctx, jobs, a, n);
+    if (drc != CV_OK) {
+        /* the activation system answered but the row is still PROCESSING: the
+         * next delivery asks again with the same key and gets the same answer */
+        for (size_t i = 0; i < n; i++) {
+            if (!a[i].finish)
+                continue;
+            wrk_fail(&res[i], drc == CV_ERR_IO ? CV_ERR_UNAVAILABLE : drc,
+                     "database unavailable (finish)");
+            res[i].held = 1;
+        }
         goto out;
     }
     for (size_t i = 0; i < n; i++) {
@@ -349,8 +472,11 @@ void h_activation(struct wrk_ctx *ctx, struct job **jobs, size_t n, struct wrk_r
             continue;
         if (!strcmp(a[i].outcome, "fenced")) {
             res[i].rc = CV_ERR_FENCED;
-        } else if (!strcmp(a[i].outcome, "success") || !strcmp(a[i].outcome, "done")) {
+        } else if (!strcmp(a[i].outcome, "success")) {
             res[i].rc = CV_OK;
+            which[i] = 1;
+        } else if (!strcmp(a[i].outcome, "done")) {
+            settle_as_row(&a[i], &res[i]);
             which[i] = 1;
         } else if (!strcmp(a[i].outcome, "failed")) {
             wrk_fail(&res[i], CV_ERR_PERMANENT, "%s", a[i].error);
@@ -361,7 +487,7 @@ void h_activation(struct wrk_ctx *ctx, struct job **jobs, size_t n, struct wrk_r
     }
     /* The final state must reach Redis: if it does not, retry the job; the
      * next delivery finds the row final ('done') and writes it again. */
-    if (redis_follow(ctx, a, n, which, 1) != CV_OK) {
+    if (redis_follow(ctx, jobs, a, n, which, 1) != CV_OK) {
         for (size_t i = 0; i < n; i++)
             if (which[i])
                 wrk_fail(&res[i], CV_ERR_IO, "redis unavailable (status)");

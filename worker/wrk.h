@@ -4,9 +4,13 @@
  * handler in one call (so a handler can batch its own round trips to
  * PostgreSQL, Redis and the outside world), then settles the whole batch in
  * one round trip. A handler sets res[i] for every job: rc CV_OK when done,
- * CV_ERR_TRANSIENT/CV_ERR_IO to retry with backoff, another error to fail it
- * at once, CV_ERR_FENCED when a newer delivery owns the job (nothing is
- * settled: the new owner will). */
+ * CV_ERR_TRANSIENT/CV_ERR_IO to retry with backoff, CV_ERR_UNAVAILABLE when the
+ * worker's own infrastructure (PostgreSQL, Redis) is down (the job goes back
+ * without spending an attempt and the worker pauses consuming), another error
+ * to fail it at once, CV_ERR_FENCED when a newer delivery owns the job (nothing
+ * is settled: the new owner will). held = 1 says that the job's effects may be
+ * unsettled (money debited, outcome unknown): should it end dead, it stays
+ * visibly held until the reconciler settles it. */
 #ifndef CV_WRK_H
 #define CV_WRK_H
 
@@ -28,6 +32,7 @@ struct wrk_ctx {
 
 struct wrk_result {
     enum cv_rc rc;
+    int held;
     char error[JOB_ERROR_MAX];
 };
 
@@ -38,6 +43,8 @@ struct wrk_handler {
     const char *type;
     wrk_handler_fn fn;
     int needs_db;
+    int holds_effects;        /* a job stopped before it settled may leave effects
+                               * unsettled (money): such a job ends dead and held */
 };
 
 /* NULL when no handler serves type. */

@@ -1,6 +1,24 @@
 /* wrk_loop.c - read, run, settle; plus the periodic duties every worker
  * shares: heartbeat, promoting due delayed jobs, reclaiming deliveries that a
- * dead worker left behind. Each duty does a capped amount per turn. */
+ * dead worker left behind, removing the consumers of dead workers, the
+ * dead-letter retention and the reconciler of held money. Each duty does a
+ * capped amount per turn.
+ *
+ * Outages of our own infrastructure. When a handler reports
+ * CV_ERR_UNAVAILABLE (its PostgreSQL is down) the jobs go back to the delayed
+ * set without spending an attempt (BROKER_DEFER) and the worker stops
+ * consuming: it pauses with a doubling backoff (capped at worker.pause_max_ms),
+ * still heartbeating and still answering SIGTERM, and consumes again only once
+ * the store answers. A Redis outage shows as failed consume or settle calls and
+ * is handled the same way: deliveries left unsettled are reclaimed later,
+ * which costs no attempt either.
+ *
+ * The poison-job guard. A job whose deliveries never settle (its worker dies
+ * or stalls every time) would be reclaimed forever. The start script counts
+ * the deliveries since the last settle of the job's current life (a replay
+ * starts a new life); past jobs.max_deliveries the job goes dead with a clear
+ * error, replayable, and held when its handler may have left effects
+ * unsettled. */
 #include "wrk_loop.h"
 
 #include <signal.h>
@@ -12,6 +30,7 @@
 
 #include "broker.h"
 #include "clock.h"
+#include "db.h"
 #include "log.h"
 #include "mem.h"
 #include "retry.h"
@@ -21,8 +40,8 @@
 #define PROMOTE_MAX 1000
 
 static const struct wrk_handler handlers[] = {
-    { "noop", h_noop, 0 },
-    { "activation", h_activation, 1 },
+    { "noop", h_noop, 0, 0 },
+    { "activation", h_activation, 1, 1 },
 };
 
 const struct wrk_handler *wrk_handler_find(const char *type)
@@ -72,6 +91,7 @@ static void run_batch(struct wrk *w, struct job **jobs, size_t n)
     struct wrk_result *gres = xcalloc(n, sizeof(*gres));
     size_t *gidx = xmalloc(sizeof(*gidx) * n);
     char *done = xcalloc(n, 1);
+    char *poison = xcalloc(n, 1);
 
     for (size_t i = 0; i < n; i++) {
         if (done[i])
@@ -82,10 +102,15 @@ static void run_batch(struct wrk *w, struct job **jobs, size_t n)
                 continue;
             done[k] = 1;
             /* A job delivered again and again without ever settling is killing
-             * its workers: stop delivering it. */
-            if (jobs[k]->deliveries > (int64_t)jobs[k]->max_attempts + 3) {
-                wrk_fail(&res[k], CV_ERR_PERMANENT, "delivered %lld times without settling",
+             * or stalling its workers: stop delivering it (dead, replayable). */
+            if (jobs[k]->deliveries > (int64_t)w->cfg->max_deliveries) {
+                const struct wrk_handler *ph = wrk_handler_find(jobs[k]->type);
+                wrk_fail(&res[k], CV_ERR_PERMANENT,
+                         "delivered %lld times in a row without settling (its worker died or "
+                         "stalled each time); replay it once the cause is fixed",
                          (long long)jobs[k]->deliveries);
+                res[k].held = ph && ph->holds_effects;
+                poison[k] = 1;
                 continue;
             }
             group[g] = jobs[k];
@@ -118,7 +143,10 @@ static void run_batch(struct wrk *w, struct job **jobs, size_t n)
                      (long long)j->epoch);
             continue;
         }
-        if (cv_rc_retryable(res[i].rc) && wrk_past_grace(w)) {
+        if (res[i].rc == CV_ERR_UNAVAILABLE)
+            w->infra_down = 1;
+        if ((cv_rc_retryable(res[i].rc) || res[i].rc == CV_ERR_UNAVAILABLE) &&
+            wrk_past_grace(w)) {
             /* Stopping, out of grace: leave the delivery pending. Another worker
              * reclaims it after the visibility timeout, without losing an attempt. */
             LOG_WARN("job.abandoned", "job_id=%s type=%s attempt=%d", j->id, j->type,
@@ -127,30 +155,40 @@ static void run_batch(struct wrk *w, struct job **jobs, size_t n)
         }
         int64_t delay = 0;
         enum broker_outcome o = retry_decide(res[i].rc, j->attempt, j->max_attempts,
-                                             w->cfg->retry_base_ms, w->cfg->retry_max_ms,
-                                             rnd01(), &delay);
+                                             w->cfg->retry_base_ms,
+                                             cfg_retry_max_ms(w->cfg, j->type), rnd01(),
+                                             &delay);
+        if (poison[i])
+            o = BROKER_DEAD;
         st[ns].outcome = o;
         st[ns].delay_ms = delay;
         st[ns].error = res[i].rc == CV_OK ? NULL : res[i].error;
+        st[ns].held = res[i].held;
         sj[ns++] = j;
         if (o == BROKER_ACK) {
             LOG_DEBUG("job.succeeded", "job_id=%s type=%s attempt=%d", j->id, j->type,
                       j->attempt);
         } else {
             char e[LOG_STR_MAX];
-            LOG_WARN(o == BROKER_RETRY  ? "job.retry_scheduled"
-                     : o == BROKER_DEAD ? "job.dead"
-                                        : "job.failed",
+            LOG_WARN(o == BROKER_RETRY   ? "job.retry_scheduled"
+                     : o == BROKER_DEFER ? "job.deferred"
+                     : o == BROKER_DEAD  ? "job.dead"
+                                         : "job.failed",
                      "job_id=%s type=%s attempt=%d max_attempts=%d delay_ms=%lld rc=%s "
-                     "error=%s trace=%.55s",
+                     "held=%d error=%s trace=%.55s",
                      j->id, j->type, j->attempt, j->max_attempts, (long long)delay,
-                     cv_rc_str(res[i].rc), log_str(e, res[i].error), j->traceparent);
+                     cv_rc_str(res[i].rc), res[i].held, log_str(e, res[i].error),
+                     j->traceparent);
         }
     }
     if (ns > 0) {
         enum cv_rc rc = broker_settle(w->broker, sj, st, ns, w->cfg->status_ttl_s);
-        if (rc != CV_OK)
+        if (rc != CV_OK) {
+            /* Redis is down: the deliveries stay pending and are reclaimed later
+             * (no attempt spent); stop consuming until it is back. */
             LOG_ERROR("worker.settle_failed", "count=%zu rc=%s", ns, cv_rc_str(rc));
+            w->infra_down = 1;
+        }
         for (size_t i = 0; rc == CV_OK && i < ns; i++)
             if (st[i].fenced)
                 LOG_WARN("job.fenced", "job_id=%s type=%s epoch=%lld at=settle", sj[i]->id,
@@ -164,6 +202,7 @@ static void run_batch(struct wrk *w, struct job **jobs, size_t n)
     free(gres);
     free(gidx);
     free(done);
+    free(poison);
 }
 
 static void heartbeat(struct wrk *w)
@@ -187,6 +226,28 @@ static void free_jobs(struct job **jobs, size_t n)
         job_free(jobs[i]);
 }
 
+/* Consumers of SIGKILLed workers, and dead letters past their type's retention. */
+static void housekeeping(struct wrk *w)
+{
+    size_t n = 0;
+    int64_t idle = w->cfg->visibility_timeout_ms > 60000 ? w->cfg->visibility_timeout_ms : 60000;
+    if (broker_gc_consumers(w->broker, idle, idle, &n) != CV_OK)
+        LOG_WARN("worker.gc_failed", "name=%s", w->name);
+    else if (n)
+        LOG_INFO("worker.consumers_removed", "count=%zu idle_ms=%lld", n, (long long)idle);
+    for (size_t t = 0; t < w->ntypes; t++) {
+        int64_t keep_s = cfg_dead_retention_s(w->cfg, w->types[t]);
+        if (keep_s <= 0)
+            continue;
+        n = 0;
+        if (broker_dead_expire(w->broker, w->types[t], keep_s * 1000, 1000, &n) != CV_OK)
+            LOG_WARN("worker.dead_expire_failed", "type=%s", w->types[t]);
+        else if (n)
+            LOG_INFO("dead.expired", "type=%s count=%zu retention_s=%lld", w->types[t], n,
+                     (long long)keep_s);
+    }
+}
+
 static void reclaim(struct wrk *w, struct job **buf)
 {
     for (size_t t = 0; t < w->ntypes; t++) {
@@ -202,12 +263,40 @@ static void reclaim(struct wrk *w, struct job **buf)
     }
 }
 
+/* Wait out an outage of our own store: sleep in slices (heartbeats go on and a
+ * stop is noticed at once), then ask the store. Returns once it answers or a
+ * stop was asked for. */
+static void pause_until_up(struct wrk *w, int64_t *next_hb)
+{
+    int pause_ms = 100;
+    LOG_WARN("worker.paused", "name=%s reason=store_unavailable", w->name);
+    while (!*w->stop) {
+        int64_t until = clock_mono_ms() + pause_ms;
+        while (!*w->stop && clock_mono_ms() < until) {
+            if (clock_mono_ms() >= *next_hb) {
+                heartbeat(w);
+                *next_hb = clock_mono_ms() + w->cfg->heartbeat_ms;
+            }
+            usleep(50 * 1000);
+        }
+        if (*w->stop)
+            break;
+        if (broker_ready(w->broker) && (!w->ctx.db || db_ensure(w->ctx.db) == 0))
+            break;
+        pause_ms = pause_ms * 2 > w->cfg->pause_max_ms ? w->cfg->pause_max_ms : pause_ms * 2;
+        LOG_WARN("worker.still_paused", "name=%s pause_ms=%d", w->name, pause_ms);
+    }
+    w->infra_down = 0;
+    LOG_INFO("worker.resumed", "name=%s", w->name);
+}
+
 int wrk_run(struct wrk *w, volatile sig_atomic_t *stop)
 {
     w->stop = stop;
     struct job **buf = xcalloc(w->batch, sizeof(*buf));
     int64_t now = clock_mono_ms();
     int64_t next_hb = now, next_promote = now, next_reclaim = now + w->cfg->reclaim_interval_ms;
+    int64_t next_reconcile = now + w->cfg->reconcile_interval_ms / 2;
     int backoff_ms = 0;
     heartbeat(w);
     LOG_INFO("worker.started", "name=%s types=%s concurrency=%d", w->name, w->cfg->worker_types,
@@ -226,8 +315,17 @@ int wrk_run(struct wrk *w, volatile sig_atomic_t *stop)
                 LOG_DEBUG("worker.promoted", "count=%zu", moved);
             next_promote = now + PROMOTE_EVERY_MS + (int64_t)(rnd01() * 20);
         }
+        if (now >= next_reconcile) {
+            wrk_reconcile_tick(w);
+            next_reconcile = now + w->cfg->reconcile_interval_ms;
+        }
+        if (w->infra_down)
+            pause_until_up(w, &next_hb);
+        if (*stop)
+            break;
         if (now >= next_reclaim) {
             reclaim(w, buf);
+            housekeeping(w);
             /* jitter so that a fleet does not sweep in lockstep */
             next_reclaim = now + w->cfg->reclaim_interval_ms +
                            (int64_t)(rnd01() * w->cfg->reclaim_interval_ms / 5);
@@ -239,6 +337,12 @@ int wrk_run(struct wrk *w, volatile sig_atomic_t *stop)
         size_t n = 0;
         enum cv_rc rc = broker_consume(w->broker, w->name, (const char *const *)w->types,
                                        w->ntypes, w->batch, block, buf, &n);
+        if (n > 0) {
+            /* run what was started even when a later stream of the same read
+             * failed: those deliveries are ours now */
+            run_batch(w, buf, n);
+            free_jobs(buf, n);
+        }
         if (rc != CV_OK) {
             /* Redis is down or restarting: back off, keep the process alive. */
             backoff_ms = backoff_ms ? (backoff_ms * 2 > 2000 ? 2000 : backoff_ms * 2) : 50;
@@ -247,10 +351,6 @@ int wrk_run(struct wrk *w, volatile sig_atomic_t *stop)
             continue;
         }
         backoff_ms = 0;
-        if (n > 0) {
-            run_batch(w, buf, n);
-            free_jobs(buf, n);
-        }
     }
     LOG_INFO("worker.stopping", "name=%s processed=%llu", w->name,
              (unsigned long long)w->processed);

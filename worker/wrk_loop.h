@@ -22,6 +22,7 @@ struct wrk {
     uint64_t processed;
     volatile sig_atomic_t *stop;
     int64_t stop_seen_ms;     /* monotonic time the stop was first noticed, 0 before */
+    int infra_down;           /* our PostgreSQL or Redis failed: pause before consuming */
 };
 
 /* 1 once a stop was asked for and the grace period (worker.grace_ms) is over:
@@ -31,5 +32,9 @@ int wrk_past_grace(void *arg);
 /* Run until *stop is set; the batch in hand is finished first. Returns the
  * exit code. */
 int wrk_run(struct wrk *w, volatile sig_atomic_t *stop);
+
+/* wrk_reconcile.c: one pass of the reconciler of held money, when this worker
+ * has PostgreSQL and holds the fleet's lease on the duty. */
+void wrk_reconcile_tick(struct wrk *w);
 
 #endif

@@ -713,6 +713,26 @@ void hn_psql_exec(const char *sql)
     PQfinish(c);
 }
 
+void hn_pg_outage(int on)
+{
+    const char *keys[] = { "dbname", "dbname", NULL };
+    const char *vals[] = { hn_env("CONVEYOR_PG_DSN"), "postgres", NULL };
+    PGconn *c = PQconnectdbParams(keys, vals, 1);
+    cr_assert(PQstatus(c) == CONNECTION_OK, "cannot reach the postgres database: %s",
+              PQerrorMessage(c));
+    const char *sql = on ? "ALTER DATABASE conveyor ALLOW_CONNECTIONS false;"
+                           "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE datname = 'conveyor' AND pid <> pg_backend_pid()"
+                         : "ALTER DATABASE conveyor ALLOW_CONNECTIONS true";
+    PGresult *res = PQexec(c, sql);
+    ExecStatusType st = PQresultStatus(res);
+    char msg[512];
+    snprintf(msg, sizeof(msg), "%s", PQerrorMessage(c));
+    PQclear(res);
+    PQfinish(c);
+    cr_assert(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK, "outage %d: %s", on, msg);
+}
+
 /* ==== clean slate ====================================================================== */
 
 void hn_flush_redis(void)
@@ -728,6 +748,7 @@ void hn_flush_redis(void)
 
 void hn_reset_db(void)
 {
+    hn_pg_outage(0);   /* a test that failed mid-outage must not break the next one */
     hn_psql_exec("TRUNCATE transactions, user_offers RESTART IDENTITY CASCADE;"
                  "UPDATE accounts SET balance = 1000");
 }
@@ -989,4 +1010,30 @@ void hn_stop_stack(struct hn_stack *st)
     ok &= stop_checked(st->sim);
     st->sim = NULL;
     cr_assert(ok, "the stack did not stop cleanly (see the logs above)");
+}
+
+/* ==== the simulator's admin endpoints =================================================== */
+
+void hn_sim_config(struct hn_stack *st, const char *json)
+{
+    char url[128];
+    snprintf(url, sizeof(url), "%s/admin/config", st->sim_url);
+    struct hn_resp *r = hn_http("POST", url, NULL, json, strlen(json), 5000);
+    cr_assert_eq(r->status, 200, "sim admin: %d %s", r->status, r->body);
+    hn_resp_free(r);
+}
+
+long long hn_sim_stat(struct hn_stack *st, const char *name)
+{
+    char url[128];
+    snprintf(url, sizeof(url), "%s/admin/stats", st->sim_url);
+    struct hn_resp *r = hn_http("GET", url, NULL, NULL, 0, 5000);
+    cr_assert_eq(r->status, 200);
+    cJSON *j = hn_json(r);
+    cJSON *v = cJSON_GetObjectItem(j, name);
+    cr_assert(cJSON_IsNumber(v), "sim stats has no %s: %s", name, r->body);
+    long long n = (long long)v->valuedouble;
+    cJSON_Delete(j);
+    hn_resp_free(r);
+    return n;
 }

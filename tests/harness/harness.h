@@ -145,6 +145,12 @@ long long hn_psql_int(const char *sql);
 /* Run one or more statements (no result wanted); fails the test on error. */
 void hn_psql_exec(const char *sql);
 
+/* PostgreSQL outage without stopping the shared server: on = 1 refuses new connections
+ * to the test database and ends every open one but the harness's own (ALLOW_CONNECTIONS
+ * false + pg_terminate_backend); on = 0 lets them in again. Run from the "postgres"
+ * database, so it works while the test database is closed. */
+void hn_pg_outage(int on);
+
 /* ---- clean slate -------------------------------------------------------------------- */
 
 /* FLUSHALL on CONVEYOR_REDIS_URL. */
@@ -164,6 +170,12 @@ void hn_redis_kill(int sig);
 void hn_redis_start(void);
 
 /* ---- the Conveyor stack ------------------------------------------------------------- */
+
+struct hn_stack;
+/* POST json to the simulator's /admin/config (fails the test unless 200). */
+void hn_sim_config(struct hn_stack *st, const char *json);
+/* A counter of the simulator's /admin/stats (fails the test when it has none). */
+long long hn_sim_stat(struct hn_stack *st, const char *name);
 
 #define HN_MAX_WORKERS 16
 

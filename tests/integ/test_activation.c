@@ -133,29 +133,9 @@ static char *redis_status(const char *txn)
     return out;
 }
 
-static void sim_config(struct hn_stack *st, const char *json)
-{
-    char url[128];
-    snprintf(url, sizeof(url), "%s/admin/config", st->sim_url);
-    struct hn_resp *r = hn_http("POST", url, NULL, json, strlen(json), 5000);
-    cr_assert_eq(r->status, 200, "sim admin: %d %s", r->status, r->body);
-    hn_resp_free(r);
-}
-
-static long long sim_stat(struct hn_stack *st, const char *name)
-{
-    char url[128];
-    snprintf(url, sizeof(url), "%s/admin/stats", st->sim_url);
-    struct hn_resp *r = hn_http("GET", url, NULL, NULL, 0, 5000);
-    cr_assert_eq(r->status, 200);
-    cJSON *j = hn_json(r);
-    cJSON *v = cJSON_GetObjectItem(j, name);
-    cr_assert(cJSON_IsNumber(v), "sim stats has no %s: %s", name, r->body);
-    long long n = (long long)v->valuedouble;
-    cJSON_Delete(j);
-    hn_resp_free(r);
-    return n;
-}
+/* the simulator's admin endpoints (harness.c) */
+#define sim_config hn_sim_config
+#define sim_stat hn_sim_stat
 
 static void on_done(void *arg, enum cv_rc rc)
 {
@@ -164,7 +144,7 @@ static void on_done(void *arg, enum cv_rc rc)
 
 static const char *const fast_retry_env[] = {
     "CONVEYOR_RETRY_BASE_MS=50", "CONVEYOR_RETRY_MAX_MS=400",
-    "CONVEYOR_VISIBILITY_TIMEOUT_MS=1500", "CONVEYOR_RECLAIM_INTERVAL_MS=200",
+    "CONVEYOR_ACTIVATION_RETRY_MAX_MS=400", "CONVEYOR_VISIBILITY_TIMEOUT_MS=1500", "CONVEYOR_RECLAIM_INTERVAL_MS=200",
     "CONVEYOR_BLOCK_MS=100", "CONVEYOR_HEARTBEAT_MS=200", NULL,
 };
 
@@ -265,6 +245,7 @@ Test(activation, exhausted_retries_go_dead_then_replay_succeeds)
     hn_start_stack(&st, &o);
     sim_config(&st, "{\"error_rate\":1}");
     char txn[UUID_STR_LEN];
+    cfg.activation_max_attempts = 3;
     submit(15, 2, txn);
     wait_job(txn, JOB_STATE_DEAD, 15000);
     cr_assert_eq(sim_stat(&st, "errors"), 3, "activation allows 3 attempts");

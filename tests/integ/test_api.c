@@ -267,6 +267,16 @@ Test(api, dead_jobs_are_listed_and_replayed)
     hn_stop_stack(&st);
 }
 
+static int two_workers(void *arg)
+{
+    struct hn_resp *r = req(arg, "GET", "/v1/workers", NULL, NULL);
+    cJSON *j = hn_json(r);
+    int ok = r->status == 200 && cJSON_GetArraySize(cJSON_GetObjectItem(j, "workers")) == 2;
+    cJSON_Delete(j);
+    hn_resp_free(r);
+    return ok;
+}
+
 Test(api, workers_queues_health_and_metrics)
 {
     struct hn_stack st;
@@ -278,12 +288,9 @@ Test(api, workers_queues_health_and_metrics)
     wait_field(&st, path, "status", "succeeded");
     free(id);
 
-    struct hn_resp *r = req(&st, "GET", "/v1/workers", NULL, NULL);
-    cr_assert_eq(r->status, 200);
-    cJSON *j = hn_json(r);
-    cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "workers")), 2, "%s", r->body);
-    cJSON_Delete(j);
-    hn_resp_free(r);
+    /* both workers heartbeat once their loop runs (the second may still be starting) */
+    cr_assert(hn_wait_until(two_workers, &st, 10000, 50), "two workers never listed");
+    struct hn_resp *r;
 
     static const char *const none[] = { NULL };
     r = req(&st, "GET", "/health", NULL, none);

@@ -131,7 +131,7 @@ static size_t consume(const char *consumer, const char *type, struct job **out, 
 
 static void settle1(struct job *j, enum broker_outcome o, int64_t delay, int *fenced)
 {
-    struct broker_settle s = { o, delay, "boom", 0 };
+    struct broker_settle s = { o, delay, "boom", 0, 0 };
     cr_assert_eq(broker_settle(b, &j, &s, 1, 60), CV_OK);
     *fenced = s.fenced;
 }
@@ -438,7 +438,7 @@ Test(broker, a_leaving_worker_leaves_the_group_unless_it_holds_deliveries)
     publish1(c, o);
     struct job *idle[2];
     cr_assert_eq(consume("idle", "noop", idle, 1), 1);
-    struct broker_settle s = { BROKER_ACK, 0, NULL, 0 };
+    struct broker_settle s = { BROKER_ACK, 0, NULL, 0, 0 };
     cr_assert_eq(broker_settle(b, idle, &s, 1, 60), CV_OK);
     cr_assert_eq(consumers_of("noop"), 2);
     cr_assert_eq(broker_worker_gone(b, "idle"), CV_OK);
@@ -451,34 +451,271 @@ Test(broker, a_leaving_worker_leaves_the_group_unless_it_holds_deliveries)
     free(o);
 }
 
-Test(broker, dead_letter_set_keeps_the_newest_dead_max_jobs)
+/* Consume one job of type as consumer and settle it with outcome (held as given). */
+static void take_and_settle(const char *consumer, enum broker_outcome o, int held, char *id_out)
 {
-    struct cfg small = cfg;
-    small.dead_max = 2;
-    struct broker *b2 = broker_open(&small, NULL);
-    cr_assert_not_null(b2);
+    struct job *got[1];
+    cr_assert_eq(consume(consumer, "noop", got, 1), 1);
+    struct broker_settle s = { o, 0, "boom", held, 0 };
+    cr_assert_eq(broker_settle(b, got, &s, 1, 60), CV_OK);
+    cr_assert_eq(s.fenced, 0);
+    if (id_out)
+        snprintf(id_out, UUID_STR_LEN, "%s", got[0]->id);
+    job_free(got[0]);
+}
+
+static void dead_one(struct pub_out *o, int held, char id[UUID_STR_LEN])
+{
+    struct job *j = mk("noop", "{}");
+    publish1(j, o);
+    job_free(j);
+    take_and_settle("c1", BROKER_DEAD, held, id);
+}
+
+struct purge_out {
+    enum cv_rc rc;
+    enum broker_purge what;
+};
+
+static void on_purge(void *arg, enum cv_rc rc, enum broker_purge what)
+{
+    struct purge_out *p = arg;
+    p->rc = rc;
+    p->what = what;
+}
+
+static enum broker_purge purge(const char *id)
+{
+    struct purge_out p = { CV_ERR_INTERNAL, BROKER_PURGE_UNKNOWN };
+    broker_dead_purge(b, id, on_purge, &p);
+    cr_assert_eq(p.rc, CV_OK);
+    return p.what;
+}
+
+/* Issue 5: a size cap on the dead-letter set used to delete the oldest job, the
+ * only handle on money it held. Dead jobs now leave only by an operator's purge
+ * (refused while held) or their type's retention (which skips held ones). */
+Test(broker, dead_letters_leave_only_by_purge_and_never_while_held)
+{
     struct pub_out *o = calloc(1, sizeof(*o));
-    char ids[3][UUID_STR_LEN];
-    for (int i = 0; i < 3; i++) {
-        struct job *j = mk("noop", "{}");
-        publish1(j, o);
-        snprintf(ids[i], UUID_STR_LEN, "%s", j->id);
-        job_free(j);
-        struct job *got[1];
-        cr_assert_eq(consume("c1", "noop", got, 1), 1);
-        struct broker_settle s = { BROKER_DEAD, 0, "boom", 0 };
-        cr_assert_eq(broker_settle(b2, got, &s, 1, 60), CV_OK);
-        job_free(got[0]);
-    }
+    char held[UUID_STR_LEN], plain[5][UUID_STR_LEN];
+    dead_one(o, 1, held);
+    for (int i = 0; i < 5; i++)
+        dead_one(o, 0, plain[i]);
     struct list_out l;
     memset(&l, 0, sizeof(l));
-    broker_dead_list(b, "noop", 10, on_list, &l);
-    cr_assert_eq(l.n, 2);
-    cr_assert_str_eq(l.first, ids[2]);
+    broker_dead_list(b, "noop", 100, on_list, &l);
+    cr_assert_eq(l.n, 6, "every dead job is kept");
     struct st_out so;
     memset(&so, 0, sizeof(so));
-    broker_get(b, ids[0], on_status, &so);
-    cr_assert_eq(so.rc, CV_ERR_NOT_FOUND, "the oldest dead job was dropped");
-    broker_close(b2);
+    broker_get(b, held, on_status, &so);
+    cr_assert_eq(so.rc, CV_OK);
+    cr_assert_eq(so.st.held, 1);
+    cr_assert_eq(purge(held), BROKER_PURGE_HELD);
+    cr_assert_eq(state_of(held), JOB_STATE_DEAD, "a held job survives a purge");
+    cr_assert_eq(purge(plain[0]), BROKER_PURGED);
+    memset(&so, 0, sizeof(so));
+    broker_get(b, plain[0], on_status, &so);
+    cr_assert_eq(so.rc, CV_ERR_NOT_FOUND);
+    cr_assert_eq(purge(plain[0]), BROKER_PURGE_UNKNOWN);
+    struct job *live = mk("noop", "{}");
+    publish1(live, o);
+    cr_assert_eq(purge(live->id), BROKER_PURGE_LIVE);
+    job_free(live);
+    /* the reconciler clears the mark once the money is settled: then it may go */
+    char ids[8][UUID_STR_LEN];
+    size_t n = 0;
+    cr_assert_eq(broker_held_ids(b, 8, ids, &n), CV_OK);
+    cr_assert_eq(n, 1);
+    cr_assert_str_eq(ids[0], held);
+    cr_assert_eq(broker_dead_unhold(b, held), CV_OK);
+    cr_assert_eq(broker_held_ids(b, 8, ids, &n), CV_OK);
+    cr_assert_eq(n, 0);
+    cr_assert_eq(purge(held), BROKER_PURGED);
+    free(o);
+}
+
+Test(broker, retention_expires_old_dead_letters_but_not_held_ones)
+{
+    struct pub_out *o = calloc(1, sizeof(*o));
+    char held[UUID_STR_LEN], plain[UUID_STR_LEN];
+    dead_one(o, 1, held);
+    dead_one(o, 0, plain);
+    /* both ended at least a millisecond before the retention's cutoff */
+    int64_t t0 = clock_wall_ms();
+    while (clock_wall_ms() < t0 + 2)
+        ;
+    size_t gone = 99;
+    cr_assert_eq(broker_dead_expire(b, "noop", 3600 * 1000, 100, &gone), CV_OK);
+    cr_assert_eq(gone, 0, "nothing is an hour old");
+    cr_assert_eq(broker_dead_expire(b, "noop", 0, 100, &gone), CV_OK);
+    cr_assert_eq(gone, 1);
+    struct st_out so;
+    memset(&so, 0, sizeof(so));
+    broker_get(b, plain, on_status, &so);
+    cr_assert_eq(so.rc, CV_ERR_NOT_FOUND);
+    cr_assert_eq(state_of(held), JOB_STATE_DEAD);
+    free(o);
+}
+
+/* Issue 5: the poison-job guard counted every delivery a job ever had, so a
+ * replayed job could never settle held money. It counts the deliveries of the
+ * current life that never settled; the epoch (fencing) keeps growing. */
+Test(broker, a_replay_starts_a_new_life_for_the_poison_guard)
+{
+    struct pub_out *o = calloc(1, sizeof(*o));
+    struct job *j = mk("noop", "{}");
+    publish1(j, o);
+    struct job *got[1];
+    cr_assert_eq(consume("c1", "noop", got, 1), 1);
+    cr_assert_eq(got[0]->deliveries, 1);
+    job_free(got[0]);
+    for (int k = 2; k <= 4; k++) {   /* the worker "dies" each time: reclaimed */
+        size_t n = 0;
+        cr_assert_eq(broker_reclaim(b, "c2", "noop", 0, 1, got, &n), CV_OK);
+        cr_assert_eq(n, 1);
+        cr_assert_eq(got[0]->deliveries, k);
+        if (k < 4)
+            job_free(got[0]);
+    }
+    int64_t epoch = got[0]->epoch;
+    struct broker_settle s = { BROKER_DEAD, 0, "poison", 1, 0 };
+    cr_assert_eq(broker_settle(b, got, &s, 1, 60), CV_OK);
+    job_free(got[0]);
+    enum cv_rc rc = CV_ERR_INTERNAL;
+    broker_dead_retry(b, j->id, on_done, &rc);
+    cr_assert_eq(rc, CV_OK);
+    cr_assert_eq(consume("c1", "noop", got, 1), 1);
+    cr_assert_eq(got[0]->deliveries, 1, "a new life");
+    cr_assert_gt(got[0]->epoch, epoch, "fencing spans lives");
+    cr_assert_eq(got[0]->attempt, 1);
+    /* a settled retry resets the count too */
+    s = (struct broker_settle){ BROKER_RETRY, 0, "again", 0, 0 };
+    cr_assert_eq(broker_settle(b, got, &s, 1, 60), CV_OK);
+    job_free(got[0]);
+    cr_assert_eq(broker_promote(b, 10, NULL), CV_OK);
+    cr_assert_eq(consume("c1", "noop", got, 1), 1);
+    cr_assert_eq(got[0]->deliveries, 1);
+    cr_assert_eq(got[0]->attempt, 2);
+    job_free(got[0]);
+    job_free(j);
+    free(o);
+}
+
+/* Issue 5: our own store being down must not spend attempts. */
+Test(broker, a_deferred_job_comes_back_with_the_same_attempt)
+{
+    struct pub_out *o = calloc(1, sizeof(*o));
+    struct job *j = mk("noop", "{}");
+    publish1(j, o);
+    struct job *got[1];
+    cr_assert_eq(consume("c1", "noop", got, 1), 1);
+    struct broker_settle s = { BROKER_DEFER, 0, "database unavailable", 0, 0 };
+    cr_assert_eq(broker_settle(b, got, &s, 1, 60), CV_OK);
+    job_free(got[0]);
+    cr_assert_eq(state_of(j->id), JOB_STATE_RETRYING);
+    cr_assert_eq(broker_promote(b, 10, NULL), CV_OK);
+    cr_assert_eq(consume("c1", "noop", got, 1), 1);
+    cr_assert_eq(got[0]->attempt, 1);
+    job_free(got[0]);
+    job_free(j);
+    free(o);
+}
+
+static long long xlen(const char *stream)
+{
+    struct rds_reply *x = rds_cmdf(r, "XLEN %s", stream);
+    long long v = rds_reply_int(x);
+    rds_reply_free(x);
+    return v;
+}
+
+/* Issue 5: trimming read whichever group XINFO listed last: a tap group made at
+ * '$' got 300 queued jobs trimmed away. */
+Test(broker, trimming_follows_our_group_only)
+{
+    struct pub_out *o = calloc(1, sizeof(*o));
+    for (int i = 0; i < 300; i++) {
+        struct job *j = mk("noop", "{}");
+        publish1(j, o);
+        job_free(j);
+    }
+    rds_reply_free(rds_cmdf(r, "XGROUP CREATE cv:q:noop tap $"));
+    cr_assert_eq(broker_promote(b, 10, NULL), CV_OK);
+    cr_assert_eq(xlen("cv:q:noop"), 300);
+    cr_assert_eq(unsettled(), 300);
+    free(o);
+}
+
+/* Issue 5: the group's lag can stay wrong for good (seen after a restart from
+ * the AOF); depth must not believe it. ENTRIESREAD 0 makes Redis report a lag
+ * of every entry ever added while nothing is waiting. */
+Test(broker, queue_depth_does_not_trust_a_wrong_lag)
+{
+    struct pub_out *o = calloc(1, sizeof(*o));
+    for (int i = 0; i < 5; i++) {
+        struct job *j = mk("noop", "{}");
+        publish1(j, o);
+        job_free(j);
+        take_and_settle("c1", BROKER_ACK, 0, NULL);
+    }
+    struct rds_reply *x = rds_cmdf(r, "XGROUP SETID cv:q:noop cv $ ENTRIESREAD 0");
+    cr_assert_eq(rds_reply_type(x), RDS_STATUS, "%s", rds_reply_str(x, NULL));
+    rds_reply_free(x);
+    cr_assert_eq(unsettled(), 0);
+    free(o);
+}
+
+/* Issue 5: with fewer slots than types the read overflowed the job buffer. */
+Test(broker, a_read_with_fewer_slots_than_types_takes_turns)
+{
+    const char *types[] = { "noop", "t2", "t3" };
+    struct pub_out *o = calloc(1, sizeof(*o));
+    for (int i = 0; i < 3; i++) {
+        struct job *j = mk(types[i], "{}");
+        publish1(j, o);
+        job_free(j);
+    }
+    int seen[3] = { 0, 0, 0 };
+    for (int round = 0; round < 6; round++) {
+        struct job *got[1] = { NULL };
+        size_t n = 0;
+        cr_assert_eq(broker_consume(b, "c1", types, 3, 1, 10, got, &n), CV_OK);
+        cr_assert_leq(n, 1);
+        for (size_t k = 0; k < n; k++) {
+            for (int t = 0; t < 3; t++)
+                seen[t] += !strcmp(got[k]->type, types[t]);
+            job_free(got[k]);
+        }
+    }
+    cr_assert(seen[0] == 1 && seen[1] == 1 && seen[2] == 1, "%d %d %d", seen[0], seen[1],
+              seen[2]);
+    free(o);
+}
+
+/* Issue 5: consumers of SIGKILLed workers were never removed. */
+Test(broker, consumers_of_dead_workers_are_removed)
+{
+    struct pub_out *o = calloc(1, sizeof(*o));
+    for (int i = 0; i < 2; i++) {
+        struct job *j = mk("noop", "{}");
+        publish1(j, o);
+        job_free(j);
+        take_and_settle(i ? "alive" : "ghost", BROKER_ACK, 0, NULL);
+    }
+    struct worker_info wi;
+    memset(&wi, 0, sizeof(wi));
+    snprintf(wi.name, sizeof(wi.name), "alive");
+    cr_assert_eq(broker_heartbeat(b, &wi, 60000), CV_OK);
+    cr_assert_eq(consumers_of("noop"), 2);
+    int64_t t0 = clock_wall_ms();
+    while (clock_wall_ms() < t0 + 3)
+        ;
+    size_t removed = 0;
+    cr_assert_eq(broker_gc_consumers(b, 60000, 60000, &removed), CV_OK);
+    cr_assert_eq(removed, 0, "nobody idle for a minute");
+    cr_assert_eq(broker_gc_consumers(b, 1, 60000, &removed), CV_OK);
+    cr_assert_eq(removed, 1);
+    cr_assert_eq(consumers_of("noop"), 1, "the worker with a heartbeat stays");
     free(o);
 }

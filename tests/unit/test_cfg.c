@@ -34,7 +34,7 @@ Test(cfg, defaults_then_file_then_env, .init = clear_env)
     cr_assert_eq(cfg_load(&c, p), 0);
     cr_assert_eq(c.http_port, 9100);         /* env beats file */
     cr_assert_eq(c.concurrency, 8);          /* file beats default */
-    cr_assert_eq(c.activation_max_attempts, 3);
+    cr_assert_eq(c.activation_max_attempts, 8);
     cr_assert_eq(cfg_set(&c, "http.port", "9200"), 0); /* flag beats env */
     cr_assert_eq(c.http_port, 9200);
     cfg_cleanup(&c);
