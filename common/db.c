@@ -21,6 +21,13 @@
 #define ASYNC_BACKOFF_MAX_MS 2000
 #define ASYNC_CONNECT_MIN_MS 1000     /* a connect attempt gets at least this long */
 #define LAST_ERROR_MAX 512
+#define WAIT_SLICE_MS 100             /* sync waits ask should_abort this often */
+/* TCP defaults of every connection (a DSN may override them): a dead peer is
+ * noticed in ~25 s on an idle link, and unacknowledged data fails in 15 s. */
+#define KEEPALIVES_IDLE_S "10"
+#define KEEPALIVES_INTERVAL_S "5"
+#define KEEPALIVES_COUNT "3"
+#define TCP_USER_TIMEOUT_MS "15000"
 
 /* ---- results ---------------------------------------------------------- */
 
@@ -187,14 +194,8 @@ static void log_conn_failure(const char *evt, PGconn *conn)
  * against a blackholed server it would hang just the same. The statement may
  * or may not have been executed (like any lost link): the caller gets
  * CV_ERR_IO and the next call reconnects. TCP keepalives and tcp_user_timeout
- * go into the conninfo as defaults the DSN may override, so a dead peer is
- * also noticed on an idle link. */
-
-#define WAIT_SLICE_MS 100
-#define KEEPALIVES_IDLE_S "10"
-#define KEEPALIVES_INTERVAL_S "5"
-#define KEEPALIVES_COUNT "3"
-#define TCP_USER_TIMEOUT_MS "15000"
+ * go into the conninfo (of the async connection too) as defaults the DSN may
+ * override, so a dead peer is also noticed on an idle link. */
 
 struct db {
     PGconn *conn;              /* NULL after a timeout closed it */
@@ -261,18 +262,24 @@ static void give_up(struct db *d, enum wait_rc w, const char *what, int timeout_
     d->conn = NULL;
 }
 
-/* Open a new connection for d within connect_timeout_ms. NULL on failure
- * (logged as evt, d->last_error set). */
-static PGconn *open_conn(struct db *d, const char *evt)
+/* Begin a non-blocking connect with our TCP defaults (sync and async). */
+static PGconn *connect_start(const char *dsn)
 {
     /* Ours first, the DSN last: libpq keeps the last value of a repeated key,
      * so the DSN (expanded in place of dbname) may override every default. */
     static const char *const keys[] = { "keepalives", "keepalives_idle", "keepalives_interval",
                                         "keepalives_count", "tcp_user_timeout", "dbname", NULL };
     const char *const vals[] = { "1", KEEPALIVES_IDLE_S, KEEPALIVES_INTERVAL_S,
-                                 KEEPALIVES_COUNT, TCP_USER_TIMEOUT_MS, d->dsn, NULL };
+                                 KEEPALIVES_COUNT, TCP_USER_TIMEOUT_MS, dsn, NULL };
+    return PQconnectStartParams(keys, vals, 1);
+}
+
+/* Open a new connection for d within connect_timeout_ms. NULL on failure
+ * (logged as evt, d->last_error set). */
+static PGconn *open_conn(struct db *d, const char *evt)
+{
     int64_t deadline = deadline_in(d->connect_timeout_ms);
-    PGconn *conn = PQconnectStartParams(keys, vals, 1);
+    PGconn *conn = connect_start(d->dsn);
     PostgresPollingStatusType ps = PGRES_POLLING_WRITING; /* as libpq's docs say to start */
     if (!conn || PQstatus(conn) == CONNECTION_BAD)
         ps = PGRES_POLLING_FAILED;
@@ -839,7 +846,7 @@ static void on_connect_io(evutil_socket_t fd, short what, void *arg)
 static void start_connect(struct db_async *a)
 {
     evtimer_del(a->ev_timer);
-    a->conn = PQconnectStart(a->dsn);
+    a->conn = connect_start(a->dsn);
     if (!a->conn || PQstatus(a->conn) == CONNECTION_BAD) {
         log_conn_failure("db.connect_failed", a->conn);
         go_down(a);
