@@ -227,7 +227,9 @@ int ctl_migrate(const struct cfg *c, int argc, char **argv)
         ctl_fail("migrate: no NNNN_name.sql files in %s", dir);
         goto out;
     }
-    d = db_connect(c->pg_dsn);
+    /* No statement deadline: a migration may rewrite a big table, and the
+     * advisory lock waits for another migrator. */
+    d = db_connect_timeout(c->pg_dsn, DB_CONNECT_TIMEOUT_MS, 0);
     if (!d) {
         ctl_fail("migrate: cannot connect to PostgreSQL (pg.dsn; the reason is logged above)");
         goto out;

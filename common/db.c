@@ -6,7 +6,10 @@
 #include "db.h"
 
 #include <event2/event.h>
+#include <errno.h>
 #include <libpq-fe.h>
+#include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +21,13 @@
 #define ASYNC_BACKOFF_MAX_MS 2000
 #define ASYNC_CONNECT_MIN_MS 1000     /* a connect attempt gets at least this long */
 #define LAST_ERROR_MAX 512
+#define WAIT_SLICE_MS 100             /* sync waits ask should_abort this often */
+/* TCP defaults of every connection (a DSN may override them): a dead peer is
+ * noticed in ~25 s on an idle link, and unacknowledged data fails in 15 s. */
+#define KEEPALIVES_IDLE_S "10"
+#define KEEPALIVES_INTERVAL_S "5"
+#define KEEPALIVES_COUNT "3"
+#define TCP_USER_TIMEOUT_MS "15000"
 
 /* ---- results ---------------------------------------------------------- */
 
@@ -163,29 +173,173 @@ static void log_conn_failure(const char *evt, PGconn *conn)
              log_str(b2, dbname ? dbname : ""), log_str(b3, line));
 }
 
-/* ---- sync --------------------------------------------------------------- */
+/* ---- sync ---------------------------------------------------------------
+ *
+ * The sync connection never blocks without a bound (issue 5: a blackholed
+ * server, one that accepts TCP and never answers, hung a worker for good: no
+ * heartbeats, SIGTERM ignored). The connection is non-blocking and every wait
+ * is a poll() on its socket in slices of at most WAIT_SLICE_MS:
+ *
+ *   - connect: PQconnectStartParams + PQconnectPoll, bounded by
+ *     connect_timeout_ms (libpq's own connect_timeout counts whole seconds,
+ *     at least 2, and cannot be interrupted);
+ *   - a statement: PQsendQueryParams, then flush and read until the last
+ *     result, bounded by stmt_timeout_ms from the send;
+ *   - between slices should_abort(arg) is asked, so a stopping process gives
+ *     up a blocked wait at once. It is asked only when a slice ended with the
+ *     socket still silent: a server that answers is never cut short.
+ *
+ * On a timeout or an abort the connection is closed, not cancelled: PQcancel
+ * opens a second connection and waits for the server without any timeout, so
+ * against a blackholed server it would hang just the same. The statement may
+ * or may not have been executed (like any lost link): the caller gets
+ * CV_ERR_IO and the next call reconnects. TCP keepalives and tcp_user_timeout
+ * go into the conninfo (of the async connection too) as defaults the DSN may
+ * override, so a dead peer is also noticed on an idle link. */
 
 struct db {
-    PGconn *conn;
+    PGconn *conn;              /* NULL after a timeout closed it */
+    char *dsn;
+    int connect_timeout_ms;    /* 0: no bound */
+    int stmt_timeout_ms;       /* 0: no bound */
+    int (*should_abort)(void *);
+    void *abort_arg;
     char last_error[LAST_ERROR_MAX];
 };
 
-struct db *db_connect(const char *dsn)
+enum wait_rc { WAIT_READY, WAIT_TIMEOUT, WAIT_ABORT, WAIT_ERROR };
+
+static int64_t deadline_in(int ms)
 {
-    struct db *d = NULL;
-    PGconn *conn = PQconnectdb(dsn ? dsn : "");
-    if (!conn || PQstatus(conn) != CONNECTION_OK) {
-        log_conn_failure("db.connect_failed", conn);
-        goto out;
+    return ms > 0 ? clock_mono_ms() + ms : 0;
+}
+
+/* Wait until fd is ready for events, deadline_ms passes (0: never) or
+ * should_abort says so after a silent slice. */
+static enum wait_rc wait_sock(const struct db *d, int fd, short events, int64_t deadline_ms)
+{
+    if (fd < 0)
+        return WAIT_ERROR;
+    for (;;) {
+        int slice = WAIT_SLICE_MS;
+        if (deadline_ms) {
+            int64_t left = deadline_ms - clock_mono_ms();
+            if (left <= 0)
+                return WAIT_TIMEOUT;
+            if (left < slice)
+                slice = (int)left;
+        }
+        struct pollfd pfd = { .fd = fd, .events = events };
+        int n = poll(&pfd, 1, slice);
+        if (n > 0)
+            return WAIT_READY;      /* POLLERR/POLLHUP too: libpq reports the error */
+        if (n < 0 && errno != EINTR)
+            return WAIT_ERROR;
+        /* a silent slice, or a signal (SIGTERM lands here at once) */
+        if (d->should_abort && d->should_abort(d->abort_arg))
+            return WAIT_ABORT;
+    }
+}
+
+/* Remember why a wait gave up, log it once and close the link. */
+static void give_up(struct db *d, enum wait_rc w, const char *what, int timeout_ms,
+                    const char *sql)
+{
+    char b1[LOG_STR_MAX], b2[LOG_STR_MAX], head[72];
+    if (w == WAIT_TIMEOUT)
+        snprintf(d->last_error, sizeof(d->last_error), "%s timed out after %d ms", what,
+                 timeout_ms);
+    else if (w == WAIT_ABORT)
+        snprintf(d->last_error, sizeof(d->last_error), "%s abandoned: the process is stopping",
+                 what);
+    else
+        snprintf(d->last_error, sizeof(d->last_error), "%s: poll failed: %s", what,
+                 strerror(errno));
+    one_line(head, sizeof(head), sql ? sql : "");
+    LOG_WARN(w == WAIT_ABORT ? "db.aborted" : "db.timeout", "msg=%s sql=%s",
+             log_str(b1, d->last_error), log_str(b2, head));
+    PQfinish(d->conn);
+    d->conn = NULL;
+}
+
+/* Begin a non-blocking connect with our TCP defaults (sync and async). */
+static PGconn *connect_start(const char *dsn)
+{
+    /* Ours first, the DSN last: libpq keeps the last value of a repeated key,
+     * so the DSN (expanded in place of dbname) may override every default. */
+    static const char *const keys[] = { "keepalives", "keepalives_idle", "keepalives_interval",
+                                        "keepalives_count", "tcp_user_timeout", "dbname", NULL };
+    const char *const vals[] = { "1", KEEPALIVES_IDLE_S, KEEPALIVES_INTERVAL_S,
+                                 KEEPALIVES_COUNT, TCP_USER_TIMEOUT_MS, dsn, NULL };
+    return PQconnectStartParams(keys, vals, 1);
+}
+
+/* Open a new connection for d within connect_timeout_ms. NULL on failure
+ * (logged as evt, d->last_error set). */
+static PGconn *open_conn(struct db *d, const char *evt)
+{
+    int64_t deadline = deadline_in(d->connect_timeout_ms);
+    PGconn *conn = connect_start(d->dsn);
+    PostgresPollingStatusType ps = PGRES_POLLING_WRITING; /* as libpq's docs say to start */
+    if (!conn || PQstatus(conn) == CONNECTION_BAD)
+        ps = PGRES_POLLING_FAILED;
+    while (ps == PGRES_POLLING_READING || ps == PGRES_POLLING_WRITING) {
+        enum wait_rc w = wait_sock(d, PQsocket(conn), ps == PGRES_POLLING_READING ? POLLIN
+                                                                                   : POLLOUT,
+                                   deadline);
+        if (w != WAIT_READY) {
+            char b1[LOG_STR_MAX], b2[LOG_STR_MAX];
+            const char *host = PQhost(conn);
+            if (w == WAIT_TIMEOUT)
+                snprintf(d->last_error, sizeof(d->last_error), "connect timed out after %d ms",
+                         d->connect_timeout_ms);
+            else
+                snprintf(d->last_error, sizeof(d->last_error),
+                         "connect abandoned: %s", w == WAIT_ABORT ? "the process is stopping"
+                                                                  : "poll failed");
+            LOG_WARN(evt, "host=%s msg=%s", log_str(b1, host ? host : ""),
+                     log_str(b2, d->last_error));
+            goto fail;
+        }
+        ps = PQconnectPoll(conn);
+    }
+    if (ps != PGRES_POLLING_OK || PQsetnonblocking(conn, 1) != 0) {
+        one_line(d->last_error, sizeof(d->last_error),
+                 conn ? PQerrorMessage(conn) : "out of memory");
+        log_conn_failure(evt, conn);
+        goto fail;
     }
     PQsetNoticeProcessor(conn, on_notice, NULL);
-    d = xcalloc(1, sizeof(*d));
-    d->conn = conn;
-    conn = NULL;
-    LOG_DEBUG("db.connected", "host=%s", PQhost(d->conn) ? PQhost(d->conn) : "");
-out:
+    return conn;
+fail:
     PQfinish(conn);
+    return NULL;
+}
+
+struct db *db_connect_timeout(const char *dsn, int connect_timeout_ms, int stmt_timeout_ms)
+{
+    struct db *d = xcalloc(1, sizeof(*d));
+    d->dsn = xstrdup(dsn ? dsn : "");
+    d->connect_timeout_ms = connect_timeout_ms > 0 ? connect_timeout_ms : 0;
+    d->stmt_timeout_ms = stmt_timeout_ms > 0 ? stmt_timeout_ms : 0;
+    d->conn = open_conn(d, "db.connect_failed");
+    if (!d->conn) {
+        db_free(d);
+        return NULL;
+    }
+    LOG_DEBUG("db.connected", "host=%s", PQhost(d->conn) ? PQhost(d->conn) : "");
     return d;
+}
+
+struct db *db_connect(const char *dsn)
+{
+    return db_connect_timeout(dsn, DB_CONNECT_TIMEOUT_MS, DB_STMT_TIMEOUT_MS);
+}
+
+void db_set_abort(struct db *d, int (*should_abort)(void *), void *arg)
+{
+    d->should_abort = should_abort;
+    d->abort_arg = arg;
 }
 
 void db_free(struct db *d)
@@ -193,20 +347,18 @@ void db_free(struct db *d)
     if (!d)
         return;
     PQfinish(d->conn);
+    free(d->dsn);
     free(d);
 }
 
 int db_ensure(struct db *d)
 {
-    if (PQstatus(d->conn) == CONNECTION_OK)
+    if (d->conn && PQstatus(d->conn) == CONNECTION_OK)
         return 0;
-    PQreset(d->conn);
-    if (PQstatus(d->conn) != CONNECTION_OK) {
-        one_line(d->last_error, sizeof(d->last_error), PQerrorMessage(d->conn));
-        log_conn_failure("db.reconnect_failed", d->conn);
+    PQfinish(d->conn);
+    d->conn = open_conn(d, "db.reconnect_failed");
+    if (!d->conn)
         return -1;
-    }
-    PQsetNoticeProcessor(d->conn, on_notice, NULL);
     LOG_INFO("db.reconnected", "host=%s", PQhost(d->conn) ? PQhost(d->conn) : "");
     return 0;
 }
@@ -216,15 +368,57 @@ const char *db_last_error(const struct db *d)
     return d ? d->last_error : "";
 }
 
-struct db_res *db_exec(struct db *d, const char *sql, int nparams, const char *const *params,
-                       enum cv_rc *rc)
+/* Send one statement (script: several, no parameters) and collect its
+ * results within stmt_timeout_ms. The first error wins when there are
+ * several results, else the last result is kept. */
+static struct db_res *run(struct db *d, const char *sql, int nparams, const char *const *params,
+                          int script, enum cv_rc *rc)
 {
     PGresult *res = NULL;
     *rc = CV_ERR_IO;
     d->last_error[0] = '\0';
     if (db_ensure(d))
         goto out;
-    res = PQexecParams(d->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+    int sent = script ? PQsendQuery(d->conn, sql)
+                      : PQsendQueryParams(d->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+    if (!sent) {
+        *rc = fail_result(d->conn, NULL, sql, d->last_error);
+        goto out;
+    }
+    int64_t deadline = deadline_in(d->stmt_timeout_ms);
+    int flushing = 1;
+    for (;;) {
+        if (flushing) {
+            int f = PQflush(d->conn);
+            if (f < 0) {
+                *rc = fail_result(d->conn, NULL, sql, d->last_error);
+                goto out;
+            }
+            flushing = f == 1;
+        }
+        if (!flushing && !PQisBusy(d->conn)) {
+            PGresult *r = PQgetResult(d->conn);
+            if (!r)
+                break;                  /* the statement is complete */
+            if (res && !result_ok(res)) {
+                PQclear(r);
+            } else {
+                PQclear(res);
+                res = r;
+            }
+            continue;
+        }
+        enum wait_rc w = wait_sock(d, PQsocket(d->conn), POLLIN | (flushing ? POLLOUT : 0),
+                                   deadline);
+        if (w != WAIT_READY) {
+            give_up(d, w, "statement", d->stmt_timeout_ms, sql);
+            goto out;
+        }
+        if (!PQconsumeInput(d->conn)) {
+            *rc = fail_result(d->conn, NULL, sql, d->last_error);
+            goto out;
+        }
+    }
     if (!result_ok(res)) {
         *rc = fail_result(d->conn, res, sql, d->last_error);
         goto out;
@@ -238,6 +432,12 @@ out:
     return (struct db_res *)res;
 }
 
+struct db_res *db_exec(struct db *d, const char *sql, int nparams, const char *const *params,
+                       enum cv_rc *rc)
+{
+    return run(d, sql, nparams, params, 0, rc);
+}
+
 enum cv_rc db_run(struct db *d, const char *sql, int nparams, const char *const *params)
 {
     enum cv_rc rc;
@@ -247,19 +447,8 @@ enum cv_rc db_run(struct db *d, const char *sql, int nparams, const char *const 
 
 enum cv_rc db_exec_script(struct db *d, const char *sql)
 {
-    enum cv_rc rc = CV_ERR_IO;
-    PGresult *res = NULL;
-    d->last_error[0] = '\0';
-    if (db_ensure(d))
-        goto out;
-    res = PQexec(d->conn, sql);
-    if (!result_ok(res)) {
-        rc = fail_result(d->conn, res, sql, d->last_error);
-        goto out;
-    }
-    rc = CV_OK;
-out:
-    PQclear(res);
+    enum cv_rc rc;
+    db_res_free(run(d, sql, 0, NULL, 1, &rc));
     return rc;
 }
 
@@ -657,7 +846,7 @@ static void on_connect_io(evutil_socket_t fd, short what, void *arg)
 static void start_connect(struct db_async *a)
 {
     evtimer_del(a->ev_timer);
-    a->conn = PQconnectStart(a->dsn);
+    a->conn = connect_start(a->dsn);
     if (!a->conn || PQstatus(a->conn) == CONNECTION_BAD) {
         log_conn_failure("db.connect_failed", a->conn);
         go_down(a);

@@ -27,15 +27,33 @@ int db_res_col(const struct db_res *r, const char *name);
 void db_res_free(struct db_res *r);
 
 /* ---- sync ------------------------------------------------------------- */
-/* Connect with a libpq DSN (URI or key=value). NULL on failure (logged,
- * password never printed). */
+/* Defaults of db_connect(). */
+#define DB_CONNECT_TIMEOUT_MS 5000
+#define DB_STMT_TIMEOUT_MS 10000
+
+/* Connect with a libpq DSN (URI or key=value) within connect_timeout_ms (0: no
+ * bound; also bounds every reconnect). Each later statement must complete
+ * within stmt_timeout_ms of being sent (0: no bound), else it fails with
+ * CV_ERR_IO and the link is closed (reopened by the next call). TCP keepalives
+ * and tcp_user_timeout are on unless the DSN sets them. NULL on failure
+ * (logged, password never printed). Free with db_free(). One thread at a
+ * time. */
+struct db *db_connect_timeout(const char *dsn, int connect_timeout_ms, int stmt_timeout_ms);
+/* db_connect_timeout(dsn, DB_CONNECT_TIMEOUT_MS, DB_STMT_TIMEOUT_MS). */
 struct db *db_connect(const char *dsn);
+/* Give up a blocked wait (connect or statement) early when should_abort(arg)
+ * returns non-zero; it is asked at least every 100 ms while the server is
+ * silent, and at once when a signal interrupts the wait. The call then fails
+ * with CV_ERR_IO and the link is closed. NULL turns it off. (The worker passes
+ * wrk_past_grace, as it does to httpc_set_abort.) */
+void db_set_abort(struct db *d, int (*should_abort)(void *), void *arg);
 void db_free(struct db *d);
-/* Reconnect when the link is broken. 0 when usable. */
+/* Reconnect when the link is broken or was closed. 0 when usable. */
 int db_ensure(struct db *d);
 /* Run one statement with text parameters (NULL = SQL NULL). On success returns
  * a result (free with db_res_free) and sets *rc to CV_OK. On failure returns
- * NULL, logs once and sets *rc: CV_ERR_IO (connection or server trouble,
+ * NULL, logs once and sets *rc: CV_ERR_IO (connection or server trouble, the
+ * statement deadline or an abort (outcome unknown: it may have committed),
  * serialization failure, deadlock: retryable), CV_ERR_CONFLICT (unique or
  * exclusion violation), CV_ERR_INVALID (bad data), CV_ERR_INTERNAL (bad SQL). */
 struct db_res *db_exec(struct db *d, const char *sql, int nparams, const char *const *params,

@@ -26,17 +26,31 @@ int log_level_parse(const char *s)
     return -1;
 }
 
+/* Each input byte becomes 1 (plain), 2 (\" or \\) or 4 (\xNN) output bytes. A byte is
+ * written only when its whole encoding still leaves room for the tail: ".." when the input is
+ * cut, the closing quote and the NUL (4 bytes). The old test (o < LOG_STR_MAX - 6 before any
+ * byte) let a \xNN at offset 249 end at 253, and the tail then wrote the NUL at 256: one
+ * byte past the buffer (issue 5). */
+#define LOG_STR_TAIL 4
+
 const char *log_str(char buf[LOG_STR_MAX], const char *s)
 {
     size_t o = 0;
     buf[o++] = '"';
-    for (; s && *s && o < LOG_STR_MAX - 6; s++) {
+    for (; s && *s; s++) {
         unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
+        size_t w = (c == '"' || c == '\\') ? 2 : (c < 0x20 || c == 0x7f) ? 4 : 1;
+        if (o + w > LOG_STR_MAX - LOG_STR_TAIL)
+            break;
+        if (w == 2) {
             buf[o++] = '\\';
             buf[o++] = (char)c;
-        } else if (c < 0x20 || c == 0x7f) {
-            o += (size_t)snprintf(buf + o, 5, "\\x%02x", c);
+        } else if (w == 4) {
+            static const char hex[] = "0123456789abcdef";
+            buf[o++] = '\\';
+            buf[o++] = 'x';
+            buf[o++] = hex[c >> 4];
+            buf[o++] = hex[c & 0xf];
         } else {
             buf[o++] = (char)c;
         }

@@ -414,6 +414,9 @@ struct acmd {
     void *arg;
     int64_t sent_us;
     struct acmd *next;        /* FIFO of commands in flight, for the timeout */
+    struct rds_script *script; /* an EVALSHA that may still fall back to EVAL */
+    char *cmd;                /* that EVALSHA as sent (RESP), until its reply */
+    int cmd_len;
 };
 
 struct rds_async {
@@ -429,6 +432,7 @@ struct rds_async {
     struct rds_script *scripts[MAX_SCRIPTS];
     int nscripts;
     int freeing;
+    int64_t noscript_logged_ms; /* the last redis.noscript line (one a second at most) */
 };
 
 static void async_start(struct rds_async *a);
@@ -448,15 +452,102 @@ static void acmd_unlink(struct rds_async *a, struct acmd *c)
         a->tail = prev;
 }
 
+static void acmd_free(struct acmd *c)
+{
+    if (c->cmd)
+        redisFreeCommand(c->cmd);
+    free(c);
+}
+
+static void acmd_push(struct rds_async *a, struct acmd *c)
+{
+    c->sent_us = clock_mono_us();
+    c->next = NULL;
+    if (a->tail)
+        a->tail->next = c;
+    else
+        a->head = c;
+    a->tail = c;
+}
+
+static void on_reply(redisAsyncContext *ac, void *reply, void *priv);
+
+/* The prefix of an EVALSHA as redisFormatCommandArgv writes it, after the
+ * "*<argc>\r\n" header: the command name and the 40-digit SHA. */
+#define EVALSHA_HEAD "$7\r\nEVALSHA\r\n$40\r\n"
+#define EVALSHA_HEAD_LEN (sizeof(EVALSHA_HEAD) - 1 + 40 + 2)
+
+/* Redis answered NOSCRIPT to c's EVALSHA (SCRIPT FLUSH, a restart, a proxy
+ * that switched servers): send the same command as EVAL with the script's
+ * source, with c as its callback data again, so the caller's callback runs
+ * once, on the EVAL's reply. The EVAL is built from the EVALSHA as sent: the
+ * name and SHA are swapped for "EVAL" and the source, the arguments are kept
+ * byte for byte. EVAL also puts the script back in Redis's cache, so the
+ * EVALSHAs that follow succeed again.
+ *
+ * Order: the EVAL goes to the end of the pipeline, so commands sent after
+ * the EVALSHA run before it. Callers already wait for a reply before they
+ * depend on a script's effect; EVALSHAs that hit the same flush are resent in
+ * the order their replies came, i.e. the order they were sent.
+ *
+ * Returns 1 when the EVAL is on its way, 0 when it could not be sent (the
+ * caller then gets the NOSCRIPT error). */
+static int eval_again(struct rds_async *a, struct acmd *c)
+{
+    struct rds_script *s = c->script;
+    c->script = NULL;                       /* once: EVAL never answers NOSCRIPT */
+    const char *hdr_end = memchr(c->cmd, '\n', (size_t)c->cmd_len);
+    CV_ASSERT(hdr_end);
+    size_t hdr = (size_t)(hdr_end + 1 - c->cmd);
+    CV_ASSERT(hdr + EVALSHA_HEAD_LEN <= (size_t)c->cmd_len &&
+              memcmp(c->cmd + hdr, EVALSHA_HEAD, sizeof(EVALSHA_HEAD) - 1) == 0);
+    const char *rest = c->cmd + hdr + EVALSHA_HEAD_LEN;
+    size_t rest_len = (size_t)c->cmd_len - hdr - EVALSHA_HEAD_LEN;
+    size_t src_len = strlen(s->src);
+    char src_hdr[32];
+    int sh = snprintf(src_hdr, sizeof(src_hdr), "$4\r\nEVAL\r\n$%zu\r\n", src_len);
+    size_t len = hdr + (size_t)sh + src_len + 2 + rest_len;
+    char *eval = xmalloc(len);
+    char *p = eval;
+    memcpy(p, c->cmd, hdr);
+    p += hdr;
+    memcpy(p, src_hdr, (size_t)sh);
+    p += sh;
+    memcpy(p, s->src, src_len);
+    p += src_len;
+    memcpy(p, "\r\n", 2);
+    p += 2;
+    memcpy(p, rest, rest_len);
+    redisFreeCommand(c->cmd);
+    c->cmd = NULL;
+    int ok = 0;
+    if (a->ac && !a->freeing) {
+        acmd_push(a, c);
+        ok = redisAsyncFormattedCommand(a->ac, on_reply, c, eval, len) == REDIS_OK;
+        if (!ok)
+            acmd_unlink(a, c);
+    }
+    free(eval);
+    int64_t now = clock_mono_ms();
+    if (ok && now - a->noscript_logged_ms >= 1000) {
+        a->noscript_logged_ms = now;
+        LOG_WARN("redis.noscript", "script=%s msg=\"script cache was empty: sent EVAL\"",
+                 s->name ? s->name : "");
+    }
+    return ok;
+}
+
 static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
     (void)ac;
     struct acmd *c = priv;
     struct rds_async *a = c->a;
     acmd_unlink(a, c);
+    if (c->script && is_noscript(reply) && eval_again(a, c))
+        return;                 /* c is in flight again: its callback runs on the EVAL */
     if (c->cb)
         c->cb((const struct rds_reply *)reply, c->arg);
-    free(c);
+    acmd_free(c);
 }
 
 static void on_script_loaded(redisAsyncContext *ac, void *reply, void *priv)
@@ -598,17 +689,11 @@ int rds_async_connected(const struct rds_async *a)
 
 static struct acmd *acmd_new(struct rds_async *a, rds_cb cb, void *arg)
 {
-    struct acmd *c = xmalloc(sizeof(*c));
+    struct acmd *c = xcalloc(1, sizeof(*c));
     c->a = a;
     c->cb = cb;
     c->arg = arg;
-    c->sent_us = clock_mono_us();
-    c->next = NULL;
-    if (a->tail)
-        a->tail->next = c;
-    else
-        a->head = c;
-    a->tail = c;
+    acmd_push(a, c);
     return c;
 }
 
@@ -622,7 +707,7 @@ void rds_async_cmd(struct rds_async *a, rds_cb cb, void *arg, int argc, const ch
     struct acmd *c = acmd_new(a, cb, arg);
     if (redisAsyncCommandArgv(a->ac, on_reply, c, argc, argv, lens) != REDIS_OK) {
         acmd_unlink(a, c);
-        free(c);
+        acmd_free(c);
         cb(NULL, arg);
     }
 }
@@ -640,10 +725,27 @@ void rds_async_eval(struct rds_async *a, struct rds_script *s, rds_cb cb, void *
         if (a->ac && a->connected)
             redisAsyncCommand(a->ac, on_script_loaded, NULL, "SCRIPT LOAD %s", s->src);
     }
+    if (!a->ac || !a->connected) {
+        cb(NULL, arg);
+        return;
+    }
     const char **av;
     size_t *al;
     int n = eval_argv(s, "EVALSHA", nkeys, argc, argv, lens, &av, &al);
-    rds_async_cmd(a, cb, arg, n, av, al);
+    /* Formatted here rather than by redisAsyncCommandArgv (which formats and
+     * frees): the text is kept until the reply, for eval_again(). */
+    char *cmd = NULL;
+    int len = redisFormatCommandArgv(&cmd, n, av, al);
     free(av);
     free(al);
+    CV_ASSERT(len > 0 && cmd);
+    struct acmd *c = acmd_new(a, cb, arg);
+    c->script = s;
+    c->cmd = cmd;
+    c->cmd_len = len;
+    if (redisAsyncFormattedCommand(a->ac, on_reply, c, cmd, (size_t)len) != REDIS_OK) {
+        acmd_unlink(a, c);
+        acmd_free(c);
+        cb(NULL, arg);
+    }
 }

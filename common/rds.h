@@ -77,7 +77,11 @@ int rds_async_connected(const struct rds_async *a);
 /* Queue a command; cb is always called exactly once (possibly with NULL). */
 void rds_async_cmd(struct rds_async *a, rds_cb cb, void *arg, int argc, const char **argv,
                    const size_t *lens);
-/* EVALSHA with automatic EVAL retry on NOSCRIPT. */
+/* EVALSHA; when Redis answers NOSCRIPT (SCRIPT FLUSH, a restart) the same
+ * call is sent again as EVAL with the source, and cb gets the EVAL's reply:
+ * still exactly one callback. The EVAL joins the end of the pipeline, so it
+ * runs after commands queued behind the EVALSHA: wait for cb before relying
+ * on the script's effect. */
 void rds_async_eval(struct rds_async *a, struct rds_script *s, rds_cb cb, void *arg, int nkeys,
                     int argc, const char **argv, const size_t *lens);
 

@@ -2,6 +2,9 @@
  *
  *   conveyor-worker [-c FILE] [--types activation,noop] [--concurrency N] [--name NAME]
  *
+ * Each type may be listed once, and N must be at least the number of types;
+ * otherwise the worker says why and exits 2.
+ *
  * SIGTERM/SIGINT: stop fetching, finish the batch in hand, exit 0. What is
  * left pending is reclaimed by the other workers after the visibility timeout. */
 #include <getopt.h>
@@ -22,6 +25,8 @@
 #include "uuid.h"
 #include "wrk_loop.h"
 
+#define MAX_TYPES 16
+
 static volatile sig_atomic_t stop_flag;
 
 static void on_signal(int sig)
@@ -34,6 +39,14 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: conveyor-worker [-c FILE] [--types T1,T2] [--concurrency N] "
                "[--name NAME]\n");
+}
+
+static int type_listed(const struct wrk *w, const char *t)
+{
+    for (size_t i = 0; i < w->ntypes; i++)
+        if (strcmp(w->types[i], t) == 0)
+            return 1;
+    return 0;
 }
 
 /* Wait for a service at start-up instead of dying: orchestrators start
@@ -80,12 +93,22 @@ int main(int argc, char **argv)
 
     int needs_db = 0;
     char *list = xstrdup(cfg.worker_types), *save = NULL;
-    w.types = xcalloc(16, sizeof(*w.types));
+    w.types = xcalloc(MAX_TYPES, sizeof(*w.types));
     for (char *t = strtok_r(list, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
         const struct wrk_handler *h = wrk_handler_find(t);
-        if (!h || w.ntypes >= 16) {
+        if (!h) {
             fprintf(stderr, "conveyor: worker.types: unknown job type '%s' (known: noop, "
                             "activation)\n", t);
+            code = 2;
+            goto out;
+        }
+        if (type_listed(&w, t)) {
+            fprintf(stderr, "conveyor: worker.types: job type '%s' is listed twice\n", t);
+            code = 2;
+            goto out;
+        }
+        if (w.ntypes >= MAX_TYPES) {
+            fprintf(stderr, "conveyor: worker.types: more than %d job types\n", MAX_TYPES);
             code = 2;
             goto out;
         }
@@ -94,6 +117,15 @@ int main(int argc, char **argv)
     }
     if (w.ntypes == 0) {
         fprintf(stderr, "conveyor: worker.types: no job types given\n");
+        code = 2;
+        goto out;
+    }
+    /* Every type gets at least one slot of the batch (issue 5: with fewer
+     * slots than types the consume overflowed the batch). Refused rather than
+     * raised: the operator chose the figure, perhaps to bound the load. */
+    if ((size_t)cfg.concurrency < w.ntypes) {
+        fprintf(stderr, "conveyor: worker.concurrency (%d) is below the number of worker.types "
+                        "(%zu): each type needs at least one slot\n", cfg.concurrency, w.ntypes);
         code = 2;
         goto out;
     }
@@ -132,11 +164,15 @@ int main(int argc, char **argv)
         goto out;
     }
     if (needs_db) {
-        w.ctx.db = db_connect(cfg.pg_dsn);
+        /* Bounded waits: a silent server fails a statement after DB_STMT_TIMEOUT_MS
+         * (CV_ERR_IO, retried), and once stopping is past its grace period a
+         * blocked wait gives up at once, as outbound HTTP calls do. */
+        w.ctx.db = db_connect_timeout(cfg.pg_dsn, DB_CONNECT_TIMEOUT_MS, DB_STMT_TIMEOUT_MS);
         if (!w.ctx.db) {
             fprintf(stderr, "conveyor: cannot reach PostgreSQL at pg.dsn\n");
             goto out;
         }
+        db_set_abort(w.ctx.db, wrk_past_grace, &w);
     }
     w.ctx.http = httpc_new(cfg.concurrency);
     httpc_set_abort(w.ctx.http, wrk_past_grace, &w);
