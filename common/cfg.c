@@ -25,6 +25,10 @@ struct cfg_row {
 static const struct cfg_row rows[] = {
     { "redis.url", "CONVEYOR_REDIS_URL", T_STR, "redis://127.0.0.1:6379", 0, 0, 1, O(redis_url) },
     { "pg.dsn", "CONVEYOR_PG_DSN", T_STR, "", 0, 0, 1, O(pg_dsn) },
+    { "pg.connect_timeout_ms", "CONVEYOR_PG_CONNECT_TIMEOUT_MS", T_INT, "5000", 100, 600000, 0,
+      O(pg_connect_timeout_ms) },
+    { "pg.statement_timeout_ms", "CONVEYOR_PG_STATEMENT_TIMEOUT_MS", T_INT, "10000", 100,
+      3600000, 0, O(pg_statement_timeout_ms) },
     { "http.bind", "CONVEYOR_HTTP_BIND", T_STR, "127.0.0.1", 0, 0, 0, O(http_bind) },
     { "http.port", "CONVEYOR_HTTP_PORT", T_INT, "8080", 1, 65535, 0, O(http_port) },
     { "http.threads", "CONVEYOR_HTTP_THREADS", T_INT, "0", 0, 256, 0, O(http_threads) },

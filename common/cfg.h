@@ -26,6 +26,8 @@ struct cfg_api_key {
 struct cfg {
     char *redis_url;
     char *pg_dsn;
+    int pg_connect_timeout_ms;
+    int pg_statement_timeout_ms;
     char *http_bind;
     int http_port;
     int http_threads;

@@ -316,18 +316,25 @@ fail:
     return NULL;
 }
 
-struct db *db_connect_timeout(const char *dsn, int connect_timeout_ms, int stmt_timeout_ms)
+struct db *db_new(const char *dsn, int connect_timeout_ms, int stmt_timeout_ms)
 {
     struct db *d = xcalloc(1, sizeof(*d));
     d->dsn = xstrdup(dsn ? dsn : "");
     d->connect_timeout_ms = connect_timeout_ms > 0 ? connect_timeout_ms : 0;
     d->stmt_timeout_ms = stmt_timeout_ms > 0 ? stmt_timeout_ms : 0;
-    d->conn = open_conn(d, "db.connect_failed");
+    d->conn = open_conn(d, "db.connect_failed");   /* NULL is fine: db_ensure retries */
+    if (d->conn)
+        LOG_DEBUG("db.connected", "host=%s", PQhost(d->conn) ? PQhost(d->conn) : "");
+    return d;
+}
+
+struct db *db_connect_timeout(const char *dsn, int connect_timeout_ms, int stmt_timeout_ms)
+{
+    struct db *d = db_new(dsn, connect_timeout_ms, stmt_timeout_ms);
     if (!d->conn) {
         db_free(d);
         return NULL;
     }
-    LOG_DEBUG("db.connected", "host=%s", PQhost(d->conn) ? PQhost(d->conn) : "");
     return d;
 }
 

@@ -39,6 +39,10 @@ void db_res_free(struct db_res *r);
  * (logged, password never printed). Free with db_free(). One thread at a
  * time. */
 struct db *db_connect_timeout(const char *dsn, int connect_timeout_ms, int stmt_timeout_ms);
+/* The same, but never NULL: when PostgreSQL cannot be reached yet, the handle
+ * connects on the first db_ensure()/db_exec() that finds it up (a worker that
+ * starts during an outage waits for it instead of exiting). */
+struct db *db_new(const char *dsn, int connect_timeout_ms, int stmt_timeout_ms);
 /* db_connect_timeout(dsn, DB_CONNECT_TIMEOUT_MS, DB_STMT_TIMEOUT_MS). */
 struct db *db_connect(const char *dsn);
 /* Give up a blocked wait (connect or statement) early when should_abort(arg)

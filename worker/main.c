@@ -164,14 +164,12 @@ int main(int argc, char **argv)
         goto out;
     }
     if (needs_db) {
-        /* Bounded waits: a silent server fails a statement after DB_STMT_TIMEOUT_MS
-         * (CV_ERR_IO, retried), and once stopping is past its grace period a
-         * blocked wait gives up at once, as outbound HTTP calls do. */
-        w.ctx.db = db_connect_timeout(cfg.pg_dsn, DB_CONNECT_TIMEOUT_MS, DB_STMT_TIMEOUT_MS);
-        if (!w.ctx.db) {
-            fprintf(stderr, "conveyor: cannot reach PostgreSQL at pg.dsn\n");
-            goto out;
-        }
+        /* Bounded waits: a silent server fails a statement after
+         * pg.statement_timeout_ms (the jobs wait, no attempt spent), and once
+         * stopping is past its grace period a blocked wait gives up at once, as
+         * outbound HTTP calls do. PostgreSQL down at start is an outage like any
+         * other: the worker starts and pauses until it answers. */
+        w.ctx.db = db_new(cfg.pg_dsn, cfg.pg_connect_timeout_ms, cfg.pg_statement_timeout_ms);
         db_set_abort(w.ctx.db, wrk_past_grace, &w);
     }
     w.ctx.http = httpc_new(cfg.concurrency);
