@@ -320,10 +320,10 @@ as_pg() {
 # Where a cluster lives. start_pg DIR keeps it in DIR/pg whenever the server's user can reach
 # it. As root the server runs as user postgres, which cannot enter a checkout below /root
 # (0700) or below a `mktemp -d` directory (0700); nothing here changes the permissions of
-# someone's directories to let it in. The cluster then lives in pg_home/<h>/pg instead, <h>
-# being the first 16 hex digits of sha256(DIR's absolute path), the directory owned by
-# postgres and 0700; DIR/pg.datadir records it, so stop_pg, a later start_pg and drop_pg find
-# it again, even after the checkout moved. pg_home/<h>/checkout names DIR for whoever finds it.
+# someone's directories to let it in. The cluster then lives in pg_home/<h>/pg instead (owned
+# by postgres, 0700), <h> being the first 16 hex digits of sha256(DIR's absolute path);
+# DIR/pg.datadir records it, so stop_pg, a later start_pg and drop_pg find it again, even after
+# the checkout moved. pg_home/<h>/checkout names DIR for whoever finds the directory.
 # The server's log stays wherever the caller wants it: the caller's shell opens it and the
 # server inherits the descriptor, so postgres needs no access to it either.
 
