@@ -2,8 +2,10 @@
 # everything again under ASan+UBSan in build/san/ and runs every test.
 CC      ?= cc
 PKGS     = hiredis libevent libevent_pthreads libcurl libcjson libpq libconfig openssl
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# Read when the first compile or link needs them, not when make parses this file (see
+# "dependencies" below). Each replaces itself with its value on first use: one pkg-config each.
+PKG_CFLAGS = $(eval PKG_CFLAGS := $$(shell pkg-config --cflags $$(PKGS)))$(PKG_CFLAGS)
+PKG_LIBS   = $(eval PKG_LIBS := $$(shell pkg-config --libs $$(PKGS)))$(PKG_LIBS)
 WARN     = -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wundef -Wwrite-strings -Wpointer-arith -Wvla
 BASE     = -std=gnu11 -g -fno-omit-frame-pointer -MMD -MP -D_GNU_SOURCE -Icommon -Itests/harness $(PKG_CFLAGS) $(WARN)
@@ -23,11 +25,29 @@ BENCH_SRC  := $(sort $(wildcard bench/*.c))
 
 BINS = conveyor-api conveyor-worker conveyor-sim conveyorctl
 
-.PHONY: all san test unit integ bench run up down clean deps servers
+.PHONY: all san test unit integ bench run up down clean deps deps-ok servers
 all: $(addprefix bin/,$(BINS))
 
+# ---- dependencies --------------------------------------------------------
+# A fresh machine has none of the -dev packages when make starts, and the README's entry
+# points must work there the first time:
+# - deps-ok is an order-only prerequisite of every compile, so it runs (once per make) before
+#   the first one, and also with -j. When a goal is deps, run, up, test or bench it installs
+#   what is missing (scripts/deps.sh); for any other goal (plain `make`, all, san, unit...)
+#   it only checks, and names what is missing and how to get it.
+# - The pkg-config flags above are read lazily, at the first compile or link, so after that
+#   install. A `:=` read them at parse time, before the install, and the first compile of
+#   common/db.c had no -I/usr/include/postgresql.
+INSTALL_GOALS = deps run up test bench
+DEPS_MODE   = $(if $(filter $(INSTALL_GOALS),$(MAKECMDGOALS)),,--check)
+DEPS_GROUPS = build $(if $(filter $(INSTALL_GOALS),$(MAKECMDGOALS)),run) \
+              $(if $(filter deps bench,$(MAKECMDGOALS)),bench)
+deps-ok:
+	@bash scripts/deps.sh $(DEPS_MODE) $(DEPS_GROUPS)
+deps: deps-ok
+
 # ---- release -------------------------------------------------------------
-build/rel/%.o: %.c
+build/rel/%.o: %.c | deps-ok
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) $(REL) -c $< -o $@
 build/rel/libcommon.a: $(COMMON_SRC:%.c=build/rel/%.o)
@@ -46,7 +66,7 @@ bin/conveyorctl: $(CLI_SRC:%.c=build/rel/%.o) build/rel/libcommon.a
 	$(CC) $(REL) -o $@ $^ $(LIBS)
 
 # ---- sanitizer build (tests) --------------------------------------------
-build/san/%.o: %.c
+build/san/%.o: %.c | deps-ok
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) $(SAN) -DCV_TESTING -c $< -o $@
 build/san/libcommon.a: $(COMMON_SRC:%.c=build/san/%.o)
@@ -69,16 +89,17 @@ build/san/unit_tests: $(UNIT_SRC:%.c=build/san/%.o) build/san/libcommon.a
 build/san/integ_tests: $(INTEG_SRC:%.c=build/san/%.o) $(HARN_SRC:%.c=build/san/%.o) build/san/libcommon.a
 	@mkdir -p $(dir $@)
 	$(CC) $(SAN) -o $@ $^ -lcriterion $(LIBS)
-build/san/tests/freeport: tests/harness/freeport.c
+build/san/tests/freeport: tests/harness/freeport.c | deps-ok
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) -O1 -o $@ $<
 
 san: $(addprefix build/san/bin/,$(BINS)) build/san/unit_tests build/san/integ_tests build/san/tests/freeport
 
 # ---- tests ---------------------------------------------------------------
-test: deps
-	$(MAKE) all san
-	$(MAKE) unit integ
+# Unit tests, then integration tests: one make each, so that -j never runs them together.
+test: deps-ok all san
+	$(MAKE) unit
+	$(MAKE) integ
 
 unit: build/san/unit_tests
 	build/san/unit_tests --jobs 2
@@ -87,20 +108,17 @@ integ: san
 	bash tests/harness/run-integ.sh
 
 # ---- bench ---------------------------------------------------------------
-build/rel/bench/%: bench/%.c build/rel/libcommon.a
+build/rel/bench/%: bench/%.c build/rel/libcommon.a | deps-ok
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) $(REL) -o $@ $^ $(LIBS)
-bench: deps all $(BENCH_SRC:bench/%.c=build/rel/bench/%)
+bench: deps-ok all $(BENCH_SRC:bench/%.c=build/rel/bench/%)
 	bash bench/run.sh
 
 # ---- the local stack -----------------------------------------------------
-deps:
-	@bash scripts/deps.sh
-
-run: deps all
+run: deps-ok all
 	bash scripts/stack.sh run
 
-up: deps all
+up: deps-ok all
 	bash scripts/stack.sh up
 
 down:

@@ -22,14 +22,14 @@ ACT=${BENCH_ACTIVATIONS:-20000}
 CORES=$(nproc)
 BIN=$ROOT/bin
 CVB=$ROOT/build/rel/bench/cvbench
-T=$(mktemp -d "${TMPDIR:-/tmp}/conveyor-bench.XXXXXX")
+T=$(scratch_dir conveyor-bench)
 export CV_STATE_DIR=$T CV_QUIET=1
 
 cleanup() {
     set +e
     stop_pids "$T" 20
-    stop_pg "$T"
     stop_redis "$T/redis"
+    drop_pg "$T"
     rm -rf "$T"
 }
 trap cleanup EXIT

@@ -1,14 +1,57 @@
 #!/usr/bin/env bash
-# Install what Conveyor needs from Debian, only when something is missing.
+# scripts/deps.sh [--check] [GROUP...] - the Debian packages Conveyor needs.
+#
+# GROUPs: build (compiler, pkg-config, the -dev libraries, Criterion), run (redis-server,
+# PostgreSQL 15, curl), bench (wrk). No GROUP: all of them.
+#   default   install what is missing with apt-get (as root, else through sudo).
+#   --check   install nothing: name what is missing and how to get it, then exit 1.
+# Silent and quick (one dpkg-query) when nothing is missing: the Makefile runs it before every
+# build (see "dependencies" there).
 set -euo pipefail
-pkgs=(build-essential pkg-config libhiredis-dev libevent-dev libcurl4-openssl-dev libcjson-dev
-      libpq-dev libconfig-dev libssl-dev libcriterion-dev librdkafka-dev redis-server
-      postgresql-15 curl)
+
+mode=install
+if [ "${1:-}" = --check ]; then mode=check; shift; fi
+[ $# -gt 0 ] || set -- build run bench
+
+pkgs=()
+for g in "$@"; do
+    case "$g" in
+    build) pkgs+=(build-essential pkg-config libhiredis-dev libevent-dev libcurl4-openssl-dev
+                  libcjson-dev libpq-dev libconfig-dev libssl-dev libcriterion-dev librdkafka-dev) ;;
+    run) pkgs+=(redis-server postgresql-15 curl) ;;
+    bench) pkgs+=(wrk) ;;
+    *) echo "usage: $0 [--check] [build|run|bench]..." >&2; exit 2 ;;
+    esac
+done
+
+if ! command -v dpkg-query >/dev/null 2>&1; then
+    # Not Debian: the package names mean nothing here. Building only needs pkg-config to know
+    # the libraries; say what to look for when it does not.
+    if pkg-config --exists hiredis libevent libcurl libcjson libpq libconfig openssl 2>/dev/null
+    then
+        exit 0
+    fi
+    echo "conveyor: not a Debian system; install the equivalents of: ${pkgs[*]}" >&2
+    exit 1
+fi
+
+# One dpkg-query for all: "name status" for each package dpkg knows; unknown ones are missing.
+installed=" $(dpkg-query -W -f='${Package}=${db:Status-Abbrev} ' "${pkgs[@]}" 2>/dev/null || true) "
 missing=()
 for p in "${pkgs[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    [[ "$installed" == *" $p=ii "* ]] || missing+=("$p")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$mode" = check ]; then
+    cat >&2 <<MSG
+conveyor: missing Debian packages: ${missing[*]}
+conveyor: 'make deps' installs them (as root, or with sudo); 'make run', 'make up',
+conveyor: 'make test' and 'make bench' install them first by themselves.
+MSG
+    exit 1
+fi
+
 echo "conveyor: installing ${missing[*]}"
 if [ "$(id -u)" -ne 0 ]; then
     if command -v sudo >/dev/null 2>&1; then SUDO=sudo; else

@@ -87,6 +87,16 @@ pick_port() {
     if port_is_free "$1"; then echo "$1"; else free_port 1; fi
 }
 
+# scratch_dir PREFIX: print a new empty directory ${TMPDIR:-/tmp}/PREFIX.XXXXXX, searchable
+# (0711) so that a PostgreSQL run as user postgres can keep its cluster inside (see start_pg).
+# The directory is the caller's own and new: this changes no one else's permissions.
+scratch_dir() {
+    local d
+    d=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX") || return 1
+    chmod 711 "$d"
+    echo "$d"
+}
+
 # ---- process records ---------------------------------------------------------------------
 
 # proc_starttime PID: the process start time (field 22 of /proc/PID/stat), empty if gone.
@@ -297,44 +307,92 @@ pg_bindir() {
     dirname "$(command -v pg_ctl 2>/dev/null || echo /usr/bin/pg_ctl)"
 }
 
-# as_pg CMD...: run CMD as the postgres user when we are root (PostgreSQL refuses root).
+# as_pg CMD...: run CMD as the postgres user when we are root (PostgreSQL refuses root). It
+# runs from / because postgres may not be allowed into the caller's working directory.
 as_pg() {
-    if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+    if [ "$(id -u)" -eq 0 ]; then
+        (cd / && runuser -u postgres -- "$@")
+    else
+        "$@"
+    fi
 }
 
-# start_pg DIR PORT [LOGFILE]: PostgreSQL with its cluster in DIR/pg (initdb on first use,
-# trust auth, superuser postgres), unix socket in DIR/pgsock, TCP on 127.0.0.1:PORT only, log
-# LOGFILE (default DIR/pg.log). As root, initdb and the server run as user postgres. Creates
-# database "conveyor" when missing. Ready when SELECT 1 answers (deadline 60 s).
+# Where a cluster lives. start_pg DIR keeps it in DIR/pg whenever the server's user can reach
+# it. As root the server runs as user postgres, which cannot enter a checkout below /root
+# (0700) or below a `mktemp -d` directory (0700); nothing here changes the permissions of
+# someone's directories to let it in. The cluster then lives in pg_home/<h>/pg instead (owned
+# by postgres, 0700), <h> being the first 16 hex digits of sha256(DIR's absolute path);
+# DIR/pg.datadir records it, so stop_pg, a later start_pg and drop_pg find it again, even after
+# the checkout moved. pg_home/<h>/checkout names DIR for whoever finds the directory.
+# The server's log stays wherever the caller wants it: the caller's shell opens it and the
+# server inherits the descriptor, so postgres needs no access to it either.
+
+# pg_home: the parent of clusters that cannot live beside their DIR (CONVEYOR_PG_HOME,
+# default /var/lib/conveyor).
+pg_home() { echo "${CONVEYOR_PG_HOME:-/var/lib/conveyor}"; }
+
+# pg_can_enter DIR: true when user postgres can search DIR (every parent included).
+pg_can_enter() { runuser -u postgres -- test -x "$1" 2>/dev/null; }
+
+# pg_datadir DIR: print the data directory of DIR's cluster (it may not exist yet): the one
+# DIR/pg.datadir records, else DIR/pg when it already holds a cluster or when its server's user
+# can reach it, else pg_home/<h>/pg. DIR must be absolute.
+pg_datadir() {
+    local dir=$1 rec=
+    [ ! -r "$dir/pg.datadir" ] || read -r rec <"$dir/pg.datadir" || true
+    if [ -n "$rec" ]; then
+        echo "$rec"
+    elif [ "$(id -u)" -ne 0 ] || [ -e "$dir/pg/PG_VERSION" ] || pg_can_enter "$dir"; then
+        echo "$dir/pg"
+    else
+        echo "$(pg_home)/$(printf '%s' "$dir" | sha256sum | cut -c1-16)/pg"
+    fi
+}
+
+# start_pg DIR PORT [LOGFILE]: PostgreSQL with its cluster in DIR/pg, or where pg_datadir says
+# (initdb on first use, trust auth, superuser postgres), unix socket in pgsock/ beside the
+# cluster, TCP on 127.0.0.1:PORT only, log LOGFILE (default DIR/pg.log). As root, initdb and
+# the server run as user postgres. Creates database "conveyor" when missing. Ready when
+# SELECT 1 answers (deadline 60 s). Records pid, port, log path (and the data directory when
+# it is not DIR/pg) in DIR.
 start_pg() {
-    local dir=$1 port=$2 log=${3:-} bin data sock pid old
+    local dir=$1 port=$2 log=${3:-} bin data sock pid old home
     bin=$(pg_bindir)
     mkdir -p "$dir"
     dir=$(cd "$dir" && pwd)
-    data=$dir/pg sock=$dir/pgsock
     [ -n "$log" ] || log=$dir/pg.log
     if [ ! -x "$bin/pg_ctl" ] || [ ! -x "$bin/initdb" ]; then
         cv_err "PostgreSQL server binaries not found in $bin (set CONVEYOR_PG_BIN or run make deps)"
         return 1
     fi
+    data=$(pg_datadir "$dir")
+    home=$(dirname "$data")
+    sock=$home/pgsock
     if pid=$(pidfile_pid "$dir/pg.pid"); then
         old=$(cat "$dir/pg.port" 2>/dev/null || true)
         if [ "$old" = "$port" ]; then
-            cv_say "postgres already running (pid $pid, port $port)"
+            cv_say "postgres already running (pid $pid, port $port, data $data)"
             return 0
         fi
         cv_err "postgres in $data already runs (pid $pid) on port ${old:-?}, not $port"
         return 1
     fi
-    mkdir -p "$data" "$sock" "$(dirname "$log")"
+    mkdir -p "$(dirname "$log")"
     touch "$log"
+    if [ "$data" != "$dir/pg" ]; then
+        # Only directories of our own are created here, searchable so that postgres reaches
+        # its data directory below them; an existing one keeps its mode.
+        [ -d "$(dirname "$home")" ] || install -d -m 0755 "$(dirname "$home")"
+        [ -d "$home" ] || install -d -m 0755 "$home"
+        printf '%s\n' "$dir" >"$home/checkout"
+        printf '%s\n' "$data" >"$dir/pg.datadir"
+    fi
+    mkdir -p "$data" "$sock"
     if [ "$(id -u)" -eq 0 ]; then
-        # The server runs as postgres, which must reach DIR (mktemp -d makes it 0700).
-        chmod a+x "$dir"
-        chown postgres: "$data" "$sock" "$log"
+        chown postgres: "$data" "$sock"
         chmod 700 "$data"
-        if ! runuser -u postgres -- test -w "$data" || ! runuser -u postgres -- test -w "$log"; then
-            cv_err "user postgres cannot write $data or $log (a parent directory is not searchable)"
+        if ! runuser -u postgres -- test -w "$data" -a -w "$sock"; then
+            cv_err "user postgres cannot write $data or $sock (a parent directory is not searchable)"
             return 1
         fi
     fi
@@ -348,9 +406,10 @@ start_pg() {
     fi
     echo "$port" >"$dir/pg.port"
     echo "$log" >"$dir/pg.logpath"
-    if ! as_pg "$bin/pg_ctl" -D "$data" -l "$log" -w -t 60 \
+    # No -l: the server writes to the descriptor of LOGFILE opened here (see above).
+    if ! as_pg "$bin/pg_ctl" -D "$data" -w -t 60 \
         -o "-p $port -k $sock -c listen_addresses=127.0.0.1 ${CONVEYOR_PG_OPTS:-}" start \
-        >>"$log" 2>&1; then
+        >>"$log" 2>&1 </dev/null; then
         cv_err "postgres failed to start on port $port"
         log_tail "$log"
         return 1
@@ -387,13 +446,16 @@ pg_wait() {
 }
 
 # stop_pg DIR: pg_ctl stop -m fast; if that fails, SIGTERM/SIGKILL the recorded postmaster.
+# The cluster stays where it is.
 stop_pg() {
-    local dir=$1 bin pid log
+    local dir=$1 bin pid log data
     bin=$(pg_bindir)
     pid=$(pidfile_pid "$dir/pg.pid") || { rm -f "$dir/pg.pid"; return 0; }
+    dir=$(cd "$dir" && pwd)
+    data=$(pg_datadir "$dir")
     log=$(cat "$dir/pg.logpath" 2>/dev/null || echo "$dir/pg.log")
-    if ! as_pg "$bin/pg_ctl" -D "$dir/pg" -m fast -w -t 30 stop >>"$log" 2>&1; then
-        cv_err "pg_ctl stop failed for $dir/pg; signalling postmaster $pid"
+    if ! as_pg "$bin/pg_ctl" -D "$data" -m fast -w -t 30 stop >>"$log" 2>&1 </dev/null; then
+        cv_err "pg_ctl stop failed for $data; signalling postmaster $pid"
         kill -TERM "$pid" 2>/dev/null || true
         if ! wait_gone 15 "$pid"; then
             kill -KILL "$pid" 2>/dev/null || true
@@ -403,6 +465,29 @@ stop_pg() {
     wait_gone 10 "$pid" || true
     rm -f "$dir/pg.pid"
     cv_say "postgres stopped (pid $pid)"
+}
+
+# drop_pg DIR: stop DIR's cluster and delete it, wherever it lives, with its records in DIR.
+# A cluster outside DIR is deleted only when its checkout file names DIR.
+drop_pg() {
+    local dir=$1 data home owner=
+    [ -d "$dir" ] || return 0
+    stop_pg "$dir" || return 1
+    dir=$(cd "$dir" && pwd)
+    data=$(pg_datadir "$dir")
+    home=$(dirname "$data")
+    if [ "$data" = "$dir/pg" ]; then
+        rm -rf "$data" "$dir/pgsock"
+    elif [ -d "$home" ]; then
+        [ ! -r "$home/checkout" ] || read -r owner <"$home/checkout" || true
+        if [ "$owner" != "$dir" ] || ! [[ "$(basename "$home")" =~ ^[0-9a-f]{16}$ ]]; then
+            cv_err "not deleting $home: its checkout file does not name $dir"
+            return 1
+        fi
+        rm -rf "$home"
+        cv_say "deleted $home"
+    fi
+    rm -f "$dir/pg.datadir" "$dir/pg.port" "$dir/pg.logpath"
 }
 
 # ---- HTTP --------------------------------------------------------------------------------

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# scripts/stack.sh {up|down|run|status} - the whole Conveyor stack on this machine.
+# scripts/stack.sh {up|down|run|status|destroy} - the whole Conveyor stack on this machine.
 #
 #   up      redis (AOF) + PostgreSQL + migrate/seed + conveyor-sim + conveyor-api + 2 workers,
-#           all on 127.0.0.1, state and data under var/, logs in var/log/. Idempotent.
-#   down    stop everything up started (workers, api, sim, then postgres, redis); keeps var/.
+#           all on 127.0.0.1, state and data under var/, logs in var/log/. Idempotent. As
+#           root, when user postgres cannot enter the checkout (under /root, or a `mktemp -d`
+#           dir: both 0700), the PostgreSQL data lives in /var/lib/conveyor/<hash>/pg instead
+#           (see start_pg in scripts/lib.sh); the summary says where.
+#   down    stop everything up started (workers, api, sim, then postgres, redis); keeps the data.
+#   destroy down, then delete var/ and the PostgreSQL data directory.
 #   run     up, submit a demo batch (activations + 1000 noop jobs), show progress until every
 #           activation is SUCCESS or FAILED, print the outcome, then wait for Ctrl-C and go down.
 #   status  what runs, on which port.
@@ -112,6 +116,13 @@ write_env() {
     mv -f "$tmp" "$VAR/stack.env"
 }
 
+# pg_where: the PostgreSQL data directory, relative to the checkout when it is var/pg.
+pg_where() {
+    local d
+    d=$(pg_datadir "$VAR")
+    echo "${d#"$ROOT"/}"
+}
+
 summary() { # HEADLINE
     cat <<EOF
 conveyor: ${1:-stack is up}
@@ -119,7 +130,7 @@ conveyor: ${1:-stack is up}
   sim      http://127.0.0.1:$SIM_PORT      (log var/log/sim.log)
   workers  $NWORKERS x concurrency $CONCURRENCY   (logs var/log/worker-N.log)
   redis    127.0.0.1:$REDIS_PORT           (AOF in var/redis)
-  postgres postgresql://postgres@127.0.0.1:$PG_PORT/conveyor   (data in var/pg)
+  postgres postgresql://postgres@127.0.0.1:$PG_PORT/conveyor   (data in $(pg_where))
   env      . var/stack.env   (CONVEYOR_API_URL, CONVEYOR_API_KEY, ...)
   stop     make down
 EOF
@@ -213,14 +224,26 @@ cmd_down() {
     stop_pids "$VAR" 20 worker api sim
     stop_pg "$VAR"
     stop_redis "$VAR/redis"
-    echo "conveyor: stack is down (data kept in var/)"
+    local where
+    where=$(pg_where)
+    if [[ "$where" == var/* ]]; then where=; else where=" and $where"; fi
+    echo "conveyor: stack is down (data kept in var/$where)"
+}
+
+# cmd_destroy: down, then delete the stack's data: var/ and the PostgreSQL data directory,
+# wherever it lives.
+cmd_destroy() {
+    cmd_down
+    drop_pg "$VAR"
+    rm -rf "$VAR"
+    echo "conveyor: stack data deleted"
 }
 
 cmd_status() {
     local n pid port
     load_ports
     line() { printf '  %-9s %-8s %s\n' "$1" "$2" "$3"; }
-    echo "conveyor: stack in $VAR"
+    echo "conveyor: stack in $VAR (PostgreSQL data in $(pg_datadir "$VAR"))"
     if pid=$(pidfile_pid "$VAR/redis/redis.pid"); then
         line redis "pid $pid" "127.0.0.1:$REDIS_PORT"
     else line redis stopped ""; fi
@@ -427,13 +450,14 @@ up)
     cmd_up
     ;;
 down) cmd_down ;;
+destroy) cmd_destroy ;;
 run)
     trap on_signal INT TERM
     cmd_run
     ;;
 status) cmd_status ;;
 *)
-    echo "usage: $0 {up|down|run|status}" >&2
+    echo "usage: $0 {up|down|run|status|destroy}" >&2
     exit 2
     ;;
 esac

@@ -28,7 +28,7 @@ for f in "$INTEG" "$BIN_DIR/conveyorctl"; do
     [ -x "$f" ] || { cv_err "missing $f: run 'make san' first"; exit 1; }
 done
 
-T=$(mktemp -d "${TMPDIR:-/tmp}/conveyor-integ.XXXXXX")
+T=$(scratch_dir conveyor-integ)
 export CV_STATE_DIR=$T
 status=1
 tpid=
@@ -64,6 +64,7 @@ cleanup() {
     elif [ "${CONVEYOR_KEEP_TEST_DIR:-0}" = 1 ]; then
         echo "conveyor: test files kept in $T" >&2
     else
+        CV_QUIET=1 drop_pg "$T"
         rm -rf "$T"
     fi
     exit "$status"
