@@ -312,6 +312,17 @@ Test(api, workers_queues_health_and_metrics)
     hn_stop_stack(&st);
 }
 
+static int post_accepted(void *arg)
+{
+    int ok = 1;
+    for (int i = 0; i < 4 && ok; i++) {   /* new connections land on any loop */
+        struct hn_resp *r = req(arg, "POST", "/v1/jobs/noop", "{}", NULL);
+        ok = r->status == 202;
+        hn_resp_free(r);
+    }
+    return ok;
+}
+
 Test(api, redis_outage_gives_503_then_recovers)
 {
     struct hn_stack st;
@@ -329,6 +340,8 @@ Test(api, redis_outage_gives_503_then_recovers)
     char url[128];
     snprintf(url, sizeof(url), "%s/ready", st.api_url);
     cr_assert(hn_wait_http_ok(url, 10000), "the API reconnects to Redis");
+    /* /ready answered from one loop; every loop reconnects on its own */
+    cr_assert(hn_wait_until(post_accepted, &st, 10000, 50), "every loop reconnects");
     char *id = submit(&st, "/v1/jobs/noop", "{}", NULL, 202);
     char path[128];
     snprintf(path, sizeof(path), "/v1/jobs/%s", id);
