@@ -347,8 +347,6 @@ say "stack up: api $API_URL, sim $SIM_URL, redis :$REDIS_PORT, postgres :$PG_POR
     --users "$USERS" --offers "$OFFERS" --out "$T/acked.tsv" >"$LOG/load.out" 2>"$LOG/load.log" &
 LOADER=$!
 
-exec {SLEEP_FD}<> <(:)   # `read -t` on this never-ready pipe sleeps without a fork
-nap() { read -r -t "$1" -u "$SLEEP_FD" || true; }
 tick_now
 T0=$NOW
 tick=0 stop_at=-1 done_stop=0 done_redis=0 done_pg=0
@@ -358,7 +356,7 @@ while :; do
     wait_ms=$((T0 + tick * 1000 - NOW))
     if [ "$wait_ms" -gt 0 ]; then
         printf -v secs '%d.%03d' $((wait_ms / 1000)) $((wait_ms % 1000))
-        nap "$secs"
+        sleep "$secs"
     fi
     tick_now
     el=$(((NOW - T0) / 1000))
@@ -394,7 +392,7 @@ done
 for ((i = 0; i < 5; i++)); do
     prune_workers
     top_up
-    nap 1
+    sleep 1
     prune_workers
     [ ${#WPIDS[@]} -lt "$NWORKERS" ] || break
 done
