@@ -22,10 +22,11 @@ UNIT_SRC   := $(sort $(wildcard tests/unit/test_*.c))
 INTEG_SRC  := $(sort $(wildcard tests/integ/test_*.c))
 HARN_SRC   := tests/harness/harness.c
 BENCH_SRC  := $(sort $(wildcard bench/*.c))
+CHAOS_SRC  := $(sort $(wildcard tests/chaos/*.c))
 
 BINS = conveyor-api conveyor-worker conveyor-sim conveyorctl
 
-.PHONY: all san test unit integ bench run up down clean deps deps-ok servers
+.PHONY: all san test unit integ bench run up down clean deps deps-ok servers chaos
 all: $(addprefix bin/,$(BINS))
 
 # ---- dependencies --------------------------------------------------------
@@ -96,16 +97,25 @@ build/san/tests/freeport: tests/harness/freeport.c | deps-ok
 san: $(addprefix build/san/bin/,$(BINS)) build/san/unit_tests build/san/integ_tests build/san/tests/freeport
 
 # ---- tests ---------------------------------------------------------------
-# Unit tests, then integration tests: one make each, so that -j never runs them together.
+# Unit tests, then integration tests, then a short chaos run: one make each, so that -j
+# never runs them together.
 test: deps-ok all san
 	$(MAKE) unit
 	$(MAKE) integ
+	CHAOS_JOBS=1500 CHAOS_SECONDS=60 CHAOS_BIN=build/san/bin $(MAKE) chaos
 
 unit: build/san/unit_tests
 	build/san/unit_tests --jobs 2
 
 integ: san
 	bash tests/harness/run-integ.sh
+
+# the crash-consistency kit (tests/chaos/run-chaos.sh; knobs CHAOS_* in its header)
+build/san/tests/cv-chaos: $(CHAOS_SRC:%.c=build/san/%.o) build/san/libcommon.a
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN) -o $@ $^ $(LIBS)
+chaos: deps all build/san/tests/cv-chaos
+	bash tests/chaos/run-chaos.sh
 
 # ---- bench ---------------------------------------------------------------
 build/rel/bench/%: bench/%.c build/rel/libcommon.a | deps-ok

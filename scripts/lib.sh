@@ -97,6 +97,22 @@ scratch_dir() {
     echo "$d"
 }
 
+# start_on_free_port FUNCTION DIR: run `FUNCTION DIR PORT` (start_redis, start_pg) on a fresh
+# free port and print the port; a port lost to another process in between gets another try
+# (3 in all). The function's own output goes to stderr.
+start_on_free_port() {
+    local fn=$1 dir=$2 port try
+    for try in 1 2 3; do
+        port=$(free_port 1)
+        if CV_QUIET=1 "$fn" "$dir" "$port" >&2; then
+            echo "$port"
+            return 0
+        fi
+        cv_err "$fn on port $port failed (try $try of 3)"
+    done
+    return 1
+}
+
 # ---- process records ---------------------------------------------------------------------
 
 # proc_starttime PID: the process start time (field 22 of /proc/PID/stat), empty if gone.

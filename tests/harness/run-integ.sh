@@ -73,20 +73,6 @@ trap cleanup EXIT
 trap 'status=130; exit' INT
 trap 'status=143; exit' TERM
 
-# Start a server on a fresh free port; a port lost to another process gets a second try.
-start_on_free_port() { # FUNCTION DIR -> prints the port
-    local fn=$1 dir=$2 port try
-    for try in 1 2 3; do
-        port=$(free_port 1)
-        if CV_QUIET=1 "$fn" "$dir" "$port" >&2; then
-            echo "$port"
-            return 0
-        fi
-        cv_err "$fn on port $port failed (try $try of 3)"
-    done
-    return 1
-}
-
 REDIS_PORT=$(start_on_free_port start_redis "$T/redis")
 PG_PORT=$(start_on_free_port start_pg "$T")
 

@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# tests/chaos/selftest.sh - prove that `cv-chaos check` catches what it claims to catch.
+#
+# Run by run-chaos.sh when CHAOS_SELFTEST=1, after the real check, while its stack still runs
+# (env: T, TOOL, JOBS, SIM_URL, CONVEYOR_PG_DSN, CONVEYOR_REDIS_URL). It records the check's
+# verdicts as a baseline, then plants one defect at a time in Redis, PostgreSQL or the
+# simulator (a job that never finished, a lost job, a job that contradicts its transaction,
+# money moved without a status change, a second debit, held money, a dead letter missing,
+# a job dead before its last attempt, a noop dead, an activation the simulator made for no
+# transaction or for a rejected one) and asserts that the invariant meant to catch it now
+# fails, or fails with a different count when it already failed. Every defect but the
+# simulator ones is undone, and the verdicts must then equal the baseline again; the
+# simulator ones cannot be undone and come last. Exit 0 when every case was caught.
+set -euo pipefail
+: "${T:?}" "${TOOL:?}" "${JOBS:?}" "${SIM_URL:?}" "${CONVEYOR_PG_DSN:?}" "${CONVEYOR_REDIS_URL:?}"
+
+OUT=$T/selftest
+mkdir -p "$OUT"
+REDIS_PORT=${CONVEYOR_REDIS_URL##*:}
+fails=0 cases=0
+
+sql() { psql "$CONVEYOR_PG_DSN" -XtAq -v ON_ERROR_STOP=1 -c "$1"; }
+rcli() { redis-cli -p "$REDIS_PORT" "$@" >/dev/null; }
+
+check() { # NAME -> $OUT/NAME.out
+    "$TOOL" check --acked "$T/acked.tsv" --jobs "$JOBS" --sim "$SIM_URL" --drain-s 0 \
+        --held-wait-s 0 >"$OUT/$1.out" 2>"$OUT/$1.err" || true
+}
+
+# expect CASE INVARIANT...: each INVARIANT (the start of its verdict line) fails in CASE's
+# output, with a line other than the baseline's.
+expect() {
+    local case=$1 inv line base ok=1
+    shift
+    cases=$((cases + 1))
+    for inv in "$@"; do
+        line=$(grep -F "FAIL  $inv" "$OUT/$case.out" || true)
+        base=$(grep -F "$inv" "$OUT/baseline.out" || true)
+        if [ -z "$line" ] || [ "$line" = "$base" ]; then
+            echo "selftest: FAIL $case: '$inv' did not catch it"
+            ok=0
+        fi
+    done
+    if [ $ok = 1 ]; then echo "selftest: PASS $case"; else fails=$((fails + 1)); fi
+}
+
+verdicts() { grep -E '^(PASS|FAIL)  ' "$1" | sed 's/:.*//'; }
+
+TERMINAL="every acknowledged job is terminal"
+AGREE="activation job state agrees with its transaction"
+BALANCE="balance = initial - price x successes"
+DEBITS="one debit and at most one refund per transaction"
+SIM="one activation per transaction at the simulator"
+HELD="held money zero"
+DEAD="dead letters ="
+OUTAGE="no attempt spent on our own outage"
+
+check baseline
+NOOP=$(sql "SELECT id FROM chaos_jobs WHERE type = 'noop' AND state = 'succeeded' LIMIT 1")
+OK=$(sql "SELECT j.id FROM chaos_jobs j JOIN transactions t ON t.transaction_id = j.id
+          WHERE j.state = 'succeeded' AND t.status = 'SUCCESS' LIMIT 1")
+REJ=$(sql "SELECT j.id FROM chaos_jobs j JOIN transactions t ON t.transaction_id = j.id
+           WHERE j.state = 'failed' AND j.in_dead AND t.status = 'FAILED'
+           ORDER BY (t.error = 'insufficient balance') DESC LIMIT 1")
+if [ -z "$NOOP" ] || [ -z "$OK" ] || [ -z "$REJ" ]; then
+    echo "selftest: the run has no succeeded noop, succeeded activation or failed one"
+    exit 2
+fi
+
+rcli HSET "cv:job:$NOOP" state running
+check unfinished
+expect unfinished "$TERMINAL"
+rcli HSET "cv:job:$NOOP" state succeeded
+
+rcli RENAME "cv:job:$NOOP" cv:selftest:hidden
+check lost
+expect lost "$TERMINAL"
+rcli RENAME cv:selftest:hidden "cv:job:$NOOP"
+
+rcli HSET "cv:job:$OK" state failed
+rcli ZADD cv:dead 1 "$OK"
+check contradicts
+expect contradicts "$AGREE" "$DEAD"
+rcli HSET "cv:job:$OK" state succeeded
+rcli ZREM cv:dead "$OK"
+
+# Audit rows written by a case and by its undo are removed after the undo: the audit then
+# reads as if nothing happened.
+marks() { read -r TXSEQ LEDSEQ < <(sql "SELECT (SELECT coalesce(max(seq), 0) FROM chaos_txlog),
+    (SELECT coalesce(max(seq), 0) FROM chaos_ledger)" | tr '|' ' '); }
+unmark() {
+    sql "DELETE FROM chaos_txlog WHERE seq > $TXSEQ; DELETE FROM chaos_ledger WHERE seq > $LEDSEQ"
+}
+
+marks
+sql "UPDATE accounts SET balance = balance - 1 WHERE user_id = 50"
+check stolen
+expect stolen "$BALANCE" "$DEBITS"
+sql "UPDATE accounts SET balance = balance + 1 WHERE user_id = 50"
+unmark
+
+marks
+sql "BEGIN;
+     UPDATE transactions SET status = 'PROCESSING' WHERE transaction_id = '$OK';
+     UPDATE accounts a SET balance = a.balance - t.amount FROM transactions t
+      WHERE t.transaction_id = '$OK' AND a.user_id = t.user_id;
+     UPDATE transactions SET status = 'SUCCESS' WHERE transaction_id = '$OK';
+     COMMIT"
+check debit-twice
+expect debit-twice "$DEBITS" "$BALANCE"
+sql "UPDATE accounts a SET balance = a.balance + t.amount FROM transactions t
+      WHERE t.transaction_id = '$OK' AND a.user_id = t.user_id"
+unmark
+
+marks
+HELDID=$(cat /proc/sys/kernel/random/uuid)
+sql "BEGIN;
+     INSERT INTO transactions (transaction_id, user_id, offer_id, amount, status)
+     VALUES ('$HELDID', 50, 1, 5.00, 'PROCESSING');
+     UPDATE accounts SET balance = balance - 5.00 WHERE user_id = 50;
+     COMMIT"
+check held
+expect held "$HELD" "$BALANCE"
+sql "BEGIN; DELETE FROM transactions WHERE transaction_id = '$HELDID';
+     UPDATE accounts SET balance = balance + 5.00 WHERE user_id = 50; COMMIT"
+unmark
+
+SCORE=$(redis-cli -p "$REDIS_PORT" ZSCORE cv:dead "$REJ")
+rcli ZREM cv:dead "$REJ"
+check unlisted
+expect unlisted "$DEAD"
+rcli ZADD cv:dead "$SCORE" "$REJ"
+
+rcli HSET "cv:job:$REJ" state dead
+check dead-early
+expect dead-early "$DEAD" "$AGREE"
+rcli HSET "cv:job:$REJ" state failed
+
+rcli HSET "cv:job:$NOOP" state dead attempt 5 max_attempts 5
+rcli ZADD cv:dead 1 "$NOOP"
+check noop-dead
+expect noop-dead "$OUTAGE"
+rcli HSET "cv:job:$NOOP" state succeeded attempt 1
+rcli ZREM cv:dead "$NOOP"
+
+check undone
+cases=$((cases + 1))
+if [ "$(verdicts "$OUT/undone.out")" = "$(verdicts "$OUT/baseline.out")" ]; then
+    echo "selftest: PASS every defect undone: the verdicts equal the baseline again"
+else
+    echo "selftest: FAIL the verdicts differ from the baseline after the undo"
+    diff <(verdicts "$OUT/baseline.out") <(verdicts "$OUT/undone.out") || true
+    fails=$((fails + 1))
+fi
+
+# The simulator keeps what it was told: these two come last (no injected errors now).
+curl -fsS -o /dev/null -X POST "$SIM_URL/admin/config" -H 'Content-Type: application/json' \
+    -d '{"error_rate":0}'
+curl -fsS -o /dev/null -X POST "$SIM_URL/activate" -H 'Content-Type: application/json' \
+    -d "{\"transaction_id\":\"$(cat /proc/sys/kernel/random/uuid)\",\"user_id\":1,\"offer_id\":1}"
+check stray-activation
+expect stray-activation "$SIM"
+
+if [ "$(sql "SELECT error FROM transactions WHERE transaction_id = '$REJ'")" = \
+    "insufficient balance" ]; then
+    curl -fsS -o /dev/null -X POST "$SIM_URL/activate" -H 'Content-Type: application/json' \
+        -d "{\"transaction_id\":\"$REJ\",\"user_id\":1,\"offer_id\":1}"
+    check rejected-activated
+    expect rejected-activated "$SIM"
+else
+    echo "selftest: skip rejected-activated: no activation was rejected for its balance"
+fi
+
+echo "selftest: $((cases - fails)) of $cases cases caught; outputs in $OUT"
+[ "$fails" -eq 0 ]
