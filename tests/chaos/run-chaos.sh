@@ -65,7 +65,7 @@ for f in "$TOOL" "$BIN/conveyorctl" "$BIN/conveyor-api" "$BIN/conveyor-worker" \
     [ -x "$f" ] || { cv_err "missing $f: run 'make all build/san/tests/cv-chaos' first"; exit 2; }
 done
 
-T=$(mktemp -d "${TMPDIR:-/tmp}/conveyor-chaos.XXXXXX")
+T=$(scratch_dir conveyor-chaos)
 LOG=$T/log
 mkdir -p "$LOG"
 export CV_STATE_DIR=$T
@@ -170,6 +170,8 @@ start_stack() {
 
     export CONVEYOR_ACTIVATION_URL=$SIM_URL
     export CONVEYOR_VISIBILITY_TIMEOUT_MS=$VIS_MS CONVEYOR_RECLAIM_INTERVAL_MS=1000
+    # held money is looked at after 5 s, every second: the check waits CHAOS_HELD_WAIT_S
+    export CONVEYOR_RECONCILE_HELD_AFTER_S=5 CONVEYOR_RECONCILE_INTERVAL_MS=1000
     top_up
     [ ${#WPIDS[@]} -eq "$NWORKERS" ] || die "the workers did not start"
 }
@@ -303,8 +305,10 @@ crash_pg() { # ELAPSED_S  (in a background subshell)
     local pid t0
     tick_now
     t0=$NOW
-    as_pg "$(pg_bindir)/pg_ctl" -D "$T/pg" -l "$T/pg.log" -m immediate -w -t 60 restart \
-        >>"$LOG/chaos.log" 2>&1 || die "pg_ctl restart -m immediate failed (see $T/pg.log)"
+    # no -l: the restarted server writes to the log descriptor opened here, as start_pg's
+    # does (user postgres may not be able to open the file itself)
+    as_pg "$(pg_bindir)/pg_ctl" -D "$T/pg" -m immediate -w -t 60 restart \
+        >>"$T/pg.log" 2>&1 </dev/null || die "pg_ctl restart -m immediate failed (see $T/pg.log)"
     pid=$(head -n 1 "$T/pg/postmaster.pid")
     record_pid "$T/pg.pid" "$pid"
     touch "$T/restarted.pg"
