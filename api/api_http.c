@@ -236,11 +236,21 @@ static void on_output(struct evbuffer *buf, const struct evbuffer_cb_info *info,
     if (info->n_added > total)
         return;
     size_t start = total - info->n_added;
-    if (evbuffer_ptr_set(buf, &p, start, EVBUFFER_PTR_SET) != 0 ||
-        evbuffer_copyout_from(buf, &p, peek, sizeof(peek)) != (ev_ssize_t)sizeof(peek) ||
-        memcmp(peek, page, sizeof(peek)) != 0)
-        return;
-    rewrite_error_page(arg, buf, start);
+    /* libevent 2.1's bufferevent_writecb freezes the start of the output
+     * again after each write, so from a connection's second reply on, copying
+     * out and draining failed and the page went out as HTML (found by
+     * tests/fuzz/fuzz_http). Lift the freeze while we look (the bufferevent
+     * lifts it itself to write) and put it back as it was. */
+    char c;
+    int frozen = evbuffer_copyout(buf, &c, 1) < 0;
+    if (frozen)
+        evbuffer_unfreeze(buf, 1);
+    if (evbuffer_ptr_set(buf, &p, start, EVBUFFER_PTR_SET) == 0 &&
+        evbuffer_copyout_from(buf, &p, peek, sizeof(peek)) == (ev_ssize_t)sizeof(peek) &&
+        memcmp(peek, page, sizeof(peek)) == 0)
+        rewrite_error_page(arg, buf, start);
+    if (frozen)
+        evbuffer_freeze(buf, 1);
 }
 
 static struct bufferevent *make_bev(struct event_base *base, void *arg)
