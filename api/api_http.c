@@ -170,15 +170,20 @@ static __thread int rewriting;
 
 static void rewrite_error_page(struct api_thread *t, struct evbuffer *buf, size_t body_at)
 {
-    char head[13];
+    /* evhttp echoes the request's version, any digits ("HTTP/1.11 501") */
+    char head[32];
     size_t total = evbuffer_get_length(buf);
-    if (evbuffer_copyout(buf, head, sizeof(head)) != (ev_ssize_t)sizeof(head) ||
-        memcmp(head, "HTTP/1.", 7) != 0 || head[8] != ' ')
+    ev_ssize_t n = evbuffer_copyout(buf, head, sizeof(head) - 1);
+    if (n < 12)
+        return;
+    head[n] = '\0';
+    const char *sp = strchr(head, ' ');
+    if (memcmp(head, "HTTP/", 5) != 0 || !sp)
         return;
     struct evbuffer_ptr end = evbuffer_search(buf, "\r\n\r\n", 4, NULL);
     if (end.pos < 0 || (size_t)end.pos + 4 != body_at)
         return;                         /* not a lone response: leave it */
-    int status = atoi(head + 9);
+    int status = atoi(sp + 1);
     enum cv_rc rc;
     char msg[128];
     switch (status) {
