@@ -328,8 +328,18 @@ void api_reply(struct req *r, int status, const char *content_type, const char *
     evhttp_add_header(h, "Content-Type", content_type);
     if (t->stopping)
         evhttp_add_header(h, "Connection", "close");
-    if (len)
-        evbuffer_add(evhttp_request_get_output_buffer(hr), body, len);
+    /* libevent 2.1 gives HEAD and CONNECT replies no Content-Length but still
+     * writes their body, and keeps a CONNECT connection open whatever it
+     * says: a keep-alive client (or a proxy) would read the body as the start
+     * of the next reply (found by tests/fuzz/fuzz_http). HEAD gets no body,
+     * as HTTP says; every other reply states its length itself. */
+    if (evhttp_request_get_command(hr) != EVHTTP_REQ_HEAD) {
+        char cl[24];
+        snprintf(cl, sizeof(cl), "%zu", len);
+        evhttp_add_header(h, "Content-Length", cl);
+        if (len)
+            evbuffer_add(evhttp_request_get_output_buffer(hr), body, len);
+    }
     evhttp_send_reply(hr, status, api_status_reason(status), NULL);
 }
 
