@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <libconfig.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,14 +92,17 @@ static int set_row(struct cfg *c, const struct cfg_row *r, const char *v, const 
     char *end;
     errno = 0;
     double d = strtod(v, &end);
-    if (errno || end == v || *end != '\0' || (r->type == T_INT && d != (double)(long)d)) {
-        fprintf(stderr, "conveyor: %s: %s: not a %s: '%s'\n", where, r->key,
-                r->type == T_INT ? "whole number" : "number", v);
-        return -1;
-    }
-    if (d < r->min || d > r->max) {
+    /* the range first: (long)d of 1e300, inf or nan is undefined, and nan
+     * passes any comparison (found by tests/fuzz/fuzz_cfg) */
+    int bad = errno || end == v || *end != '\0' || isnan(d);
+    if (!bad && (d < r->min || d > r->max)) {
         fprintf(stderr, "conveyor: %s: %s: must be %g..%g (got %s)\n", where, r->key, r->min,
                 r->max, v);
+        return -1;
+    }
+    if (bad || (r->type == T_INT && d != (double)(long)d)) {
+        fprintf(stderr, "conveyor: %s: %s: not a %s: '%s'\n", where, r->key,
+                r->type == T_INT ? "whole number" : "number", v);
         return -1;
     }
     if (r->type == T_INT)
