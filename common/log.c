@@ -30,7 +30,10 @@ const char *log_str(char buf[LOG_STR_MAX], const char *s)
 {
     size_t o = 0;
     buf[o++] = '"';
-    for (; s && *s && o < LOG_STR_MAX - 6; s++) {
+    /* room for the widest step (\xNN, 4 bytes) plus "..", the quote and the
+     * NUL: with - 6 a control character at offset 249 wrote one byte past
+     * (issue 5; seen again by tests/fuzz/fuzz_json) */
+    for (; s && *s && o < LOG_STR_MAX - 7; s++) {
         unsigned char c = (unsigned char)*s;
         if (c == '"' || c == '\\') {
             buf[o++] = '\\';
