@@ -202,7 +202,9 @@ static int load_file_keys(struct cfg *c, config_t *lc, const char *path)
         }
         struct cfg_api_key *k = &c->api_keys[c->napi_keys];
         memset(k, 0, sizeof(*k));
-        if (!config_setting_lookup_string(e, "name", &name) || strlen(name) >= sizeof(k->name) ||
+        /* an empty name is refused here as in CONVEYOR_API_KEYS (fuzz_cfg) */
+        if (!config_setting_lookup_string(e, "name", &name) || !*name ||
+            strlen(name) >= sizeof(k->name) ||
             !config_setting_lookup_string(e, "sha256", &sha) ||
             parse_sha(sha, strlen(sha), k->sha256)) {
             fprintf(stderr,

@@ -125,3 +125,17 @@ Test(cfg, non_finite_numbers_are_refused, .init = cr_redirect_stderr)
         unsetenv(bad[i][0]);
     }
 }
+
+/* Found by tests/fuzz/fuzz_cfg: a file key with name "" was accepted (the
+ * environment's keys already needed a name). */
+Test(cfg, file_key_needs_a_name, .init = cr_redirect_stderr)
+{
+    clear_env();
+    struct cfg c;
+    char *p = write_tmp("api_keys = ( { name = \"\"; sha256 = "
+                        "\"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"; "
+                        "types = [\"*\"]; } );\n");
+    cr_expect_eq(cfg_load(&c, p), -1);
+    cfg_cleanup(&c);
+    unlink(p);
+}
