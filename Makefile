@@ -109,4 +109,6 @@ down:
 clean:
 	rm -rf build bin
 
+include tests/fuzz/fuzz.mk
+
 -include $(shell find build -name '*.d' 2>/dev/null)

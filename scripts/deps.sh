@@ -4,6 +4,7 @@ set -euo pipefail
 pkgs=(build-essential pkg-config libhiredis-dev libevent-dev libcurl4-openssl-dev libcjson-dev
       libpq-dev libconfig-dev libssl-dev libcriterion-dev librdkafka-dev redis-server
       postgresql-15 curl)
+pkgs+=("$@")   # extra packages for one target (make fuzz: clang libclang-rt-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
