@@ -137,4 +137,6 @@ down:
 clean:
 	rm -rf build bin
 
+include tests/fuzz/fuzz.mk
+
 -include $(shell find build -name '*.d' 2>/dev/null)

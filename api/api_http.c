@@ -170,15 +170,20 @@ static __thread int rewriting;
 
 static void rewrite_error_page(struct api_thread *t, struct evbuffer *buf, size_t body_at)
 {
-    char head[13];
+    /* evhttp echoes the request's version, any digits ("HTTP/1.11 501") */
+    char head[32];
     size_t total = evbuffer_get_length(buf);
-    if (evbuffer_copyout(buf, head, sizeof(head)) != (ev_ssize_t)sizeof(head) ||
-        memcmp(head, "HTTP/1.", 7) != 0 || head[8] != ' ')
+    ev_ssize_t n = evbuffer_copyout(buf, head, sizeof(head) - 1);
+    if (n < 12)
+        return;
+    head[n] = '\0';
+    const char *sp = strchr(head, ' ');
+    if (memcmp(head, "HTTP/", 5) != 0 || !sp)
         return;
     struct evbuffer_ptr end = evbuffer_search(buf, "\r\n\r\n", 4, NULL);
     if (end.pos < 0 || (size_t)end.pos + 4 != body_at)
         return;                         /* not a lone response: leave it */
-    int status = atoi(head + 9);
+    int status = atoi(sp + 1);
     enum cv_rc rc;
     char msg[128];
     switch (status) {
@@ -236,11 +241,21 @@ static void on_output(struct evbuffer *buf, const struct evbuffer_cb_info *info,
     if (info->n_added > total)
         return;
     size_t start = total - info->n_added;
-    if (evbuffer_ptr_set(buf, &p, start, EVBUFFER_PTR_SET) != 0 ||
-        evbuffer_copyout_from(buf, &p, peek, sizeof(peek)) != (ev_ssize_t)sizeof(peek) ||
-        memcmp(peek, page, sizeof(peek)) != 0)
-        return;
-    rewrite_error_page(arg, buf, start);
+    /* libevent 2.1's bufferevent_writecb freezes the start of the output
+     * again after each write, so from a connection's second reply on, copying
+     * out and draining failed and the page went out as HTML (found by
+     * tests/fuzz/fuzz_http). Lift the freeze while we look (the bufferevent
+     * lifts it itself to write) and put it back as it was. */
+    char c;
+    int frozen = evbuffer_copyout(buf, &c, 1) < 0;
+    if (frozen)
+        evbuffer_unfreeze(buf, 1);
+    if (evbuffer_ptr_set(buf, &p, start, EVBUFFER_PTR_SET) == 0 &&
+        evbuffer_copyout_from(buf, &p, peek, sizeof(peek)) == (ev_ssize_t)sizeof(peek) &&
+        memcmp(peek, page, sizeof(peek)) == 0)
+        rewrite_error_page(arg, buf, start);
+    if (frozen)
+        evbuffer_freeze(buf, 1);
 }
 
 static struct bufferevent *make_bev(struct event_base *base, void *arg)
@@ -313,8 +328,18 @@ void api_reply(struct req *r, int status, const char *content_type, const char *
     evhttp_add_header(h, "Content-Type", content_type);
     if (t->stopping)
         evhttp_add_header(h, "Connection", "close");
-    if (len)
-        evbuffer_add(evhttp_request_get_output_buffer(hr), body, len);
+    /* libevent 2.1 gives HEAD and CONNECT replies no Content-Length but still
+     * writes their body, and keeps a CONNECT connection open whatever it
+     * says: a keep-alive client (or a proxy) would read the body as the start
+     * of the next reply (found by tests/fuzz/fuzz_http). HEAD gets no body,
+     * as HTTP says; every other reply states its length itself. */
+    if (evhttp_request_get_command(hr) != EVHTTP_REQ_HEAD) {
+        char cl[24];
+        snprintf(cl, sizeof(cl), "%zu", len);
+        evhttp_add_header(h, "Content-Length", cl);
+        if (len)
+            evbuffer_add(evhttp_request_get_output_buffer(hr), body, len);
+    }
     evhttp_send_reply(hr, status, api_status_reason(status), NULL);
 }
 

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <libconfig.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,14 +106,17 @@ static int set_row(struct cfg *c, const struct cfg_row *r, const char *v, const 
     char *end;
     errno = 0;
     double d = strtod(v, &end);
-    if (errno || end == v || *end != '\0' || (r->type == T_INT && d != (double)(long)d)) {
-        fprintf(stderr, "conveyor: %s: %s: not a %s: '%s'\n", where, r->key,
-                r->type == T_INT ? "whole number" : "number", v);
-        return -1;
-    }
-    if (d < r->min || d > r->max) {
+    /* the range first: (long)d of 1e300, inf or nan is undefined, and nan
+     * passes any comparison (found by tests/fuzz/fuzz_cfg) */
+    int bad = errno || end == v || *end != '\0' || isnan(d);
+    if (!bad && (d < r->min || d > r->max)) {
         fprintf(stderr, "conveyor: %s: %s: must be %g..%g (got %s)\n", where, r->key, r->min,
                 r->max, v);
+        return -1;
+    }
+    if (bad || (r->type == T_INT && d != (double)(long)d)) {
+        fprintf(stderr, "conveyor: %s: %s: not a %s: '%s'\n", where, r->key,
+                r->type == T_INT ? "whole number" : "number", v);
         return -1;
     }
     if (r->type == T_INT)
@@ -212,7 +216,9 @@ static int load_file_keys(struct cfg *c, config_t *lc, const char *path)
         }
         struct cfg_api_key *k = &c->api_keys[c->napi_keys];
         memset(k, 0, sizeof(*k));
-        if (!config_setting_lookup_string(e, "name", &name) || strlen(name) >= sizeof(k->name) ||
+        /* an empty name is refused here as in CONVEYOR_API_KEYS (fuzz_cfg) */
+        if (!config_setting_lookup_string(e, "name", &name) || !*name ||
+            strlen(name) >= sizeof(k->name) ||
             !config_setting_lookup_string(e, "sha256", &sha) ||
             parse_sha(sha, strlen(sha), k->sha256)) {
             fprintf(stderr,

@@ -7,17 +7,31 @@
 
 #include "mem.h"
 
+/* 1 when every number under node is finite. cJSON reads 1e999 as inf and
+ * prints inf as null: a payload kept as text would differ from one printed
+ * from the tree (batch elements), and the worker would read inf. */
+static int all_finite(const cJSON *node)
+{
+    if (cJSON_IsNumber(node))
+        return isfinite(node->valuedouble);
+    for (const cJSON *c = node->child; c; c = c->next)
+        if (!all_finite(c))
+            return 0;
+    return 1;
+}
+
 cJSON *json_parse(const char *s, size_t len)
 {
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(s, len, &end, 0);
     if (!root)
         return NULL;
-    /* reject trailing garbage after the value (whitespace is fine) */
+    /* reject trailing garbage after the value (whitespace is fine), a NUL
+     * included: "{}\0junk" is not JSON (found by tests/fuzz/fuzz_json) */
     while (end && (size_t)(end - s) < len &&
            (*end == ' ' || *end == '\n' || *end == '\r' || *end == '\t'))
         end++;
-    if (end && (size_t)(end - s) < len && *end != '\0') {
+    if (!end || (size_t)(end - s) < len || !all_finite(root)) {
         cJSON_Delete(root);
         return NULL;
     }

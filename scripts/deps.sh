@@ -2,7 +2,8 @@
 # scripts/deps.sh [--check] [GROUP...] - the Debian packages Conveyor needs.
 #
 # GROUPs: build (compiler, pkg-config, the -dev libraries, Criterion), run (redis-server,
-# PostgreSQL 15, curl), bench (wrk). No GROUP: all of them.
+# PostgreSQL 15, curl), bench (wrk), fuzz (clang and its runtimes: make fuzz). No GROUP:
+# build, run and bench.
 #   default   install what is missing with apt-get (as root, else through sudo).
 #   --check   install nothing: name what is missing and how to get it, then exit 1.
 # Silent and quick (one dpkg-query) when nothing is missing: the Makefile runs it before every
@@ -20,7 +21,8 @@ for g in "$@"; do
                   libcjson-dev libpq-dev libconfig-dev libssl-dev libcriterion-dev librdkafka-dev) ;;
     run) pkgs+=(redis-server postgresql-15 curl) ;;
     bench) pkgs+=(wrk) ;;
-    *) echo "usage: $0 [--check] [build|run|bench]..." >&2; exit 2 ;;
+    fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
+    *) echo "usage: $0 [--check] [build|run|bench|fuzz]..." >&2; exit 2 ;;
     esac
 done
 

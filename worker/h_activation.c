@@ -95,6 +95,17 @@ out:
     return rc;
 }
 
+int h_activation_parse(const struct job *j, char txn[UUID_STR_LEN], int64_t *user_id,
+                       int64_t *offer_id, const char **field)
+{
+    struct act a = { .valid = 0 };
+    int rc = parse(j, &a, field);
+    memcpy(txn, a.txn, UUID_STR_LEN);
+    *user_id = a.user_id;
+    *offer_id = a.offer_id;
+    return rc;
+}
+
 /* Append one element to a PostgreSQL array literal, quoted and escaped. */
 static void arr_add(struct sbuf *b, const char *v)
 {

@@ -52,6 +52,10 @@ const struct wrk_handler *wrk_handler_find(const char *type);
 
 void h_noop(struct wrk_ctx *ctx, struct job **jobs, size_t n, struct wrk_result *res);
 void h_activation(struct wrk_ctx *ctx, struct job **jobs, size_t n, struct wrk_result *res);
+/* h_activation's payload check on its own (tests/fuzz/fuzz_job.c): 0 and the
+ * lower-cased transaction id, user and offer when j's payload is valid. */
+int h_activation_parse(const struct job *j, char txn[UUID_STR_LEN], int64_t *user_id,
+                       int64_t *offer_id, const char **field);
 
 /* Set the result with a formatted error. */
 void wrk_fail(struct wrk_result *r, enum cv_rc rc, const char *fmt, ...)

@@ -106,3 +106,36 @@ Test(cfg, api_keys_from_env_and_file, .init = clear_env)
     cr_assert_eq(cfg_parse_api_key("x:zz:*", &k), -1);
     cr_assert_eq(cfg_parse_api_key("nocolon", &k), -1);
 }
+
+/* Found by tests/fuzz/fuzz_cfg: (long)1e300 was undefined behaviour, and nan
+ * passed the range check. */
+Test(cfg, non_finite_numbers_are_refused, .init = cr_redirect_stderr)
+{
+    static const char *const bad[][2] = {
+        { "CONVEYOR_HTTP_THREADS", "1e300" }, { "CONVEYOR_HTTP_PORT", "inf" },
+        { "CONVEYOR_SIM_ERROR_RATE", "nan" }, { "CONVEYOR_SIM_TIMEOUT_RATE", "-nan" },
+        { "CONVEYOR_CONCURRENCY", "-1e19" },
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct cfg c;
+        clear_env();
+        setenv(bad[i][0], bad[i][1], 1);
+        cr_expect_eq(cfg_load(&c, NULL), -1, "%s=%s was accepted", bad[i][0], bad[i][1]);
+        cfg_cleanup(&c);
+        unsetenv(bad[i][0]);
+    }
+}
+
+/* Found by tests/fuzz/fuzz_cfg: a file key with name "" was accepted (the
+ * environment's keys already needed a name). */
+Test(cfg, file_key_needs_a_name, .init = cr_redirect_stderr)
+{
+    clear_env();
+    struct cfg c;
+    char *p = write_tmp("api_keys = ( { name = \"\"; sha256 = "
+                        "\"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"; "
+                        "types = [\"*\"]; } );\n");
+    cr_expect_eq(cfg_load(&c, p), -1);
+    cfg_cleanup(&c);
+    unlink(p);
+}

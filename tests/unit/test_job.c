@@ -3,6 +3,7 @@
 
 #include "clock.h"
 #include "job.h"
+#include "json.h"
 #include "retry.h"
 #include "sbuf.h"
 #include "uuid.h"
@@ -130,4 +131,21 @@ Test(sbuf, json_escaping)
     cr_assert_eq(len, 4);
     free(p);
     sbuf_cleanup(&b);
+}
+
+/* Found by tests/fuzz/fuzz_json: bytes after a NUL passed as "end of text",
+ * and 1e999 parsed as inf (printed back as null). */
+Test(json, parse_refuses_nul_tail_and_non_finite)
+{
+    static const char *const bad[] = { "{}\0junk", "[1]\0", "{\"a\":1e999}", "[-1e400]",
+                                       "{\"a\":[{\"b\":1E11111}]}" };
+    static const size_t len[] = { 7, 4, 11, 8, 21 };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        cJSON *j = json_parse(bad[i], len[i]);
+        cr_expect_null(j, "accepted '%s'", bad[i]);
+        cJSON_Delete(j);
+    }
+    cJSON *ok = json_parse("{\"a\":[1e308,-0.5]} \n", 20);
+    cr_expect_not_null(ok);
+    cJSON_Delete(ok);
 }
