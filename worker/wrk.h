@@ -47,6 +47,10 @@ struct wrk_handler {
                                * unsettled (money): such a job ends dead and held */
 };
 
+/* How the poison-job guard's last_error begins (wrk_loop.c): the reconciler does not
+ * replay such a job by itself, since replaying it would kill workers again. */
+#define WRK_POISON_ERROR "delivered "
+
 /* NULL when no handler serves type. */
 const struct wrk_handler *wrk_handler_find(const char *type);
 

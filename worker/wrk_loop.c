@@ -106,8 +106,8 @@ static void run_batch(struct wrk *w, struct job **jobs, size_t n)
             if (jobs[k]->deliveries > (int64_t)w->cfg->max_deliveries) {
                 const struct wrk_handler *ph = wrk_handler_find(jobs[k]->type);
                 wrk_fail(&res[k], CV_ERR_PERMANENT,
-                         "delivered %lld times in a row without settling (its worker died or "
-                         "stalled each time); replay it once the cause is fixed",
+                         WRK_POISON_ERROR "%lld times in a row without settling (its worker "
+                         "died or stalled each time); replay it once the cause is fixed",
                          (long long)jobs[k]->deliveries);
                 res[k].held = ph && ph->holds_effects;
                 poison[k] = 1;

@@ -12,7 +12,10 @@
  *  1. Transactions PROCESSING and untouched for reconcile.held_after_s (every
  *     delivery touches updated_at, so an untouched row has no job working on
  *     it) are looked up in the broker:
- *       - the job is dead or failed -> it is replayed (a new life);
+ *       - the job is dead or failed -> it is replayed (a new life), unless the
+ *                                      poison-job guard stopped it: replaying it
+ *                                      would kill workers again, so it stays held
+ *                                      for an operator (`conveyorctl held`);
  *       - the job is gone           -> a job with the same id (= transaction id)
  *                                      is published again from the row;
  *       - the job is live           -> left alone (it is waiting for a retry).
@@ -56,14 +59,17 @@ static const char FIGURES_SQL[] =
 struct look {
     enum cv_rc rc;
     enum job_state state;
+    int poison;
 };
 
 static void on_status(void *arg, enum cv_rc rc, const struct job_status *st)
 {
     struct look *l = arg;
     l->rc = rc;
-    if (rc == CV_OK)
+    if (rc == CV_OK) {
         l->state = st->state;
+        l->poison = strncmp(st->last_error, WRK_POISON_ERROR, strlen(WRK_POISON_ERROR)) == 0;
+    }
 }
 
 static void on_done(void *arg, enum cv_rc rc)
@@ -99,7 +105,7 @@ static enum cv_rc requeue(struct wrk *w, const char *txn, const char *user, cons
 }
 
 /* Pass 1: every held transaction gets a live job again. */
-static void revive(struct wrk *w, int *replayed, int *requeued, int *live)
+static void revive(struct wrk *w, int *replayed, int *requeued, int *live, int *poison)
 {
     char secs[24], lim[24];
     enum cv_rc rc;
@@ -109,7 +115,7 @@ static void revive(struct wrk *w, int *replayed, int *requeued, int *live)
     struct db_res *r = db_exec(w->ctx.db, HELD_SQL, 2, params, &rc);
     for (int i = 0; r && i < db_res_rows(r); i++) {
         const char *txn = db_res_get(r, i, 0);
-        struct look l = { CV_ERR_INTERNAL, JOB_STATE_QUEUED };
+        struct look l = { CV_ERR_INTERNAL, JOB_STATE_QUEUED, 0 };
         broker_get(w->broker, txn, on_status, &l);
         enum cv_rc act = CV_OK;
         const char *evt = NULL;
@@ -117,6 +123,12 @@ static void revive(struct wrk *w, int *replayed, int *requeued, int *live)
             act = requeue(w, txn, db_res_get(r, i, 1), db_res_get(r, i, 2));
             evt = "reconcile.requeued";
             *requeued += act == CV_OK;
+        } else if (l.rc == CV_OK && l.poison &&
+                   (l.state == JOB_STATE_DEAD || l.state == JOB_STATE_FAILED)) {
+            /* stopped by the poison-job guard: replaying it would kill workers
+             * again; it stays held and listed for an operator */
+            (*poison)++;
+            LOG_WARN("reconcile.poison_held", "transaction_id=%s", txn);
         } else if (l.rc == CV_OK &&
                    (l.state == JOB_STATE_DEAD || l.state == JOB_STATE_FAILED)) {
             act = CV_ERR_INTERNAL;
@@ -208,11 +220,11 @@ void wrk_reconcile_tick(struct wrk *w)
         return;
     if (db_ensure(w->ctx.db))
         return;
-    int replayed = 0, requeued = 0, live = 0, cleared = 0;
-    revive(w, &replayed, &requeued, &live);
+    int replayed = 0, requeued = 0, live = 0, cleared = 0, poison = 0;
+    revive(w, &replayed, &requeued, &live, &poison);
     unhold(w, &cleared);
     figures(w);
-    if (replayed || requeued || cleared)
-        LOG_INFO("reconcile.pass", "replayed=%d requeued=%d waiting=%d unheld=%d", replayed,
-                 requeued, live, cleared);
+    if (replayed || requeued || cleared || poison)
+        LOG_INFO("reconcile.pass", "replayed=%d requeued=%d waiting=%d unheld=%d poison=%d",
+                 replayed, requeued, live, cleared, poison);
 }

@@ -495,11 +495,17 @@ Test(money, the_reconciler_settles_held_money_by_itself)
 static const char *const poison_env[] = {
     "CONVEYOR_VISIBILITY_TIMEOUT_MS=300", "CONVEYOR_RECLAIM_INTERVAL_MS=100",
     "CONVEYOR_BLOCK_MS=100", "CONVEYOR_HEARTBEAT_MS=200", "CONVEYOR_MAX_DELIVERIES=2",
-    "CONVEYOR_RECONCILE_INTERVAL_MS=3600000", NULL,
+    "CONVEYOR_RECONCILE_INTERVAL_MS=200", "CONVEYOR_RECONCILE_HELD_AFTER_S=1", NULL,
 };
 
+static int reconciler_saw_poison(void *p)
+{
+    return hn_log_has(p, "evt=reconcile.poison_held");
+}
+
 /* A job whose deliveries never settle (its workers die each time) is stopped by the
- * poison guard: dead, replayable, held since it moves money. */
+ * poison guard: dead, replayable, held since it moves money. The reconciler does not
+ * replay it (that would kill workers again): it stays held for an operator. */
 Test(money, the_poison_guard_buries_a_job_that_never_settles)
 {
     char txn[UUID_STR_LEN];
@@ -514,6 +520,11 @@ Test(money, the_poison_guard_buries_a_job_that_never_settles)
     cr_assert_eq(n, 1);
     cr_assert_eq(got[0]->deliveries, 2);
     job_free(got[0]);
+    /* as if a delivery had debited before its worker died */
+    hn_psql_exec(q("INSERT INTO transactions (transaction_id, user_id, offer_id, amount, status, "
+                   "lease_epoch, updated_at) VALUES ('%s', 42, 1, 5, 'PROCESSING', 2, "
+                   "now() - interval '1 hour')",
+                   txn));
     struct hn_stack st;
     struct hn_stack_opts o = act_opts(poison_env);
     hn_start_stack(&st, &o);
@@ -522,5 +533,13 @@ Test(money, the_poison_guard_buries_a_job_that_never_settles)
     cr_assert(strstr(l.st.last_error, "in a row without settling"), "%s", l.st.last_error);
     cr_assert_eq(l.st.held, 1);
     cr_assert_eq(sim_stat(&st, "calls"), 0, "the handler never ran");
+    cr_assert(hn_wait_until(reconciler_saw_poison, st.workers[0], 10000, 50),
+              "the reconciler never looked at the held transaction");
+    l = look(txn);
+    cr_assert_eq(l.st.state, JOB_STATE_DEAD, "not replayed by the reconciler");
+    cr_assert_eq(l.st.held, 1, "still held: its money is PROCESSING");
+    char *s = txn_status(txn);
+    cr_assert_str_eq(s, "PROCESSING");
+    free(s);
     hn_stop_stack(&st);
 }
