@@ -256,6 +256,8 @@ static void status_json(struct sbuf *b, const struct job_status *st)
     add_str_or_null(b, "state", job_state_str(st->state));
     sbuf_addf(b, ",\"attempt\":%d,\"max_attempts\":%d,\"epoch\":%" PRId64, st->attempt,
               st->max_attempts, st->epoch);
+    if (st->held)
+        sbuf_adds(b, ",\"held\":true");
     add_time(b, "created_at", st->created_ms);
     add_time(b, "updated_at", st->updated_ms);
     add_time(b, "not_before", st->not_before_ms);
@@ -330,7 +332,8 @@ static void on_dead(void *arg, enum cv_rc rc, const struct job_status *st, size_
     if (rc != CV_OK)
         return;
     for (size_t i = 0; i < n; i++) {
-        printf("%s %s %s %d ", st[i].id, st[i].type, job_state_str(st[i].state), st[i].attempt);
+        printf("%s %s %s%s %d ", st[i].id, st[i].type, job_state_str(st[i].state),
+               st[i].held ? "(held)" : "", st[i].attempt);
         print_line_safe(st[i].last_error);
         putchar('\n');
     }

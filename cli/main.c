@@ -32,7 +32,7 @@ static const char usage_text[] =
     "  status ID            the job's status as JSON\n"
     "  dead [--type T] [--limit N]\n"
     "                       dead-letter jobs, newest first (default limit 100):\n"
-    "                       id type state attempt last_error\n"
+    "                       id type state[(held)] attempt last_error\n"
     "  retry ID             put a dead or failed job back on its queue (a new life)\n"
     "  purge ID             delete a dead or failed job for good (refused while held)\n"
     "  held [--min-age-s N] money held: transactions PROCESSING for at least N s\n"
