@@ -89,11 +89,16 @@ struct api_thread {
 };
 
 /* ---- requests -------------------------------------------------------------- */
+/* Who may call a route: the one place where scopes are decided (the routing
+ * table in api_http.c). The key is checked before the body is looked at. */
 enum api_auth {
     API_AUTH_NONE,                /* open: health, ready, metrics */
-    API_AUTH_KEY,                 /* any valid key (handlers check type scope) */
-    API_AUTH_ADMIN,               /* an all-types key */
-    API_AUTH_ACTIVATION,          /* a key with the activation scope */
+    API_AUTH_PATH_TYPE,           /* the job type named by the path's {type}: 404 when
+                                   * unknown, 403 when the key may not use it */
+    API_AUTH_JOB_TYPE,            /* any key here; the handler shows the job only when the
+                                   * key may use its type, else 404 (ids cannot be probed) */
+    API_AUTH_ACTIVATION,          /* the activation scope (seed endpoints) */
+    API_AUTH_OPERATOR,            /* the operator scope (queues, workers, dead letters) */
 };
 
 typedef void (*api_handler)(struct req *r);
@@ -132,8 +137,13 @@ struct req {
     int type_idx;
     int scheduled;
     int64_t user_id, offer_id;
+    char txn_status[16];          /* a duplicate activation: its transaction's status */
     int writes_left;              /* pipelined writes not yet answered */
     int pending_err;              /* a pipelined write failed */
+    int pub_calling;              /* inside broker_publish (batch): a callback now = unsent */
+    int batch_idem;               /* the batch had an Idempotency-Key */
+    size_t batch_n;
+    char (*batch_ids)[UUID_STR_LEN]; /* the batch's ids, for an unknown-outcome reply */
     struct sbuf part[2];          /* /metrics pieces */
 };
 
@@ -180,17 +190,52 @@ void api_thread_free_http(struct api_thread *t);
 /* Register the HTTP metrics series (before met_freeze). */
 void api_http_metrics_init(struct api_global *g);
 
-/* api_pub.c */
+/* ---- submissions (api_jobs.c) ---------------------------------------------- */
+/* The request header that names the job id: the API sends it with an
+ * unknown-outcome reply, and the client sends it back with its retry. */
+#define API_JOB_ID_HEADER "Conveyor-Job-Id"
+
+/* What every enqueuing route accepts besides its body. */
+struct api_opts {
+    int64_t not_before_ms;            /* delay_ms or run_at; 0 = now */
+    int max_attempts;                 /* max_attempts, else the type's default */
+    const char *idem;                 /* Idempotency-Key, NULL when none (valid until the reply) */
+    char job_id[UUID_STR_LEN];        /* Conveyor-Job-Id lower-cased, "" when none */
+    char tp[JOB_TRACEPARENT_LEN];     /* traceparent given or new */
+};
+/* Query options (delay_ms, run_at, max_attempts) and the headers
+ * Idempotency-Key, Conveyor-Job-Id (single jobs only) and traceparent. The one
+ * parser for every route that enqueues. Returns 0, or -1 after a 400. */
+int api_opts_or_reply(struct req *r, const char *type, int single, struct api_opts *o);
+/* Give a new job what o says, r's producer (the key's name) and the
+ * idempotency key idem (may be NULL). Call before the payload is built: the
+ * job id may change. */
+void api_job_fill(struct req *r, struct job *j, const struct api_opts *o, int64_t now,
+                  const char *idem);
+
+/* ---- publishing (api_pub.c) ---------------------------------------------------- */
+enum api_pub_outcome {
+    API_PUB_NEW,                  /* enqueued */
+    API_PUB_DUP,                  /* an earlier job of this producer had the Idempotency-Key
+                                   * or the id: id is that job, nothing enqueued */
+    API_PUB_CONFLICT,             /* the id is a job of another type or producer: 409 */
+    API_PUB_UNSENT,               /* Redis unreachable: nothing sent, nothing enqueued: 503 */
+    API_PUB_UNKNOWN,              /* sent, no answer: enqueued or not, we cannot tell: 504 */
+};
+/* id: the job's id (for NEW, UNSENT, UNKNOWN) or the earlier job's (DUP). */
+typedef void (*api_pub_cb)(void *arg, enum api_pub_outcome o, const char *id);
+
 int api_pub_init(struct api_thread *t);
 /* Fails what is still queued (teardown only). */
 void api_pub_free(struct api_thread *t);
-/* broker_publish(t->broker, &job, 1, idempotency_ttl_s, cb, arg), coalesced
- * with the other single jobs of this loop turn into one broker call at the
- * end of the turn. Takes job. cb runs exactly once, possibly inline. */
-void api_publish_one(struct api_thread *t, struct job *job,
-                     void (*cb)(void *arg, enum cv_rc rc, const char *const *ids,
-                                const int *dup, size_t n),
-                     void *arg);
+/* broker_publish(t->broker, &job, 1, idempotency_ttl_s, ...), coalesced with
+ * the other single jobs of this loop turn into one broker call at the end of
+ * the turn. Takes job. cb runs exactly once, possibly inline. */
+void api_publish_one(struct api_thread *t, struct job *job, api_pub_cb cb, void *arg);
+/* The reply for CONFLICT (409), UNSENT (503) and UNKNOWN (504: names the id
+ * in the body and in a Conveyor-Job-Id header, and says how to retry).
+ * what: "job" or "activation". Uses r->id. */
+void api_reply_pub_failure(struct req *r, enum api_pub_outcome o, const char *what);
 
 /* api_err.c */
 struct api_err {
@@ -203,6 +248,12 @@ const struct api_err *api_err_lookup(enum cv_rc rc);
 const char *api_status_reason(int status);
 /* The JSON error body. */
 void api_err_json(struct sbuf *b, enum cv_rc rc, const char *message, const char *field);
+/* An error whose code is not an rc ("outcome_unknown"), with extra members
+ * (raw JSON text such as "\"id\":\"...\"", may be NULL) inside "error". */
+void api_err_json_extra(struct sbuf *b, const char *code, const char *message,
+                        const char *extra);
+#define API_CODE_OUTCOME_UNKNOWN "outcome_unknown"
+#define API_STATUS_OUTCOME_UNKNOWN 504
 
 /* ---- JSON helpers (api_http.c) --------------------------------------------- */
 /* Append "key":"value" / "key":n with a leading comma unless first. */

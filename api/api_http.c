@@ -95,26 +95,28 @@ static const struct api_route routes[] = {
     { EVHTTP_REQ_GET, "/ready", API_AUTH_NONE, api_h_ready, "GET /ready", 0 },
     { EVHTTP_REQ_GET, "/metrics", API_AUTH_NONE, api_h_metrics, "GET /metrics", 0 },
     { EVHTTP_REQ_GET, "/api/v1/health", API_AUTH_NONE, api_h_ready, "GET /api/v1/health", 0 },
-    { EVHTTP_REQ_POST, "/v1/jobs/{type}", API_AUTH_KEY, api_h_job_create,
+    { EVHTTP_REQ_POST, "/v1/jobs/{type}", API_AUTH_PATH_TYPE, api_h_job_create,
       "POST /v1/jobs/{type}", 0 },
-    { EVHTTP_REQ_GET, "/v1/jobs/{id}", API_AUTH_KEY, api_h_job_get, "GET /v1/jobs/{id}", 0 },
-    { EVHTTP_REQ_POST, "/v1/jobs/{type}/batch", API_AUTH_KEY, api_h_job_batch,
+    { EVHTTP_REQ_GET, "/v1/jobs/{id}", API_AUTH_JOB_TYPE, api_h_job_get, "GET /v1/jobs/{id}",
+      0 },
+    { EVHTTP_REQ_POST, "/v1/jobs/{type}/batch", API_AUTH_PATH_TYPE, api_h_job_batch,
       "POST /v1/jobs/{type}/batch", 0 },
-    { EVHTTP_REQ_GET, "/v1/dead", API_AUTH_ADMIN, api_h_dead_list, "GET /v1/dead", 0 },
-    { EVHTTP_REQ_POST, "/v1/dead/{id}/retry", API_AUTH_ADMIN, api_h_dead_retry,
+    { EVHTTP_REQ_GET, "/v1/dead", API_AUTH_OPERATOR, api_h_dead_list, "GET /v1/dead", 0 },
+    { EVHTTP_REQ_POST, "/v1/dead/{id}/retry", API_AUTH_OPERATOR, api_h_dead_retry,
       "POST /v1/dead/{id}/retry", 0 },
-    { EVHTTP_REQ_GET, "/v1/queues", API_AUTH_KEY, api_h_queues, "GET /v1/queues", 0 },
-    { EVHTTP_REQ_GET, "/v1/workers", API_AUTH_KEY, api_h_workers, "GET /v1/workers", 0 },
+    { EVHTTP_REQ_GET, "/v1/queues", API_AUTH_OPERATOR, api_h_queues, "GET /v1/queues", 0 },
+    { EVHTTP_REQ_GET, "/v1/workers", API_AUTH_OPERATOR, api_h_workers, "GET /v1/workers", 0 },
     { EVHTTP_REQ_POST, "/api/v1/activation", API_AUTH_ACTIVATION, api_h_activation_create,
       "POST /api/v1/activation/", 1 },
-    { EVHTTP_REQ_GET, "/api/v1/activation/status/{transaction_id}", API_AUTH_KEY,
+    { EVHTTP_REQ_GET, "/api/v1/activation/status/{transaction_id}", API_AUTH_ACTIVATION,
       api_h_activation_status, "GET /api/v1/activation/status/{transaction_id}/", 0 },
-    { EVHTTP_REQ_GET, "/api/v1/offers", API_AUTH_KEY, api_h_offers, "GET /api/v1/offers/", 0 },
-    { EVHTTP_REQ_GET, "/api/v1/offers/{id}", API_AUTH_KEY, api_h_offer,
+    { EVHTTP_REQ_GET, "/api/v1/offers", API_AUTH_ACTIVATION, api_h_offers,
+      "GET /api/v1/offers/", 0 },
+    { EVHTTP_REQ_GET, "/api/v1/offers/{id}", API_AUTH_ACTIVATION, api_h_offer,
       "GET /api/v1/offers/{id}/", 0 },
-    { EVHTTP_REQ_GET, "/api/v1/accounts/{user_id}", API_AUTH_KEY, api_h_account,
+    { EVHTTP_REQ_GET, "/api/v1/accounts/{user_id}", API_AUTH_ACTIVATION, api_h_account,
       "GET /api/v1/accounts/{user_id}/", 0 },
-    { EVHTTP_REQ_GET, "/api/v1/accounts/{user_id}/transactions", API_AUTH_KEY,
+    { EVHTTP_REQ_GET, "/api/v1/accounts/{user_id}/transactions", API_AUTH_ACTIVATION,
       api_h_account_transactions, "GET /api/v1/accounts/{user_id}/transactions/", 0 },
 };
 #define NROUTES ((int)(sizeof(routes) / sizeof(routes[0])))
@@ -493,6 +495,7 @@ void api_req_release(struct req *r)
     }
     sbuf_cleanup(&r->part[0]);
     sbuf_cleanup(&r->part[1]);
+    free(r->batch_ids);
     r->t->inflight--;
     free(r);
 }
@@ -506,9 +509,45 @@ static void on_conn_close(struct evhttp_connection *evcon, void *arg)
     r->http = NULL;
 }
 
+/* The route's scope (see enum api_auth). Returns 0, or -1 after replying. */
+static int scope_or_reply(struct req *r, const struct api_route *hit)
+{
+    const char *scope = NULL;
+    if (hit->auth == API_AUTH_NONE)
+        return 0;
+    if (auth_check(r->t->cfg, api_header(r, "Authorization"), &r->key) != CV_OK) {
+        api_reply_err(r, CV_ERR_AUTH, "missing or invalid API key", NULL);
+        return -1;
+    }
+    switch (hit->auth) {
+    case API_AUTH_PATH_TYPE: {
+        int ti = api_type_index(r->param[0]);
+        if (ti < 0) {
+            api_reply_err(r, CV_ERR_NOT_FOUND, "unknown job type", "type");
+            return -1;
+        }
+        r->type_idx = ti;
+        snprintf(r->type, sizeof(r->type), "%s", api_types[ti]);
+        scope = r->type;
+        break;
+    }
+    case API_AUTH_ACTIVATION: scope = AUTH_SCOPE_ACTIVATION; break;
+    case API_AUTH_OPERATOR: scope = AUTH_SCOPE_OPERATOR; break;
+    case API_AUTH_JOB_TYPE:
+    case API_AUTH_NONE: return 0;
+    }
+    if (!auth_allows(r->key, scope)) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "key not allowed for %s", scope);
+        api_reply_err(r, CV_ERR_FORBIDDEN, msg,
+                      hit->auth == API_AUTH_PATH_TYPE ? "type" : NULL);
+        return -1;
+    }
+    return 0;
+}
+
 static void route_or_reply(struct req *r)
 {
-    const struct cfg *cfg = r->t->cfg;
     const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(r->http);
     const char *path = u ? evhttp_uri_get_path(u) : NULL;
     size_t len = path ? strlen(path) : 0;
@@ -561,22 +600,8 @@ static void route_or_reply(struct req *r)
         r->param[i] = r->path + ps[i];
     }
 
-    if (hit->auth != API_AUTH_NONE) {
-        /* before the body is even looked at */
-        if (auth_check(cfg, api_header(r, "Authorization"), &r->key) != CV_OK) {
-            api_reply_err(r, CV_ERR_AUTH, "missing or invalid API key", NULL);
-            return;
-        }
-        if (hit->auth == API_AUTH_ADMIN && !auth_is_admin(r->key)) {
-            api_reply_err(r, CV_ERR_FORBIDDEN, "this endpoint needs an all-types key", NULL);
-            return;
-        }
-        if (hit->auth == API_AUTH_ACTIVATION && !auth_allows(r->key, AUTH_SCOPE_ACTIVATION)) {
-            api_reply_err(r, CV_ERR_FORBIDDEN, "key not allowed for activation", NULL);
-            return;
-        }
-    }
-    hit->fn(r);
+    if (scope_or_reply(r, hit) == 0)
+        hit->fn(r);
 }
 
 static void on_request(struct evhttp_request *hr, void *arg)
