@@ -23,6 +23,7 @@
 #define CV_API_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,10 +38,12 @@ struct event_base;
 struct evhttp;
 struct evhttp_bound_socket;
 struct evhttp_request;
+struct evbuffer;
 struct broker;
 struct db_async;
 struct rds_async;
 struct api_pubq;
+struct api_metrics;
 struct met;
 struct job_status;
 struct req;
@@ -62,6 +65,8 @@ struct api_global {
     int m_http;                   /* first conveyor_http_requests_total series */
     int m_enqueued[API_NTYPES];   /* conveyor_jobs_enqueued_total{type} */
     int m_act[API_ACT_N];         /* activation_requests_total{status} */
+    int m_conn_closed;            /* first conveyor_http_connections_closed_total series */
+    atomic_int nconns;            /* open client connections, all loops (the cap) */
 };
 
 /* One event loop. */
@@ -76,6 +81,7 @@ struct api_thread {
     struct db_async *db;          /* NULL when pg.dsn is empty */
     struct rds_async *rds;        /* activation hashes */
     struct api_pubq *pubq;        /* single-job publishes of this turn (api_pub.c) */
+    struct api_metrics *metrics;  /* /metrics cache (api_health.c) */
     struct event *stop_ev;        /* readable when main asks us to stop */
     struct event *drain_ev;       /* timer while draining */
     int stop_pipe[2];
@@ -83,10 +89,70 @@ struct api_thread {
     int inflight;                 /* struct req alive on this loop */
     int stopping;                 /* not accepting; replies say Connection: close */
     int closing;                  /* tearing down: callbacks start no new I/O */
+    struct api_conn *conns;       /* every connection guard of this loop */
+    struct api_conn **conn_by_fd; /* socket -> guard, for requests (api_conn.c) */
+    int conn_by_fd_cap;
     int64_t drain_deadline_ms;
     int64_t flush_until_ms;       /* idle while draining: stop at this time */
     pthread_t tid;
 };
+
+/* ---- HTTP framing (api_frame.c) -------------------------------------------- */
+enum api_frame_ev {
+    API_FRAME_NONE,               /* all bytes taken, nothing to report */
+    API_FRAME_HEAD_START,         /* a request begins (no byte of it taken yet) */
+    API_FRAME_HEAD_END,           /* its head is complete and valid; a body follows */
+    API_FRAME_MSG_END,            /* the whole request is in (head, and body if any) */
+    API_FRAME_ERROR,              /* refused: status (400, 501) and why; sticky */
+};
+
+/* The framing state of one connection's byte stream. Plain data: init it. */
+struct api_frame {
+    int state;
+    int status;                   /* after API_FRAME_ERROR */
+    const char *why;              /* after API_FRAME_ERROR: a static string */
+    uint64_t left;                /* body or chunk bytes still to come */
+    uint64_t num;                 /* chunk size being read */
+    uint64_t cl;                  /* Content-Length of this head */
+    size_t len, nlen, vlen;       /* current line: bytes, name bytes, value bytes kept */
+    int cr, in_name, vlong, first, method_done, no_body, http10, n_cl, n_te, te_chunked;
+    char method[16], tail[16], name[24], val[40];
+};
+void api_frame_init(struct api_frame *f);
+/* Take bytes from p[0..n) up to the next event; returns how many were taken
+ * (0 with API_FRAME_HEAD_START: call again with the same bytes). */
+size_t api_frame_feed(struct api_frame *f, const char *p, size_t n, enum api_frame_ev *ev);
+/* 1 while inside a head / inside a body. */
+int api_frame_mid_head(const struct api_frame *f);
+int api_frame_mid_body(const struct api_frame *f);
+
+/* ---- connections (api_conn.c) ----------------------------------------------- */
+struct api_conn;
+struct bufferevent;
+/* evhttp's bufferevent factory (evhttp_set_bevcb, arg = the api_thread): every
+ * accepted connection gets a guard that checks the framing of what the client
+ * sends before evhttp reads it, enforces the header, body and idle deadlines
+ * and the connection cap, and turns evhttp's HTML error pages into JSON. */
+struct bufferevent *api_conn_make_bev(struct event_base *base, void *arg);
+/* The guard of the connection a request came on (NULL if unknown); marks the
+ * request as in its handler: no deadline runs until api_conn_replied(). */
+struct api_conn *api_conn_of_request(struct api_thread *t, struct evhttp_request *hr,
+                                     struct req *r);
+/* The handler answered r (call before the reply is handed to evhttp). */
+void api_conn_replied(struct api_conn *c);
+/* Free the guards evhttp_free() left (teardown, after evhttp_free). */
+void api_conn_free_all(struct api_thread *t);
+/* Why the API closed a connection on its own (conveyor_http_connections_closed_total). */
+enum api_conn_close {
+    API_CLOSE_HEADER_TIMEOUT,
+    API_CLOSE_BODY_TIMEOUT,
+    API_CLOSE_IDLE_TIMEOUT,
+    API_CLOSE_BAD_FRAMING,
+    API_CLOSE_OVER_CAPACITY,
+    API_CLOSE_N,
+};
+/* Register the connection metrics (before met_freeze). */
+void api_conn_metrics_init(struct api_global *g);
 
 /* ---- requests -------------------------------------------------------------- */
 /* Who may call a route: the one place where scopes are decided (the routing
@@ -119,6 +185,7 @@ struct api_route {
 
 struct req {
     struct api_thread *t;
+    struct api_conn *conn;        /* NULL once the connection is gone */
     struct evhttp_request *http;  /* NULL once replied or the client is gone */
     const struct api_route *route;
     const struct cfg_api_key *key;
@@ -144,7 +211,6 @@ struct req {
     int batch_idem;               /* the batch had an Idempotency-Key */
     size_t batch_n;
     char (*batch_ids)[UUID_STR_LEN]; /* the batch's ids, for an unknown-outcome reply */
-    struct sbuf part[2];          /* /metrics pieces */
 };
 
 /* api_http.c */
@@ -189,6 +255,8 @@ void api_thread_stop_http(struct api_thread *t);
 void api_thread_free_http(struct api_thread *t);
 /* Register the HTTP metrics series (before met_freeze). */
 void api_http_metrics_init(struct api_global *g);
+/* Count a reply that no route made (evhttp's own, or a connection refusal). */
+void api_http_count_other(struct api_thread *t, int status);
 
 /* ---- submissions (api_jobs.c) ---------------------------------------------- */
 /* The request header that names the job id: the API sends it with an
@@ -293,6 +361,9 @@ enum cv_rc api_activation_payload(const cJSON *obj, const char *id, struct sbuf 
 void api_h_health(struct req *r);
 void api_h_ready(struct req *r);
 void api_h_metrics(struct req *r);
+int api_metrics_init(struct api_thread *t);
+/* After the Redis links are closed (their callbacks have run). */
+void api_metrics_free(struct api_thread *t);
 /* Render a job status object (used by GET /v1/jobs/{id} and the dead list). */
 void api_json_job_status(struct sbuf *b, const struct job_status *st, size_t payload_max);
 

@@ -458,3 +458,417 @@ Test(http_hardening, unknown_publish_outcome_names_the_id_and_the_retry_debits_o
     free(hdr);
     hn_stop_stack(&st);
 }
+
+/* ==== raw sockets ==================================================================== */
+
+static int tcp_open(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert(fd >= 0);
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0, "connect: %s",
+                 strerror(errno));
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    return fd;
+}
+
+static void send_str(int fd, const char *s)
+{
+    size_t n = strlen(s), off = 0;
+    while (off < n) {
+        ssize_t w = send(fd, s + off, n - off, MSG_NOSIGNAL);
+        cr_assert(w > 0, "send: %s", strerror(errno));
+        off += (size_t)w;
+    }
+}
+
+/* Wait up to timeout_ms for bytes; append them to buf. Returns 1 on data, 0 on timeout,
+ * -1 when the peer closed (EOF or reset). */
+static int read_some(int fd, char *buf, size_t cap, size_t *len, int timeout_ms)
+{
+    struct pollfd p = { fd, POLLIN, 0 };
+    if (poll(&p, 1, timeout_ms) <= 0)
+        return 0;
+    ssize_t n = recv(fd, buf + *len, cap - 1 - *len, 0);
+    if (n <= 0)
+        return -1;
+    *len += (size_t)n;
+    buf[*len] = '\0';
+    return 1;
+}
+
+/* Read until the peer closes, up to timeout_ms. Returns 1 when it closed. */
+static int read_to_close(int fd, char *buf, size_t cap, size_t *len, int timeout_ms)
+{
+    int64_t end = clock_mono_ms() + timeout_ms;
+    for (;;) {
+        int64_t left = end - clock_mono_ms();
+        if (left <= 0)
+            return 0;
+        int rc = read_some(fd, buf, cap, len, (int)left);
+        if (rc < 0)
+            return 1;
+        if (rc == 0)
+            return 0;
+    }
+}
+
+/* The status of the first response in buf, 0 when there is none. */
+static int status_in(const char *buf)
+{
+    int st = 0;
+    return sscanf(buf, "HTTP/1.%*d %d", &st) == 1 ? st : 0;
+}
+
+/* The number of whole responses (head + Content-Length body) at the start of buf;
+ * statuses[] gets their statuses. */
+static int whole_responses(const char *buf, size_t len, int statuses[], int max)
+{
+    int n = 0;
+    const char *p = buf;
+    while (n < max) {
+        const char *eoh = strstr(p, "\r\n\r\n");
+        if (!eoh)
+            break;
+        const char *cl = strcasestr(p, "Content-Length:");
+        size_t body = cl && cl < eoh ? (size_t)atol(cl + 15) : 0;
+        if ((size_t)(eoh + 4 - buf) + body > len)
+            break;
+        statuses[n++] = status_in(p);
+        p = eoh + 4 + body;
+    }
+    return n;
+}
+
+/* Read until n whole responses are in buf; the status of the last one, 0 on timeout. */
+static int read_responses(int fd, char *buf, size_t cap, int n, int timeout_ms)
+{
+    size_t len = 0;
+    int st[8];
+    int64_t end = clock_mono_ms() + timeout_ms;
+    buf[0] = '\0';
+    for (;;) {
+        if (whole_responses(buf, len, st, 8) >= n)
+            return st[n - 1];
+        int64_t left = end - clock_mono_ms();
+        if (left <= 0 || read_some(fd, buf, cap, &len, (int)left) <= 0)
+            return 0;
+    }
+}
+
+static int read_response(int fd, char *buf, size_t cap, int timeout_ms)
+{
+    return read_responses(fd, buf, cap, 1, timeout_ms);
+}
+
+/* ==== 4. framing before any handler =================================================== */
+
+struct bad_case {
+    const char *name;
+    const char *head;                 /* after the request line */
+    const char *body;
+    int status;
+    const char *code;
+};
+
+#define ACT_BODY "{\"user_id\":1,\"offer_id\":1,\"note\":\"abcdefgh\"}" /* 44 bytes */
+
+Test(http_hardening, framing_is_checked_before_any_handler)
+{
+    struct hn_stack st;
+    struct hn_stack_opts o = { .workers = 0, .api_env = api_env(NULL) };
+    hn_start_stack(&st, &o);
+    cr_assert_eq(strlen(ACT_BODY), 44);
+    static const struct bad_case cases[] = {
+        { "two Content-Length (RFC 9112 6.3)", "Content-Length: 44\r\nContent-Length: 45\r\n",
+          ACT_BODY "x", 400, "invalid" },
+        { "the same Content-Length twice", "Content-Length: 44\r\nContent-Length: 44\r\n",
+          ACT_BODY, 400, "invalid" },
+        { "Content-Length with chunked", "Content-Length: 44\r\nTransfer-Encoding: chunked\r\n",
+          "2c\r\n" ACT_BODY "\r\n0\r\n\r\n", 400, "invalid" },
+        { "obs-fold", "Content-Length: 44\r\nX-Note: a\r\n folded\r\n", ACT_BODY, 400,
+          "invalid" },
+        { "Transfer-Encoding gzip", "Transfer-Encoding: gzip\r\n", "", 501, "unsupported" },
+        { "space before the colon", "Content-Length : 44\r\n", ACT_BODY, 400, "invalid" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const struct bad_case *c = &cases[i];
+        char req[1024], buf[8192];
+        size_t len = 0;
+        snprintf(req, sizeof(req),
+                 "POST /api/v1/activation/ HTTP/1.1\r\nHost: x\r\n%s\r\n"
+                 "Content-Type: application/json\r\n%s\r\n%s",
+                 KEY_A, c->head, c->body);
+        int fd = tcp_open(st.api_port);
+        send_str(fd, req);
+        int closed = read_to_close(fd, buf, sizeof(buf), &len, 5000);
+        close(fd);
+        cr_expect_eq(status_in(buf), c->status, "%s: %s", c->name, buf);
+        cr_expect(strstr(buf, c->code) != NULL, "%s: JSON code %s: %s", c->name, c->code, buf);
+        cr_expect(strcasestr(buf, "Connection: close") != NULL, "%s: %s", c->name, buf);
+        cr_expect(closed, "%s: the connection is closed", c->name);
+    }
+    cr_expect_eq(redis_int("EXISTS %s", "cv:q:activation"), 0, "nothing was enqueued");
+    cr_expect_eq(hn_psql_int("SELECT count(*) FROM transactions"), 0);
+
+    /* what is well framed still works: chunked, and a pipeline */
+    int fd = tcp_open(st.api_port);
+    char buf[8192], req[1024];
+    snprintf(req, sizeof(req),
+             "POST /v1/jobs/noop HTTP/1.1\r\nHost: x\r\n%s\r\nContent-Type: application/json\r\n"
+             "Transfer-Encoding: chunked\r\n\r\n1\r\n{\r\n1\r\n}\r\n0\r\n\r\n"
+             "GET /health HTTP/1.1\r\nHost: x\r\n\r\n",
+             KEY_A);
+    send_str(fd, req);
+    int st2[2] = { 0, 0 };
+    cr_expect_eq(read_responses(fd, buf, sizeof(buf), 2, 5000), 200, "pipelined: %s", buf);
+    whole_responses(buf, strlen(buf), st2, 2);
+    cr_expect_eq(st2[0], 202, "chunked: %s", buf);
+
+    /* a good request then a bad one in one write: the good one is answered, the bad one
+     * refused, and it never reaches a handler */
+    snprintf(req, sizeof(req),
+             "POST /v1/jobs/noop HTTP/1.1\r\nHost: x\r\n%s\r\nContent-Type: application/json\r\n"
+             "Content-Length: 2\r\n\r\n{}"
+             "POST /v1/jobs/noop HTTP/1.1\r\nHost: x\r\n%s\r\nContent-Type: application/json\r\n"
+             "Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+             KEY_A, KEY_A);
+    send_str(fd, req);
+    size_t len = 0;
+    buf[0] = '\0';
+    cr_expect(read_to_close(fd, buf, sizeof(buf), &len, 5000), "closed after the refusal");
+    close(fd);
+    cr_expect_eq(status_in(buf), 202, "%s", buf);
+    const char *second = strstr(buf + 1, "HTTP/1.1 ");
+    cr_expect(second && status_in(second) == 400, "%s", buf);
+    cr_expect_eq(redis_int("XLEN %s", "cv:q:noop"), 2, "the chunked job and the good one");
+    hn_stop_stack(&st);
+}
+
+/* ==== 5. slow and idle connections, and the cap ======================================== */
+
+/* Send s one byte every 200 ms until the server closes the connection (10 s at most), then
+ * read what is left into buf. Returns 1 when it closed; *took_ms counts from the first byte. */
+static int trickle(int fd, const char *s, char *buf, size_t cap, int64_t *took_ms)
+{
+    int64_t t0 = clock_mono_ms();
+    size_t len = 0, i = 0;
+    int closed = 0;
+    buf[0] = '\0';
+    while (!closed && s[i] && clock_mono_ms() - t0 < 10000) {
+        if (send(fd, &s[i++], 1, MSG_NOSIGNAL) != 1)
+            break;
+        closed = read_some(fd, buf, cap, &len, 200) < 0;
+    }
+    if (!closed)
+        closed = read_to_close(fd, buf, cap, &len, 3000);
+    *took_ms = clock_mono_ms() - t0;
+    return closed;
+}
+
+Test(http_hardening, a_trickled_head_is_cut_at_the_header_deadline)
+{
+    static const char *const env[] = { "CONVEYOR_HTTP_HEADER_TIMEOUT_MS=1000", NULL };
+    struct hn_stack st;
+    struct hn_stack_opts o = { .workers = 0, .api_env = api_env(env) };
+    hn_start_stack(&st, &o);
+    const char *req = "GET /v1/queues HTTP/1.1\r\nHost: localhost\r\n"
+                      "Authorization: Bearer ops-secret\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    int fd = tcp_open(st.api_port);
+    char buf[4096];
+    int64_t took;
+    /* one byte every 200 ms: the whole head would take 20 s */
+    int closed = trickle(fd, req, buf, sizeof(buf), &took);
+    close(fd);
+    cr_expect(closed, "closed by the header deadline (before: every byte restarted evhttp's "
+                      "30 s timeout)");
+    cr_expect(took >= 900 && took < 3000, "closed after %lld ms", (long long)took);
+    cr_expect_eq(status_in(buf), 408, "%s", buf);
+    cr_expect(strstr(buf, "\"timeout\"") != NULL, "%s", buf);
+    hn_stop_stack(&st);
+}
+
+Test(http_hardening, a_trickled_body_is_cut_at_the_body_deadline)
+{
+    static const char *const env[] = { "CONVEYOR_HTTP_BODY_TIMEOUT_MS=1000", NULL };
+    struct hn_stack st;
+    struct hn_stack_opts o = { .workers = 0, .api_env = api_env(env) };
+    hn_start_stack(&st, &o);
+    char head[512], buf[4096];
+    snprintf(head, sizeof(head),
+             "POST /v1/jobs/noop HTTP/1.1\r\nHost: x\r\n%s\r\nContent-Type: application/json\r\n"
+             "Content-Length: 60\r\n\r\n",
+             KEY_A);
+    int fd = tcp_open(st.api_port);
+    send_str(fd, head);
+    int64_t took;
+    int closed = trickle(fd, "                                                          ", buf,
+                         sizeof(buf), &took);   /* 58 of the 60 bytes, one by one */
+    close(fd);
+    cr_expect(closed, "closed by the body deadline");
+    cr_expect(took >= 900 && took < 3000, "closed after %lld ms", (long long)took);
+    cr_expect_eq(status_in(buf), 408, "%s", buf);
+    cr_expect_eq(redis_int("EXISTS %s", "cv:q:noop"), 0, "nothing enqueued");
+    hn_stop_stack(&st);
+}
+
+Test(http_hardening, an_idle_keepalive_connection_is_closed)
+{
+    static const char *const env[] = { "CONVEYOR_HTTP_IDLE_TIMEOUT_MS=1000", NULL };
+    struct hn_stack st;
+    struct hn_stack_opts o = { .workers = 0, .api_env = api_env(env) };
+    hn_start_stack(&st, &o);
+    char buf[4096];
+    int fd = tcp_open(st.api_port);
+    send_str(fd, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    cr_assert_eq(read_response(fd, buf, sizeof(buf), 5000), 200, "%s", buf);
+    /* still usable right away: keep-alive works */
+    send_str(fd, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    cr_assert_eq(read_response(fd, buf, sizeof(buf), 5000), 200, "%s", buf);
+    int64_t t0 = clock_mono_ms();
+    size_t len = 0;
+    buf[0] = '\0';
+    int closed = read_to_close(fd, buf, sizeof(buf), &len, 5000);
+    int64_t took = clock_mono_ms() - t0;
+    close(fd);
+    cr_expect(closed, "closed by the idle deadline (before: held for evhttp's 30 s)");
+    cr_expect(took >= 900 && took < 3000, "closed after %lld ms", (long long)took);
+    cr_expect_eq(len, 0, "closed without a reply: %s", buf);
+    hn_stop_stack(&st);
+}
+
+struct health_ctx {
+    int port;
+    int fd;
+};
+
+/* A new keep-alive connection that gets 200 for GET /health (kept open in c->fd). */
+static int conn_admitted(void *arg)
+{
+    struct health_ctx *c = arg;
+    char buf[4096];
+    int fd = tcp_open(c->port);
+    send_str(fd, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    if (read_response(fd, buf, sizeof(buf), 3000) == 200) {
+        c->fd = fd;
+        return 1;
+    }
+    close(fd);
+    return 0;
+}
+
+Test(http_hardening, connections_over_the_cap_are_refused_with_503)
+{
+    static const char *const env[] = { "CONVEYOR_HTTP_MAX_CONNECTIONS=4", NULL };
+    struct hn_stack st;
+    struct hn_stack_opts o = { .workers = 0, .api_env = api_env(env) };
+    hn_start_stack(&st, &o);
+    int held[4];
+    for (int i = 0; i < 4; i++) {
+        /* the harness's own probes may not be counted out yet: poll */
+        struct health_ctx c = { st.api_port, -1 };
+        cr_assert(hn_wait_until(conn_admitted, &c, 5000, 50), "connection %d admitted", i + 1);
+        held[i] = c.fd;
+    }
+    char buf[4096];
+    size_t len = 0;
+    buf[0] = '\0';
+    int fd = tcp_open(st.api_port);
+    int closed = read_to_close(fd, buf, sizeof(buf), &len, 5000);
+    close(fd);
+    cr_expect_eq(status_in(buf), 503, "the fifth is refused at once: %s", buf);
+    cr_expect(strstr(buf, "\"unavailable\"") != NULL, "%s", buf);
+    cr_expect(strcasestr(buf, "Connection: close") != NULL, "%s", buf);
+    cr_expect(closed, "and closed");
+
+    /* one leaves: room for another */
+    close(held[0]);
+    struct health_ctx c = { st.api_port, -1 };
+    cr_expect(hn_wait_until(conn_admitted, &c, 5000, 50), "admitted once one left");
+    held[0] = c.fd;
+    for (int i = 0; i < 4; i++)
+        if (held[i] >= 0)
+            close(held[i]);
+
+    struct hn_resp *r = call(&st, "GET", "/metrics", NULL, NULL, NULL);
+    cr_expect(strstr(r->body, "conveyor_http_connections_closed_total{reason=\"over_capacity\"}") !=
+                  NULL,
+              "%s", r->body);
+    hn_resp_free(r);
+    hn_stop_stack(&st);
+}
+
+/* ==== 6. /metrics is cheap ============================================================== */
+
+static long long cmd_calls(struct rds *c, const char *cmd)
+{
+    struct rds_reply *x = rds_cmdf(c, "INFO commandstats");
+    cr_assert_not_null(x);
+    const char *s = rds_reply_str(x, NULL);
+    char key[64];
+    snprintf(key, sizeof(key), "cmdstat_%s:calls=", cmd);
+    const char *p = s ? strstr(s, key) : NULL;
+    long long n = p ? atoll(p + strlen(key)) : 0;
+    rds_reply_free(x);
+    return n;
+}
+
+struct scrape_ctx {
+    struct hn_stack *st;
+    const char *want;
+};
+
+static int scrape_has(void *arg)
+{
+    struct scrape_ctx *c = arg;
+    struct hn_resp *r = call(c->st, "GET", "/metrics", NULL, NULL, NULL);
+    int ok = r->status == 200 && strstr(r->body, c->want) != NULL;
+    hn_resp_free(r);
+    return ok;
+}
+
+Test(http_hardening, metrics_scrapes_share_one_cached_redis_read)
+{
+    static const char *const env[] = { "CONVEYOR_HTTP_METRICS_CACHE_MS=60000",
+                                       "CONVEYOR_HTTP_THREADS=2", NULL };
+    struct hn_stack st;
+    struct hn_stack_opts o = { .workers = 0, .api_env = api_env(env) };
+    hn_start_stack(&st, &o);
+    struct rds *c = rds_connect(hn_env("CONVEYOR_REDIS_URL"), 2000);
+    cr_assert_not_null(c);
+    rds_reply_free(rds_cmdf(c, "CONFIG RESETSTAT"));
+    for (int i = 0; i < 40; i++) {
+        struct hn_resp *r = call(&st, "GET", "/metrics", NULL, NULL, NULL);
+        cr_assert_eq(r->status, 200);
+        cr_assert(strstr(r->body, "conveyor_http_requests_total") != NULL);
+        hn_resp_free(r);
+    }
+    /* one read per loop at most (2 loops), not one per scrape (before: 40 each) */
+    long long scripts = cmd_calls(c, "evalsha") + cmd_calls(c, "eval");
+    long long hgetall = cmd_calls(c, "hgetall");
+    cr_expect(scripts <= 2, "counter scripts for 40 scrapes: %lld", scripts);
+    cr_expect(hgetall <= 2, "histogram reads for 40 scrapes: %lld", hgetall);
+    rds_free(c);
+    hn_stop_stack(&st);
+}
+
+Test(http_hardening, metrics_cache_is_refreshed_after_its_period)
+{
+    static const char *const env[] = { "CONVEYOR_HTTP_METRICS_CACHE_MS=300", NULL };
+    struct hn_stack st;
+    struct hn_stack_opts o = { .workers = 0, .api_env = api_env(env) };
+    hn_start_stack(&st, &o);
+    struct hn_resp *r = call(&st, "GET", "/metrics", NULL, NULL, NULL);
+    cr_assert_eq(r->status, 200);
+    hn_resp_free(r);
+    char *id = post_id(&st, "/v1/jobs/noop", KEY_A, "{}", NULL, 202);
+    struct scrape_ctx sc = { &st, "conveyor_jobs_total{type=\"noop\",outcome=\"enqueued\"} 1" };
+    cr_expect(hn_wait_until(scrape_has, &sc, 5000, 50), "the cached counters catch up");
+    free(id);
+    hn_stop_stack(&st);
+}
