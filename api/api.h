@@ -4,10 +4,16 @@
  * api_thread) owns its evhttp, its broker (async, one pipelined Redis
  * connection), its PostgreSQL connection and its Redis connection for the
  * activation hashes; nothing is shared between loops except the read-only
- * config and the metrics registry, whose counters are sharded per loop.
+ * config, the metrics registry, whose counters are sharded per loop, and the
+ * count of open connections (one atomic, for http.max_connections).
+ *
+ * Connections. Each accepted connection has a guard (api_conn.c) that sees
+ * the client's bytes before evhttp does: it refuses ambiguous framing
+ * (api_frame.c), runs the header, body and idle deadlines and the cap, and
+ * tells the request when its client has gone.
  *
  * Requests. api_http.c turns every HTTP request into one struct req, routes
- * it, checks the key and calls the route's handler. A handler either replies
+ * it, checks the key against the route's scope and calls the route's handler. A handler either replies
  * at once or starts async calls; each async call holds a reference
  * (api_req_hold before the call, api_req_release at the end of its callback),
  * and the request is freed in exactly one place, when the last reference

@@ -1,7 +1,9 @@
-/* api_http.c - requests: routing, keys, replies, and the evhttp plumbing.
+/* api_http.c - requests: routing, scopes, replies, and the evhttp plumbing.
  *
- * Banners, low level first: JSON helpers, evhttp error pages, replies, the
- * routing table, dispatch, per-loop setup. */
+ * Banners, low level first: JSON helpers, the routing table (with each
+ * route's scope), metrics, replies, dispatch, per-loop setup. What happens on
+ * a connection before a request exists (framing, deadlines, the cap, evhttp's
+ * own error pages) is api_conn.c's. */
 #include <sys/queue.h>
 
 #include <event2/buffer.h>
