@@ -4,10 +4,16 @@
  * api_thread) owns its evhttp, its broker (async, one pipelined Redis
  * connection), its PostgreSQL connection and its Redis connection for the
  * activation hashes; nothing is shared between loops except the read-only
- * config and the metrics registry, whose counters are sharded per loop.
+ * config, the metrics registry, whose counters are sharded per loop, and the
+ * count of open connections (one atomic, for http.max_connections).
+ *
+ * Connections. Each accepted connection has a guard (api_conn.c) that sees
+ * the client's bytes before evhttp does: it refuses ambiguous framing
+ * (api_frame.c), runs the header, body and idle deadlines and the cap, and
+ * tells the request when its client has gone.
  *
  * Requests. api_http.c turns every HTTP request into one struct req, routes
- * it, checks the key and calls the route's handler. A handler either replies
+ * it, checks the key against the route's scope and calls the route's handler. A handler either replies
  * at once or starts async calls; each async call holds a reference
  * (api_req_hold before the call, api_req_release at the end of its callback),
  * and the request is freed in exactly one place, when the last reference
@@ -23,6 +29,7 @@
 #define CV_API_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,10 +44,12 @@ struct event_base;
 struct evhttp;
 struct evhttp_bound_socket;
 struct evhttp_request;
+struct evbuffer;
 struct broker;
 struct db_async;
 struct rds_async;
 struct api_pubq;
+struct api_metrics;
 struct met;
 struct job_status;
 struct req;
@@ -62,6 +71,8 @@ struct api_global {
     int m_http;                   /* first conveyor_http_requests_total series */
     int m_enqueued[API_NTYPES];   /* conveyor_jobs_enqueued_total{type} */
     int m_act[API_ACT_N];         /* activation_requests_total{status} */
+    int m_conn_closed;            /* first conveyor_http_connections_closed_total series */
+    atomic_int nconns;            /* open client connections, all loops (the cap) */
 };
 
 /* One event loop. */
@@ -76,6 +87,7 @@ struct api_thread {
     struct db_async *db;          /* NULL when pg.dsn is empty */
     struct rds_async *rds;        /* activation hashes */
     struct api_pubq *pubq;        /* single-job publishes of this turn (api_pub.c) */
+    struct api_metrics *metrics;  /* /metrics cache (api_health.c) */
     struct event *stop_ev;        /* readable when main asks us to stop */
     struct event *drain_ev;       /* timer while draining */
     int stop_pipe[2];
@@ -83,17 +95,82 @@ struct api_thread {
     int inflight;                 /* struct req alive on this loop */
     int stopping;                 /* not accepting; replies say Connection: close */
     int closing;                  /* tearing down: callbacks start no new I/O */
+    struct api_conn *conns;       /* every connection guard of this loop */
+    struct api_conn **conn_by_fd; /* socket -> guard, for requests (api_conn.c) */
+    int conn_by_fd_cap;
     int64_t drain_deadline_ms;
     int64_t flush_until_ms;       /* idle while draining: stop at this time */
     pthread_t tid;
 };
 
+/* ---- HTTP framing (api_frame.c) -------------------------------------------- */
+enum api_frame_ev {
+    API_FRAME_NONE,               /* all bytes taken, nothing to report */
+    API_FRAME_HEAD_START,         /* a request begins (no byte of it taken yet) */
+    API_FRAME_HEAD_END,           /* its head is complete and valid; a body follows */
+    API_FRAME_MSG_END,            /* the whole request is in (head, and body if any) */
+    API_FRAME_ERROR,              /* refused: status (400, 501) and why; sticky */
+};
+
+/* The framing state of one connection's byte stream. Plain data: init it. */
+struct api_frame {
+    int state;
+    int status;                   /* after API_FRAME_ERROR */
+    const char *why;              /* after API_FRAME_ERROR: a static string */
+    uint64_t left;                /* body or chunk bytes still to come */
+    uint64_t num;                 /* chunk size being read */
+    uint64_t cl;                  /* Content-Length of this head */
+    size_t len, nlen, vlen;       /* current line: bytes, name bytes, value bytes kept */
+    int cr, in_name, vlong, first, method_done, no_body, http10, n_cl, n_te, te_chunked;
+    char method[16], tail[16], name[24], val[40];
+};
+void api_frame_init(struct api_frame *f);
+/* Take bytes from p[0..n) up to the next event; returns how many were taken
+ * (0 with API_FRAME_HEAD_START: call again with the same bytes). */
+size_t api_frame_feed(struct api_frame *f, const char *p, size_t n, enum api_frame_ev *ev);
+/* 1 while inside a head / inside a body. */
+int api_frame_mid_head(const struct api_frame *f);
+int api_frame_mid_body(const struct api_frame *f);
+
+/* ---- connections (api_conn.c) ----------------------------------------------- */
+struct api_conn;
+struct bufferevent;
+/* evhttp's bufferevent factory (evhttp_set_bevcb, arg = the api_thread): every
+ * accepted connection gets a guard that checks the framing of what the client
+ * sends before evhttp reads it, enforces the header, body and idle deadlines
+ * and the connection cap, and turns evhttp's HTML error pages into JSON. */
+struct bufferevent *api_conn_make_bev(struct event_base *base, void *arg);
+/* The guard of the connection a request came on (NULL if unknown); marks the
+ * request as in its handler: no deadline runs until api_conn_replied(). */
+struct api_conn *api_conn_of_request(struct api_thread *t, struct evhttp_request *hr,
+                                     struct req *r);
+/* The handler answered r (call before the reply is handed to evhttp). */
+void api_conn_replied(struct api_conn *c);
+/* Free the guards evhttp_free() left (teardown, after evhttp_free). */
+void api_conn_free_all(struct api_thread *t);
+/* Why the API closed a connection on its own (conveyor_http_connections_closed_total). */
+enum api_conn_close {
+    API_CLOSE_HEADER_TIMEOUT,
+    API_CLOSE_BODY_TIMEOUT,
+    API_CLOSE_IDLE_TIMEOUT,
+    API_CLOSE_BAD_FRAMING,
+    API_CLOSE_OVER_CAPACITY,
+    API_CLOSE_N,
+};
+/* Register the connection metrics (before met_freeze). */
+void api_conn_metrics_init(struct api_global *g);
+
 /* ---- requests -------------------------------------------------------------- */
+/* Who may call a route: the one place where scopes are decided (the routing
+ * table in api_http.c). The key is checked before the body is looked at. */
 enum api_auth {
     API_AUTH_NONE,                /* open: health, ready, metrics */
-    API_AUTH_KEY,                 /* any valid key (handlers check type scope) */
-    API_AUTH_ADMIN,               /* an all-types key */
-    API_AUTH_ACTIVATION,          /* a key with the activation scope */
+    API_AUTH_PATH_TYPE,           /* the job type named by the path's {type}: 404 when
+                                   * unknown, 403 when the key may not use it */
+    API_AUTH_JOB_TYPE,            /* any key here; the handler shows the job only when the
+                                   * key may use its type, else 404 (ids cannot be probed) */
+    API_AUTH_ACTIVATION,          /* the activation scope (seed endpoints) */
+    API_AUTH_OPERATOR,            /* the operator scope (queues, workers, dead letters) */
 };
 
 typedef void (*api_handler)(struct req *r);
@@ -114,6 +191,7 @@ struct api_route {
 
 struct req {
     struct api_thread *t;
+    struct api_conn *conn;        /* NULL once the connection is gone */
     struct evhttp_request *http;  /* NULL once replied or the client is gone */
     const struct api_route *route;
     const struct cfg_api_key *key;
@@ -132,9 +210,13 @@ struct req {
     int type_idx;
     int scheduled;
     int64_t user_id, offer_id;
+    char txn_status[16];          /* a duplicate activation: its transaction's status */
     int writes_left;              /* pipelined writes not yet answered */
     int pending_err;              /* a pipelined write failed */
-    struct sbuf part[2];          /* /metrics pieces */
+    int pub_calling;              /* inside broker_publish (batch): a callback now = unsent */
+    int batch_idem;               /* the batch had an Idempotency-Key */
+    size_t batch_n;
+    char (*batch_ids)[UUID_STR_LEN]; /* the batch's ids, for an unknown-outcome reply */
 };
 
 /* api_http.c */
@@ -179,18 +261,55 @@ void api_thread_stop_http(struct api_thread *t);
 void api_thread_free_http(struct api_thread *t);
 /* Register the HTTP metrics series (before met_freeze). */
 void api_http_metrics_init(struct api_global *g);
+/* Count a reply that no route made (evhttp's own, or a connection refusal). */
+void api_http_count_other(struct api_thread *t, int status);
 
-/* api_pub.c */
+/* ---- submissions (api_jobs.c) ---------------------------------------------- */
+/* The request header that names the job id: the API sends it with an
+ * unknown-outcome reply, and the client sends it back with its retry. */
+#define API_JOB_ID_HEADER "Conveyor-Job-Id"
+
+/* What every enqueuing route accepts besides its body. */
+struct api_opts {
+    int64_t not_before_ms;            /* delay_ms or run_at; 0 = now */
+    int max_attempts;                 /* max_attempts, else the type's default */
+    const char *idem;                 /* Idempotency-Key, NULL when none (valid until the reply) */
+    char job_id[UUID_STR_LEN];        /* Conveyor-Job-Id lower-cased, "" when none */
+    char tp[JOB_TRACEPARENT_LEN];     /* traceparent given or new */
+};
+/* Query options (delay_ms, run_at, max_attempts) and the headers
+ * Idempotency-Key, Conveyor-Job-Id (single jobs only) and traceparent. The one
+ * parser for every route that enqueues. Returns 0, or -1 after a 400. */
+int api_opts_or_reply(struct req *r, const char *type, int single, struct api_opts *o);
+/* Give a new job what o says, r's producer (the key's name) and the
+ * idempotency key idem (may be NULL). Call before the payload is built: the
+ * job id may change. */
+void api_job_fill(struct req *r, struct job *j, const struct api_opts *o, int64_t now,
+                  const char *idem);
+
+/* ---- publishing (api_pub.c) ---------------------------------------------------- */
+enum api_pub_outcome {
+    API_PUB_NEW,                  /* enqueued */
+    API_PUB_DUP,                  /* an earlier job of this producer had the Idempotency-Key
+                                   * or the id: id is that job, nothing enqueued */
+    API_PUB_CONFLICT,             /* the id is a job of another type or producer: 409 */
+    API_PUB_UNSENT,               /* Redis unreachable: nothing sent, nothing enqueued: 503 */
+    API_PUB_UNKNOWN,              /* sent, no answer: enqueued or not, we cannot tell: 504 */
+};
+/* id: the job's id (for NEW, UNSENT, UNKNOWN) or the earlier job's (DUP). */
+typedef void (*api_pub_cb)(void *arg, enum api_pub_outcome o, const char *id);
+
 int api_pub_init(struct api_thread *t);
 /* Fails what is still queued (teardown only). */
 void api_pub_free(struct api_thread *t);
-/* broker_publish(t->broker, &job, 1, idempotency_ttl_s, cb, arg), coalesced
- * with the other single jobs of this loop turn into one broker call at the
- * end of the turn. Takes job. cb runs exactly once, possibly inline. */
-void api_publish_one(struct api_thread *t, struct job *job,
-                     void (*cb)(void *arg, enum cv_rc rc, const char *const *ids,
-                                const int *dup, size_t n),
-                     void *arg);
+/* broker_publish(t->broker, &job, 1, idempotency_ttl_s, ...), coalesced with
+ * the other single jobs of this loop turn into one broker call at the end of
+ * the turn. Takes job. cb runs exactly once, possibly inline. */
+void api_publish_one(struct api_thread *t, struct job *job, api_pub_cb cb, void *arg);
+/* The reply for CONFLICT (409), UNSENT (503) and UNKNOWN (504: names the id
+ * in the body and in a Conveyor-Job-Id header, and says how to retry).
+ * what: "job" or "activation". Uses r->id. */
+void api_reply_pub_failure(struct req *r, enum api_pub_outcome o, const char *what);
 
 /* api_err.c */
 struct api_err {
@@ -203,6 +322,12 @@ const struct api_err *api_err_lookup(enum cv_rc rc);
 const char *api_status_reason(int status);
 /* The JSON error body. */
 void api_err_json(struct sbuf *b, enum cv_rc rc, const char *message, const char *field);
+/* An error whose code is not an rc ("outcome_unknown"), with extra members
+ * (raw JSON text such as "\"id\":\"...\"", may be NULL) inside "error". */
+void api_err_json_extra(struct sbuf *b, const char *code, const char *message,
+                        const char *extra);
+#define API_CODE_OUTCOME_UNKNOWN "outcome_unknown"
+#define API_STATUS_OUTCOME_UNKNOWN 504
 
 /* ---- JSON helpers (api_http.c) --------------------------------------------- */
 /* Append "key":"value" / "key":n with a leading comma unless first. */
@@ -242,6 +367,9 @@ enum cv_rc api_activation_payload(const cJSON *obj, const char *id, struct sbuf 
 void api_h_health(struct req *r);
 void api_h_ready(struct req *r);
 void api_h_metrics(struct req *r);
+int api_metrics_init(struct api_thread *t);
+/* After the Redis links are closed (their callbacks have run). */
+void api_metrics_free(struct api_thread *t);
 /* Render a job status object (used by GET /v1/jobs/{id} and the dead list). */
 void api_json_job_status(struct sbuf *b, const struct job_status *st, size_t payload_max);
 

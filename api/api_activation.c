@@ -83,19 +83,19 @@ static void txn_key(char out[64], const char *id)
     snprintf(out, 64, TXN_KEY_PREFIX "%s", id);
 }
 
+/* user and offer are the ids to show (NULL = null): the request's own for a
+ * new transaction, the first request's for a duplicate. */
 static void activation_reply(struct req *r, const char *status, const char *user,
                              const char *offer, int duplicate)
 {
     struct sbuf b;
-    char uid[24], oid[24], loc[96];
-    snprintf(uid, sizeof(uid), "%lld", (long long)r->user_id);
-    snprintf(oid, sizeof(oid), "%lld", (long long)r->offer_id);
+    char loc[96];
     sbuf_init(&b);
     sbuf_add(&b, "{", 1);
     api_json_str(&b, "transaction_id", r->id, 1);
     api_json_str(&b, "status", status ? status : "PENDING", 0);
-    api_json_num_text(&b, "user_id", user ? user : uid, 0);
-    api_json_num_text(&b, "offer_id", offer ? offer : oid, 0);
+    api_json_num_text(&b, "user_id", user, 0);
+    api_json_num_text(&b, "offer_id", offer, 0);
     if (duplicate)
         sbuf_adds(&b, ",\"duplicate\":true");
     sbuf_add(&b, "}", 1);
@@ -103,6 +103,13 @@ static void activation_reply(struct req *r, const char *status, const char *user
     api_add_header(r, "Location", loc);
     api_reply_json(r, 202, &b);
     sbuf_cleanup(&b);
+}
+
+/* The request's own ids as text. */
+static void own_ids(const struct req *r, char uid[24], char oid[24])
+{
+    snprintf(uid, 24, "%lld", (long long)r->user_id);
+    snprintf(oid, 24, "%lld", (long long)r->offer_id);
 }
 
 /* Run a statement for r, or answer 503 when PostgreSQL is not configured. */
@@ -155,11 +162,37 @@ static void on_hash_written(const struct rds_reply *reply, void *arg)
         r->pending_err = 1;
     /* four pipelined writes; the last reply answers the client */
     if (--r->writes_left == 0) {
+        char uid[24], oid[24];
         if (r->pending_err)
             LOG_WARN("api.activation_hash_failed", "transaction_id=%s", r->id);
         /* the job is enqueued either way: the worker writes the status too */
-        activation_reply(r, "PENDING", NULL, NULL, 0);
+        own_ids(r, uid, oid);
+        activation_reply(r, "PENDING", uid, oid, 0);
     }
+    api_req_release(r);
+}
+
+/* A duplicate whose transaction hash lacks the ids (expired, or the first
+ * request's outcome was unknown so the API never wrote it): the job's
+ * payload holds the first request's user_id and offer_id. */
+static void on_dup_job(void *arg, enum cv_rc rc, const struct job_status *st)
+{
+    struct req *r = arg;
+    char uid[24] = "", oid[24] = "";
+    cJSON *p = NULL;
+    if (rc == CV_OK && st && st->payload)
+        p = json_parse(st->payload, strlen(st->payload));
+    int64_t u, o;
+    const char *field;
+    if (p && json_get_int64(p, "user_id", 1, ID_MAX, &u, &field) == CV_OK &&
+        json_get_int64(p, "offer_id", 1, ID_MAX, &o, &field) == CV_OK) {
+        snprintf(uid, sizeof(uid), "%lld", (long long)u);
+        snprintf(oid, sizeof(oid), "%lld", (long long)o);
+    }
+    cJSON_Delete(p);
+    /* never the current request's ids: null when the first ones are unknown */
+    activation_reply(r, r->txn_status[0] ? r->txn_status : "PENDING", uid[0] ? uid : NULL,
+                     oid[0] ? oid : NULL, 1);
     api_req_release(r);
 }
 
@@ -173,25 +206,32 @@ static void on_dup_read(const struct rds_reply *reply, void *arg)
         u = rds_reply_at_str(reply, 1);
         o = rds_reply_at_str(reply, 2);
     }
-    activation_reply(r, st, u, o, 1);
+    if (u && o) {
+        activation_reply(r, st, u, o, 1);
+    } else if (r->t->closing) {
+        activation_reply(r, st, NULL, NULL, 1);
+    } else {
+        snprintf(r->txn_status, sizeof(r->txn_status), "%s", st ? st : "");
+        api_req_hold(r);
+        broker_get(r->t->broker, r->id, on_dup_job, r);
+    }
     api_req_release(r);
 }
 
-static void on_activation_published(void *arg, enum cv_rc rc, const char *const *ids,
-                                    const int *dup, size_t n)
+static void on_activation_published(void *arg, enum api_pub_outcome o, const char *id)
 {
     struct req *r = arg;
     struct api_thread *t = r->t;
-    char key[64];
-    if (rc != CV_OK || n != 1) {
-        api_reply_err(r, rc != CV_OK ? rc : CV_ERR_INTERNAL,
-                      "could not enqueue the activation; retry", NULL);
+    char key[64], uid[24], oid[24];
+    snprintf(r->id, sizeof(r->id), "%s", id);
+    if (o != API_PUB_NEW && o != API_PUB_DUP) {
+        api_reply_pub_failure(r, o, "activation");
         goto out;
     }
-    snprintf(r->id, sizeof(r->id), "%s", ids[0]);
     txn_key(key, r->id);
-    if (dup[0]) {
-        /* an Idempotency-Key repeat: answer with the first transaction */
+    if (o == API_PUB_DUP) {
+        /* a repeat (Idempotency-Key or Conveyor-Job-Id of this producer):
+         * answer with the first transaction, never with this request's ids */
         if (t->closing) {
             activation_reply(r, NULL, NULL, NULL, 1);
             goto out;
@@ -202,13 +242,12 @@ static void on_activation_published(void *arg, enum cv_rc rc, const char *const 
         goto out;
     }
     met_inc(t->g->met, t->idx, t->g->m_enqueued[r->type_idx]);
+    own_ids(r, uid, oid);
     if (t->closing) {
-        activation_reply(r, "PENDING", NULL, NULL, 0);
+        activation_reply(r, "PENDING", uid, oid, 0);
         goto out;
     }
-    char uid[24], oid[24], now[CLOCK_RFC3339_LEN], ttl[24];
-    snprintf(uid, sizeof(uid), "%lld", (long long)r->user_id);
-    snprintf(oid, sizeof(oid), "%lld", (long long)r->offer_id);
+    char now[CLOCK_RFC3339_LEN], ttl[24];
     snprintf(ttl, sizeof(ttl), "%d", t->cfg->status_ttl_s);
     clock_rfc3339(clock_wall_ms(), now);
     const char *hset[] = { "HSET", key, "transaction_id", r->id, "user_id", uid,
@@ -231,12 +270,13 @@ out:
 
 void api_h_activation_create(struct req *r)
 {
-    const struct cfg *cfg = r->t->cfg;
+    struct api_opts o;
     cJSON *root = NULL;
     struct job *j = NULL;
     struct sbuf payload;
     sbuf_init(&payload);
-    if (api_require_json_or_reply(r))
+    /* the same options as POST /v1/jobs/activation, through the same parser */
+    if (api_require_json_or_reply(r) || api_opts_or_reply(r, "activation", 1, &o))
         goto out;
     root = api_parse_body_or_reply(r);
     if (!root)
@@ -247,6 +287,7 @@ void api_h_activation_create(struct req *r)
         goto out;
     }
     j = job_new("activation");
+    api_job_fill(r, j, &o, clock_wall_ms(), o.idem);  /* before the payload: it names the id */
     const char *field = NULL, *why = NULL;
     if (api_activation_payload(root, j->id, &payload, &r->user_id, &r->offer_id, &field,
                                &why) != CV_OK) {
@@ -255,30 +296,8 @@ void api_h_activation_create(struct req *r)
         api_reply_err(r, CV_ERR_INVALID, msg, field);
         goto out;
     }
-    const char *idem = api_header(r, "Idempotency-Key");
-    if (idem) {
-        size_t n = strlen(idem);
-        int ok = n > 0 && n <= JOB_IDEM_MAX;
-        for (size_t i = 0; ok && i < n; i++)
-            ok = (unsigned char)idem[i] >= 0x20 && (unsigned char)idem[i] <= 0x7e;
-        if (!ok) {
-            api_reply_err(r, CV_ERR_INVALID, "Idempotency-Key must be 1..128 printable ASCII",
-                          "Idempotency-Key");
-            goto out;
-        }
-        j->idem_key = xstrdup(idem);
-    }
-    const char *tp = api_header(r, "traceparent");
-    if (tp && job_traceparent_valid(tp))
-        snprintf(j->traceparent, sizeof(j->traceparent), "%s", tp);
-    else
-        job_traceparent_new(j->traceparent);
-    memcpy(r->trace_id, j->traceparent + 3, 32);
-    r->trace_id[32] = '\0';
     snprintf(r->type, sizeof(r->type), "activation");
     job_set_payload(j, payload.p, payload.len);
-    j->max_attempts = cfg_max_attempts(cfg, "activation");
-    j->created_ms = clock_wall_ms();
     r->type_idx = api_type_index("activation");
     snprintf(r->id, sizeof(r->id), "%s", j->id);
     api_req_hold(r);

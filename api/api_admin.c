@@ -1,9 +1,12 @@
 /* api_admin.c - operators' endpoints: the dead-letter set, queues, workers.
  *
- *   GET  /v1/dead?type=&limit=     all-types key; newest first
- *   POST /v1/dead/{id}/retry       all-types key; 202, 404, 409
- *   GET  /v1/queues                any key
- *   GET  /v1/workers               any key; heartbeat younger than 10 s */
+ *   GET  /v1/dead?type=&limit=     newest first
+ *   POST /v1/dead/{id}/retry       202, 404, 409
+ *   GET  /v1/queues
+ *   GET  /v1/workers               heartbeat younger than 10 s
+ *
+ * All of them need the operator scope (a key listing "operator", or "*"):
+ * they show every producer's jobs, host names and pids. */
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>

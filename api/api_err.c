@@ -54,20 +54,37 @@ const char *api_status_reason(int status)
     case 500: return "Internal Server Error";
     case 501: return "Not Implemented";
     case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
     default: return "Unknown";
     }
+}
+
+static void err_json(struct sbuf *b, const char *code, const char *message, const char *field,
+                     const char *extra)
+{
+    sbuf_adds(b, "{\"error\":{\"code\":");
+    sbuf_add_json_str(b, code);
+    sbuf_adds(b, ",\"message\":");
+    sbuf_add_json_str(b, message);
+    if (field) {
+        sbuf_adds(b, ",\"field\":");
+        sbuf_add_json_str(b, field);
+    }
+    if (extra) {
+        sbuf_add(b, ",", 1);
+        sbuf_adds(b, extra);
+    }
+    sbuf_adds(b, "}}");
 }
 
 void api_err_json(struct sbuf *b, enum cv_rc rc, const char *message, const char *field)
 {
     const struct api_err *e = api_err_lookup(rc);
-    sbuf_adds(b, "{\"error\":{\"code\":");
-    sbuf_add_json_str(b, e->code);
-    sbuf_adds(b, ",\"message\":");
-    sbuf_add_json_str(b, message ? message : e->reason);
-    if (field) {
-        sbuf_adds(b, ",\"field\":");
-        sbuf_add_json_str(b, field);
-    }
-    sbuf_adds(b, "}}");
+    err_json(b, e->code, message ? message : e->reason, field, NULL);
+}
+
+void api_err_json_extra(struct sbuf *b, const char *code, const char *message,
+                        const char *extra)
+{
+    err_json(b, code, message, NULL, extra);
 }

@@ -5,13 +5,14 @@
  * PostgreSQL links are up, from state the links keep, without a round trip.
  * /metrics renders this process's counters and two things every process
  * shares through Redis: the per-type job counters (broker_counters) and the
- * activation histogram the workers write. */
+ * activation histogram the workers write; those two are cached (below). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api.h"
 #include "broker.h"
+#include "clock.h"
 #include "db.h"
 #include "mem.h"
 #include "met.h"
@@ -26,10 +27,10 @@ void api_h_health(struct req *r)
     sbuf_cleanup(&b);
 }
 
-/* Links are NULL only while the loop is torn down. */
+/* Links are NULL or closing only while the loop is torn down. */
 static int redis_up(const struct api_thread *t)
 {
-    return t->broker && broker_ready(t->broker);
+    return !t->closing && t->broker && broker_ready(t->broker);
 }
 
 void api_h_ready(struct req *r)
@@ -49,9 +50,25 @@ void api_h_ready(struct req *r)
 
 /* ==== /metrics ============================================================ */
 
+/* The part of a scrape that comes from Redis (the per-type job counters, one
+ * script, and the activation histogram, one HGETALL) is cached per loop and
+ * read again at most every http.metrics_cache_ms: a scrape in between is
+ * served from memory, and scrapes that arrive while a read is out wait for
+ * that read instead of starting their own. So however often /metrics is
+ * called, each loop costs Redis at most two bounded reads per period. */
+struct api_metrics {
+    struct sbuf part[2];              /* rendered: job counters, histogram */
+    struct sbuf next[2];              /* being read */
+    int64_t fetched_ms;               /* monotonic; 0 = never */
+    int reads_left;                   /* calls out; 0 = none */
+    struct req **waiting;
+    size_t nwaiting, cap;
+};
+
 static void metrics_finish(struct req *r)
 {
     struct api_thread *t = r->t;
+    struct api_metrics *m = t->metrics;
     struct sbuf b;
     sbuf_init(&b);
     met_render(t->g->met, &b);
@@ -61,17 +78,46 @@ static void metrics_finish(struct req *r)
     met_text_header(&b, "conveyor_api_postgres_up", "gauge",
                     "1 when this process's PostgreSQL link is up.");
     met_text_u64(&b, "conveyor_api_postgres_up", NULL, t->db && db_async_connected(t->db));
-    sbuf_add(&b, r->part[0].p ? r->part[0].p : "", r->part[0].len);
-    sbuf_add(&b, r->part[1].p ? r->part[1].p : "", r->part[1].len);
+    met_text_header(&b, "conveyor_http_connections", "gauge",
+                    "Open client connections of this process.");
+    met_text_u64(&b, "conveyor_http_connections", NULL,
+                 (unsigned long long)atomic_load(&t->g->nconns));
+    for (int i = 0; i < 2; i++)
+        sbuf_add(&b, m->part[i].p ? m->part[i].p : "", m->part[i].len);
     api_reply(r, 200, "text/plain; version=0.0.4; charset=utf-8", b.p, b.len);
     sbuf_cleanup(&b);
 }
 
+/* One of the two reads is back: when both are, the cache is new and every
+ * waiting scrape is answered from it. */
+static void read_done(struct api_thread *t)
+{
+    struct api_metrics *m = t->metrics;
+    if (--m->reads_left > 0)
+        return;
+    for (int i = 0; i < 2; i++) {
+        struct sbuf tmp = m->part[i];
+        m->part[i] = m->next[i];
+        m->next[i] = tmp;
+        sbuf_reset(&m->next[i]);
+    }
+    /* a failed read leaves its part empty, as an uncached scrape did; the
+     * time is taken all the same so that a Redis outage is not read for on
+     * every scrape */
+    m->fetched_ms = clock_mono_ms();
+    size_t n = m->nwaiting;
+    m->nwaiting = 0;
+    for (size_t i = 0; i < n; i++) {
+        metrics_finish(m->waiting[i]);
+        api_req_release(m->waiting[i]);
+    }
+}
+
 static void on_counters(void *arg, enum cv_rc rc, const struct type_counters *c, size_t n)
 {
-    struct req *r = arg;
+    struct api_thread *t = arg;
     if (rc == CV_OK) {
-        struct sbuf *b = &r->part[0];
+        struct sbuf *b = &t->metrics->next[0];
         struct sbuf lab;
         sbuf_init(&lab);
         met_text_header(b, "conveyor_jobs_total", "counter",
@@ -91,14 +137,12 @@ static void on_counters(void *arg, enum cv_rc rc, const struct type_counters *c,
         }
         sbuf_cleanup(&lab);
     }
-    if (--r->writes_left == 0)
-        metrics_finish(r);
-    api_req_release(r);
+    read_done(t);
 }
 
 static void on_hist(const struct rds_reply *reply, void *arg)
 {
-    struct req *r = arg;
+    struct api_thread *t = arg;
     if (reply && rds_reply_type(reply) == RDS_ARR) {
         size_t n = rds_reply_len(reply) / 2;
         const char **f = n ? xcalloc(n, sizeof(*f)) : NULL;
@@ -107,29 +151,62 @@ static void on_hist(const struct rds_reply *reply, void *arg)
             f[i] = rds_reply_at_str(reply, 2 * i);
             v[i] = rds_reply_at_str(reply, 2 * i + 1);
         }
-        met_hist_render(&r->part[1], MET_ACTIVATION_HIST_NAME,
+        met_hist_render(&t->metrics->next[1], MET_ACTIVATION_HIST_NAME,
                         "Time spent processing activations, by final status.", "status", f, v,
                         n);
         free(f);
         free(v);
     }
-    if (--r->writes_left == 0)
-        metrics_finish(r);
-    api_req_release(r);
+    read_done(t);
 }
 
 void api_h_metrics(struct req *r)
 {
-    if (r->t->closing) {
+    struct api_thread *t = r->t;
+    struct api_metrics *m = t->metrics;
+    int64_t now = clock_mono_ms();
+    int fresh = m->fetched_ms && now - m->fetched_ms < t->cfg->metrics_cache_ms;
+    if (t->closing || (fresh && !m->reads_left)) {
         metrics_finish(r);
         return;
     }
-    /* the dispatcher's reference keeps r alive until this returns, even if
-     * a callback runs inline */
-    r->writes_left = 2;
+    if (m->nwaiting == m->cap) {
+        m->cap = m->cap ? m->cap * 2 : 8;
+        m->waiting = xrealloc(m->waiting, m->cap * sizeof(*m->waiting));
+    }
     api_req_hold(r);
-    broker_counters(r->t->broker, on_counters, r);
+    m->waiting[m->nwaiting++] = r;
+    if (m->reads_left)
+        return;                       /* a read is out: wait for it */
+    /* either call may answer inline (link down): count both first */
+    m->reads_left = 2;
+    broker_counters(t->broker, on_counters, t);
     const char *argv[] = { "HGETALL", MET_ACTIVATION_HIST_KEY };
-    api_req_hold(r);
-    rds_async_cmd(r->t->rds, on_hist, r, 2, argv, NULL);
+    rds_async_cmd(t->rds, on_hist, t, 2, argv, NULL);
+}
+
+int api_metrics_init(struct api_thread *t)
+{
+    t->metrics = xcalloc(1, sizeof(*t->metrics));
+    for (int i = 0; i < 2; i++) {
+        sbuf_init(&t->metrics->part[i]);
+        sbuf_init(&t->metrics->next[i]);
+    }
+    return 0;
+}
+
+void api_metrics_free(struct api_thread *t)
+{
+    struct api_metrics *m = t->metrics;
+    if (!m)
+        return;
+    /* the links are closed by now: no read is out, nobody waits */
+    CV_ASSERT(m->reads_left == 0 && m->nwaiting == 0);
+    for (int i = 0; i < 2; i++) {
+        sbuf_cleanup(&m->part[i]);
+        sbuf_cleanup(&m->next[i]);
+    }
+    free(m->waiting);
+    free(m);
+    t->metrics = NULL;
 }

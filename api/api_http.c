@@ -1,7 +1,9 @@
-/* api_http.c - requests: routing, keys, replies, and the evhttp plumbing.
+/* api_http.c - requests: routing, scopes, replies, and the evhttp plumbing.
  *
- * Banners, low level first: JSON helpers, evhttp error pages, replies, the
- * routing table, dispatch, per-loop setup. */
+ * Banners, low level first: JSON helpers, the routing table (with each
+ * route's scope), metrics, replies, dispatch, per-loop setup. What happens on
+ * a connection before a request exists (framing, deadlines, the cap, evhttp's
+ * own error pages) is api_conn.c's. */
 #include <sys/queue.h>
 
 #include <event2/buffer.h>
@@ -95,34 +97,36 @@ static const struct api_route routes[] = {
     { EVHTTP_REQ_GET, "/ready", API_AUTH_NONE, api_h_ready, "GET /ready", 0 },
     { EVHTTP_REQ_GET, "/metrics", API_AUTH_NONE, api_h_metrics, "GET /metrics", 0 },
     { EVHTTP_REQ_GET, "/api/v1/health", API_AUTH_NONE, api_h_ready, "GET /api/v1/health", 0 },
-    { EVHTTP_REQ_POST, "/v1/jobs/{type}", API_AUTH_KEY, api_h_job_create,
+    { EVHTTP_REQ_POST, "/v1/jobs/{type}", API_AUTH_PATH_TYPE, api_h_job_create,
       "POST /v1/jobs/{type}", 0 },
-    { EVHTTP_REQ_GET, "/v1/jobs/{id}", API_AUTH_KEY, api_h_job_get, "GET /v1/jobs/{id}", 0 },
-    { EVHTTP_REQ_POST, "/v1/jobs/{type}/batch", API_AUTH_KEY, api_h_job_batch,
+    { EVHTTP_REQ_GET, "/v1/jobs/{id}", API_AUTH_JOB_TYPE, api_h_job_get, "GET /v1/jobs/{id}",
+      0 },
+    { EVHTTP_REQ_POST, "/v1/jobs/{type}/batch", API_AUTH_PATH_TYPE, api_h_job_batch,
       "POST /v1/jobs/{type}/batch", 0 },
-    { EVHTTP_REQ_GET, "/v1/dead", API_AUTH_ADMIN, api_h_dead_list, "GET /v1/dead", 0 },
-    { EVHTTP_REQ_POST, "/v1/dead/{id}/retry", API_AUTH_ADMIN, api_h_dead_retry,
+    { EVHTTP_REQ_GET, "/v1/dead", API_AUTH_OPERATOR, api_h_dead_list, "GET /v1/dead", 0 },
+    { EVHTTP_REQ_POST, "/v1/dead/{id}/retry", API_AUTH_OPERATOR, api_h_dead_retry,
       "POST /v1/dead/{id}/retry", 0 },
-    { EVHTTP_REQ_GET, "/v1/queues", API_AUTH_KEY, api_h_queues, "GET /v1/queues", 0 },
-    { EVHTTP_REQ_GET, "/v1/workers", API_AUTH_KEY, api_h_workers, "GET /v1/workers", 0 },
+    { EVHTTP_REQ_GET, "/v1/queues", API_AUTH_OPERATOR, api_h_queues, "GET /v1/queues", 0 },
+    { EVHTTP_REQ_GET, "/v1/workers", API_AUTH_OPERATOR, api_h_workers, "GET /v1/workers", 0 },
     { EVHTTP_REQ_POST, "/api/v1/activation", API_AUTH_ACTIVATION, api_h_activation_create,
       "POST /api/v1/activation/", 1 },
-    { EVHTTP_REQ_GET, "/api/v1/activation/status/{transaction_id}", API_AUTH_KEY,
+    { EVHTTP_REQ_GET, "/api/v1/activation/status/{transaction_id}", API_AUTH_ACTIVATION,
       api_h_activation_status, "GET /api/v1/activation/status/{transaction_id}/", 0 },
-    { EVHTTP_REQ_GET, "/api/v1/offers", API_AUTH_KEY, api_h_offers, "GET /api/v1/offers/", 0 },
-    { EVHTTP_REQ_GET, "/api/v1/offers/{id}", API_AUTH_KEY, api_h_offer,
+    { EVHTTP_REQ_GET, "/api/v1/offers", API_AUTH_ACTIVATION, api_h_offers,
+      "GET /api/v1/offers/", 0 },
+    { EVHTTP_REQ_GET, "/api/v1/offers/{id}", API_AUTH_ACTIVATION, api_h_offer,
       "GET /api/v1/offers/{id}/", 0 },
-    { EVHTTP_REQ_GET, "/api/v1/accounts/{user_id}", API_AUTH_KEY, api_h_account,
+    { EVHTTP_REQ_GET, "/api/v1/accounts/{user_id}", API_AUTH_ACTIVATION, api_h_account,
       "GET /api/v1/accounts/{user_id}/", 0 },
-    { EVHTTP_REQ_GET, "/api/v1/accounts/{user_id}/transactions", API_AUTH_KEY,
+    { EVHTTP_REQ_GET, "/api/v1/accounts/{user_id}/transactions", API_AUTH_ACTIVATION,
       api_h_account_transactions, "GET /api/v1/accounts/{user_id}/transactions/", 0 },
 };
 #define NROUTES ((int)(sizeof(routes) / sizeof(routes[0])))
 
 /* ==== metrics of the HTTP layer =========================================== */
 
-static const int codes[] = { 200, 202, 400, 401, 403, 404, 405, 409,
-                             413, 415, 429, 500, 503 };
+static const int codes[] = { 200, 202, 400, 401, 403, 404, 405, 408, 409,
+                             413, 415, 429, 500, 501, 503, 504 };
 #define NCODES ((int)(sizeof(codes) / sizeof(codes[0])) + 1)  /* + "other" */
 
 static void count_request(struct api_thread *t, int route_idx, int status)
@@ -132,6 +136,11 @@ static void count_request(struct api_thread *t, int route_idx, int status)
         if (codes[i] == status)
             ci = i;
     met_inc(t->g->met, t->idx, t->g->m_http + route_idx * NCODES + ci);
+}
+
+void api_http_count_other(struct api_thread *t, int status)
+{
+    count_request(t, NROUTES, status);
 }
 
 void api_http_metrics_init(struct api_global *g)
@@ -152,120 +161,6 @@ void api_http_metrics_init(struct api_global *g)
                 g->m_http = s;
         }
     }
-}
-
-/* ==== evhttp's own error pages ============================================= */
-
-/* evhttp answers some requests before they reach us: a malformed request
- * line or headers (400), a body over evhttp_set_max_body_size (413, decided
- * from Content-Length before the body is read) and a few more. It writes them
- * with evhttp_send_error(), a fixed HTML page, and libevent 2.1 has no hook to
- * change that (evhttp_set_errorcb is 2.2 only). Our clients must get JSON, so
- * each connection's output buffer carries a callback that spots such a page as
- * it is added and swaps the whole response for the JSON error before a byte
- * reaches the socket. Safe because evhttp starts reading a request only after
- * the previous response was fully written: the error response is alone in the
- * buffer, and evhttp closes the connection after it (Connection: close). */
-static __thread int rewriting;
-
-static void rewrite_error_page(struct api_thread *t, struct evbuffer *buf, size_t body_at)
-{
-    /* evhttp echoes the request's version, any digits ("HTTP/1.11 501") */
-    char head[32];
-    size_t total = evbuffer_get_length(buf);
-    ev_ssize_t n = evbuffer_copyout(buf, head, sizeof(head) - 1);
-    if (n < 12)
-        return;
-    head[n] = '\0';
-    const char *sp = strchr(head, ' ');
-    if (memcmp(head, "HTTP/", 5) != 0 || !sp)
-        return;
-    struct evbuffer_ptr end = evbuffer_search(buf, "\r\n\r\n", 4, NULL);
-    if (end.pos < 0 || (size_t)end.pos + 4 != body_at)
-        return;                         /* not a lone response: leave it */
-    int status = atoi(sp + 1);
-    enum cv_rc rc;
-    char msg[128];
-    switch (status) {
-    case 413:
-        rc = CV_ERR_TOO_LARGE;
-        snprintf(msg, sizeof(msg), "request body over %d bytes", t->cfg->body_max_bytes);
-        break;
-    case 400:
-    case 417:
-        rc = CV_ERR_INVALID;
-        snprintf(msg, sizeof(msg), "malformed HTTP request");
-        break;
-    case 404:
-        rc = CV_ERR_NOT_FOUND;
-        snprintf(msg, sizeof(msg), "no such route");
-        break;
-    case 405:
-    case 501:
-        rc = CV_ERR_UNSUPPORTED;
-        snprintf(msg, sizeof(msg), "method not supported");
-        break;
-    case 503:
-        rc = CV_ERR_IO;
-        snprintf(msg, sizeof(msg), "service unavailable");
-        break;
-    default:
-        rc = CV_ERR_INTERNAL;
-        snprintf(msg, sizeof(msg), "HTTP error");
-        break;
-    }
-    struct sbuf b;
-    sbuf_init(&b);
-    api_err_json(&b, rc, msg, status == 413 ? "body" : NULL);
-    rewriting = 1;
-    evbuffer_drain(buf, total);
-    evbuffer_add_printf(buf,
-                        "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
-                        "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-                        status, api_status_reason(status), b.len);
-    evbuffer_add(buf, b.p, b.len);
-    rewriting = 0;
-    sbuf_cleanup(&b);
-    count_request(t, NROUTES, status);
-    LOG_DEBUG("http.request", "route=other status=%d evhttp=1", status);
-}
-
-static void on_output(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
-{
-    static const char page[] = "<HTML><HEAD>\n<TITLE>";
-    char peek[sizeof(page) - 1];
-    struct evbuffer_ptr p;
-    if (rewriting || info->n_added < sizeof(peek))
-        return;
-    size_t total = evbuffer_get_length(buf);
-    if (info->n_added > total)
-        return;
-    size_t start = total - info->n_added;
-    /* libevent 2.1's bufferevent_writecb freezes the start of the output
-     * again after each write, so from a connection's second reply on, copying
-     * out and draining failed and the page went out as HTML (found by
-     * tests/fuzz/fuzz_http). Lift the freeze while we look (the bufferevent
-     * lifts it itself to write) and put it back as it was. */
-    char c;
-    int frozen = evbuffer_copyout(buf, &c, 1) < 0;
-    if (frozen)
-        evbuffer_unfreeze(buf, 1);
-    if (evbuffer_ptr_set(buf, &p, start, EVBUFFER_PTR_SET) == 0 &&
-        evbuffer_copyout_from(buf, &p, peek, sizeof(peek)) == (ev_ssize_t)sizeof(peek) &&
-        memcmp(peek, page, sizeof(peek)) == 0)
-        rewrite_error_page(arg, buf, start);
-    if (frozen)
-        evbuffer_freeze(buf, 1);
-}
-
-static struct bufferevent *make_bev(struct event_base *base, void *arg)
-{
-    /* no BEV_OPT_CLOSE_ON_FREE: evhttp closes the socket itself, as it does
-     * for the bufferevents it makes */
-    struct bufferevent *bev = bufferevent_socket_new(base, -1, 0);
-    if (bev)
-        evbuffer_add_cb(bufferevent_get_output(bev), on_output, arg);
-    return bev;
 }
 
 /* ==== replies ============================================================== */
@@ -320,10 +215,9 @@ void api_reply(struct req *r, int status, const char *content_type, const char *
     if (r->gone || !r->http)
         return;
     struct evhttp_request *hr = r->http;
+    struct api_conn *conn = r->conn;
     r->http = NULL;
-    struct evhttp_connection *evcon = evhttp_request_get_connection(hr);
-    if (evcon)
-        evhttp_connection_set_closecb(evcon, NULL, NULL);
+    r->conn = NULL;
     struct evkeyvalq *h = evhttp_request_get_output_headers(hr);
     evhttp_add_header(h, "Content-Type", content_type);
     if (t->stopping)
@@ -341,6 +235,8 @@ void api_reply(struct req *r, int status, const char *content_type, const char *
             evbuffer_add(evhttp_request_get_output_buffer(hr), body, len);
     }
     evhttp_send_reply(hr, status, api_status_reason(status), NULL);
+    /* after: the guard may queue a refusal of a later request behind this reply */
+    api_conn_replied(conn);
 }
 
 void api_reply_json(struct req *r, int status, const struct sbuf *body)
@@ -516,24 +412,50 @@ void api_req_release(struct req *r)
         LOG_ERROR("api.no_reply", "route=%s", r->route ? r->route->name : "other");
         api_reply_err(r, CV_ERR_INTERNAL, NULL, NULL);
     }
-    sbuf_cleanup(&r->part[0]);
-    sbuf_cleanup(&r->part[1]);
+    free(r->batch_ids);
     r->t->inflight--;
     free(r);
 }
 
-static void on_conn_close(struct evhttp_connection *evcon, void *arg)
+/* The route's scope (see enum api_auth). Returns 0, or -1 after replying. */
+static int scope_or_reply(struct req *r, const struct api_route *hit)
 {
-    struct req *r = arg;
-    (void)evcon;
-    /* evhttp frees the request right after this: never touch it again */
-    r->gone = 1;
-    r->http = NULL;
+    const char *scope = NULL;
+    if (hit->auth == API_AUTH_NONE)
+        return 0;
+    if (auth_check(r->t->cfg, api_header(r, "Authorization"), &r->key) != CV_OK) {
+        api_reply_err(r, CV_ERR_AUTH, "missing or invalid API key", NULL);
+        return -1;
+    }
+    switch (hit->auth) {
+    case API_AUTH_PATH_TYPE: {
+        int ti = api_type_index(r->param[0]);
+        if (ti < 0) {
+            api_reply_err(r, CV_ERR_NOT_FOUND, "unknown job type", "type");
+            return -1;
+        }
+        r->type_idx = ti;
+        snprintf(r->type, sizeof(r->type), "%s", api_types[ti]);
+        scope = r->type;
+        break;
+    }
+    case API_AUTH_ACTIVATION: scope = AUTH_SCOPE_ACTIVATION; break;
+    case API_AUTH_OPERATOR: scope = AUTH_SCOPE_OPERATOR; break;
+    case API_AUTH_JOB_TYPE:
+    case API_AUTH_NONE: return 0;
+    }
+    if (!auth_allows(r->key, scope)) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "key not allowed for %s", scope);
+        api_reply_err(r, CV_ERR_FORBIDDEN, msg,
+                      hit->auth == API_AUTH_PATH_TYPE ? "type" : NULL);
+        return -1;
+    }
+    return 0;
 }
 
 static void route_or_reply(struct req *r)
 {
-    const struct cfg *cfg = r->t->cfg;
     const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(r->http);
     const char *path = u ? evhttp_uri_get_path(u) : NULL;
     size_t len = path ? strlen(path) : 0;
@@ -586,22 +508,8 @@ static void route_or_reply(struct req *r)
         r->param[i] = r->path + ps[i];
     }
 
-    if (hit->auth != API_AUTH_NONE) {
-        /* before the body is even looked at */
-        if (auth_check(cfg, api_header(r, "Authorization"), &r->key) != CV_OK) {
-            api_reply_err(r, CV_ERR_AUTH, "missing or invalid API key", NULL);
-            return;
-        }
-        if (hit->auth == API_AUTH_ADMIN && !auth_is_admin(r->key)) {
-            api_reply_err(r, CV_ERR_FORBIDDEN, "this endpoint needs an all-types key", NULL);
-            return;
-        }
-        if (hit->auth == API_AUTH_ACTIVATION && !auth_allows(r->key, AUTH_SCOPE_ACTIVATION)) {
-            api_reply_err(r, CV_ERR_FORBIDDEN, "key not allowed for activation", NULL);
-            return;
-        }
-    }
-    hit->fn(r);
+    if (scope_or_reply(r, hit) == 0)
+        hit->fn(r);
 }
 
 static void on_request(struct evhttp_request *hr, void *arg)
@@ -613,9 +521,8 @@ static void on_request(struct evhttp_request *hr, void *arg)
     r->refs = 1;
     r->t0_us = clock_mono_us();
     t->inflight++;
-    struct evhttp_connection *evcon = evhttp_request_get_connection(hr);
-    if (evcon)
-        evhttp_connection_set_closecb(evcon, on_conn_close, r);
+    /* the guard marks r as in its handler and tells us if the client leaves */
+    r->conn = api_conn_of_request(t, hr, r);
     route_or_reply(r);
     api_req_release(r);
 }
@@ -629,14 +536,23 @@ int api_thread_start_http(struct api_thread *t)
     if (!t->http)
         return -1;
     evhttp_set_gencb(t->http, on_request, t);
-    evhttp_set_bevcb(t->http, make_bev, t);
+    evhttp_set_bevcb(t->http, api_conn_make_bev, t);
     /* Bodies over the limit are refused from Content-Length before they are
      * read; the lingering close drains what the client still sends so that
      * it reads our 413 instead of a connection reset. */
     evhttp_set_max_body_size(t->http, cfg->body_max_bytes);
     evhttp_set_flags(t->http, EVHTTP_SERVER_LINGERING_CLOSE);
     evhttp_set_max_headers_size(t->http, 16384);
-    evhttp_set_timeout(t->http, 30);
+    /* Reads are bounded by the guard's deadlines (api_conn.c). evhttp's own
+     * timeout, which every byte restarts, is left as the bound on a client
+     * that does not read its reply; it must not close an idle connection
+     * before the idle deadline does. */
+    int longest = cfg->http_header_timeout_ms;
+    if (cfg->http_body_timeout_ms > longest)
+        longest = cfg->http_body_timeout_ms;
+    if (cfg->http_idle_timeout_ms > longest)
+        longest = cfg->http_idle_timeout_ms;
+    evhttp_set_timeout(t->http, longest / 1000 + 5);
     /* let every method through so that the router answers 405, not evhttp 501 */
     evhttp_set_allowed_methods(t->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
                                             EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
@@ -661,8 +577,9 @@ void api_thread_stop_http(struct api_thread *t)
 void api_thread_free_http(struct api_thread *t)
 {
     if (t->http)
-        evhttp_free(t->http);
+        evhttp_free(t->http);       /* frees the guards of the connections it had */
     t->http = NULL;
+    api_conn_free_all(t);
 }
 
 /* ==== query parameters ====================================================== */

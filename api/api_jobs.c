@@ -38,13 +38,6 @@ int api_type_index(const char *type)
 
 #define DELAY_MAX_MS (30LL * 24 * 3600 * 1000)
 
-struct opts {
-    int64_t not_before_ms;
-    int max_attempts;
-    const char *idem;                 /* header value, NULL when none */
-    char tp[JOB_TRACEPARENT_LEN];
-};
-
 /* Whole decimal number 0..max, digits only (no sign, no spaces). */
 static int parse_uint(const char *s, int64_t max, int64_t *out)
 {
@@ -73,9 +66,28 @@ static int idem_valid(const char *k)
     return 1;
 }
 
-/* Query options and headers shared by single and batch submissions. Replies
- * 400 and returns -1 on a bad value. */
-static int opts_or_reply(struct req *r, const char *type, struct opts *o)
+/* Conveyor-Job-Id: the id the API named in an unknown-outcome reply, sent
+ * back with the retry. Only single-job routes take one. */
+static int job_id_or_reply(struct req *r, int single, struct api_opts *o)
+{
+    const char *v = api_header(r, API_JOB_ID_HEADER);
+    if (!v)
+        return 0;
+    if (!single) {
+        api_reply_err(r, CV_ERR_INVALID, API_JOB_ID_HEADER " applies to single jobs only",
+                      API_JOB_ID_HEADER);
+        return -1;
+    }
+    if (!uuid_valid(v)) {
+        api_reply_err(r, CV_ERR_INVALID, API_JOB_ID_HEADER " must be a UUID", API_JOB_ID_HEADER);
+        return -1;
+    }
+    for (int i = 0; i < UUID_STR_LEN; i++)
+        o->job_id[i] = (char)tolower((unsigned char)v[i]);
+    return 0;
+}
+
+int api_opts_or_reply(struct req *r, const char *type, int single, struct api_opts *o)
 {
     const struct cfg *cfg = r->t->cfg;
     int rc = -1;
@@ -146,6 +158,8 @@ static int opts_or_reply(struct req *r, const char *type, struct opts *o)
                       "Idempotency-Key");
         goto out;
     }
+    if (job_id_or_reply(r, single, o))
+        goto out;
     const char *tp = api_header(r, "traceparent");
     if (tp && job_traceparent_valid(tp))
         snprintf(o->tp, sizeof(o->tp), "%s", tp);
@@ -159,25 +173,12 @@ out:
     return rc;
 }
 
-/* The type from the path: 404 unknown, 403 out of the key's scope. */
-static int type_or_reply(struct req *r, const char *type)
+void api_job_fill(struct req *r, struct job *j, const struct api_opts *o, int64_t now,
+                  const char *idem)
 {
-    int ti = api_type_index(type);
-    if (ti < 0) {
-        api_reply_err(r, CV_ERR_NOT_FOUND, "unknown job type", "type");
-        return -1;
-    }
-    if (!auth_allows(r->key, type)) {
-        api_reply_err(r, CV_ERR_FORBIDDEN, "key not allowed for this job type", "type");
-        return -1;
-    }
-    r->type_idx = ti;
-    snprintf(r->type, sizeof(r->type), "%s", type);
-    return ti;
-}
-
-static void job_fill(struct job *j, const struct opts *o, int64_t now, const char *idem)
-{
+    if (o->job_id[0])
+        memcpy(j->id, o->job_id, UUID_STR_LEN);
+    snprintf(j->producer, sizeof(j->producer), "%s", r->key ? r->key->name : "");
     j->max_attempts = o->max_attempts;
     j->created_ms = now;
     j->not_before_ms = o->not_before_ms;
@@ -224,29 +225,27 @@ static enum cv_rc payload_from(struct job *j, const cJSON *node, const char *raw
 
 /* ==== POST /v1/jobs/{type} ===================================================== */
 
-static void on_published_one(void *arg, enum cv_rc rc, const char *const *ids, const int *dup,
-                             size_t n)
+static void on_published_one(void *arg, enum api_pub_outcome o, const char *id)
 {
     struct req *r = arg;
-    if (rc != CV_OK || n != 1) {
-        api_reply_err(r, rc != CV_OK ? rc : CV_ERR_INTERNAL, "could not enqueue the job; retry",
-                      NULL);
+    snprintf(r->id, sizeof(r->id), "%s", id);
+    if (o != API_PUB_NEW && o != API_PUB_DUP) {
+        api_reply_pub_failure(r, o, "job");
         goto out;
     }
-    if (!dup[0])
+    if (o == API_PUB_NEW)
         met_inc(r->t->g->met, r->t->idx, r->t->g->m_enqueued[r->type_idx]);
-    snprintf(r->id, sizeof(r->id), "%s", ids[0]);
     struct sbuf b;
     sbuf_init(&b);
     sbuf_add(&b, "{", 1);
-    api_json_str(&b, "id", ids[0], 1);
+    api_json_str(&b, "id", id, 1);
     api_json_str(&b, "type", r->type, 0);
     api_json_str(&b, "status", r->scheduled ? "scheduled" : "queued", 0);
-    if (dup[0])
+    if (o == API_PUB_DUP)
         sbuf_adds(&b, ",\"duplicate\":true");
     sbuf_add(&b, "}", 1);
     char loc[64];
-    snprintf(loc, sizeof(loc), "/v1/jobs/%s", ids[0]);
+    snprintf(loc, sizeof(loc), "/v1/jobs/%s", id);
     api_add_header(r, "Location", loc);
     api_reply_json(r, 202, &b);
     sbuf_cleanup(&b);
@@ -256,13 +255,13 @@ out:
 
 void api_h_job_create(struct req *r)
 {
-    struct opts o;
+    struct api_opts o;
     struct job *j = NULL;
     cJSON *root = NULL;
     struct sbuf scratch;
     sbuf_init(&scratch);
-    if (type_or_reply(r, r->param[0]) < 0 || api_require_json_or_reply(r) ||
-        opts_or_reply(r, r->type, &o))
+    /* the router checked the type and the key's scope (API_AUTH_PATH_TYPE) */
+    if (api_require_json_or_reply(r) || api_opts_or_reply(r, r->type, 1, &o))
         goto out;
     root = api_parse_body_or_reply(r);
     if (!root)
@@ -270,13 +269,13 @@ void api_h_job_create(struct req *r)
     size_t len;
     const char *body = api_body(r, &len);
     j = job_new(r->type);
+    int64_t now = clock_wall_ms();
+    api_job_fill(r, j, &o, now, o.idem);
     const char *field = NULL, *why = NULL;
     if (payload_from(j, root, body, len, &scratch, &field, &why) != CV_OK) {
         api_reply_err(r, CV_ERR_INVALID, why, field ? field : "body");
         goto out;
     }
-    int64_t now = clock_wall_ms();
-    job_fill(j, &o, now, o.idem);
     r->scheduled = o.not_before_ms > now;
     api_req_hold(r);
     api_publish_one(r->t, j, on_published_one, r);
@@ -289,31 +288,67 @@ out:
 
 /* ==== POST /v1/jobs/{type}/batch ================================================ */
 
+/* The batch went to Redis and no answer came: all or none of it is enqueued
+ * (one script), and we cannot tell which. */
+static void batch_unknown_reply(struct req *r)
+{
+    struct sbuf b, extra;
+    sbuf_init(&b);
+    sbuf_init(&extra);
+    sbuf_adds(&extra, "\"ids\":[");
+    for (size_t i = 0; i < r->batch_n; i++) {
+        if (i)
+            sbuf_add(&extra, ",", 1);
+        sbuf_add_json_str(&extra, r->batch_ids[i]);
+    }
+    sbuf_add(&extra, "]", 1);
+    api_err_json_extra(&b, API_CODE_OUTCOME_UNKNOWN,
+                       r->batch_idem
+                           ? "Redis did not answer in time: the batch may or may not have been "
+                             "enqueued (all or none). Resend it with the same Idempotency-Key: "
+                             "the resend enqueues it at most once."
+                           : "Redis did not answer in time: the batch may or may not have been "
+                             "enqueued (all or none); ids lists the ids it was given. Send "
+                             "batches with an Idempotency-Key so that a resend enqueues at most "
+                             "once.",
+                       extra.p);
+    api_reply_json(r, API_STATUS_OUTCOME_UNKNOWN, &b);
+    sbuf_cleanup(&b);
+    sbuf_cleanup(&extra);
+}
+
 static void on_published_batch(void *arg, enum cv_rc rc, const char *const *ids, const int *dup,
                                size_t n)
 {
     struct req *r = arg;
     if (rc != CV_OK) {
-        api_reply_err(r, rc, "could not enqueue the batch; retry", NULL);
+        /* called before broker_publish returned: nothing left this process */
+        if (r->pub_calling)
+            api_reply_err(r, rc, "could not enqueue the batch; nothing was enqueued; retry",
+                          NULL);
+        else
+            batch_unknown_reply(r);
         goto out;
     }
     struct sbuf b;
     sbuf_init(&b);
-    size_t ndup = 0;
+    size_t ndup = 0, nconflict = 0;
     sbuf_adds(&b, "{\"ids\":[");
     for (size_t i = 0; i < n; i++) {
         if (i)
             sbuf_add(&b, ",", 1);
         sbuf_add_json_str(&b, ids[i]);
-        ndup += dup[i] != 0;
+        ndup += dup[i] == 1;
+        nconflict += dup[i] == 2;   /* never for server-made ids; counted all the same */
     }
     sbuf_add(&b, "]", 1);
     api_json_str(&b, "status", r->scheduled ? "scheduled" : "queued", 0);
     if (ndup)
         api_json_i64(&b, "duplicates", (long long)ndup, 0);
     sbuf_add(&b, "}", 1);
-    if (n > ndup)
-        met_add(r->t->g->met, r->t->idx, r->t->g->m_enqueued[r->type_idx], n - ndup);
+    if (n > ndup + nconflict)
+        met_add(r->t->g->met, r->t->idx, r->t->g->m_enqueued[r->type_idx],
+                n - ndup - nconflict);
     api_reply_json(r, 202, &b);
     sbuf_cleanup(&b);
 out:
@@ -323,14 +358,13 @@ out:
 void api_h_job_batch(struct req *r)
 {
     const struct cfg *cfg = r->t->cfg;
-    struct opts o;
+    struct api_opts o;
     struct job **jobs = NULL;
     size_t n = 0;
     cJSON *root = NULL;
     struct sbuf scratch;
     sbuf_init(&scratch);
-    if (type_or_reply(r, r->param[0]) < 0 || api_require_json_or_reply(r) ||
-        opts_or_reply(r, r->type, &o))
+    if (api_require_json_or_reply(r) || api_opts_or_reply(r, r->type, 0, &o))
         goto out;
     root = api_parse_body_or_reply(r);
     if (!root)
@@ -365,6 +399,9 @@ void api_h_job_batch(struct req *r)
     {
         struct job *j = job_new(r->type);
         jobs[n++] = j;
+        if (o.idem)
+            snprintf(idem, sizeof(idem), "%s:%zu", o.idem, n - 1);
+        api_job_fill(r, j, &o, now, o.idem ? idem : NULL);
         const char *field = NULL, *why = NULL;
         if (payload_from(j, el, NULL, 0, &scratch, &field, &why) != CV_OK) {
             char f[96];
@@ -372,13 +409,18 @@ void api_h_job_batch(struct req *r)
             api_reply_err(r, CV_ERR_INVALID, why, f);
             goto out;
         }
-        if (o.idem)
-            snprintf(idem, sizeof(idem), "%s:%zu", o.idem, n - 1);
-        job_fill(j, &o, now, o.idem ? idem : NULL);
     }
     r->scheduled = o.not_before_ms > now;
+    r->batch_idem = o.idem != NULL;
+    /* ids kept for an unknown-outcome reply (the jobs are freed below) */
+    r->batch_ids = xmalloc(n * sizeof(*r->batch_ids));
+    r->batch_n = n;
+    for (size_t i = 0; i < n; i++)
+        memcpy(r->batch_ids[i], jobs[i]->id, UUID_STR_LEN);
     api_req_hold(r);
+    r->pub_calling = 1;
     broker_publish(r->t->broker, jobs, n, cfg->idempotency_ttl_s, on_published_batch, r);
+    r->pub_calling = 0;
 out:
     for (size_t i = 0; i < n; i++)
         job_free(jobs[i]);
@@ -423,12 +465,12 @@ void api_json_job_status(struct sbuf *b, const struct job_status *st, size_t pay
 static void on_status(void *arg, enum cv_rc rc, const struct job_status *st)
 {
     struct req *r = arg;
-    if (rc == CV_ERR_NOT_FOUND) {
+    /* A job of a type the key may not use answers exactly like a job that
+     * does not exist: a 403 would tell a prober that the id is real. */
+    if (rc == CV_ERR_NOT_FOUND || (rc == CV_OK && st && !auth_allows(r->key, st->type))) {
         api_reply_err(r, CV_ERR_NOT_FOUND, "no such job (or its status expired)", NULL);
     } else if (rc != CV_OK || !st) {
         api_reply_err(r, rc != CV_OK ? rc : CV_ERR_INTERNAL, "could not read the job", NULL);
-    } else if (!auth_allows(r->key, st->type)) {
-        api_reply_err(r, CV_ERR_FORBIDDEN, "key not allowed for this job type", NULL);
     } else {
         struct sbuf b;
         sbuf_init(&b);

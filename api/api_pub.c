@@ -9,8 +9,19 @@
  * ready in this turn. The script handles the jobs in order, so an
  * Idempotency-Key repeated inside one flush still maps to the first job.
  * All jobs of a flush succeed or fail together, as they would one by one
- * when Redis is down. */
+ * when Redis is down.
+ *
+ * How a failure is told. A publish that fails before broker_publish returns
+ * never left the process (the Redis link was down): 503, nothing enqueued, a
+ * plain retry is safe. A publish that fails later was written to Redis and
+ * got no answer (a timeout drops the link): the script may have run, or may
+ * still run when Redis wakes up. That outcome is unknown, and the reply says
+ * so with the job's id (504 outcome_unknown, Conveyor-Job-Id header). A retry
+ * that sends the id back in Conveyor-Job-Id publishes under the same id, and
+ * the publish script treats an existing job with that id (same type and
+ * producer) as a duplicate: at most one job, whatever the first attempt did. */
 #include <event2/event.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,8 +33,9 @@
 
 struct pub_item {
     struct job *job;
-    broker_publish_cb cb;
+    api_pub_cb cb;
     void *arg;
+    char id[UUID_STR_LEN];            /* the job's id: the job is freed once sent */
 };
 
 struct api_pubq {
@@ -39,16 +51,25 @@ struct pub_flight {
     struct pub_item items[];
 };
 
+/* The flight inside broker_publish on this thread, NULL otherwise: a callback
+ * for it then means the publish never left (see the top of this file). A
+ * thread-local rather than a field of the queue, because the queue may be
+ * gone at teardown when the last callbacks run. */
+static __thread const struct pub_flight *calling;
+
 static void on_flushed(void *arg, enum cv_rc rc, const char *const *ids, const int *dup,
                        size_t n)
 {
     struct pub_flight *f = arg;
+    enum api_pub_outcome failed = calling == f ? API_PUB_UNSENT : API_PUB_UNKNOWN;
     for (size_t i = 0; i < f->n; i++) {
         struct pub_item *it = &f->items[i];
         if (rc == CV_OK && n == f->n)
-            it->cb(it->arg, CV_OK, &ids[i], &dup[i], 1);
+            it->cb(it->arg, dup[i] == 0 ? API_PUB_NEW : dup[i] == 1 ? API_PUB_DUP
+                                                                 : API_PUB_CONFLICT,
+                   ids[i]);
         else
-            it->cb(it->arg, rc != CV_OK ? rc : CV_ERR_INTERNAL, NULL, NULL, 0);
+            it->cb(it->arg, failed, it->id);
     }
     free(f);
 }
@@ -67,7 +88,9 @@ static void flush(struct api_pubq *q)
         f->items[i].job = NULL;
     }
     q->n = 0;                         /* before the call: callbacks may run inline */
+    calling = f;
     broker_publish(q->t->broker, jobs, n, q->t->cfg->idempotency_ttl_s, on_flushed, f);
+    calling = NULL;
     for (size_t i = 0; i < n; i++)
         job_free(jobs[i]);
 }
@@ -96,7 +119,7 @@ void api_pub_free(struct api_thread *t)
     /* only at teardown: the jobs never left, say so */
     for (size_t i = 0; i < q->n; i++) {
         job_free(q->items[i].job);
-        q->items[i].cb(q->items[i].arg, CV_ERR_IO, NULL, NULL, 0);
+        q->items[i].cb(q->items[i].arg, API_PUB_UNSENT, q->items[i].id);
     }
     if (q->flush_ev)
         event_free(q->flush_ev);
@@ -104,17 +127,53 @@ void api_pub_free(struct api_thread *t)
     t->pubq = NULL;
 }
 
-void api_publish_one(struct api_thread *t, struct job *job, broker_publish_cb cb, void *arg)
+void api_publish_one(struct api_thread *t, struct job *job, api_pub_cb cb, void *arg)
 {
     struct api_pubq *q = t->pubq;
     if (t->closing) {
+        char id[UUID_STR_LEN];
+        memcpy(id, job->id, sizeof(id));
         job_free(job);
-        cb(arg, CV_ERR_IO, NULL, NULL, 0);
+        cb(arg, API_PUB_UNSENT, id);
         return;
     }
-    q->items[q->n++] = (struct pub_item){ job, cb, arg };
+    struct pub_item *it = &q->items[q->n++];
+    *it = (struct pub_item){ job, cb, arg, "" };
+    memcpy(it->id, job->id, sizeof(it->id));
     if (q->n == 1)
         event_active(q->flush_ev, EV_TIMEOUT, 0);
     if (q->n == PUB_MAX)
         flush(q);
+}
+
+void api_reply_pub_failure(struct req *r, enum api_pub_outcome o, const char *what)
+{
+    char msg[400];
+    if (o == API_PUB_CONFLICT) {
+        snprintf(msg, sizeof(msg),
+                 API_JOB_ID_HEADER " %s is the id of another job (another type or producer)",
+                 r->id);
+        api_reply_err(r, CV_ERR_CONFLICT, msg, API_JOB_ID_HEADER);
+        return;
+    }
+    if (o != API_PUB_UNKNOWN) {
+        snprintf(msg, sizeof(msg), "Redis is unavailable: the %s was not enqueued; retry", what);
+        api_reply_err(r, CV_ERR_IO, msg, NULL);
+        return;
+    }
+    struct sbuf b, extra;
+    sbuf_init(&b);
+    sbuf_init(&extra);
+    snprintf(msg, sizeof(msg),
+             "Redis did not answer in time: the %s may or may not have been enqueued. Retry "
+             "with the header " API_JOB_ID_HEADER ": %s; the retry enqueues it only if this "
+             "attempt did not",
+             what, r->id);
+    sbuf_adds(&extra, "\"id\":");
+    sbuf_add_json_str(&extra, r->id);
+    api_err_json_extra(&b, API_CODE_OUTCOME_UNKNOWN, msg, extra.p);
+    api_add_header(r, API_JOB_ID_HEADER, r->id);
+    api_reply_json(r, API_STATUS_OUTCOME_UNKNOWN, &b);
+    sbuf_cleanup(&b);
+    sbuf_cleanup(&extra);
 }

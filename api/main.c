@@ -175,7 +175,7 @@ static int thread_init(struct api_thread *t, const struct cfg *cfg, struct api_g
         fprintf(stderr, "conveyor-api: cannot set up event loop %d\n", idx);
         return -1;
     }
-    if (api_pub_init(t) != 0) {
+    if (api_pub_init(t) != 0 || api_metrics_init(t) != 0) {
         fprintf(stderr, "conveyor-api: cannot set up event loop %d\n", idx);
         return -1;
     }
@@ -201,6 +201,7 @@ static void thread_cleanup(struct api_thread *t)
     if (t->broker)
         broker_close(t->broker);
     t->broker = NULL;
+    api_metrics_free(t);
     db_async_free(t->db);
     t->db = NULL;
     api_thread_free_http(t);
@@ -227,6 +228,7 @@ static struct met *metrics_new(struct api_global *g, int nthreads)
     struct met *m = met_new(nthreads);
     g->met = m;
     api_http_metrics_init(g);
+    api_conn_metrics_init(g);
     int f = met_family(m, "conveyor_jobs_enqueued_total",
                        "Jobs this process published (duplicates not counted).", 1, type_label,
                        0);

@@ -97,8 +97,3 @@ int auth_allows(const struct cfg_api_key *k, const char *type)
             return 1;
     return 0;
 }
-
-int auth_is_admin(const struct cfg_api_key *k)
-{
-    return k && k->all_types;
-}

@@ -16,8 +16,13 @@
 
 /* Longest token accepted after "Bearer " (bytes). */
 #define AUTH_TOKEN_MAX 512
-/* The scope that the seed activation endpoints require. */
+/* Scopes. A key lists the job types it may submit and read, plus, when it
+ * lists them, these words: "activation" (the seed endpoints: activation,
+ * status, offers, accounts; also the activation job type) and "operator"
+ * (queues, workers, dead letters). "*" grants every job type and every scope,
+ * operator included. */
 #define AUTH_SCOPE_ACTIVATION "activation"
+#define AUTH_SCOPE_OPERATOR "operator"
 
 /* SHA-256 of len bytes. */
 void auth_sha256(const void *data, size_t len, unsigned char out[32]);
@@ -35,9 +40,8 @@ const struct cfg_api_key *auth_match(const struct cfg_api_key *keys, int n,
 enum cv_rc auth_check(const struct cfg *c, const char *authorization,
                       const struct cfg_api_key **key);
 
-/* 1 when k may use job type (or scope) type: an all-types key or one that lists it. */
+/* 1 when k may use job type (or scope) type: a "*" key or one that lists it.
+ * NULL k is never allowed. */
 int auth_allows(const struct cfg_api_key *k, const char *type);
-/* 1 for an all-types key: the admin endpoints (dead-letter list, retry) need one. */
-int auth_is_admin(const struct cfg_api_key *k);
 
 #endif

@@ -93,8 +93,11 @@ int broker_ready(struct broker *b);
 
 /* ---- both modes: producers and readers --------------------------------- */
 
-/* ids[i] is the id of job i, or of the first job published with the same
- * idempotency key; dup[i] is 1 in that case. Both are valid during the call. */
+/* ids[i] is the id of job i, or of the first job its producer published with
+ * the same idempotency key; dup[i] is 0 for a new job, 1 for such a duplicate
+ * (also when a job with this id, type and producer exists already: publishes
+ * are idempotent by id), 2 when a job with this id exists with another type or
+ * producer (nothing published). Both are valid during the call. */
 typedef void (*broker_publish_cb)(void *arg, enum cv_rc rc, const char *const *ids,
                                   const int *dup, size_t n);
 /* Publish n jobs atomically (all or none). Jobs with not_before_ms in the

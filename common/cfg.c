@@ -36,6 +36,16 @@ static const struct cfg_row rows[] = {
     { "http.body_max_bytes", "CONVEYOR_BODY_MAX_BYTES", T_INT, "1048576", 1024, 67108864, 0,
       O(body_max_bytes) },
     { "http.batch_max", "CONVEYOR_BATCH_MAX", T_INT, "1000", 1, 10000, 0, O(batch_max) },
+    { "http.header_timeout_ms", "CONVEYOR_HTTP_HEADER_TIMEOUT_MS", T_INT, "10000", 100, 600000,
+      0, O(http_header_timeout_ms) },
+    { "http.body_timeout_ms", "CONVEYOR_HTTP_BODY_TIMEOUT_MS", T_INT, "30000", 100, 3600000, 0,
+      O(http_body_timeout_ms) },
+    { "http.idle_timeout_ms", "CONVEYOR_HTTP_IDLE_TIMEOUT_MS", T_INT, "60000", 100, 3600000, 0,
+      O(http_idle_timeout_ms) },
+    { "http.max_connections", "CONVEYOR_HTTP_MAX_CONNECTIONS", T_INT, "10000", 1, 1000000, 0,
+      O(http_max_connections) },
+    { "http.metrics_cache_ms", "CONVEYOR_HTTP_METRICS_CACHE_MS", T_INT, "2000", 0, 600000, 0,
+      O(metrics_cache_ms) },
     { "log.level", "CONVEYOR_LOG_LEVEL", T_STR, "info", 0, 0, 0, O(log_level) },
     { "jobs.max_attempts", "CONVEYOR_MAX_ATTEMPTS", T_INT, "5", 1, 100, 0, O(max_attempts) },
     { "jobs.activation_max_attempts", "CONVEYOR_ACTIVATION_MAX_ATTEMPTS", T_INT, "8", 1, 100, 0,
@@ -174,11 +184,26 @@ static int add_type(struct cfg_api_key *k, const char *t, size_t len)
     return 0;
 }
 
+/* Key names go into Redis key names (cv:idem:<type>:<name>:<key>): a fixed
+ * alphabet without ':' keeps two producers from ever sharing a key. */
+static int name_valid(const char *s, size_t len)
+{
+    if (len == 0 || len >= sizeof(((struct cfg_api_key *)0)->name))
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char ch = s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '.' || ch == '_' || ch == '-'))
+            return 0;
+    }
+    return 1;
+}
+
 int cfg_parse_api_key(const char *spec, struct cfg_api_key *k)
 {
     memset(k, 0, sizeof(*k));
     const char *c1 = strchr(spec, ':');
-    if (!c1 || c1 == spec || (size_t)(c1 - spec) >= sizeof(k->name))
+    if (!c1 || !name_valid(spec, (size_t)(c1 - spec)))
         return -1;
     const char *c2 = strchr(c1 + 1, ':');
     if (!c2)
@@ -216,13 +241,12 @@ static int load_file_keys(struct cfg *c, config_t *lc, const char *path)
         }
         struct cfg_api_key *k = &c->api_keys[c->napi_keys];
         memset(k, 0, sizeof(*k));
-        /* an empty name is refused here as in CONVEYOR_API_KEYS (fuzz_cfg) */
-        if (!config_setting_lookup_string(e, "name", &name) || !*name ||
-            strlen(name) >= sizeof(k->name) ||
+        if (!config_setting_lookup_string(e, "name", &name) || !name_valid(name, strlen(name)) ||
             !config_setting_lookup_string(e, "sha256", &sha) ||
             parse_sha(sha, strlen(sha), k->sha256)) {
             fprintf(stderr,
-                    "conveyor: %s:%d: api_keys: each key needs name and sha256 (64 hex digits)\n",
+                    "conveyor: %s:%d: api_keys: each key needs a name (1..63 of A-Z a-z 0-9 . _ -) "
+                    "and a sha256 (64 hex digits)\n",
                     path, line);
             return -1;
         }
@@ -324,7 +348,8 @@ static int load_env(struct cfg *c)
             if (c->napi_keys >= CFG_MAX_KEYS ||
                 cfg_parse_api_key(tok, &c->api_keys[c->napi_keys])) {
                 fprintf(stderr,
-                        "conveyor: env CONVEYOR_API_KEYS: entry %d: want name:sha256hex:types\n",
+                        "conveyor: env CONVEYOR_API_KEYS: entry %d: want name:sha256hex:types "
+                        "(name 1..63 of A-Z a-z 0-9 . _ -)\n",
                         c->napi_keys + 1);
                 free(dup);
                 return -1;
@@ -359,6 +384,24 @@ static int retention_walk(const char *spec,
         if (fn && fn(p, (size_t)(eq - p), v, arg))
             return 0;
         p += n;
+    }
+    return 0;
+}
+
+/* Two keys with one hash would be one secret with two sets of scopes, and
+ * auth_match() would pick one of them silently: refuse the configuration. */
+static int check_unique_hashes(const struct cfg *c)
+{
+    for (int i = 0; i < c->napi_keys; i++) {
+        for (int j = i + 1; j < c->napi_keys; j++) {
+            if (memcmp(c->api_keys[i].sha256, c->api_keys[j].sha256, 32) == 0) {
+                fprintf(stderr,
+                        "conveyor: api_keys: keys %d (%s) and %d (%s) have the same sha256; "
+                        "give each key its own secret\n",
+                        i + 1, c->api_keys[i].name, j + 1, c->api_keys[j].name);
+                return -1;
+            }
+        }
     }
     return 0;
 }
@@ -403,7 +446,7 @@ int cfg_load(struct cfg *c, const char *path)
         path = getenv("CONVEYOR_CONFIG");
     if (path && *path && load_file(c, path))
         return -1;
-    if (load_env(c))
+    if (load_env(c) || check_unique_hashes(c))
         return -1;
     if (check_retention(c->dead_retention))
         return -1;

@@ -14,7 +14,10 @@
 #define CFG_MAX_KEYS 32
 #define CFG_MAX_KEY_TYPES 16
 
-/* A producer key: we store only its SHA-256, never the key itself. */
+/* A producer key: we store only its SHA-256, never the key itself. The name
+ * is the producer's identity: idempotency keys and job ids are scoped by it,
+ * so it is 1..63 of [A-Za-z0-9._-]. Several keys may share a name (a key
+ * being rotated); two keys may not share a hash (cfg_load refuses that). */
 struct cfg_api_key {
     char name[64];
     unsigned char sha256[32];
@@ -33,6 +36,11 @@ struct cfg {
     int http_threads;
     int body_max_bytes;
     int batch_max;
+    int http_header_timeout_ms;    /* first byte of a request's head to its end */
+    int http_body_timeout_ms;      /* end of the head to the end of the body */
+    int http_idle_timeout_ms;      /* a keep-alive connection waiting for a request */
+    int http_max_connections;      /* per process, all loops together */
+    int metrics_cache_ms;          /* /metrics: Redis-derived part refreshed at most this often */
     char *log_level;
     /* jobs */
     int max_attempts;
@@ -87,7 +95,8 @@ void cfg_log(const struct cfg *c);
 
 void cfg_cleanup(struct cfg *c);
 
-/* Parse "name:sha256hex:type|type" (types "*" = all) into k. 0 or -1. */
+/* Parse "name:sha256hex:type|type" (types "*" = all) into k. 0 or -1.
+ * Types may also be the scope words "activation" and "operator" (auth.h). */
 int cfg_parse_api_key(const char *spec, struct cfg_api_key *k);
 
 /* Max attempts configured for a job type. */

@@ -35,6 +35,7 @@
 #define JOB_IDEM_MAX 128         /* idempotency key, bytes excluding NUL */
 #define JOB_TRACEPARENT_LEN 56   /* "00-<32 hex>-<16 hex>-<2 hex>" + NUL */
 #define JOB_ERROR_MAX 256
+#define JOB_PRODUCER_MAX 64      /* producer name (the API key's name), bytes including NUL */
 
 enum job_state {
     JOB_STATE_QUEUED,
@@ -60,6 +61,11 @@ struct job {
     int64_t not_before_ms;     /* 0 = now */
     char *idem_key;            /* NULL when none, owned */
     char traceparent[JOB_TRACEPARENT_LEN];
+    /* Who published it: the API key's name, "" for tools. Idempotency keys are
+     * scoped by it, and a publish that names an existing job's id is a
+     * duplicate only for the same type and producer (a conflict otherwise).
+     * Stored in the status hash as field "pr"; workers ignore it. */
+    char producer[JOB_PRODUCER_MAX];
     /* set by the broker on delivery */
     char msg_id[48];           /* transport position (stream entry id) */
     int64_t epoch;             /* lease epoch: the fencing token of this delivery */

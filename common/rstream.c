@@ -166,7 +166,7 @@ static void publish_done(const struct rds_reply *r, void *arg)
     int *dup = xmalloc(sizeof(*dup) * c->n);
     for (size_t i = 0; i < c->n; i++) {
         ids[i] = rds_reply_at_str(r, 2 * i);
-        dup[i] = rds_reply_at_int(r, 2 * i + 1, 0) != 0;
+        dup[i] = (int)rds_reply_at_int(r, 2 * i + 1, 0);   /* 0, 1 or 2: see the script */
     }
     c->cb(c->arg, CV_OK, ids, dup, c->n);
     free(ids);
@@ -178,7 +178,7 @@ static void rs_publish(struct broker *b, struct job *const *jobs, size_t n, int 
                        broker_publish_cb cb, void *arg)
 {
     struct rstream *s = RS(b);
-    size_t argc = 3 + n * 8;
+    size_t argc = 3 + n * 9;
     const char **argv = xmalloc(sizeof(*argv) * argc);
     size_t *lens = xmalloc(sizeof(*lens) * argc);
     char (*nums)[24] = xmalloc(sizeof(*nums) * (3 + n * 3));
@@ -192,7 +192,7 @@ static void rs_publish(struct broker *b, struct job *const *jobs, size_t n, int 
     }
     for (size_t i = 0; i < n; i++) {
         const struct job *j = jobs[i];
-        size_t b0 = 3 + i * 8;
+        size_t b0 = 3 + i * 9;
         char *nm = nums[3 + i * 3];
         num(nm, 24, j->max_attempts);
         num(nums[4 + i * 3], 24, j->created_ms ? j->created_ms : now);
@@ -205,7 +205,8 @@ static void rs_publish(struct broker *b, struct job *const *jobs, size_t n, int 
         argv[b0 + 5] = nums[5 + i * 3];
         argv[b0 + 6] = j->idem_key ? j->idem_key : "";
         argv[b0 + 7] = j->traceparent;
-        for (size_t k = 0; k < 8; k++)
+        argv[b0 + 8] = j->producer;
+        for (size_t k = 0; k < 9; k++)
             lens[b0 + k] = strlen(argv[b0 + k]);
         if (j->payload)
             lens[b0 + 2] = j->payload_len;

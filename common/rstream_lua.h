@@ -14,7 +14,8 @@
  *                          Never trimmed by size: a job leaves by replay, an operator's
  *                          purge or its type's retention, never while held
  *   cv:held                set of dead job ids whose effects may be unsettled
- *   cv:idem:<type>:<key>   string -> id of the first job with that idempotency key
+ *   cv:idem:<type>:<producer>:<key>  string -> id of the producer's first job with
+ *                          that idempotency key
  *   cv:stats:<type>        hash of counters: enqueued succeeded failed retried dead
  *   cv:workers             zset name -> last heartbeat (ms); cv:worker:<name> hash
  * Every script runs atomically, so many producers and workers can call them at once. */
@@ -22,23 +23,38 @@
 #define CV_RSTREAM_LUA_H
 
 /* ARGV: now, idem_ttl_s, n, then n x (id type payload max_attempts created_ms
- * not_before_ms idem_key tp). Returns a flat array: id, dup (0/1) per job. */
+ * not_before_ms idem_key tp producer). Returns a flat array: id, dup per job,
+ * dup 0 = published, 1 = a duplicate (id is the earlier job: same idempotency
+ * key of the same producer, or a job with this id, type and producer exists
+ * already), 2 = a conflict (a job with this id exists with another type or
+ * producer; nothing written). Every publish is idempotent by job id: a retry
+ * of a publish whose outcome was unknown cannot enqueue twice, even when the
+ * two calls arrive in either order. */
 #define RSTREAM_LUA_PUBLISH \
 "local now, ttl, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n" \
 "local out, seen = {}, {}\n" \
 "for i = 0, n - 1 do\n" \
-"  local b = 3 + i * 8\n" \
+"  local b = 3 + i * 9\n" \
 "  local id, typ, payload, maxa = ARGV[b+1], ARGV[b+2], ARGV[b+3], ARGV[b+4]\n" \
 "  local created, nb, idem, tp = ARGV[b+5], tonumber(ARGV[b+6]), ARGV[b+7], ARGV[b+8]\n" \
-"  local prev = false\n" \
+"  local pr = ARGV[b+9]\n" \
+"  local k = 'cv:job:' .. id\n" \
+"  local prev, dup, ik = false, 1, false\n" \
 "  if idem ~= '' then\n" \
-"    local ik = 'cv:idem:' .. typ .. ':' .. idem\n" \
+"    ik = 'cv:idem:' .. typ .. ':' .. pr .. ':' .. idem\n" \
 "    prev = redis.call('GET', ik)\n" \
-"    if not prev then redis.call('SET', ik, id, 'EX', ttl) end\n" \
+"  end\n" \
+"  if not prev then\n" \
+"    local e = redis.call('HMGET', k, 'type', 'pr')\n" \
+"    if e[1] then\n" \
+"      prev = id\n" \
+"      if e[1] ~= typ or (e[2] or '') ~= pr then dup = 2 end\n" \
+"    end\n" \
 "  end\n" \
 "  if prev then\n" \
-"    out[#out+1] = prev; out[#out+1] = 1\n" \
+"    out[#out+1] = prev; out[#out+1] = dup\n" \
 "  else\n" \
+"    if ik then redis.call('SET', ik, id, 'EX', ttl) end\n" \
 "    if not seen[typ] then\n" \
 "      seen[typ] = 0\n" \
 "      if redis.call('SADD', 'cv:types', typ) == 1 then\n" \
@@ -47,9 +63,8 @@
 "    end\n" \
 "    local state = 'queued'\n" \
 "    if nb > now then state = 'scheduled' end\n" \
-"    local k = 'cv:job:' .. id\n" \
 "    redis.call('HSET', k, 'id', id, 'type', typ, 'state', state, 'attempt', 1,\n" \
-"      'max_attempts', maxa, 'created_ms', created, 'payload', payload, 'tp', tp)\n" \
+"      'max_attempts', maxa, 'created_ms', created, 'payload', payload, 'tp', tp, 'pr', pr)\n" \
 "    if nb > 0 or idem ~= '' then\n" \
 "      redis.call('HSET', k, 'not_before_ms', nb, 'idem', idem)\n" \
 "    end\n" \

@@ -323,19 +323,34 @@ static int post_accepted(void *arg)
     return ok;
 }
 
+static int not_ready(void *arg)
+{
+    static const char *const none[] = { NULL };
+    struct hn_resp *r = req(arg, "GET", "/ready", NULL, none);
+    int down = r->status == 503;
+    hn_resp_free(r);
+    return down;
+}
+
 Test(api, redis_outage_gives_503_then_recovers)
 {
     struct hn_stack st;
     struct hn_stack_opts o = { .workers = 1, .worker_types = "noop", .worker_env = fast_env };
     hn_start_stack(&st, &o);
     hn_redis_kill(SIGKILL);
+    /* Once the API knows its link is down nothing is sent: a plain 503. (A publish
+     * written to a link that dies before it answers is 504 outcome_unknown instead.) */
+    int down = hn_wait_until(not_ready, &st, 5000, 20);
     struct hn_resp *r = req(&st, "POST", "/v1/jobs/noop", "{}", NULL);
-    cr_assert_eq(r->status, 503, "%d %s", r->status, r->body);
+    int status = r->status;
     hn_resp_free(r);
-    static const char *const none[] = { NULL };
-    r = req(&st, "GET", "/ready", NULL, none);
-    cr_assert_eq(r->status, 503);
-    hn_resp_free(r);
+    /* each loop has its own link: one that has not noticed yet writes into a dead
+     * socket, and 504 outcome_unknown is then the honest answer */
+    int refused = status == 503 || status == 504;
+    if (!down || !refused)
+        hn_redis_start();             /* leave Redis up for the tests after this one */
+    cr_assert(down, "/ready says 503 while Redis is down");
+    cr_assert(refused, "status %d", status);
     hn_redis_start();
     char url[128];
     snprintf(url, sizeof(url), "%s/ready", st.api_url);

@@ -84,12 +84,13 @@ Test(auth, scopes)
     const struct cfg_api_key *admin = &c.api_keys[0], *prod = &c.api_keys[1];
     cr_assert(auth_allows(admin, "activation"));
     cr_assert(auth_allows(admin, "noop"));
-    cr_assert(auth_is_admin(admin));
+    cr_assert(auth_allows(admin, AUTH_SCOPE_OPERATOR));   /* "*" includes operator */
     cr_assert(auth_allows(prod, "noop"));
     cr_assert(auth_allows(prod, "order-fetch"));
     cr_assert_not(auth_allows(prod, "activation"));
     cr_assert_not(auth_allows(prod, "noo"));
-    cr_assert_not(auth_is_admin(prod));
+    cr_assert_not(auth_allows(prod, AUTH_SCOPE_OPERATOR));
+    cr_assert_not(auth_allows(prod, AUTH_SCOPE_ACTIVATION));
     cr_assert_not(auth_allows(NULL, "noop"));
-    cr_assert_not(auth_is_admin(NULL));
+    cr_assert_not(auth_allows(NULL, AUTH_SCOPE_OPERATOR));
 }

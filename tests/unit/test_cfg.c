@@ -90,8 +90,9 @@ Test(cfg, api_keys_from_env_and_file, .init = clear_env)
 {
     struct cfg c;
     const char *sha = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    const char *sha2 = "60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752";
     char env[200];
-    snprintf(env, sizeof(env), "ops:%s:*,noop-only:%s:noop|activation", sha, sha);
+    snprintf(env, sizeof(env), "ops:%s:*,noop-only:%s:noop|activation", sha, sha2);
     setenv("CONVEYOR_API_KEYS", env, 1);
     cr_assert_eq(cfg_load(&c, NULL), 0);
     cr_assert_eq(c.napi_keys, 2);
@@ -138,4 +139,70 @@ Test(cfg, file_key_needs_a_name, .init = cr_redirect_stderr)
     cr_expect_eq(cfg_load(&c, p), -1);
     cfg_cleanup(&c);
     unlink(p);
+}
+
+Test(cfg, two_keys_with_one_hash_are_refused, .init = clear_env)
+{
+    cr_redirect_stderr();
+    struct cfg c;
+    const char *sha = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    char env[200];
+    /* before: loaded, and the last key silently won for that secret */
+    snprintf(env, sizeof(env), "ops:%s:*,noop-only:%s:noop", sha, sha);
+    setenv("CONVEYOR_API_KEYS", env, 1);
+    cr_assert_eq(cfg_load(&c, NULL), -1);
+    cfg_cleanup(&c);
+    unsetenv("CONVEYOR_API_KEYS");
+    char text[600];
+    snprintf(text, sizeof(text),
+             "api_keys = ( { name = \"a\"; sha256 = \"%s\"; types = [\"*\"]; },\n"
+             "             { name = \"b\"; sha256 = \"%s\"; types = [\"noop\"]; } );\n",
+             sha, sha);
+    cr_assert_eq(cfg_load(&c, write_tmp(text)), -1);
+    cfg_cleanup(&c);
+    fflush(stderr);
+    cr_assert_stderr_eq_str("conveyor: api_keys: keys 1 (ops) and 2 (noop-only) have the same "
+                            "sha256; give each key its own secret\n"
+                            "conveyor: api_keys: keys 1 (a) and 2 (b) have the same sha256; "
+                            "give each key its own secret\n");
+}
+
+Test(cfg, key_names_are_a_safe_alphabet, .init = clear_env)
+{
+    struct cfg_api_key k;
+    const char *sha = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    char spec[200];
+    snprintf(spec, sizeof(spec), "tenant-a.v2_x:%s:noop|operator", sha);
+    cr_assert_eq(cfg_parse_api_key(spec, &k), 0);
+    cr_assert_str_eq(k.name, "tenant-a.v2_x");
+    cr_assert_str_eq(k.types[1], "operator");
+    snprintf(spec, sizeof(spec), "a b:%s:noop", sha);
+    cr_assert_eq(cfg_parse_api_key(spec, &k), -1);
+    snprintf(spec, sizeof(spec), ":%s:noop", sha);
+    cr_assert_eq(cfg_parse_api_key(spec, &k), -1);
+}
+
+Test(cfg, http_limits_have_defaults_and_env, .init = clear_env)
+{
+    struct cfg c;
+    setenv("CONVEYOR_HTTP_HEADER_TIMEOUT_MS", "500", 1);
+    cr_assert_eq(cfg_load(&c, NULL), 0);
+    cr_assert_eq(c.http_header_timeout_ms, 500);
+    cr_assert_eq(c.http_body_timeout_ms, 30000);
+    cr_assert_eq(c.http_idle_timeout_ms, 60000);
+    cr_assert_eq(c.http_max_connections, 10000);
+    cr_assert_eq(c.metrics_cache_ms, 2000);
+    cfg_cleanup(&c);
+    unsetenv("CONVEYOR_HTTP_HEADER_TIMEOUT_MS");
+}
+
+Test(cfg, the_example_file_loads, .init = clear_env)
+{
+    /* run from the repository root, as `make unit` does; before, its two keys shared
+     * one hash, and the second silently replaced the first */
+    struct cfg c;
+    cr_assert_eq(cfg_load(&c, "conveyor.cfg.example"), 0);
+    cr_assert_eq(c.napi_keys, 2);
+    cr_assert(c.api_keys[0].all_types);
+    cfg_cleanup(&c);
 }
