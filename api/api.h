@@ -348,6 +348,7 @@ void api_h_job_get(struct req *r);
 /* api_admin.c */
 void api_h_dead_list(struct req *r);
 void api_h_dead_retry(struct req *r);
+void api_h_dead_purge(struct req *r);
 void api_h_queues(struct req *r);
 void api_h_workers(struct req *r);
 /* api_activation.c */

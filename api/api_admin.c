@@ -2,6 +2,7 @@
  *
  *   GET  /v1/dead?type=&limit=     newest first
  *   POST /v1/dead/{id}/retry       202, 404, 409
+ *   POST /v1/dead/{id}/purge       200, 404, 409 (not dead, or held)
  *   GET  /v1/queues
  *   GET  /v1/workers               heartbeat younger than 10 s
  *
@@ -88,6 +89,46 @@ void api_h_dead_retry(struct req *r)
         return;
     api_req_hold(r);
     broker_dead_retry(r->t->broker, r->id, on_dead_retry, r);
+}
+
+/* ==== POST /v1/dead/{id}/purge ============================================== */
+
+/* An operator's way to delete a dead job for good. Refused (409) while the job
+ * is held: its money may be debited, and its status is the only handle on it
+ * until the reconciler settles it. */
+static void on_dead_purge(void *arg, enum cv_rc rc, enum broker_purge what)
+{
+    struct req *r = arg;
+    if (rc != CV_OK) {
+        api_reply_err(r, rc, "could not purge the job; retry", NULL);
+    } else if (what == BROKER_PURGED) {
+        struct sbuf b;
+        sbuf_init(&b);
+        sbuf_add(&b, "{", 1);
+        api_json_str(&b, "id", r->id, 1);
+        api_json_str(&b, "status", "purged", 0);
+        sbuf_add(&b, "}", 1);
+        api_reply_json(r, 200, &b);
+        sbuf_cleanup(&b);
+    } else if (what == BROKER_PURGE_UNKNOWN) {
+        api_reply_err(r, CV_ERR_NOT_FOUND, "no such job", NULL);
+    } else if (what == BROKER_PURGE_LIVE) {
+        api_reply_err(r, CV_ERR_CONFLICT, "job is not dead or failed", NULL);
+    } else {
+        api_reply_err(r, CV_ERR_CONFLICT,
+                      "job is held: its effects (money) may be unsettled; the reconciler "
+                      "settles it, then it can be purged",
+                      NULL);
+    }
+    api_req_release(r);
+}
+
+void api_h_dead_purge(struct req *r)
+{
+    if (api_param_uuid_or_reply(r, "id"))
+        return;
+    api_req_hold(r);
+    broker_dead_purge(r->t->broker, r->id, on_dead_purge, r);
 }
 
 /* ==== GET /v1/queues ========================================================== */

@@ -51,14 +51,16 @@ void api_h_ready(struct req *r)
 /* ==== /metrics ============================================================ */
 
 /* The part of a scrape that comes from Redis (the per-type job counters, one
- * script, and the activation histogram, one HGETALL) is cached per loop and
+ * script, the activation histogram, one HGETALL, and the held-money figures
+ * the reconciler writes, one HGETALL) is cached per loop and
  * read again at most every http.metrics_cache_ms: a scrape in between is
  * served from memory, and scrapes that arrive while a read is out wait for
  * that read instead of starting their own. So however often /metrics is
- * called, each loop costs Redis at most two bounded reads per period. */
+ * called, each loop costs Redis at most three bounded reads per period. */
+#define METRICS_PARTS 3
 struct api_metrics {
-    struct sbuf part[2];              /* rendered: job counters, histogram */
-    struct sbuf next[2];              /* being read */
+    struct sbuf part[METRICS_PARTS];  /* rendered: job counters, histogram, held money */
+    struct sbuf next[METRICS_PARTS];  /* being read */
     int64_t fetched_ms;               /* monotonic; 0 = never */
     int reads_left;                   /* calls out; 0 = none */
     struct req **waiting;
@@ -82,20 +84,20 @@ static void metrics_finish(struct req *r)
                     "Open client connections of this process.");
     met_text_u64(&b, "conveyor_http_connections", NULL,
                  (unsigned long long)atomic_load(&t->g->nconns));
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < METRICS_PARTS; i++)
         sbuf_add(&b, m->part[i].p ? m->part[i].p : "", m->part[i].len);
     api_reply(r, 200, "text/plain; version=0.0.4; charset=utf-8", b.p, b.len);
     sbuf_cleanup(&b);
 }
 
-/* One of the two reads is back: when both are, the cache is new and every
+/* One of the reads is back: when all are, the cache is new and every
  * waiting scrape is answered from it. */
 static void read_done(struct api_thread *t)
 {
     struct api_metrics *m = t->metrics;
     if (--m->reads_left > 0)
         return;
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < METRICS_PARTS; i++) {
         struct sbuf tmp = m->part[i];
         m->part[i] = m->next[i];
         m->next[i] = tmp;
@@ -160,6 +162,36 @@ static void on_hist(const struct rds_reply *reply, void *arg)
     read_done(t);
 }
 
+/* cv:held:stats, written by the reconciler (worker/wrk_reconcile.c) */
+static void on_held(const struct rds_reply *reply, void *arg)
+{
+    static const struct {
+        const char *field, *name, *help;
+    } gauges[] = {
+        { "count", "conveyor_held_transactions",
+          "Transactions debited with no recorded outcome and no job working on them." },
+        { "amount", "conveyor_held_amount", "Money in those transactions." },
+        { "oldest_s", "conveyor_held_oldest_seconds", "Age of the oldest of them." },
+    };
+    struct api_thread *t = arg;
+    struct sbuf *b = &t->metrics->next[2];
+    for (size_t g = 0; reply && rds_reply_type(reply) == RDS_ARR && g < 3; g++) {
+        const char *v = NULL;
+        for (size_t i = 0; i + 1 < rds_reply_len(reply); i += 2) {
+            const char *f = rds_reply_at_str(reply, i);
+            if (f && !strcmp(f, gauges[g].field))
+                v = rds_reply_at_str(reply, i + 1);
+        }
+        char *end = NULL;
+        double d = v ? strtod(v, &end) : 0;
+        if (!v || end == v || *end)
+            continue;              /* no reconciler has run yet: no figure */
+        met_text_header(b, gauges[g].name, "gauge", gauges[g].help);
+        sbuf_addf(b, "%s %.2f\n", gauges[g].name, d);
+    }
+    read_done(t);
+}
+
 void api_h_metrics(struct req *r)
 {
     struct api_thread *t = r->t;
@@ -179,16 +211,18 @@ void api_h_metrics(struct req *r)
     if (m->reads_left)
         return;                       /* a read is out: wait for it */
     /* either call may answer inline (link down): count both first */
-    m->reads_left = 2;
+    m->reads_left = METRICS_PARTS;
     broker_counters(t->broker, on_counters, t);
     const char *argv[] = { "HGETALL", MET_ACTIVATION_HIST_KEY };
     rds_async_cmd(t->rds, on_hist, t, 2, argv, NULL);
+    const char *held[] = { "HGETALL", "cv:held:stats" };
+    rds_async_cmd(t->rds, on_held, t, 2, held, NULL);
 }
 
 int api_metrics_init(struct api_thread *t)
 {
     t->metrics = xcalloc(1, sizeof(*t->metrics));
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < METRICS_PARTS; i++) {
         sbuf_init(&t->metrics->part[i]);
         sbuf_init(&t->metrics->next[i]);
     }
@@ -202,7 +236,7 @@ void api_metrics_free(struct api_thread *t)
         return;
     /* the links are closed by now: no read is out, nobody waits */
     CV_ASSERT(m->reads_left == 0 && m->nwaiting == 0);
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < METRICS_PARTS; i++) {
         sbuf_cleanup(&m->part[i]);
         sbuf_cleanup(&m->next[i]);
     }

@@ -106,6 +106,8 @@ static const struct api_route routes[] = {
     { EVHTTP_REQ_GET, "/v1/dead", API_AUTH_OPERATOR, api_h_dead_list, "GET /v1/dead", 0 },
     { EVHTTP_REQ_POST, "/v1/dead/{id}/retry", API_AUTH_OPERATOR, api_h_dead_retry,
       "POST /v1/dead/{id}/retry", 0 },
+    { EVHTTP_REQ_POST, "/v1/dead/{id}/purge", API_AUTH_OPERATOR, api_h_dead_purge,
+      "POST /v1/dead/{id}/purge", 0 },
     { EVHTTP_REQ_GET, "/v1/queues", API_AUTH_OPERATOR, api_h_queues, "GET /v1/queues", 0 },
     { EVHTTP_REQ_GET, "/v1/workers", API_AUTH_OPERATOR, api_h_workers, "GET /v1/workers", 0 },
     { EVHTTP_REQ_POST, "/api/v1/activation", API_AUTH_ACTIVATION, api_h_activation_create,

@@ -439,6 +439,8 @@ void api_json_job_status(struct sbuf *b, const struct job_status *st, size_t pay
     api_json_str(b, "status", job_state_str(st->state), 0);
     api_json_i64(b, "attempt", st->attempt, 0);
     api_json_i64(b, "max_attempts", st->max_attempts, 0);
+    if (st->held)
+        sbuf_adds(b, ",\"held\":true");
     api_json_time(b, "created_at", st->created_ms, 0);
     api_json_time(b, "updated_at", st->updated_ms, 0);
     api_json_time(b, "not_before", st->not_before_ms, 0);

@@ -543,3 +543,91 @@ Test(money, the_poison_guard_buries_a_job_that_never_settles)
     free(s);
     hn_stop_stack(&st);
 }
+
+static struct hn_resp *api(struct hn_stack *st, const char *method, const char *path,
+                           const char *auth, const char *body)
+{
+    char url[256];
+    snprintf(url, sizeof(url), "%s%s", st->api_url, path);
+    const char *h[] = { auth, NULL };
+    return hn_http(method, url, h, body, body ? strlen(body) : 0, 5000);
+}
+
+struct scrape {
+    struct hn_stack *st;
+    const char *needle;
+};
+
+static int metrics_say(void *arg)
+{
+    struct scrape *s = arg;
+    struct hn_resp *r = api(s->st, "GET", "/metrics", HN_AUTH_ALL, NULL);
+    int ok = r->status == 200 && strstr(r->body, s->needle) != NULL;
+    hn_resp_free(r);
+    return ok;
+}
+
+/* Operators see held money (job status, /metrics) and cannot purge it; other dead
+ * jobs they can purge, with the operator scope only. */
+Test(money, held_jobs_are_shown_and_cannot_be_purged)
+{
+    static const char *const api_env[] = { "CONVEYOR_ACTIVATION_MAX_ATTEMPTS=1",
+                                           "CONVEYOR_HTTP_METRICS_CACHE_MS=100", NULL };
+    static const char *const w_env[] = {
+        "CONVEYOR_RETRY_BASE_MS=50", "CONVEYOR_BLOCK_MS=100", "CONVEYOR_HEARTBEAT_MS=200",
+        "CONVEYOR_RECONCILE_INTERVAL_MS=200", "CONVEYOR_RECONCILE_HELD_AFTER_S=3600", NULL,
+    };
+    struct hn_stack st;
+    struct hn_stack_opts o = { .workers = 1, .worker_types = "activation", .worker_env = w_env,
+                               .api_env = api_env };
+    hn_start_stack(&st, &o);
+    sim_config(&st, "{\"error_rate\":1,\"decline_users\":[44]}");
+    struct hn_resp *r = api(&st, "POST", "/api/v1/activation/", HN_AUTH_ALL,
+                            "{\"user_id\":43,\"offer_id\":1}");
+    cr_assert_eq(r->status, 202, "%s", r->body);
+    cJSON *j = hn_json(r);
+    char held[UUID_STR_LEN];
+    snprintf(held, sizeof(held), "%s",
+             cJSON_GetStringValue(cJSON_GetObjectItem(j, "transaction_id")));
+    cJSON_Delete(j);
+    hn_resp_free(r);
+    wait_job(held, JOB_STATE_DEAD, 10000);
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/jobs/%s", held);
+    r = api(&st, "GET", path, HN_AUTH_ALL, NULL);
+    cr_assert(strstr(r->body, "\"held\":true"), "%s", r->body);
+    hn_resp_free(r);
+    snprintf(path, sizeof(path), "/v1/dead/%s/purge", held);
+    r = api(&st, "POST", path, HN_AUTH_NOOP, NULL);
+    cr_assert_eq(r->status, 403, "operator scope only: %d %s", r->status, r->body);
+    hn_resp_free(r);
+    r = api(&st, "POST", path, HN_AUTH_ALL, NULL);
+    cr_assert_eq(r->status, 409, "%d %s", r->status, r->body);
+    cr_assert(strstr(r->body, "held"), "%s", r->body);
+    hn_resp_free(r);
+    cr_assert_eq(look(held).st.state, JOB_STATE_DEAD, "still there");
+    /* held money is a metric (the figure counts rows older than held_after_s: 0 here) */
+    struct scrape sc = { &st, "conveyor_held_transactions 0.00" };
+    cr_assert(hn_wait_until(metrics_say, &sc, 5000, 50), "no held-money gauge on /metrics");
+    /* a declined activation is dead but settled: it can go */
+    sim_config(&st, "{\"error_rate\":0}");
+    r = api(&st, "POST", "/api/v1/activation/", HN_AUTH_ALL, "{\"user_id\":44,\"offer_id\":1}");
+    cr_assert_eq(r->status, 202);
+    j = hn_json(r);
+    char declined[UUID_STR_LEN];
+    snprintf(declined, sizeof(declined), "%s",
+             cJSON_GetStringValue(cJSON_GetObjectItem(j, "transaction_id")));
+    cJSON_Delete(j);
+    hn_resp_free(r);
+    wait_job(declined, JOB_STATE_FAILED, 10000);
+    snprintf(path, sizeof(path), "/v1/dead/%s/purge", declined);
+    r = api(&st, "POST", path, HN_AUTH_ALL, NULL);
+    cr_assert_eq(r->status, 200, "%d %s", r->status, r->body);
+    hn_resp_free(r);
+    cr_assert_eq(look(declined).rc, CV_ERR_NOT_FOUND);
+    r = api(&st, "POST", path, HN_AUTH_ALL, NULL);
+    cr_assert_eq(r->status, 404);
+    hn_resp_free(r);
+    cr_assert_eq(balance_cents(44), 100000, "refunded");
+    hn_stop_stack(&st);
+}
