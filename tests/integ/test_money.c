@@ -553,6 +553,21 @@ static struct hn_resp *api(struct hn_stack *st, const char *method, const char *
     return hn_http(method, url, h, body, body ? strlen(body) : 0, 5000);
 }
 
+/* POST /api/v1/activation/ for user (offer 1) and keep the transaction id. */
+static void post_activation(struct hn_stack *st, int user, char txn[UUID_STR_LEN])
+{
+    char body[64];
+    snprintf(body, sizeof(body), "{\"user_id\":%d,\"offer_id\":1}", user);
+    struct hn_resp *r = api(st, "POST", "/api/v1/activation/", HN_AUTH_ALL, body);
+    cr_assert_eq(r->status, 202, "%d %s", r->status, r->body);
+    cJSON *j = hn_json(r);
+    const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(j, "transaction_id"));
+    cr_assert(id && strlen(id) == UUID_STR_LEN - 1, "%s", r->body);
+    snprintf(txn, UUID_STR_LEN, "%s", id);
+    cJSON_Delete(j);
+    hn_resp_free(r);
+}
+
 struct scrape {
     struct hn_stack *st;
     const char *needle;
@@ -582,16 +597,10 @@ Test(money, held_jobs_are_shown_and_cannot_be_purged)
                                .api_env = api_env };
     hn_start_stack(&st, &o);
     sim_config(&st, "{\"error_rate\":1,\"decline_users\":[44]}");
-    struct hn_resp *r = api(&st, "POST", "/api/v1/activation/", HN_AUTH_ALL,
-                            "{\"user_id\":43,\"offer_id\":1}");
-    cr_assert_eq(r->status, 202, "%s", r->body);
-    cJSON *j = hn_json(r);
     char held[UUID_STR_LEN];
-    snprintf(held, sizeof(held), "%s",
-             cJSON_GetStringValue(cJSON_GetObjectItem(j, "transaction_id")));
-    cJSON_Delete(j);
-    hn_resp_free(r);
+    post_activation(&st, 43, held);
     wait_job(held, JOB_STATE_DEAD, 10000);
+    struct hn_resp *r;
     char path[128];
     snprintf(path, sizeof(path), "/v1/jobs/%s", held);
     r = api(&st, "GET", path, HN_AUTH_ALL, NULL);
@@ -611,14 +620,8 @@ Test(money, held_jobs_are_shown_and_cannot_be_purged)
     cr_assert(hn_wait_until(metrics_say, &sc, 5000, 50), "no held-money gauge on /metrics");
     /* a declined activation is dead but settled: it can go */
     sim_config(&st, "{\"error_rate\":0}");
-    r = api(&st, "POST", "/api/v1/activation/", HN_AUTH_ALL, "{\"user_id\":44,\"offer_id\":1}");
-    cr_assert_eq(r->status, 202);
-    j = hn_json(r);
     char declined[UUID_STR_LEN];
-    snprintf(declined, sizeof(declined), "%s",
-             cJSON_GetStringValue(cJSON_GetObjectItem(j, "transaction_id")));
-    cJSON_Delete(j);
-    hn_resp_free(r);
+    post_activation(&st, 44, declined);
     wait_job(declined, JOB_STATE_FAILED, 10000);
     snprintf(path, sizeof(path), "/v1/dead/%s/purge", declined);
     r = api(&st, "POST", path, HN_AUTH_ALL, NULL);
