@@ -368,6 +368,9 @@ enum cv_rc api_activation_payload(const cJSON *obj, const char *id, struct sbuf 
 void api_h_health(struct req *r);
 void api_h_ready(struct req *r);
 void api_h_metrics(struct req *r);
+/* The process's metrics registry (g->met and the series ids in g), frozen; shared by
+ * main.c and the fuzz harness so that both run the same front. */
+struct met *api_metrics_registry(struct api_global *g, int nthreads);
 int api_metrics_init(struct api_thread *t);
 /* After the Redis links are closed (their callbacks have run). */
 void api_metrics_free(struct api_thread *t);

@@ -219,6 +219,35 @@ void api_h_metrics(struct req *r)
     rds_async_cmd(t->rds, on_held, t, 2, held, NULL);
 }
 
+/* ==== the registry (every counter and series, before the loops start) ===== */
+
+struct met *api_metrics_registry(struct api_global *g, int nthreads)
+{
+    static const char *const type_label[] = { "type" };
+    static const char *const status_label[] = { "status" };
+    static const char *const act_status[API_ACT_N] = { "accepted", "rejected", "error" };
+    struct met *m = met_new(nthreads);
+    g->met = m;
+    api_http_metrics_init(g);
+    api_conn_metrics_init(g);
+    int f = met_family(m, "conveyor_jobs_enqueued_total",
+                       "Jobs this process published (duplicates not counted).", 1, type_label,
+                       0);
+    for (int i = 0; i < API_NTYPES; i++) {
+        const char *v[] = { api_types[i] };
+        g->m_enqueued[i] = met_series(m, f, v);
+    }
+    f = met_family(m, "activation_requests_total",
+                   "Activation requests by outcome: accepted (202), rejected (4xx), error (5xx).",
+                   1, status_label, 0);
+    for (int i = 0; i < API_ACT_N; i++) {
+        const char *v[] = { act_status[i] };
+        g->m_act[i] = met_series(m, f, v);
+    }
+    met_freeze(m);
+    return m;
+}
+
 int api_metrics_init(struct api_thread *t)
 {
     t->metrics = xcalloc(1, sizeof(*t->metrics));

@@ -97,22 +97,11 @@ static void config(void)
     add_key("act", "fuzz-activation-key", "activation");
 }
 
-/* The registry as api/main.c's metrics_new() builds it. */
+/* The registry api/main.c builds. */
 static void metrics(void)
 {
-    static const char *const type_label[] = { "type" };
-    static const char *const status_label[] = { "status" };
-    static const char *const act_status[API_ACT_N] = { "accepted", "rejected", "error" };
     g.cfg = &cfg;
-    g.met = met_new(1);
-    api_http_metrics_init(&g);
-    int f = met_family(g.met, "conveyor_jobs_enqueued_total", "enqueued", 1, type_label, 0);
-    for (int i = 0; i < API_NTYPES; i++)
-        g.m_enqueued[i] = met_series(g.met, f, (const char *const[]){ api_types[i] });
-    f = met_family(g.met, "activation_requests_total", "activations", 1, status_label, 0);
-    for (int i = 0; i < API_ACT_N; i++)
-        g.m_act[i] = met_series(g.met, f, (const char *const[]){ act_status[i] });
-    met_freeze(g.met);
+    api_metrics_registry(&g, 1);
 }
 
 /* One loop as api/main.c's thread_init() makes it, listening on 127.0.0.1:0. */
@@ -129,7 +118,7 @@ static void loop(void)
     t.broker = broker_open(&cfg, t.base);
     t.db = db_async_new(t.base, cfg.pg_dsn, 5000);
     t.rds = rds_async_new(t.base, cfg.redis_url, 2000);
-    CV_ASSERT(t.broker && t.db && t.rds && api_pub_init(&t) == 0);
+    CV_ASSERT(t.broker && t.db && t.rds && api_pub_init(&t) == 0 && api_metrics_init(&t) == 0);
     t.listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     CV_ASSERT(t.listen_fd >= 0 &&
               bind(t.listen_fd, (struct sockaddr *)&api_addr, sizeof(api_addr)) == 0 &&
