@@ -125,16 +125,12 @@ static void on_counters(void *arg, enum cv_rc rc, const struct type_counters *c,
         met_text_header(b, "conveyor_jobs_total", "counter",
                         "Jobs by type and outcome, counted by every producer and worker.");
         for (size_t i = 0; i < n; i++) {
-            static const char *const outcomes[] = { "enqueued", "succeeded", "failed",
-                                                    "retried", "dead" };
-            const long long v[] = { c[i].enqueued, c[i].succeeded, c[i].failed, c[i].retried,
-                                    c[i].dead };
-            for (int k = 0; k < 5; k++) {
+            for (int k = 0; k < BROKER_NCOUNTERS; k++) {
                 sbuf_reset(&lab);
                 met_text_label(&lab, "type", c[i].type, 1);
-                met_text_label(&lab, "outcome", outcomes[k], 0);
+                met_text_label(&lab, "outcome", broker_counter_names[k], 0);
                 met_text_u64(b, "conveyor_jobs_total", lab.p,
-                              (unsigned long long)(v[k] > 0 ? v[k] : 0));
+                              (unsigned long long)(c[i].n[k] > 0 ? c[i].n[k] : 0));
             }
         }
         sbuf_cleanup(&lab);

@@ -5,6 +5,14 @@
 
 #include "mem.h"
 
+const char *const broker_counter_names[BROKER_NCOUNTERS] = {
+    [BROKER_C_ENQUEUED] = "enqueued", [BROKER_C_SUCCEEDED] = "succeeded",
+    [BROKER_C_FAILED] = "failed",     [BROKER_C_RETRIED] = "retried",
+    [BROKER_C_DEAD] = "dead",         [BROKER_C_DEFERRED] = "deferred",
+    [BROKER_C_REPLAYED] = "replayed", [BROKER_C_PURGED] = "purged",
+    [BROKER_C_EXPIRED] = "expired",
+};
+
 struct broker *broker_open(const struct cfg *cfg, struct event_base *base)
 {
     return rstream_open(cfg, base);

@@ -142,10 +142,24 @@ typedef void (*broker_workers_cb)(void *arg, enum cv_rc rc, const struct worker_
 /* Workers whose last heartbeat is younger than alive_ms. */
 void broker_workers(struct broker *b, int64_t alive_ms, broker_workers_cb cb, void *arg);
 
-/* Per-type counters: enqueued, succeeded, failed, retried, dead. */
+/* Per-type counters, one table: the names are how they are stored and the
+ * outcome label of conveyor_jobs_total. */
+enum broker_counter {
+    BROKER_C_ENQUEUED,
+    BROKER_C_SUCCEEDED,
+    BROKER_C_FAILED,
+    BROKER_C_RETRIED,
+    BROKER_C_DEAD,
+    BROKER_C_DEFERRED,   /* sent back without spending an attempt (our store was down) */
+    BROKER_C_REPLAYED,
+    BROKER_C_PURGED,
+    BROKER_C_EXPIRED,    /* dead letters past their type's retention */
+    BROKER_NCOUNTERS
+};
+extern const char *const broker_counter_names[BROKER_NCOUNTERS];
 struct type_counters {
     char type[JOB_TYPE_MAX];
-    long long enqueued, succeeded, failed, retried, dead;
+    long long n[BROKER_NCOUNTERS];
 };
 typedef void (*broker_counters_cb)(void *arg, enum cv_rc rc, const struct type_counters *c,
                                    size_t n);

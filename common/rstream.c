@@ -468,18 +468,9 @@ static void counters_done(const struct rds_reply *r, void *arg)
         for (size_t k = 0; k + 1 < rds_reply_len(h); k += 2) {
             const char *f = rds_reply_at_str(h, k);
             long long v = rds_reply_at_int(h, k + 1, 0);
-            if (!f)
-                continue;
-            if (!strcmp(f, "enqueued"))
-                tc[i].enqueued = v;
-            else if (!strcmp(f, "succeeded"))
-                tc[i].succeeded = v;
-            else if (!strcmp(f, "failed"))
-                tc[i].failed = v;
-            else if (!strcmp(f, "retried"))
-                tc[i].retried = v;
-            else if (!strcmp(f, "dead"))
-                tc[i].dead = v;
+            for (int x = 0; f && x < BROKER_NCOUNTERS; x++)
+                if (!strcmp(f, broker_counter_names[x]))
+                    tc[i].n[x] = v;
         }
     }
     c->cb(c->arg, rc, tc, n);

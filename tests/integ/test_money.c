@@ -632,5 +632,7 @@ Test(money, held_jobs_are_shown_and_cannot_be_purged)
     cr_assert_eq(r->status, 404);
     hn_resp_free(r);
     cr_assert_eq(balance_cents(44), 100000, "refunded");
+    struct scrape purged = { &st, "conveyor_jobs_total{type=\"activation\",outcome=\"purged\"} 1" };
+    cr_assert(hn_wait_until(metrics_say, &purged, 5000, 50), "purges are counted");
     hn_stop_stack(&st);
 }
