@@ -20,22 +20,6 @@ static const char HELD_SQL[] =
     "AND updated_at <= now() - make_interval(secs => $1::int) "
     "ORDER BY updated_at LIMIT $2::int";
 
-struct look {
-    enum cv_rc rc;
-    enum job_state state;
-    int held;
-};
-
-static void on_status(void *arg, enum cv_rc rc, const struct job_status *st)
-{
-    struct look *l = arg;
-    l->rc = rc;
-    if (rc == CV_OK) {
-        l->state = st->state;
-        l->held = st->held;
-    }
-}
-
 int ctl_held(const struct cfg *c, int argc, char **argv)
 {
     int ret = CTL_EXIT_USAGE;
@@ -79,15 +63,16 @@ int ctl_held(const struct cfg *c, int argc, char **argv)
            "JOB");
     for (int i = 0; i < db_res_rows(r); i++) {
         const char *txn = db_res_get(r, i, 0);
-        struct look l = { CV_ERR_IO, JOB_STATE_QUEUED, 0 };
-        if (b)
-            broker_get(b, txn, on_status, &l);
-        const char *job = l.rc == CV_OK            ? job_state_str(l.state)
-                          : l.rc == CV_ERR_NOT_FOUND ? "missing"
-                                                     : "?";
+        struct job_status st;
+        enum cv_rc lrc = b ? broker_get_copy(b, txn, &st) : CV_ERR_IO;
+        const char *job = lrc == CV_OK            ? job_state_str(st.state)
+                          : lrc == CV_ERR_NOT_FOUND ? "missing"
+                                                    : "?";
         printf("%-36s %10s %10s %12s %9s %s%s\n", txn, db_res_get(r, i, 1),
                db_res_get(r, i, 2), db_res_get(r, i, 3), db_res_get(r, i, 4), job,
-               l.held ? " (held)" : "");
+               lrc == CV_OK && st.held ? " (held)" : "");
+        if (lrc == CV_OK)
+            job_status_cleanup(&st);
     }
     printf("%d held\n", db_res_rows(r));
     ret = CTL_EXIT_OK;

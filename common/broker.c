@@ -46,6 +46,30 @@ void broker_dead_list(struct broker *b, const char *type, int limit, broker_list
     b->ops->dead_list(b, type, limit, cb, arg);
 }
 
+struct get_copy {
+    enum cv_rc rc;
+    struct job_status *out;
+};
+
+static void on_get_copy(void *arg, enum cv_rc rc, const struct job_status *st)
+{
+    struct get_copy *g = arg;
+    g->rc = rc;
+    if (rc != CV_OK || !st)
+        return;
+    *g->out = *st;
+    g->out->payload = st->payload ? xstrdup(st->payload) : NULL;
+    g->out->idem_key = st->idem_key ? xstrdup(st->idem_key) : NULL;
+}
+
+enum cv_rc broker_get_copy(struct broker *b, const char *id, struct job_status *out)
+{
+    struct get_copy g = { CV_ERR_INTERNAL, out };   /* stays so if no callback ran */
+    memset(out, 0, sizeof(*out));
+    broker_get(b, id, on_get_copy, &g);
+    return g.rc;
+}
+
 void broker_dead_retry(struct broker *b, const char *id, broker_done_cb cb, void *arg)
 {
     b->ops->dead_retry(b, id, cb, arg);

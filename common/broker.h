@@ -109,6 +109,9 @@ void broker_publish(struct broker *b, struct job *const *jobs, size_t n, int ide
 typedef void (*broker_status_cb)(void *arg, enum cv_rc rc, const struct job_status *st);
 /* rc CV_ERR_NOT_FOUND when no such job (or its status expired). */
 void broker_get(struct broker *b, const char *id, broker_status_cb cb, void *arg);
+/* Synchronous mode: broker_get into *out, whose strings are then owned by the
+ * caller (free with job_status_cleanup; *out is zeroed when rc is not CV_OK). */
+enum cv_rc broker_get_copy(struct broker *b, const char *id, struct job_status *out);
 
 typedef void (*broker_list_cb)(void *arg, enum cv_rc rc, const struct job_status *st, size_t n);
 /* Newest first; type NULL = all types. */

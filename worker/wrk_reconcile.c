@@ -56,22 +56,6 @@ static const char FIGURES_SQL[] =
     "FROM transactions "
     "WHERE status = 'PROCESSING' AND updated_at < now() - make_interval(secs => $1::int)";
 
-struct look {
-    enum cv_rc rc;
-    enum job_state state;
-    int poison;
-};
-
-static void on_status(void *arg, enum cv_rc rc, const struct job_status *st)
-{
-    struct look *l = arg;
-    l->rc = rc;
-    if (rc == CV_OK) {
-        l->state = st->state;
-        l->poison = strncmp(st->last_error, WRK_POISON_ERROR, strlen(WRK_POISON_ERROR)) == 0;
-    }
-}
-
 static void on_done(void *arg, enum cv_rc rc)
 {
     *(enum cv_rc *)arg = rc;
@@ -115,30 +99,33 @@ static void revive(struct wrk *w, int *replayed, int *requeued, int *live, int *
     struct db_res *r = db_exec(w->ctx.db, HELD_SQL, 2, params, &rc);
     for (int i = 0; r && i < db_res_rows(r); i++) {
         const char *txn = db_res_get(r, i, 0);
-        struct look l = { CV_ERR_INTERNAL, JOB_STATE_QUEUED, 0 };
-        broker_get(w->broker, txn, on_status, &l);
+        struct job_status st;
+        enum cv_rc lrc = broker_get_copy(w->broker, txn, &st);
+        int ended = lrc == CV_OK &&
+                    (st.state == JOB_STATE_DEAD || st.state == JOB_STATE_FAILED);
+        int stopped = ended && strncmp(st.last_error, WRK_POISON_ERROR,
+                                       strlen(WRK_POISON_ERROR)) == 0;
+        job_status_cleanup(&st);
         enum cv_rc act = CV_OK;
         const char *evt = NULL;
-        if (l.rc == CV_ERR_NOT_FOUND) {
+        if (lrc == CV_ERR_NOT_FOUND) {
             act = requeue(w, txn, db_res_get(r, i, 1), db_res_get(r, i, 2));
             evt = "reconcile.requeued";
             *requeued += act == CV_OK;
-        } else if (l.rc == CV_OK && l.poison &&
-                   (l.state == JOB_STATE_DEAD || l.state == JOB_STATE_FAILED)) {
+        } else if (stopped) {
             /* stopped by the poison-job guard: replaying it would kill workers
              * again; it stays held and listed for an operator */
             (*poison)++;
             LOG_WARN("reconcile.poison_held", "transaction_id=%s", txn);
-        } else if (l.rc == CV_OK &&
-                   (l.state == JOB_STATE_DEAD || l.state == JOB_STATE_FAILED)) {
+        } else if (ended) {
             act = CV_ERR_INTERNAL;
             broker_dead_retry(w->broker, txn, on_done, &act);
             evt = "reconcile.replayed";
             *replayed += act == CV_OK;
-        } else if (l.rc == CV_OK) {
+        } else if (lrc == CV_OK) {
             (*live)++;
         } else {
-            act = l.rc;
+            act = lrc;
             evt = "reconcile.lookup_failed";
         }
         if (evt && act == CV_OK)
