@@ -28,6 +28,8 @@
 #include <libpq-fe.h>
 #include <openssl/evp.h>
 
+#include "broker.h"
+#include "clock.h"
 #include "mem.h"
 #include "rds.h"
 
@@ -711,6 +713,68 @@ void hn_psql_exec(const char *sql)
     }
     PQclear(res);
     PQfinish(c);
+}
+
+const char *hn_sql_id(const char *sql_fmt, const char *id)
+{
+    static char sql[512];
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+    snprintf(sql, sizeof(sql), sql_fmt, id);
+#pragma GCC diagnostic pop
+    return sql;
+}
+
+struct txn_wait {
+    const char *txn;
+    const char *status;
+};
+
+static int txn_is(void *arg)
+{
+    struct txn_wait *w = arg;
+    char *s = hn_psql_scalar(
+        hn_sql_id("SELECT status FROM transactions WHERE transaction_id='%s'", w->txn));
+    int ok = s && strcmp(s, w->status) == 0;
+    free(s);
+    return ok;
+}
+
+void hn_wait_txn(const char *txn, const char *status, int timeout_ms)
+{
+    struct txn_wait w = { txn, status };
+    cr_assert(hn_wait_until(txn_is, &w, timeout_ms, 20), "transaction %s never reached %s",
+              txn, status);
+}
+
+static void on_published(void *arg, enum cv_rc rc, const char *const *ids, const int *dup,
+                         size_t n)
+{
+    (void)ids;
+    (void)dup;
+    (void)n;
+    *(enum cv_rc *)arg = rc;
+}
+
+void hn_publish_activation(struct broker *b, const char *id, const char *payload_txn,
+                           long long user, long long offer, int max_attempts, char out[37])
+{
+    struct job *j = job_new("activation");
+    char payload[200];
+    if (id)
+        snprintf(j->id, sizeof(j->id), "%s", id);
+    snprintf(payload, sizeof(payload),
+             "{\"transaction_id\":\"%s\",\"user_id\":%lld,\"offer_id\":%lld}",
+             payload_txn ? payload_txn : j->id, user, offer);
+    job_set_payload(j, payload, strlen(payload));
+    j->max_attempts = max_attempts;
+    j->created_ms = clock_wall_ms();
+    job_traceparent_new(j->traceparent);
+    enum cv_rc rc = CV_ERR_INTERNAL;
+    broker_publish(b, &j, 1, 60, on_published, &rc);
+    cr_assert_eq(rc, CV_OK, "publish: %s", cv_rc_str(rc));
+    snprintf(out, UUID_STR_LEN, "%s", j->id);
+    job_free(j);
 }
 
 void hn_pg_outage(int on)

@@ -145,6 +145,23 @@ long long hn_psql_int(const char *sql);
 /* Run one or more statements (no result wanted); fails the test on error. */
 void hn_psql_exec(const char *sql);
 
+/* sql_fmt with its one %s replaced by id (a UUID the test made itself), in a static
+ * buffer that the next call reuses. */
+const char *hn_sql_id(const char *sql_fmt, const char *id) __attribute__((format(printf, 1, 0)));
+
+/* Poll until transactions.status of txn is status; fails the test after timeout_ms. */
+void hn_wait_txn(const char *txn, const char *status, int timeout_ms);
+
+/* ---- activation jobs ------------------------------------------------------------------ */
+
+struct broker;
+/* Publish an activation job through b (synchronous mode) the way the API does: its id is
+ * id (NULL = a new one) and its payload names transaction payload_txn (NULL = the job's
+ * id), user and offer. The job's id goes to out. Fails the test unless published. */
+void hn_publish_activation(struct broker *b, const char *id, const char *payload_txn,
+                           long long user, long long offer, int max_attempts,
+                           char out[37]);
+
 /* PostgreSQL outage without stopping the shared server: on = 1 refuses new connections
  * to the test database and ends every open one but the harness's own (ALLOW_CONNECTIONS
  * false + pg_terminate_backend); on = 0 lets them in again. Run from the "postgres"

@@ -33,66 +33,15 @@ static void teardown(void)
 
 TestSuite(activation, .init = setup, .fini = teardown, .timeout = 120);
 
-static void on_pub(void *arg, enum cv_rc rc, const char *const *ids, const int *dup, size_t n)
-{
-    (void)ids;
-    (void)dup;
-    (void)n;
-    *(enum cv_rc *)arg = rc;
-}
-
 /* Publish an activation job the way the API does: transaction id = job id. */
 static void submit(int64_t user, int64_t offer, char txn[UUID_STR_LEN])
 {
-    struct job *j = job_new("activation");
-    char payload[160];
-    snprintf(payload, sizeof(payload),
-             "{\"transaction_id\":\"%s\",\"user_id\":%lld,\"offer_id\":%lld}", j->id,
-             (long long)user, (long long)offer);
-    job_set_payload(j, payload, strlen(payload));
-    j->max_attempts = cfg.activation_max_attempts;
-    j->created_ms = clock_wall_ms();
-    job_traceparent_new(j->traceparent);
-    enum cv_rc rc = CV_ERR_INTERNAL;
-    broker_publish(b, &j, 1, 60, on_pub, &rc);
-    cr_assert_eq(rc, CV_OK);
-    snprintf(txn, UUID_STR_LEN, "%s", j->id);
-    job_free(j);
+    hn_publish_activation(b, NULL, NULL, user, offer, cfg.activation_max_attempts, txn);
 }
 
-static char *q(const char *fmt, const char *arg) __attribute__((format(printf, 1, 0)));
-/* One SQL text with the transaction id in it (a UUID the test made itself). */
-static char *q(const char *fmt, const char *arg)
-{
-    static char sql[512];
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wformat-nonliteral"
-    snprintf(sql, sizeof(sql), fmt, arg);
-#pragma GCC diagnostic pop
-    return sql;
-}
-
-struct txn_wait {
-    const char *txn;
-    const char *status;
-};
-
-static int txn_is(void *arg)
-{
-    struct txn_wait *w = arg;
-    char *s = hn_psql_scalar(q("SELECT status FROM transactions WHERE transaction_id='%s'",
-                               w->txn));
-    int ok = s && strcmp(s, w->status) == 0;
-    free(s);
-    return ok;
-}
-
-static void wait_txn(const char *txn, const char *status, int timeout_ms)
-{
-    struct txn_wait w = { txn, status };
-    cr_assert(hn_wait_until(txn_is, &w, timeout_ms, 20), "transaction %s never reached %s",
-              txn, status);
-}
+/* one SQL text with the transaction id in it (harness.c) */
+#define q hn_sql_id
+#define wait_txn hn_wait_txn
 
 struct job_wait {
     struct broker *b;
@@ -279,8 +228,11 @@ static int log_says_fenced(void *p)
 
 static int txn_processing(void *arg)
 {
-    struct txn_wait w = { arg, "PROCESSING" };
-    return txn_is(&w);
+    char *s = hn_psql_scalar(q("SELECT status FROM transactions WHERE transaction_id='%s'",
+                               (const char *)arg));
+    int ok = s && strcmp(s, "PROCESSING") == 0;
+    free(s);
+    return ok;
 }
 
 Test(activation, sigkilled_worker_is_reclaimed_and_effects_happen_once)

@@ -41,33 +41,12 @@ static const char *const fast_env[] = {
     "CONVEYOR_PAUSE_MAX_MS=300", "CONVEYOR_RECONCILE_INTERVAL_MS=3600000", NULL,
 };
 
-static void on_pub(void *arg, enum cv_rc rc, const char *const *ids, const int *dup, size_t n)
-{
-    (void)ids;
-    (void)dup;
-    (void)n;
-    *(enum cv_rc *)arg = rc;
-}
-
 /* Publish an activation job the way the API does (transaction id = job id), or
  * with a payload naming another transaction when txn_in is not NULL. */
 static void submit_as(int64_t user, int64_t offer, int max_attempts, const char *txn_in,
                       char txn[UUID_STR_LEN])
 {
-    struct job *j = job_new("activation");
-    char payload[200];
-    snprintf(payload, sizeof(payload),
-             "{\"transaction_id\":\"%s\",\"user_id\":%lld,\"offer_id\":%lld}",
-             txn_in ? txn_in : j->id, (long long)user, (long long)offer);
-    job_set_payload(j, payload, strlen(payload));
-    j->max_attempts = max_attempts;
-    j->created_ms = clock_wall_ms();
-    job_traceparent_new(j->traceparent);
-    enum cv_rc rc = CV_ERR_INTERNAL;
-    broker_publish(b, &j, 1, 60, on_pub, &rc);
-    cr_assert_eq(rc, CV_OK);
-    snprintf(txn, UUID_STR_LEN, "%s", j->id);
-    job_free(j);
+    hn_publish_activation(b, NULL, txn_in, user, offer, max_attempts, txn);
 }
 
 static void submit(int64_t user, int64_t offer, int max_attempts, char txn[UUID_STR_LEN])
@@ -75,16 +54,9 @@ static void submit(int64_t user, int64_t offer, int max_attempts, char txn[UUID_
     submit_as(user, offer, max_attempts, NULL, txn);
 }
 
-static char *q(const char *fmt, const char *arg) __attribute__((format(printf, 1, 0)));
-static char *q(const char *fmt, const char *arg)
-{
-    static char sql[512];
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wformat-nonliteral"
-    snprintf(sql, sizeof(sql), fmt, arg);
-#pragma GCC diagnostic pop
-    return sql;
-}
+/* one SQL text with the transaction id in it, and the wait for a status (harness.c) */
+#define q hn_sql_id
+#define wait_txn hn_wait_txn
 
 static long long balance_cents(int user)
 {
@@ -99,48 +71,17 @@ static char *txn_status(const char *txn)
     return hn_psql_scalar(q("SELECT status FROM transactions WHERE transaction_id='%s'", txn));
 }
 
-struct txn_wait {
-    const char *txn;
-    const char *status;
-};
-
-static int txn_is(void *arg)
-{
-    struct txn_wait *w = arg;
-    char *s = txn_status(w->txn);
-    int ok = s && strcmp(s, w->status) == 0;
-    free(s);
-    return ok;
-}
-
-static void wait_txn(const char *txn, const char *status, int timeout_ms)
-{
-    struct txn_wait w = { txn, status };
-    cr_assert(hn_wait_until(txn_is, &w, timeout_ms, 20), "transaction %s never reached %s",
-              txn, status);
-}
-
 struct job_look {
     enum cv_rc rc;
     struct job_status st;
 };
 
-static void on_status(void *arg, enum cv_rc rc, const struct job_status *st)
-{
-    struct job_look *l = arg;
-    l->rc = rc;
-    if (st) {
-        l->st = *st;
-        l->st.payload = NULL;
-        l->st.idem_key = NULL;
-    }
-}
-
+/* The job's status; its strings are freed at once (the tests read the rest). */
 static struct job_look look(const char *id)
 {
     struct job_look l;
-    memset(&l, 0, sizeof(l));
-    broker_get(b, id, on_status, &l);
+    l.rc = broker_get_copy(b, id, &l.st);
+    job_status_cleanup(&l.st);
     return l;
 }
 
@@ -318,20 +259,8 @@ Test(money, a_decided_row_decides_the_job_status)
 /* Publish an activation job whose id (= transaction id) the test chose. */
 static void publish_txn(const char *txn, int64_t user, int64_t offer, int max_attempts)
 {
-    struct job *j = job_new("activation");
-    char payload[200];
-    snprintf(j->id, sizeof(j->id), "%s", txn);
-    snprintf(payload, sizeof(payload),
-             "{\"transaction_id\":\"%s\",\"user_id\":%lld,\"offer_id\":%lld}", txn,
-             (long long)user, (long long)offer);
-    job_set_payload(j, payload, strlen(payload));
-    j->max_attempts = max_attempts;
-    j->created_ms = clock_wall_ms();
-    job_traceparent_new(j->traceparent);
-    enum cv_rc rc = CV_ERR_INTERNAL;
-    broker_publish(b, &j, 1, 60, on_pub, &rc);
-    cr_assert_eq(rc, CV_OK);
-    job_free(j);
+    char id[UUID_STR_LEN];
+    hn_publish_activation(b, txn, NULL, user, offer, max_attempts, id);
 }
 
 static void new_id(char out[UUID_STR_LEN])
