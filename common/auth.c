@@ -97,3 +97,9 @@ int auth_allows(const struct cfg_api_key *k, const char *type)
             return 1;
     return 0;
 }
+
+int auth_allows_type(const struct cfg_api_key *k, const char *type)
+{
+    const struct jobtype *t = jobtype_find(type, strlen(type));
+    return auth_allows(k, type) || (t && t->scope && auth_allows(k, t->scope));
+}

@@ -23,6 +23,7 @@
  * operator included. */
 #define AUTH_SCOPE_ACTIVATION "activation"
 #define AUTH_SCOPE_OPERATOR "operator"
+#define AUTH_SCOPE_ORDERS "orders"   /* order reads, orchestrator routes, order job types */
 
 /* SHA-256 of len bytes. */
 void auth_sha256(const void *data, size_t len, unsigned char out[32]);
@@ -43,5 +44,9 @@ enum cv_rc auth_check(const struct cfg *c, const char *authorization,
 /* 1 when k may use job type (or scope) type: a "*" key or one that lists it.
  * NULL k is never allowed. */
 int auth_allows(const struct cfg_api_key *k, const char *type);
+/* 1 when k may submit and read jobs of type: auth_allows() of the type's
+ * name, or of the scope word its row in the job-type table names ("orders"
+ * grants every order job). */
+int auth_allows_type(const struct cfg_api_key *k, const char *type);
 
 #endif
