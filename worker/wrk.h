@@ -82,6 +82,10 @@ const char *wrk_handler_names(void);
  * schedules it. The job inherits parent's trace id. */
 void wrk_follow(struct wrk_ctx *ctx, const struct job *parent, struct wrk_result *r,
                 const char *type, const char *key, const char *payload, int64_t delay_ms);
+/* The job wrk_follow adds: its id derived from type and key, producer
+ * WRK_PRODUCER, a new trace (or parent's, when not NULL). Free with job_free. */
+struct job *wrk_job_derived(const struct cfg *cfg, const struct job *parent, const char *type,
+                            const char *key, const char *payload, int64_t delay_ms);
 
 void h_noop(struct wrk_ctx *ctx, struct job **jobs, size_t n, struct wrk_result *res);
 void h_activation(struct wrk_ctx *ctx, struct job **jobs, size_t n, struct wrk_result *res);

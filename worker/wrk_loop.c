@@ -70,11 +70,10 @@ const char *wrk_handler_names(void)
     return buf;
 }
 
-void wrk_follow(struct wrk_ctx *ctx, const struct job *parent, struct wrk_result *r,
-                const char *type, const char *key, const char *payload, int64_t delay_ms)
+struct job *wrk_job_derived(const struct cfg *cfg, const struct job *parent, const char *type,
+                            const char *key, const char *payload, int64_t delay_ms)
 {
-    const struct jobtype *t = jobtype_find(type, strlen(type));
-    CV_ASSERT(t);
+    CV_ASSERT(jobtype_find(type, strlen(type)));
     struct job *j = job_new(type);
     unsigned char h[32];
     char *name = xasprintf("conveyor-follow|%s|%s", type, key);
@@ -82,14 +81,21 @@ void wrk_follow(struct wrk_ctx *ctx, const struct job *parent, struct wrk_result
     free(name);
     uuid_v8(h, j->id);
     snprintf(j->producer, sizeof(j->producer), "%s", WRK_PRODUCER);
-    j->max_attempts = cfg_max_attempts(ctx->cfg, type);
+    j->max_attempts = cfg_max_attempts(cfg, type);
     j->created_ms = clock_wall_ms();
     j->not_before_ms = delay_ms > 0 ? j->created_ms + delay_ms : 0;
     job_set_payload(j, payload, strlen(payload));
     /* the same trace, a new span: "00-<trace 32>-<span 16>-01" */
     job_traceparent_new(j->traceparent);
-    if (job_traceparent_valid(parent->traceparent))
+    if (parent && job_traceparent_valid(parent->traceparent))
         memcpy(j->traceparent + 3, parent->traceparent + 3, 32);
+    return j;
+}
+
+void wrk_follow(struct wrk_ctx *ctx, const struct job *parent, struct wrk_result *r,
+                const char *type, const char *key, const char *payload, int64_t delay_ms)
+{
+    struct job *j = wrk_job_derived(ctx->cfg, parent, type, key, payload, delay_ms);
     r->next = xrealloc(r->next, (r->nnext + 1) * sizeof(*r->next));
     r->next[r->nnext++] = j;
 }
@@ -427,6 +433,7 @@ int wrk_run(struct wrk *w, volatile sig_atomic_t *stop)
     int64_t now = clock_mono_ms();
     int64_t next_hb = now, next_promote = now, next_reclaim = now + w->cfg->reclaim_interval_ms;
     int64_t next_reconcile = now + w->cfg->reconcile_interval_ms / 2;
+    int64_t next_sched = now;
     int backoff_ms = 0;
     heartbeat(w);
     LOG_INFO("worker.started", "name=%s types=%s concurrency=%d", w->name, w->cfg->worker_types,
@@ -444,6 +451,10 @@ int wrk_run(struct wrk *w, volatile sig_atomic_t *stop)
             else if (moved)
                 LOG_DEBUG("worker.promoted", "count=%zu", moved);
             next_promote = now + PROMOTE_EVERY_MS + (int64_t)(rnd01() * 20);
+        }
+        if (now >= next_sched) {
+            wrk_sched_tick(w);
+            next_sched = now + 1000;
         }
         if (now >= next_reconcile) {
             wrk_reconcile_tick(w);
