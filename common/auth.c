@@ -1,11 +1,13 @@
 /* auth.c - Bearer keys checked against SHA-256 hashes in constant time. */
 #include "auth.h"
 
+#include <errno.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -185,4 +187,107 @@ long auth_b64_decode(const char *text, size_t len, unsigned char *out)
     rc = (long)o;
 out:
     return rc;
+}
+
+/* ---- Standard Webhooks ------------------------------------------------------ */
+
+const char *auth_wh_str(enum auth_wh v)
+{
+    static const char *const names[] = { "ok", "missing", "stale", "bad_signature",
+                                         "no_secret" };
+    return (unsigned)v < sizeof(names) / sizeof(names[0]) ? names[v] : "?";
+}
+
+/* The key of one "whsec_<base64>" secret of len bytes into key (at most 99
+ * bytes); its length, or -1. */
+static long wh_key(const char *s, size_t len, unsigned char key[104])
+{
+    if (len > 6 && memcmp(s, "whsec_", 6) == 0) {
+        s += 6;
+        len -= 6;
+    }
+    if (len == 0 || len > 128)
+        return -1;
+    return auth_b64_decode(s, len, key);
+}
+
+/* HMAC of "<id>.<ts>.<body>" under key. */
+static void wh_mac(const unsigned char *key, size_t keylen, const char *id, const char *ts,
+                   const void *body, size_t len, unsigned char mac[32])
+{
+    size_t il = strlen(id), tl = strlen(ts);
+    unsigned char *msg = xmalloc(il + tl + 2 + len);
+    memcpy(msg, id, il);
+    msg[il] = '.';
+    memcpy(msg + il + 1, ts, tl);
+    msg[il + 1 + tl] = '.';
+    if (len)
+        memcpy(msg + il + tl + 2, body, len);
+    auth_hmac_sha256(key, keylen, msg, il + tl + 2 + len, mac);
+    free(msg);
+}
+
+enum auth_wh auth_webhook_verify(const char *secrets, const char *id, const char *timestamp,
+                                 const char *signatures, const void *body, size_t len,
+                                 int64_t now_s, int tolerance_s)
+{
+    if (!id || !timestamp || !signatures || !*id || strlen(id) > 256 || strlen(timestamp) > 20)
+        return AUTH_WH_MISSING;
+    char *end = NULL;
+    errno = 0;
+    long long ts = strtoll(timestamp, &end, 10);
+    if (errno || end == timestamp || *end)
+        return AUTH_WH_MISSING;
+    if (ts < now_s - tolerance_s || ts > now_s + tolerance_s)
+        return AUTH_WH_STALE;
+    /* the signatures we were sent: "v1,<b64>" tokens; others (v1a, ...) skipped */
+    unsigned char sent[8][32];
+    int nsent = 0;
+    for (const char *p = signatures; *p && nsent < 8;) {
+        size_t n = strcspn(p, " ");
+        if (n > 3 && memcmp(p, "v1,", 3) == 0 && n - 3 <= 64) {
+            unsigned char buf[64];
+            if (auth_b64_decode(p + 3, n - 3, buf) == 32)
+                memcpy(sent[nsent++], buf, 32);
+        }
+        p += n;
+        while (*p == ' ')
+            p++;
+    }
+    if (nsent == 0)
+        return AUTH_WH_MISSING;
+    int nkeys = 0;
+    uintptr_t match = 0;
+    for (const char *p = secrets ? secrets : ""; *p;) {
+        size_t n = strcspn(p, ", ");
+        unsigned char key[104], mac[32];
+        long kl = n ? wh_key(p, n, key) : -1;
+        if (kl > 0) {
+            nkeys++;
+            wh_mac(key, (size_t)kl, id, timestamp, body, len, mac);
+            /* no early exit: every pair is compared */
+            for (int i = 0; i < nsent; i++)
+                match |= (uintptr_t)(CRYPTO_memcmp(mac, sent[i], 32) == 0);
+            OPENSSL_cleanse(key, sizeof(key));
+        }
+        p += n;
+        while (*p == ',' || *p == ' ')
+            p++;
+    }
+    if (nkeys == 0)
+        return AUTH_WH_NO_SECRET;
+    return match ? AUTH_WH_OK : AUTH_WH_BAD;
+}
+
+int auth_webhook_sign(const char *secret, const char *id, const char *timestamp,
+                      const void *body, size_t len, char *out, size_t cap)
+{
+    unsigned char key[104], mac[32];
+    long kl = wh_key(secret, strlen(secret), key);
+    if (kl <= 0 || cap < 48)
+        return -1;
+    wh_mac(key, (size_t)kl, id, timestamp, body, len, mac);
+    memcpy(out, "v1,", 3);
+    auth_b64_encode(mac, 32, out + 3);
+    return 0;
 }

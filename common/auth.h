@@ -10,6 +10,7 @@
 #define CV_AUTH_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "cfg.h"
 #include "rc.h"
@@ -65,5 +66,29 @@ size_t auth_b64_encode(const void *data, size_t len, char *out);
  * must hold len / 4 * 3 + 3 bytes. Returns the number of bytes decoded, or -1 when the
  * text is not base64 (bad character, bad length, bits after the padding). */
 long auth_b64_decode(const char *text, size_t len, unsigned char *out);
+
+/* ---- Standard Webhooks (https://www.standardwebhooks.com) -------------------
+ * A sender signs "<webhook-id>.<webhook-timestamp>.<body>" with HMAC-SHA256 and
+ * sends "v1,<base64 signature>" in webhook-signature (several, space-separated,
+ * while it rotates keys). Our secrets are "whsec_<base64 key>", comma- or
+ * space-separated (several while we rotate). */
+enum auth_wh {
+    AUTH_WH_OK,
+    AUTH_WH_MISSING,      /* a header is missing or malformed */
+    AUTH_WH_STALE,        /* the timestamp is outside the tolerance (replay) */
+    AUTH_WH_BAD,          /* no signature matches any secret */
+    AUTH_WH_NO_SECRET,    /* we have no usable secret for this sender */
+};
+const char *auth_wh_str(enum auth_wh v);
+/* Check one delivery. now_s is the wall clock; tolerance_s the window either
+ * side. Every (signature, secret) pair is compared in constant time. */
+enum auth_wh auth_webhook_verify(const char *secrets, const char *id, const char *timestamp,
+                                 const char *signatures, const void *body, size_t len,
+                                 int64_t now_s, int tolerance_s);
+/* Sign as a sender does: "v1,<base64>" into out (at least 48 bytes). For
+ * tests and the simulator. secret is one "whsec_..." value. -1 when the
+ * secret is malformed. */
+int auth_webhook_sign(const char *secret, const char *id, const char *timestamp,
+                      const void *body, size_t len, char *out, size_t cap);
 
 #endif
