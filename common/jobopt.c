@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "clock.h"
 #include "mem.h"
 #include "sbuf.h"
@@ -158,4 +159,26 @@ enum cv_rc jobopt_make(const struct cfg *c, const struct jobtype *t, const struc
     sbuf_cleanup(&canon);
     *out = j;
     return rc;
+}
+
+struct job *jobopt_derived(const struct cfg *c, const char *traceparent, const char *type,
+                           const char *key, const char *payload, int64_t delay_ms)
+{
+    CV_ASSERT(jobtype_find(type, strlen(type)));
+    struct job *j = job_new(type);
+    unsigned char h[32];
+    char *name = xasprintf("conveyor-derived|%s|%s", type, key);
+    auth_sha256(name, strlen(name), h);
+    free(name);
+    uuid_v8(h, j->id);
+    snprintf(j->producer, sizeof(j->producer), "%s", JOBOPT_PRODUCER);
+    j->max_attempts = cfg_max_attempts(c, type);
+    j->created_ms = clock_wall_ms();
+    j->not_before_ms = delay_ms > 0 ? j->created_ms + delay_ms : 0;
+    job_set_payload(j, payload, strlen(payload));
+    /* the same trace, a new span: "00-<trace 32>-<span 16>-01" */
+    job_traceparent_new(j->traceparent);
+    if (traceparent && job_traceparent_valid(traceparent))
+        memcpy(j->traceparent + 3, traceparent + 3, 32);
+    return j;
 }

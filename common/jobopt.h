@@ -50,4 +50,18 @@ enum cv_rc jobopt_make(const struct cfg *c, const struct jobtype *t, const struc
                        const char *raw, size_t rawlen, int64_t now, struct job **out,
                        const char **field, const char **why);
 
+/* The producer of derived jobs: not a possible API key name (those are
+ * [A-Za-z0-9._-]), so no client can claim a derived job's id. */
+#define JOBOPT_PRODUCER "@conveyor"
+
+/* A job whose id is derived from its type and key: the same (type, key) gives
+ * the same id, so publishing it twice makes one job (the second publish is a
+ * duplicate). For work that several places may start: a handler's follow-ups
+ * ("<order>:<step>:<key>", no epoch or attempt in it), a schedule's period, an
+ * orchestrator sweep, a webhook's id. Producer JOBOPT_PRODUCER; the trace of
+ * traceparent when valid (a new span), else a new trace; delay_ms > 0
+ * schedules it. Free with job_free. */
+struct job *jobopt_derived(const struct cfg *c, const char *traceparent, const char *type,
+                           const char *key, const char *payload, int64_t delay_ms);
+
 #endif

@@ -64,10 +64,6 @@ struct wrk_handler {
     wrk_handler_fn fn;
 };
 
-/* The producer of follow-up jobs: not a possible API key name (those are
- * [A-Za-z0-9._-]), so no client can claim a follow-up's id. */
-#define WRK_PRODUCER "@worker"
-
 /* How the poison-job guard's last_error begins (wrk_loop.c): the reconciler does not
  * replay such a job by itself, since replaying it would kill workers again. */
 #define WRK_POISON_ERROR "delivered "
@@ -82,10 +78,7 @@ const char *wrk_handler_names(void);
  * schedules it. The job inherits parent's trace id. */
 void wrk_follow(struct wrk_ctx *ctx, const struct job *parent, struct wrk_result *r,
                 const char *type, const char *key, const char *payload, int64_t delay_ms);
-/* The job wrk_follow adds: its id derived from type and key, producer
- * WRK_PRODUCER, a new trace (or parent's, when not NULL). Free with job_free. */
-struct job *wrk_job_derived(const struct cfg *cfg, const struct job *parent, const char *type,
-                            const char *key, const char *payload, int64_t delay_ms);
+
 
 void h_noop(struct wrk_ctx *ctx, struct job **jobs, size_t n, struct wrk_result *res);
 void h_activation(struct wrk_ctx *ctx, struct job **jobs, size_t n, struct wrk_result *res);

@@ -28,10 +28,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "auth.h"
 #include "broker.h"
 #include "clock.h"
 #include "db.h"
+#include "jobopt.h"
 #include "log.h"
 #include "mem.h"
 #include "retry.h"
@@ -70,32 +70,11 @@ const char *wrk_handler_names(void)
     return buf;
 }
 
-struct job *wrk_job_derived(const struct cfg *cfg, const struct job *parent, const char *type,
-                            const char *key, const char *payload, int64_t delay_ms)
-{
-    CV_ASSERT(jobtype_find(type, strlen(type)));
-    struct job *j = job_new(type);
-    unsigned char h[32];
-    char *name = xasprintf("conveyor-follow|%s|%s", type, key);
-    auth_sha256(name, strlen(name), h);
-    free(name);
-    uuid_v8(h, j->id);
-    snprintf(j->producer, sizeof(j->producer), "%s", WRK_PRODUCER);
-    j->max_attempts = cfg_max_attempts(cfg, type);
-    j->created_ms = clock_wall_ms();
-    j->not_before_ms = delay_ms > 0 ? j->created_ms + delay_ms : 0;
-    job_set_payload(j, payload, strlen(payload));
-    /* the same trace, a new span: "00-<trace 32>-<span 16>-01" */
-    job_traceparent_new(j->traceparent);
-    if (parent && job_traceparent_valid(parent->traceparent))
-        memcpy(j->traceparent + 3, parent->traceparent + 3, 32);
-    return j;
-}
-
 void wrk_follow(struct wrk_ctx *ctx, const struct job *parent, struct wrk_result *r,
                 const char *type, const char *key, const char *payload, int64_t delay_ms)
 {
-    struct job *j = wrk_job_derived(ctx->cfg, parent, type, key, payload, delay_ms);
+    struct job *j = jobopt_derived(ctx->cfg, parent ? parent->traceparent : NULL, type, key,
+                                   payload, delay_ms);
     r->next = xrealloc(r->next, (r->nnext + 1) * sizeof(*r->next));
     r->next[r->nnext++] = j;
 }

@@ -6,7 +6,7 @@
  * "sched:<type>:<period>" (SET NX PX, held for two periods): the one worker
  * that gets it publishes the period's job; the others only note the period as
  * handled. The job's id is derived from the type and the period as well
- * (wrk_job_derived), so even a lease that expired during a stall, or two
+ * (jobopt_derived), so even a lease that expired during a stall, or two
  * clocks that disagree on the period's edge, cannot make a second job for one
  * period: the second publish is a duplicate.
  *
@@ -17,6 +17,7 @@
 
 #include "broker.h"
 #include "clock.h"
+#include "jobopt.h"
 #include "log.h"
 #include "mem.h"
 #include "wrk_loop.h"
@@ -57,7 +58,7 @@ void wrk_sched_tick(struct wrk *w)
         if (got == 0)
             continue;   /* another worker has this period */
         snprintf(key, sizeof(key), "schedule:%lld", (long long)period);
-        struct job *j = wrk_job_derived(w->cfg, NULL, type, key, "{}", 0);
+        struct job *j = jobopt_derived(w->cfg, NULL, type, key, "{}", 0);
         struct sched_pub p = { CV_ERR_INTERNAL, 0 };
         broker_publish(w->broker, &j, 1, w->cfg->idempotency_ttl_s, on_published, &p);
         if (p.rc != CV_OK) {

@@ -159,3 +159,28 @@ Test(jobopt, make_fills_the_job_and_checks_the_payload)
     cJSON_Delete(p);
     cfg_cleanup(&c);
 }
+
+Test(jobopt, derived_ids_depend_on_type_and_key_only)
+{
+    struct cfg c;
+    cr_assert_eq(cfg_load(&c, NULL), 0);
+    const char *tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    struct job *a = jobopt_derived(&c, tp, "carrier-post", "MIR-1:post:1", "{}", 0);
+    struct job *b = jobopt_derived(&c, NULL, "carrier-post", "MIR-1:post:1", "{\"x\":1}", 50);
+    struct job *d = jobopt_derived(&c, NULL, "carrier-post", "MIR-1:post:2", "{}", 0);
+    struct job *e = jobopt_derived(&c, NULL, "tracking-push", "MIR-1:post:1", "{}", 0);
+    cr_assert_str_eq(a->id, b->id, "an epoch-independent key gives one id");
+    cr_assert(uuid_valid(a->id));
+    cr_assert_eq(a->id[14], '8', "version 8");
+    cr_assert_str_neq(a->id, d->id);
+    cr_assert_str_neq(a->id, e->id);
+    cr_assert_str_eq(a->producer, JOBOPT_PRODUCER);
+    cr_assert_eq(strncmp(a->traceparent + 3, tp + 3, 32), 0, "the parent's trace");
+    cr_assert_neq(strncmp(a->traceparent + 36, tp + 36, 16), 0, "a new span");
+    cr_assert_gt(b->not_before_ms, 0);
+    job_free(a);
+    job_free(b);
+    job_free(d);
+    job_free(e);
+    cfg_cleanup(&c);
+}
