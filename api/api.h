@@ -34,6 +34,7 @@
 #include <stdint.h>
 
 #include "cfg.h"
+#include "cidr.h"
 #include "job.h"
 #include "jobopt.h"
 #include "jobtype.h"
@@ -70,6 +71,8 @@ struct api_global {
     int m_act[API_ACT_N];         /* activation_requests_total{status} */
     int m_conn_closed;            /* first conveyor_http_connections_closed_total series */
     atomic_int nconns;            /* open client connections, all loops (the cap) */
+    struct cidr_list proxies;     /* http.trusted_proxies */
+    struct cidr_list wh_cidrs[CFG_UPS_N]; /* upstreams.<name>.webhook_cidrs */
 };
 
 /* One event loop. */
@@ -211,6 +214,7 @@ struct req {
     int writes_left;              /* pipelined writes not yet answered */
     int pending_err;              /* a pipelined write failed */
     int pub_calling;              /* inside broker_publish (batch): a callback now = unsent */
+    struct job *pending_job;      /* built, waiting for a check before it is published */
     int batch_idem;               /* the batch had an Idempotency-Key */
     size_t batch_n;
     char (*batch_ids)[UUID_STR_LEN]; /* the batch's ids, for an unknown-outcome reply */
@@ -344,6 +348,12 @@ void api_h_queues(struct req *r);
 void api_h_workers(struct req *r);
 /* api_activation.c */
 void api_h_activation_create(struct req *r);
+
+/* ---- inbound webhooks (api_webhook.c) ---------------------------------------------- */
+/* Parse the webhook allowlists and trusted proxies into g; -1 after printing why. */
+int api_webhook_init(struct api_global *g, const struct cfg *cfg);
+void api_h_carrier_webhook(struct req *r);
+void api_h_ml_notification(struct req *r);
 void api_h_activation_status(struct req *r);
 void api_h_offers(struct req *r);
 void api_h_offer(struct req *r);

@@ -97,6 +97,11 @@ static const struct api_route routes[] = {
     { EVHTTP_REQ_GET, "/ready", API_AUTH_NONE, api_h_ready, "GET /ready", 0 },
     { EVHTTP_REQ_GET, "/metrics", API_AUTH_NONE, api_h_metrics, "GET /metrics", 0 },
     { EVHTTP_REQ_GET, "/api/v1/health", API_AUTH_NONE, api_h_ready, "GET /api/v1/health", 0 },
+    /* webhooks carry their own proof: a signature, a source address */
+    { EVHTTP_REQ_POST, "/api/v1/carriers/{carrier}/webhook", API_AUTH_NONE,
+      api_h_carrier_webhook, "POST /api/v1/carriers/{carrier}/webhook", 0 },
+    { EVHTTP_REQ_POST, "/api/webhook/mercado-livre", API_AUTH_NONE, api_h_ml_notification,
+      "POST /api/webhook/mercado-livre", 0 },
     { EVHTTP_REQ_POST, "/v1/jobs/{type}", API_AUTH_PATH_TYPE, api_h_job_create,
       "POST /v1/jobs/{type}", 0 },
     { EVHTTP_REQ_GET, "/v1/jobs/{id}", API_AUTH_JOB_TYPE, api_h_job_get, "GET /v1/jobs/{id}",

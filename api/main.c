@@ -288,6 +288,8 @@ int main(int argc, char **argv)
     struct api_global g;
     memset(&g, 0, sizeof(g));
     g.cfg = &cfg;
+    if (api_webhook_init(&g, &cfg) != 0)
+        return 2;
     api_metrics_registry(&g, n);
 
     struct api_thread *ts = xcalloc((size_t)n, sizeof(*ts));

@@ -58,7 +58,7 @@ static const struct jobtype_field fetch_fields[] = {
 static const struct jobtype_field track_fields[] = {
     { "carrier", JTF_NAME, 1 },
     { "order_id", JTF_REF, 1 },     /* our reference, sent with the shipment */
-    { "status", JTF_NAME, 1 },
+    { "status", JTF_CODE, 1 },
     { "event_at", JTF_TIME, 1 },
     { "seq", JTF_INT, 0 },
     { "tracking_number", JTF_REF, 0 },
@@ -136,15 +136,18 @@ const char *jobtype_names(void)
     return buf;
 }
 
-static int ref_valid(const char *s, size_t n, int name)
+/* kind: JTF_REF, JTF_NAME or JTF_CODE */
+static int ref_valid(const char *s, size_t n, enum jobtype_kind kind)
 {
-    if (n == 0 || n > (name ? 32u : 64u))
+    if (n == 0 || n > (kind == JTF_REF ? 64u : 32u))
         return 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         int ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
-        if (!name)
-            ok = ok || (c >= 'A' && c <= 'Z') || c == '.' || c == ':';
+        if (kind != JTF_NAME)
+            ok = ok || (c >= 'A' && c <= 'Z');
+        if (kind == JTF_REF)
+            ok = ok || c == '.' || c == ':';
         if (!ok)
             return 0;
     }
@@ -174,10 +177,13 @@ static enum cv_rc field_check(const cJSON *obj, const struct jobtype_field *f, c
     switch (f->kind) {
     case JTF_REF:
         *why = "must be 1..64 of A-Z a-z 0-9 . _ : -";
-        return ref_valid(s, n, 0) ? CV_OK : CV_ERR_INVALID;
+        return ref_valid(s, n, JTF_REF) ? CV_OK : CV_ERR_INVALID;
     case JTF_NAME:
         *why = "must be 1..32 of a-z 0-9 _ -";
-        return ref_valid(s, n, 1) ? CV_OK : CV_ERR_INVALID;
+        return ref_valid(s, n, JTF_NAME) ? CV_OK : CV_ERR_INVALID;
+    case JTF_CODE:
+        *why = "must be 1..32 of A-Z a-z 0-9 _ -";
+        return ref_valid(s, n, JTF_CODE) ? CV_OK : CV_ERR_INVALID;
     case JTF_TIME:
         *why = "must be an RFC 3339 timestamp";
         return clock_parse_rfc3339(s, &ms) == 0 ? CV_OK : CV_ERR_INVALID;

@@ -48,6 +48,7 @@ typedef enum cv_rc (*jobtype_check_fn)(const cJSON *payload, const char *job_id,
 enum jobtype_kind {
     JTF_REF,    /* an external id: 1..64 of [A-Za-z0-9._:-] (order ids, references) */
     JTF_NAME,   /* a name: 1..32 of [a-z0-9_-] (carriers, topics) */
+    JTF_CODE,   /* a code: 1..32 of [A-Za-z0-9_-] (a carrier's status) */
     JTF_TEXT,   /* any string of 1..512 bytes */
     JTF_TIME,   /* an RFC 3339 timestamp */
     JTF_INT,    /* a whole number >= 0 (or a string of digits) */
