@@ -194,6 +194,14 @@ CREATE TABLE webhook_seen (
 
 -- ---- helpers -------------------------------------------------------------------
 
+-- A timestamp as RFC 3339 UTC with microseconds ("2025-06-01T10:00:00.123456Z"),
+-- the form the read side returns (common/ostore.c selects through it).
+CREATE FUNCTION cv_ts(p timestamptz) RETURNS text
+LANGUAGE sql STABLE
+AS $fn$
+    SELECT to_char(p AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+$fn$;
+
 -- The state an order in AWAITING_TRACKING moves to on a tracking event, or NULL.
 -- The same table as otrack_target() in common/ostate.c.
 CREATE FUNCTION cv_otrack_target(p_status text, p_terminal boolean) RETURNS text
@@ -689,6 +697,9 @@ $fn$;
 -- cv_order_upsert: one page of a marketplace fetch (at most 1000 orders), one round
 -- trip. p_orders is a JSON array of objects: order_id (required), mirakl_state,
 -- weight_kg, country, shipping_deadline, customer, lines, mirakl_updated_at.
+-- customer and lines may be JSON values or strings holding JSON text (common/
+-- ostore.c sends strings, so raw marketplace text can never add keys to the
+-- element); text that is not JSON fails the whole page (22P02), changing nothing.
 -- For each element, in order_id order (the lock order):
 --   new order          -> inserted as PENDING_POST, 'new', an operations row
 --                         (mirakl, fetch_order, OK)
@@ -733,8 +744,8 @@ BEGIN
                (e.v->>'weight_kg')::numeric AS weight_kg,
                e.v->>'country' AS country,
                (e.v->>'shipping_deadline')::timestamptz AS shipping_deadline,
-               e.v->'customer' AS customer,
-               e.v->'lines' AS lines,
+               (e.v->>'customer')::jsonb AS customer,
+               (e.v->>'lines')::jsonb AS lines,
                (e.v->>'mirakl_updated_at')::timestamptz AS upd
           FROM jsonb_array_elements(p_orders) WITH ORDINALITY AS e(v, ord)
          ORDER BY e.v->>'order_id', e.ord
