@@ -541,6 +541,31 @@ out:
     return rc;
 }
 
+#define FIND_SQL                                                                            \
+    "SELECT order_id FROM orders WHERE tracking_number = $1"                                \
+    " UNION SELECT order_id FROM orders WHERE expedition_id = $1 LIMIT 2"
+
+enum cv_rc ostore_find(struct db *d, const char *ref, char **order_id)
+{
+    enum cv_rc rc = CV_ERR_INVALID;
+    struct db_res *r = NULL;
+    *order_id = NULL;
+    if (!ref || !*ref)
+        goto out;
+    const char *params[] = { ref };
+    r = run(d, FIND_SQL, 1, params, &rc);
+    if (rc != CV_OK)
+        goto out;
+    if (db_res_rows(r) != 1) {
+        rc = db_res_rows(r) == 0 ? CV_ERR_NOT_FOUND : CV_ERR_CONFLICT;
+        goto out;
+    }
+    *order_id = xstrdup(db_res_get(r, 0, 0));
+out:
+    db_res_free(r);
+    return rc;
+}
+
 #define LIST_SQL                                                                            \
     "SELECT " ORDER_COLS ", (extract(epoch FROM o.updated_at) * 1000000)::bigint AS cur_us" \
     "  FROM orders o"                                                                       \

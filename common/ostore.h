@@ -225,6 +225,12 @@ void ostore_ops_free(struct ostore_op *ops, size_t n);
 enum cv_rc ostore_get(struct db *d, const char *order_id, int ops_max, struct ostore_order **order,
                       struct ostore_op **ops, size_t *nops);
 
+/* The order whose tracking_number or expedition_id is ref (a carrier event that
+ * names the parcel rather than our reference). *order_id is malloc'd (free with
+ * free()). CV_ERR_NOT_FOUND when none, CV_ERR_CONFLICT when several orders match
+ * (nothing allocated either way). */
+enum cv_rc ostore_find(struct db *d, const char *ref, char **order_id);
+
 /* A page of orders in (updated_at, order_id) order, ascending: an order that
  * changes while a client pages moves behind the cursor and is seen again, never
  * skipped. state NULL = every state; cursor NULL = from the start, else a value

@@ -654,6 +654,51 @@ Test(ostore, comm_log_batch_is_one_insert)
     cr_assert_eq(ostore_comm_log_batch(D, calls, 0), CV_ERR_INVALID);
 }
 
+Test(ostore, find_by_tracking_or_expedition)
+{
+    new_order("N1");
+    new_order("N2");
+    struct ostore_change c = { .order_id = "N1", .to = OSTATE_POSTED, .scope = "carrier",
+                               .action = "create_shipment", .tracking_number = "TRK-1",
+                               .expedition_id = "EXP-1", .mirakl_tracking_updated = -1 };
+    struct ostore_moved m;
+    cr_assert_eq(ostore_transition(D, &c, &m), CV_OK);
+    c.order_id = "N2";
+    c.tracking_number = "TRK-2";
+    c.expedition_id = "TRK-1";   /* another carrier's numbering collides */
+    cr_assert_eq(ostore_transition(D, &c, &m), CV_OK);
+    char *id;
+    cr_assert_eq(ostore_find(D, "EXP-1", &id), CV_OK);
+    cr_assert_str_eq(id, "N1");
+    free(id);
+    cr_assert_eq(ostore_find(D, "TRK-2", &id), CV_OK);
+    cr_assert_str_eq(id, "N2");
+    free(id);
+    cr_assert_eq(ostore_find(D, "TRK-1", &id), CV_ERR_CONFLICT);
+    cr_assert_null(id);
+    cr_assert_eq(ostore_find(D, "none", &id), CV_ERR_NOT_FOUND);
+}
+
+Test(ostore, outage_is_unavailable_then_recovers)
+{
+    new_order("U1");
+    char job[UUID_STR_LEN];
+    uuid_v4(job);
+    struct db *d = db_connect_timeout(hn_env("CONVEYOR_PG_DSN"), 2000, 2000);
+    cr_assert_not_null(d);
+    hn_pg_outage(1);
+    enum ostore_result r = OSTORE_N;
+    cr_assert_eq(ostore_claim(d, "U1", job, 1, 60000, &r), CV_ERR_UNAVAILABLE,
+                 "a broken link is our infrastructure, not the job's fault");
+    cr_assert_eq(r, OSTORE_N, "no result without an answer");
+    cr_assert_eq(ostore_claim(d, "U1", job, 1, 60000, &r), CV_ERR_UNAVAILABLE,
+                 "and while it cannot reconnect");
+    hn_pg_outage(0);
+    cr_assert_eq(ostore_claim(d, "U1", job, 1, 60000, &r), CV_OK, "reconnects by itself");
+    cr_assert_eq(r, OSTORE_OK);
+    db_free(d);
+}
+
 /* ---- races ---------------------------------------------------------------------------- */
 
 #define RACE_ORDERS 40
