@@ -35,6 +35,8 @@
 
 #include "cfg.h"
 #include "job.h"
+#include "jobopt.h"
+#include "jobtype.h"
 #include "json.h"
 #include "rc.h"
 #include "sbuf.h"
@@ -54,12 +56,7 @@ struct met;
 struct job_status;
 struct req;
 
-/* ---- job types ------------------------------------------------------------- */
-/* The job types this API accepts; unknown names are 404. */
-#define API_NTYPES 5
-extern const char *const api_types[API_NTYPES];
-/* Index in api_types, or -1. */
-int api_type_index(const char *type);
+/* Job types come from the one table in common/jobtype.h; unknown names are 404. */
 
 /* ---- the process ----------------------------------------------------------- */
 enum api_act_status { API_ACT_ACCEPTED, API_ACT_REJECTED, API_ACT_ERROR, API_ACT_N };
@@ -69,7 +66,7 @@ struct api_global {
     const struct cfg *cfg;
     struct met *met;
     int m_http;                   /* first conveyor_http_requests_total series */
-    int m_enqueued[API_NTYPES];   /* conveyor_jobs_enqueued_total{type} */
+    int m_enqueued[JT_N];         /* conveyor_jobs_enqueued_total{type} */
     int m_act[API_ACT_N];         /* activation_requests_total{status} */
     int m_conn_closed;            /* first conveyor_http_connections_closed_total series */
     atomic_int nconns;            /* open client connections, all loops (the cap) */
@@ -269,23 +266,17 @@ void api_http_count_other(struct api_thread *t, int status);
  * unknown-outcome reply, and the client sends it back with its retry. */
 #define API_JOB_ID_HEADER "Conveyor-Job-Id"
 
-/* What every enqueuing route accepts besides its body. */
-struct api_opts {
-    int64_t not_before_ms;            /* delay_ms or run_at; 0 = now */
-    int max_attempts;                 /* max_attempts, else the type's default */
-    const char *idem;                 /* Idempotency-Key, NULL when none (valid until the reply) */
-    char job_id[UUID_STR_LEN];        /* Conveyor-Job-Id lower-cased, "" when none */
-    char tp[JOB_TRACEPARENT_LEN];     /* traceparent given or new */
-};
-/* Query options (delay_ms, run_at, max_attempts) and the headers
- * Idempotency-Key, Conveyor-Job-Id (single jobs only) and traceparent. The one
- * parser for every route that enqueues. Returns 0, or -1 after a 400. */
-int api_opts_or_reply(struct req *r, const char *type, int single, struct api_opts *o);
-/* Give a new job what o says, r's producer (the key's name) and the
- * idempotency key idem (may be NULL). Call before the payload is built: the
- * job id may change. */
-void api_job_fill(struct req *r, struct job *j, const struct api_opts *o, int64_t now,
-                  const char *idem);
+/* The options every enqueuing route accepts besides its body: the query
+ * (delay_ms, run_at, max_attempts) and the headers Idempotency-Key,
+ * Conveyor-Job-Id (single jobs only) and traceparent, read by the one parser
+ * in common/jobopt.h. Returns 0, or -1 after a 400. Also sets r->trace_id. */
+int api_opts_or_reply(struct req *r, int single, struct jobopt *o);
+/* Make a job of type t from o and a payload node (raw = its text when the
+ * node is the whole body), the producer being r's key. Returns the job, or
+ * NULL after a 400 naming field (prefixed with where, "[3]" in a batch). */
+struct job *api_job_make_or_reply(struct req *r, const struct jobtype *t, const struct jobopt *o,
+                                  const char *idem, const cJSON *node, const char *raw,
+                                  size_t rawlen, int64_t now, const char *where);
 
 /* ---- publishing (api_pub.c) ---------------------------------------------------- */
 enum api_pub_outcome {
@@ -358,12 +349,6 @@ void api_h_offers(struct req *r);
 void api_h_offer(struct req *r);
 void api_h_account(struct req *r);
 void api_h_account_transactions(struct req *r);
-/* Validate an activation payload object and write the canonical payload
- * {"transaction_id":"<id>","user_id":N,"offer_id":M} into out. CV_ERR_INVALID
- * with *field naming the bad field and *why saying what is wrong with it. */
-enum cv_rc api_activation_payload(const cJSON *obj, const char *id, struct sbuf *out,
-                                  int64_t *user_id, int64_t *offer_id, const char **field,
-                                  const char **why);
 /* api_health.c */
 void api_h_health(struct req *r);
 void api_h_ready(struct req *r);

@@ -31,39 +31,6 @@
 
 /* ==== payload ============================================================== */
 
-enum cv_rc api_activation_payload(const cJSON *obj, const char *id, struct sbuf *out,
-                                  int64_t *user_id, int64_t *offer_id, const char **field,
-                                  const char **why)
-{
-    static const char *const ids[] = { "user_id", "offer_id" };
-    int64_t *vals[] = { user_id, offer_id };
-    for (int i = 0; i < 2; i++) {
-        if (!cJSON_GetObjectItemCaseSensitive(obj, ids[i])) {
-            *field = ids[i];
-            *why = "is required";
-            return CV_ERR_INVALID;
-        }
-        if (json_get_int64(obj, ids[i], 1, ID_MAX, vals[i], field) != CV_OK) {
-            *why = "must be a whole number > 0";
-            return CV_ERR_INVALID;
-        }
-    }
-    /* A client may send its own transaction_id (the worker's payload has one);
-     * the job id wins, so that ids stay unique and server-made. */
-    const cJSON *tx = cJSON_GetObjectItemCaseSensitive(obj, "transaction_id");
-    if (tx && !cJSON_IsNull(tx) && !(cJSON_IsString(tx) && uuid_valid(tx->valuestring))) {
-        *field = "transaction_id";
-        *why = "must be a UUID";
-        return CV_ERR_INVALID;
-    }
-    sbuf_adds(out, "{\"transaction_id\":");
-    sbuf_add_json_str(out, id);
-    sbuf_addf(out, ",\"user_id\":%lld,\"offer_id\":%lld}", (long long)*user_id,
-              (long long)*offer_id);
-    *field = NULL;
-    return CV_OK;
-}
-
 /* ==== helpers ============================================================== */
 
 /* A field of a flat HGETALL/HMGET reply, or NULL. */
@@ -270,13 +237,11 @@ out:
 
 void api_h_activation_create(struct req *r)
 {
-    struct api_opts o;
+    struct jobopt o;
     cJSON *root = NULL;
     struct job *j = NULL;
-    struct sbuf payload;
-    sbuf_init(&payload);
     /* the same options as POST /v1/jobs/activation, through the same parser */
-    if (api_require_json_or_reply(r) || api_opts_or_reply(r, "activation", 1, &o))
+    if (api_require_json_or_reply(r) || api_opts_or_reply(r, 1, &o))
         goto out;
     root = api_parse_body_or_reply(r);
     if (!root)
@@ -286,19 +251,19 @@ void api_h_activation_create(struct req *r)
                       "body");
         goto out;
     }
-    j = job_new("activation");
-    api_job_fill(r, j, &o, clock_wall_ms(), o.idem);  /* before the payload: it names the id */
     const char *field = NULL, *why = NULL;
-    if (api_activation_payload(root, j->id, &payload, &r->user_id, &r->offer_id, &field,
-                               &why) != CV_OK) {
+    if (jobopt_make(r->t->cfg, jobtype_at(JT_ACTIVATION), &o, NULL, r->key ? r->key->name : "",
+                    root, NULL, 0, clock_wall_ms(), &j, &field, &why) != CV_OK) {
         char msg[96];
-        snprintf(msg, sizeof(msg), "%s %s", field, why);
-        api_reply_err(r, CV_ERR_INVALID, msg, field);
+        snprintf(msg, sizeof(msg), "%s %s", field ? field : "body", why);
+        api_reply_err(r, CV_ERR_INVALID, msg, field ? field : "body");
         goto out;
     }
+    /* the reply shows the ids: read them back from the canonical payload */
+    json_get_int64(root, "user_id", 1, ID_MAX, &r->user_id, &field);
+    json_get_int64(root, "offer_id", 1, ID_MAX, &r->offer_id, &field);
     snprintf(r->type, sizeof(r->type), "activation");
-    job_set_payload(j, payload.p, payload.len);
-    r->type_idx = api_type_index("activation");
+    r->type_idx = JT_ACTIVATION;
     snprintf(r->id, sizeof(r->id), "%s", j->id);
     api_req_hold(r);
     api_publish_one(r->t, j, on_activation_published, r);
@@ -306,7 +271,6 @@ void api_h_activation_create(struct req *r)
 out:
     job_free(j);
     cJSON_Delete(root);
-    sbuf_cleanup(&payload);
 }
 
 /* ==== GET /api/v1/activation/status/{transaction_id}/ ======================== */

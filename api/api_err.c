@@ -25,6 +25,7 @@ static const struct api_err table[] = {
     [CV_ERR_CONFIG] = { 500, "internal", "Internal Server Error" },
     [CV_ERR_INTERNAL] = { 500, "internal", "Internal Server Error" },
     [CV_ERR_UNAVAILABLE] = { 503, "unavailable", "Service Unavailable" },
+    [CV_ERR_BUSY] = { 503, "unavailable", "Service Unavailable" },
 };
 
 const struct api_err *api_err_lookup(enum cv_rc rc)

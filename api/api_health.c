@@ -229,8 +229,8 @@ struct met *api_metrics_registry(struct api_global *g, int nthreads)
     int f = met_family(m, "conveyor_jobs_enqueued_total",
                        "Jobs this process published (duplicates not counted).", 1, type_label,
                        0);
-    for (int i = 0; i < API_NTYPES; i++) {
-        const char *v[] = { api_types[i] };
+    for (int i = 0; i < JT_N; i++) {
+        const char *v[] = { jobtype_at(i)->name };
         g->m_enqueued[i] = met_series(m, f, v);
     }
     f = met_family(m, "activation_requests_total",

@@ -431,13 +431,13 @@ static int scope_or_reply(struct req *r, const struct api_route *hit)
     }
     switch (hit->auth) {
     case API_AUTH_PATH_TYPE: {
-        int ti = api_type_index(r->param[0]);
+        int ti = jobtype_index(r->param[0]);
         if (ti < 0) {
             api_reply_err(r, CV_ERR_NOT_FOUND, "unknown job type", "type");
             return -1;
         }
         r->type_idx = ti;
-        snprintf(r->type, sizeof(r->type), "%s", api_types[ti]);
+        snprintf(r->type, sizeof(r->type), "%s", jobtype_at(ti)->name);
         scope = r->type;
         break;
     }
@@ -446,7 +446,8 @@ static int scope_or_reply(struct req *r, const struct api_route *hit)
     case API_AUTH_JOB_TYPE:
     case API_AUTH_NONE: return 0;
     }
-    if (!auth_allows(r->key, scope)) {
+    if (hit->auth == API_AUTH_PATH_TYPE ? !auth_allows_type(r->key, scope)
+                                        : !auth_allows(r->key, scope)) {
         char msg[96];
         snprintf(msg, sizeof(msg), "key not allowed for %s", scope);
         api_reply_err(r, CV_ERR_FORBIDDEN, msg,

@@ -21,80 +21,16 @@
 #include "mem.h"
 #include "met.h"
 
-const char *const api_types[API_NTYPES] = { "noop", "activation", "order-fetch", "carrier-post",
-                                            "tracking-push" };
-
-int api_type_index(const char *type)
-{
-    if (!job_type_valid(type, strlen(type)))
-        return -1;
-    for (int i = 0; i < API_NTYPES; i++)
-        if (strcmp(api_types[i], type) == 0)
-            return i;
-    return -1;
-}
-
 /* ==== options ================================================================ */
 
-#define DELAY_MAX_MS (30LL * 24 * 3600 * 1000)
-
-/* Whole decimal number 0..max, digits only (no sign, no spaces). */
-static int parse_uint(const char *s, int64_t max, int64_t *out)
+int api_opts_or_reply(struct req *r, int single, struct jobopt *o)
 {
-    int64_t v = 0;
-    if (!s || !*s || strlen(s) > 15)
-        return -1;
-    for (const char *p = s; *p; p++) {
-        if (*p < '0' || *p > '9')
-            return -1;
-        v = v * 10 + (*p - '0');
-    }
-    if (v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-static int idem_valid(const char *k)
-{
-    size_t n = strlen(k);
-    if (n == 0 || n > JOB_IDEM_MAX)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)k[i] < 0x20 || (unsigned char)k[i] > 0x7e)
-            return 0;
-    return 1;
-}
-
-/* Conveyor-Job-Id: the id the API named in an unknown-outcome reply, sent
- * back with the retry. Only single-job routes take one. */
-static int job_id_or_reply(struct req *r, int single, struct api_opts *o)
-{
-    const char *v = api_header(r, API_JOB_ID_HEADER);
-    if (!v)
-        return 0;
-    if (!single) {
-        api_reply_err(r, CV_ERR_INVALID, API_JOB_ID_HEADER " applies to single jobs only",
-                      API_JOB_ID_HEADER);
-        return -1;
-    }
-    if (!uuid_valid(v)) {
-        api_reply_err(r, CV_ERR_INVALID, API_JOB_ID_HEADER " must be a UUID", API_JOB_ID_HEADER);
-        return -1;
-    }
-    for (int i = 0; i < UUID_STR_LEN; i++)
-        o->job_id[i] = (char)tolower((unsigned char)v[i]);
-    return 0;
-}
-
-int api_opts_or_reply(struct req *r, const char *type, int single, struct api_opts *o)
-{
-    const struct cfg *cfg = r->t->cfg;
     int rc = -1;
     struct evkeyvalq q;
+    const char *why = NULL;
+    int64_t now = clock_wall_ms();
     TAILQ_INIT(&q);
     memset(o, 0, sizeof(*o));
-    o->max_attempts = cfg_max_attempts(cfg, type);
 
     const char *query = api_query(r);
     if (query && *query) {
@@ -102,70 +38,47 @@ int api_opts_or_reply(struct req *r, const char *type, int single, struct api_op
             api_reply_err(r, CV_ERR_INVALID, "malformed query string", "query");
             goto out;
         }
-        int seen_delay = 0, seen_run_at = 0, seen_max = 0;
         struct evkeyval *kv;
         TAILQ_FOREACH(kv, &q, next)
         {
-            int64_t v;
-            if (strcmp(kv->key, "delay_ms") == 0) {
-                if (seen_delay++ || parse_uint(kv->value, DELAY_MAX_MS, &v)) {
-                    api_reply_err(r, CV_ERR_INVALID,
-                                  "delay_ms must be given once, 0..2592000000", "delay_ms");
-                    goto out;
-                }
-                o->not_before_ms = v ? clock_wall_ms() + v : 0;
-            } else if (strcmp(kv->key, "run_at") == 0) {
-                int64_t now = clock_wall_ms();
-                /* an unencoded '+' of the UTC offset arrives as a space */
-                for (char *p = kv->value; *p; p++)
-                    if (*p == ' ' && p - kv->value > 10)
-                        *p = '+';
-                if (seen_run_at++ || clock_parse_rfc3339(kv->value, &v)) {
-                    api_reply_err(r, CV_ERR_INVALID, "run_at must be one RFC 3339 timestamp",
-                                  "run_at");
-                    goto out;
-                }
-                if (v > now + DELAY_MAX_MS) {
-                    api_reply_err(r, CV_ERR_INVALID, "run_at is more than 30 days ahead",
-                                  "run_at");
-                    goto out;
-                }
-                o->not_before_ms = v > now ? v : 0;
-            } else if (strcmp(kv->key, "max_attempts") == 0) {
-                if (seen_max++ || parse_uint(kv->value, 100, &v) || v < 1) {
-                    api_reply_err(r, CV_ERR_INVALID, "max_attempts must be given once, 1..100",
-                                  "max_attempts");
-                    goto out;
-                }
-                o->max_attempts = (int)v;
-            } else {
-                char msg[96];
-                snprintf(msg, sizeof(msg), "unknown option (known: delay_ms, run_at, "
-                                           "max_attempts)");
-                api_reply_err(r, CV_ERR_INVALID, msg, "query");
+            /* headers are not query options */
+            enum cv_rc e = strcmp(kv->key, "delay_ms") == 0 || strcmp(kv->key, "run_at") == 0 ||
+                                   strcmp(kv->key, "max_attempts") == 0
+                               ? jobopt_set(o, kv->key, kv->value, now, &why)
+                               : CV_ERR_NOT_FOUND;
+            if (e == CV_ERR_NOT_FOUND) {
+                api_reply_err(r, CV_ERR_INVALID, "unknown option (known: " JOBOPT_NAMES ")",
+                              "query");
+                goto out;
+            }
+            if (e != CV_OK) {
+                api_reply_err(r, CV_ERR_INVALID, why, strncmp(why, "give", 4) ? kv->key
+                                                                               : "run_at");
                 goto out;
             }
         }
-        if (seen_delay && seen_run_at) {
-            api_reply_err(r, CV_ERR_INVALID, "give delay_ms or run_at, not both", "run_at");
-            goto out;
-        }
     }
-
-    o->idem = api_header(r, "Idempotency-Key");
-    if (o->idem && !idem_valid(o->idem)) {
-        api_reply_err(r, CV_ERR_INVALID, "Idempotency-Key must be 1..128 printable ASCII",
-                      "Idempotency-Key");
+    const char *v = api_header(r, "Idempotency-Key");
+    if (v && jobopt_set(o, "idempotency_key", v, now, &why) != CV_OK) {
+        api_reply_err(r, CV_ERR_INVALID, why, "Idempotency-Key");
         goto out;
     }
-    if (job_id_or_reply(r, single, o))
+    /* Conveyor-Job-Id: the id the API named in an unknown-outcome reply, sent
+     * back with the retry. Only single-job routes take one. */
+    v = api_header(r, API_JOB_ID_HEADER);
+    if (v && !single) {
+        api_reply_err(r, CV_ERR_INVALID, API_JOB_ID_HEADER " applies to single jobs only",
+                      API_JOB_ID_HEADER);
         goto out;
-    const char *tp = api_header(r, "traceparent");
-    if (tp && job_traceparent_valid(tp))
-        snprintf(o->tp, sizeof(o->tp), "%s", tp);
-    else
-        job_traceparent_new(o->tp);
-    memcpy(r->trace_id, o->tp + 3, 32);  /* "00-<trace>-..." */
+    }
+    if (v && jobopt_set(o, "job_id", v, now, &why) != CV_OK) {
+        api_reply_err(r, CV_ERR_INVALID, API_JOB_ID_HEADER " must be a UUID", API_JOB_ID_HEADER);
+        goto out;
+    }
+    jobopt_set(o, "traceparent", api_header(r, "traceparent"), now, &why);
+    if (!o->traceparent[0])
+        job_traceparent_new(o->traceparent);
+    memcpy(r->trace_id, o->traceparent + 3, 32);  /* "00-<trace>-..." */
     r->trace_id[32] = '\0';
     rc = 0;
 out:
@@ -173,54 +86,22 @@ out:
     return rc;
 }
 
-void api_job_fill(struct req *r, struct job *j, const struct api_opts *o, int64_t now,
-                  const char *idem)
+struct job *api_job_make_or_reply(struct req *r, const struct jobtype *t, const struct jobopt *o,
+                                  const char *idem, const cJSON *node, const char *raw,
+                                  size_t rawlen, int64_t now, const char *where)
 {
-    if (o->job_id[0])
-        memcpy(j->id, o->job_id, UUID_STR_LEN);
-    snprintf(j->producer, sizeof(j->producer), "%s", r->key ? r->key->name : "");
-    j->max_attempts = o->max_attempts;
-    j->created_ms = now;
-    j->not_before_ms = o->not_before_ms;
-    if (idem)
-        j->idem_key = xstrdup(idem);
-    memcpy(j->traceparent, o->tp, sizeof(j->traceparent));
-}
-
-/* Give job j the payload from node: the canonical activation payload, or the
- * node itself for other types (raw, when given, to skip a reprint). Returns
- * CV_OK or CV_ERR_INVALID with *field (NULL = the node itself). */
-static enum cv_rc payload_from(struct job *j, const cJSON *node, const char *raw, size_t rawlen,
-                               struct sbuf *scratch, const char **field, const char **why)
-{
-    if (strcmp(j->type, "activation") == 0) {
-        int64_t u, o;
-        if (!cJSON_IsObject(node)) {
-            *field = NULL;
-            *why = "payload must be a JSON object with user_id and offer_id";
-            return CV_ERR_INVALID;
-        }
-        sbuf_reset(scratch);
-        enum cv_rc rc = api_activation_payload(node, j->id, scratch, &u, &o, field, why);
-        if (rc != CV_OK)
-            return rc;
-        job_set_payload(j, scratch->p, scratch->len);
-        return CV_OK;
-    }
-    if (!cJSON_IsObject(node) && !cJSON_IsArray(node)) {
-        *field = NULL;
-        *why = "payload must be a JSON object or array";
-        return CV_ERR_INVALID;
-    }
-    if (raw) {
-        job_set_payload(j, raw, rawlen);
-    } else {
-        size_t n;
-        char *s = json_print(node, &n);
-        job_set_payload(j, s, n);
-        free(s);
-    }
-    return CV_OK;
+    struct job *j = NULL;
+    const char *field = NULL, *why = NULL;
+    if (jobopt_make(r->t->cfg, t, o, idem, r->key ? r->key->name : "", node, raw, rawlen, now,
+                    &j, &field, &why) == CV_OK)
+        return j;
+    char f[128];
+    snprintf(f, sizeof(f), "%s%s%.64s", where ? where : "", where && field ? "." : "",
+             field ? field : "");
+    if (!f[0])
+        snprintf(f, sizeof(f), "body");
+    api_reply_err(r, CV_ERR_INVALID, why, f);
+    return NULL;
 }
 
 /* ==== POST /v1/jobs/{type} ===================================================== */
@@ -255,27 +136,21 @@ out:
 
 void api_h_job_create(struct req *r)
 {
-    struct api_opts o;
+    struct jobopt o;
     struct job *j = NULL;
     cJSON *root = NULL;
-    struct sbuf scratch;
-    sbuf_init(&scratch);
     /* the router checked the type and the key's scope (API_AUTH_PATH_TYPE) */
-    if (api_require_json_or_reply(r) || api_opts_or_reply(r, r->type, 1, &o))
+    if (api_require_json_or_reply(r) || api_opts_or_reply(r, 1, &o))
         goto out;
     root = api_parse_body_or_reply(r);
     if (!root)
         goto out;
     size_t len;
     const char *body = api_body(r, &len);
-    j = job_new(r->type);
     int64_t now = clock_wall_ms();
-    api_job_fill(r, j, &o, now, o.idem);
-    const char *field = NULL, *why = NULL;
-    if (payload_from(j, root, body, len, &scratch, &field, &why) != CV_OK) {
-        api_reply_err(r, CV_ERR_INVALID, why, field ? field : "body");
+    j = api_job_make_or_reply(r, jobtype_at(r->type_idx), &o, NULL, root, body, len, now, NULL);
+    if (!j)
         goto out;
-    }
     r->scheduled = o.not_before_ms > now;
     api_req_hold(r);
     api_publish_one(r->t, j, on_published_one, r);
@@ -283,7 +158,6 @@ void api_h_job_create(struct req *r)
 out:
     job_free(j);
     cJSON_Delete(root);
-    sbuf_cleanup(&scratch);
 }
 
 /* ==== POST /v1/jobs/{type}/batch ================================================ */
@@ -358,13 +232,11 @@ out:
 void api_h_job_batch(struct req *r)
 {
     const struct cfg *cfg = r->t->cfg;
-    struct api_opts o;
+    struct jobopt o;
     struct job **jobs = NULL;
     size_t n = 0;
     cJSON *root = NULL;
-    struct sbuf scratch;
-    sbuf_init(&scratch);
-    if (api_require_json_or_reply(r) || api_opts_or_reply(r, r->type, 0, &o))
+    if (api_require_json_or_reply(r) || api_opts_or_reply(r, 0, &o))
         goto out;
     root = api_parse_body_or_reply(r);
     if (!root)
@@ -386,7 +258,7 @@ void api_h_job_batch(struct req *r)
     }
     /* job i gets the key "<key>:<i>" so that a replayed batch maps job by job */
     char idem[JOB_IDEM_MAX + 16];
-    if (o.idem && strlen(o.idem) + 1 + (size_t)snprintf(idem, sizeof(idem), "%d", count - 1) >
+    if (o.idem[0] && strlen(o.idem) + 1 + (size_t)snprintf(idem, sizeof(idem), "%d", count - 1) >
                       JOB_IDEM_MAX) {
         api_reply_err(r, CV_ERR_INVALID, "Idempotency-Key too long for a batch of this size",
                       "Idempotency-Key");
@@ -397,21 +269,18 @@ void api_h_job_batch(struct req *r)
     const cJSON *el;
     cJSON_ArrayForEach(el, root)
     {
-        struct job *j = job_new(r->type);
-        jobs[n++] = j;
-        if (o.idem)
-            snprintf(idem, sizeof(idem), "%s:%zu", o.idem, n - 1);
-        api_job_fill(r, j, &o, now, o.idem ? idem : NULL);
-        const char *field = NULL, *why = NULL;
-        if (payload_from(j, el, NULL, 0, &scratch, &field, &why) != CV_OK) {
-            char f[96];
-            snprintf(f, sizeof(f), "[%zu]%s%.64s", n - 1, field ? "." : "", field ? field : "");
-            api_reply_err(r, CV_ERR_INVALID, why, f);
+        char where[24];
+        snprintf(where, sizeof(where), "[%zu]", n);
+        if (o.idem[0])
+            snprintf(idem, sizeof(idem), "%s:%zu", o.idem, n);
+        struct job *j = api_job_make_or_reply(r, jobtype_at(r->type_idx), &o,
+                                              o.idem[0] ? idem : NULL, el, NULL, 0, now, where);
+        if (!j)
             goto out;
-        }
+        jobs[n++] = j;
     }
     r->scheduled = o.not_before_ms > now;
-    r->batch_idem = o.idem != NULL;
+    r->batch_idem = o.idem[0] != 0;
     /* ids kept for an unknown-outcome reply (the jobs are freed below) */
     r->batch_ids = xmalloc(n * sizeof(*r->batch_ids));
     r->batch_n = n;
@@ -426,7 +295,6 @@ out:
         job_free(jobs[i]);
     free(jobs);
     cJSON_Delete(root);
-    sbuf_cleanup(&scratch);
 }
 
 /* ==== GET /v1/jobs/{id} ========================================================= */
@@ -469,7 +337,7 @@ static void on_status(void *arg, enum cv_rc rc, const struct job_status *st)
     struct req *r = arg;
     /* A job of a type the key may not use answers exactly like a job that
      * does not exist: a 403 would tell a prober that the id is real. */
-    if (rc == CV_ERR_NOT_FOUND || (rc == CV_OK && st && !auth_allows(r->key, st->type))) {
+    if (rc == CV_ERR_NOT_FOUND || (rc == CV_OK && st && !auth_allows_type(r->key, st->type))) {
         api_reply_err(r, CV_ERR_NOT_FOUND, "no such job (or its status expired)", NULL);
     } else if (rc != CV_OK || !st) {
         api_reply_err(r, rc != CV_OK ? rc : CV_ERR_INTERNAL, "could not read the job", NULL);

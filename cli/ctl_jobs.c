@@ -13,6 +13,7 @@
 #include "clock.h"
 #include "ctl.h"
 #include "job.h"
+#include "jobopt.h"
 #include "json.h"
 #include "mem.h"
 #include "sbuf.h"
@@ -102,27 +103,41 @@ static void on_publish(void *arg, enum cv_rc rc, const char *const *ids, const i
 int ctl_submit(const struct cfg *c, int argc, char **argv)
 {
     int ret = CTL_EXIT_USAGE;
-    const char *type = NULL, *json = NULL, *v = NULL;
-    const char *delay = NULL, *run_at = NULL, *max_attempts = NULL, *idem = NULL;
+    const char *type = NULL, *json = NULL, *v = NULL, *why = NULL, *field = NULL;
     char *stdin_buf = NULL;
     size_t json_len = 0;
     cJSON *parsed = NULL;
     struct job *j = NULL;
     struct broker *b = NULL;
     struct publish_res pr = { 0 };
-    int64_t n = 0;
+    struct jobopt o;
+    int64_t now = clock_wall_ms();
+    /* the flags are the API's options under their command-line names */
+    static const struct {
+        const char *flag, *opt;
+    } flags[] = {
+        { "--delay-ms", "delay_ms" },
+        { "--run-at", "run_at" },
+        { "--max-attempts", "max_attempts" },
+        { "--idempotency-key", "idempotency_key" },
+        { "--job-id", "job_id" },
+    };
+    memset(&o, 0, sizeof(o));
 
     for (int i = 1; i < argc; i++) {
-        int m;
-        if ((m = ctl_opt(argc, argv, &i, "--delay-ms", &v)) != 0)
-            delay = v;
-        else if ((m = ctl_opt(argc, argv, &i, "--run-at", &v)) != 0)
-            run_at = v;
-        else if ((m = ctl_opt(argc, argv, &i, "--max-attempts", &v)) != 0)
-            max_attempts = v;
-        else if ((m = ctl_opt(argc, argv, &i, "--idempotency-key", &v)) != 0)
-            idem = v;
-        else if (argv[i][0] == '-' && argv[i][1] == '-') {
+        int m = 0;
+        for (size_t f = 0; f < sizeof(flags) / sizeof(flags[0]) && m == 0; f++) {
+            m = ctl_opt(argc, argv, &i, flags[f].flag, &v);
+            if (m > 0 && jobopt_set(&o, flags[f].opt, v, now, &why) != CV_OK) {
+                ret = ctl_usage("submit: %s: %s", flags[f].flag, why);
+                goto out;
+            }
+        }
+        if (m < 0)
+            goto out;
+        if (m > 0)
+            continue;
+        if (argv[i][0] == '-' && argv[i][1] == '-') {
             ret = ctl_usage("submit: unknown option '%s'", argv[i]);
             goto out;
         } else if (!type) {
@@ -133,15 +148,14 @@ int ctl_submit(const struct cfg *c, int argc, char **argv)
             ret = ctl_usage("submit: unexpected argument '%s'", argv[i]);
             goto out;
         }
-        if (m < 0)
-            goto out;
     }
     if (!type) {
         ret = ctl_usage("submit: TYPE is required");
         goto out;
     }
-    if (!job_type_valid(type, strlen(type))) {
-        ret = ctl_usage("submit: bad type '%s' (1..31 of a-z 0-9 _ -)", type);
+    const struct jobtype *t = jobtype_find(type, strlen(type));
+    if (!t) {
+        ret = ctl_usage("submit: unknown type '%s' (known: %s)", type, jobtype_names());
         goto out;
     }
     if (!json)
@@ -162,45 +176,10 @@ int ctl_submit(const struct cfg *c, int argc, char **argv)
         ret = ctl_usage("submit: the payload is not valid JSON");
         goto out;
     }
-    if (delay && run_at) {
-        ret = ctl_usage("submit: give --delay-ms or --run-at, not both");
+    if (jobopt_make(c, t, &o, NULL, "", parsed, json, json_len, now, &j, &field, &why) !=
+        CV_OK) {
+        ret = ctl_usage("submit: payload%s%s: %s", field ? "." : "", field ? field : "", why);
         goto out;
-    }
-
-    j = job_new(type);
-    job_set_payload(j, json, json_len);
-    j->created_ms = clock_wall_ms();
-    j->max_attempts = cfg_max_attempts(c, type);
-    job_traceparent_new(j->traceparent);
-    if (delay) {
-        if (ctl_parse_int64(delay, 0, INT64_C(31536000000), &n) != 0) {
-            ret = ctl_usage("submit: --delay-ms wants 0..31536000000, not '%s'", delay);
-            goto out;
-        }
-        j->not_before_ms = n > 0 ? j->created_ms + n : 0;
-    }
-    if (run_at) {
-        if (clock_parse_rfc3339(run_at, &n) != 0) {
-            ret = ctl_usage("submit: --run-at wants an RFC 3339 time such as "
-                            "2025-06-01T10:00:00Z, not '%s'", run_at);
-            goto out;
-        }
-        j->not_before_ms = n > j->created_ms ? n : 0;
-    }
-    if (max_attempts) {
-        if (ctl_parse_int64(max_attempts, 1, 100, &n) != 0) {
-            ret = ctl_usage("submit: --max-attempts wants 1..100, not '%s'", max_attempts);
-            goto out;
-        }
-        j->max_attempts = (int)n;
-    }
-    if (idem) {
-        size_t len = strlen(idem);
-        if (len == 0 || len > JOB_IDEM_MAX) {
-            ret = ctl_usage("submit: --idempotency-key wants 1..%d bytes", JOB_IDEM_MAX);
-            goto out;
-        }
-        j->idem_key = xstrdup(idem);
     }
 
     ret = CTL_EXIT_FAIL;

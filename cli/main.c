@@ -25,7 +25,7 @@ static const char usage_text[] =
     "                       (DIR: $CONVEYOR_MIGRATIONS, else ./migrations, else\n"
     "                       <dir of conveyorctl>/../migrations)\n"
     "  seed                 add demo accounts 1..100 and offers (idempotent)\n"
-    "  submit TYPE [JSON|-] [--delay-ms N] [--run-at RFC3339] [--max-attempts N]\n"
+    "  submit TYPE [JSON|-] [--delay-ms N] [--run-at RFC3339] [--max-attempts N] [--job-id UUID]\n"
     "         [--idempotency-key K]\n"
     "                       publish one job (JSON default {}, - reads stdin);\n"
     "                       prints its id, or \"duplicate of ID\"\n"

@@ -10,6 +10,7 @@
 #define CV_AUTH_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "cfg.h"
 #include "rc.h"
@@ -23,6 +24,7 @@
  * operator included. */
 #define AUTH_SCOPE_ACTIVATION "activation"
 #define AUTH_SCOPE_OPERATOR "operator"
+#define AUTH_SCOPE_ORDERS "orders"   /* order reads, orchestrator routes, order job types */
 
 /* SHA-256 of len bytes. */
 void auth_sha256(const void *data, size_t len, unsigned char out[32]);
@@ -43,5 +45,50 @@ enum cv_rc auth_check(const struct cfg *c, const char *authorization,
 /* 1 when k may use job type (or scope) type: a "*" key or one that lists it.
  * NULL k is never allowed. */
 int auth_allows(const struct cfg_api_key *k, const char *type);
+/* 1 when k may submit and read jobs of type: auth_allows() of the type's
+ * name, or of the scope word its row in the job-type table names ("orders"
+ * grants every order job). */
+int auth_allows_type(const struct cfg_api_key *k, const char *type);
+
+/* HMAC-SHA256 of data[0..len) under key[0..keylen) into out. Thread-safe.
+ * Used by the Standard Webhooks signature (webhook-signature: v1,<base64>). */
+void auth_hmac_sha256(const void *key, size_t keylen, const void *data, size_t len,
+                      unsigned char out[32]);
+
+/* Length of the standard base64 (RFC 4648, with padding) of n bytes, without the NUL. */
+#define AUTH_B64_LEN(n) ((((n) + 2) / 3) * 4)
+
+/* Standard base64 of data[0..len) with padding into out, NUL-terminated; out must hold
+ * AUTH_B64_LEN(len) + 1 bytes. Returns the length written (without the NUL). */
+size_t auth_b64_encode(const void *data, size_t len, char *out);
+
+/* Decode standard base64 text[0..len) (padding optional, no whitespace) into out, which
+ * must hold len / 4 * 3 + 3 bytes. Returns the number of bytes decoded, or -1 when the
+ * text is not base64 (bad character, bad length, bits after the padding). */
+long auth_b64_decode(const char *text, size_t len, unsigned char *out);
+
+/* ---- Standard Webhooks (https://www.standardwebhooks.com) -------------------
+ * A sender signs "<webhook-id>.<webhook-timestamp>.<body>" with HMAC-SHA256 and
+ * sends "v1,<base64 signature>" in webhook-signature (several, space-separated,
+ * while it rotates keys). Our secrets are "whsec_<base64 key>", comma- or
+ * space-separated (several while we rotate). */
+enum auth_wh {
+    AUTH_WH_OK,
+    AUTH_WH_MISSING,      /* a header is missing or malformed */
+    AUTH_WH_STALE,        /* the timestamp is outside the tolerance (replay) */
+    AUTH_WH_BAD,          /* no signature matches any secret */
+    AUTH_WH_NO_SECRET,    /* we have no usable secret for this sender */
+};
+const char *auth_wh_str(enum auth_wh v);
+/* Check one delivery. now_s is the wall clock; tolerance_s the window either
+ * side. Every (signature, secret) pair is compared in constant time. */
+enum auth_wh auth_webhook_verify(const char *secrets, const char *id, const char *timestamp,
+                                 const char *signatures, const void *body, size_t len,
+                                 int64_t now_s, int tolerance_s);
+/* Sign as a sender does: "v1,<base64>" into out (at least 48 bytes). For
+ * tests and the simulator. secret is one "whsec_..." value. -1 when the
+ * secret is malformed. */
+int auth_webhook_sign(const char *secret, const char *id, const char *timestamp,
+                      const void *body, size_t len, char *out, size_t cap);
 
 #endif

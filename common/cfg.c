@@ -46,10 +46,10 @@ static const struct cfg_row rows[] = {
       O(http_max_connections) },
     { "http.metrics_cache_ms", "CONVEYOR_HTTP_METRICS_CACHE_MS", T_INT, "2000", 0, 600000, 0,
       O(metrics_cache_ms) },
+    { "http.trusted_proxies", "CONVEYOR_HTTP_TRUSTED_PROXIES", T_STR, "", 0, 0, 0,
+      O(trusted_proxies) },
     { "log.level", "CONVEYOR_LOG_LEVEL", T_STR, "info", 0, 0, 0, O(log_level) },
     { "jobs.max_attempts", "CONVEYOR_MAX_ATTEMPTS", T_INT, "5", 1, 100, 0, O(max_attempts) },
-    { "jobs.activation_max_attempts", "CONVEYOR_ACTIVATION_MAX_ATTEMPTS", T_INT, "8", 1, 100, 0,
-      O(activation_max_attempts) },
     { "jobs.retry_base_ms", "CONVEYOR_RETRY_BASE_MS", T_INT, "1000", 1, 3600000, 0,
       O(retry_base_ms) },
     { "jobs.retry_max_ms", "CONVEYOR_RETRY_MAX_MS", T_INT, "16000", 1, 86400000, 0,
@@ -58,11 +58,8 @@ static const struct cfg_row rows[] = {
       O(status_ttl_s) },
     { "jobs.idempotency_ttl_s", "CONVEYOR_IDEMPOTENCY_TTL_S", T_INT, "86400", 1, 31536000, 0,
       O(idempotency_ttl_s) },
-    { "jobs.dead_retention", "CONVEYOR_DEAD_RETENTION", T_STR, "", 0, 0, 0, O(dead_retention) },
     { "jobs.max_deliveries", "CONVEYOR_MAX_DELIVERIES", T_INT, "6", 2, 1000, 0,
       O(max_deliveries) },
-    { "jobs.activation_retry_max_ms", "CONVEYOR_ACTIVATION_RETRY_MAX_MS", T_INT, "60000", 1,
-      86400000, 0, O(activation_retry_max_ms) },
     { "worker.types", "CONVEYOR_WORKER_TYPES", T_STR, "activation,noop", 0, 0, 0,
       O(worker_types) },
     { "worker.concurrency", "CONVEYOR_CONCURRENCY", T_INT, "64", 1, 4096, 0, O(concurrency) },
@@ -104,9 +101,10 @@ static const struct cfg_row *find_row(const char *key)
 
 /* The one setter every source goes through. where is "file:line", "env X" or
  * "flag" for the error message. */
-static int set_row(struct cfg *c, const struct cfg_row *r, const char *v, const char *where)
+static int set_row(void *at, const struct cfg_row *r, const char *key, const char *v,
+                   const char *where)
 {
-    char *base = (char *)c;
+    char *base = at;
     if (r->type == T_STR) {
         char **dst = (char **)(base + r->off);
         free(*dst);
@@ -120,12 +118,12 @@ static int set_row(struct cfg *c, const struct cfg_row *r, const char *v, const 
      * passes any comparison (found by tests/fuzz/fuzz_cfg) */
     int bad = errno || end == v || *end != '\0' || isnan(d);
     if (!bad && (d < r->min || d > r->max)) {
-        fprintf(stderr, "conveyor: %s: %s: must be %g..%g (got %s)\n", where, r->key, r->min,
+        fprintf(stderr, "conveyor: %s: %s: must be %g..%g (got %s)\n", where, key, r->min,
                 r->max, v);
         return -1;
     }
     if (bad || (r->type == T_INT && d != (double)(long)d)) {
-        fprintf(stderr, "conveyor: %s: %s: not a %s: '%s'\n", where, r->key,
+        fprintf(stderr, "conveyor: %s: %s: not a %s: '%s'\n", where, key,
                 r->type == T_INT ? "whole number" : "number", v);
         return -1;
     }
@@ -136,14 +134,210 @@ static int set_row(struct cfg *c, const struct cfg_row *r, const char *v, const 
     return 0;
 }
 
+/* ==== groups: jobs.types.<name>.* and upstreams.<name>.* ====================
+ *
+ * A group is one struct per member (a job type, an upstream) with the same
+ * rows for each. Rows whose default is NULL start "unset" (-1, or a NULL
+ * string) and groups_resolve() fills them after every source was read: from
+ * the member's own default (the job-type table, ups_defs below), else from
+ * the global key of the same meaning. Env names are derived from the key:
+ * CONVEYOR_ + the key upper-cased with '.' and '-' as '_'. */
+
+#define OT(f) offsetof(struct cfg_jobtype, f)
+static const struct cfg_row type_rows[] = {
+    { "max_attempts", NULL, T_INT, NULL, 1, 100, 0, OT(max_attempts) },
+    { "retry_base_ms", NULL, T_INT, NULL, 1, 3600000, 0, OT(retry_base_ms) },
+    { "retry_max_ms", NULL, T_INT, NULL, 1, 86400000, 0, OT(retry_max_ms) },
+    { "dead_retention_s", NULL, T_INT, "0", 0, 315360000, 0, OT(dead_retention_s) },
+    { "every_s", NULL, T_INT, "0", 0, 604800, 0, OT(every_s) },
+};
+
+#define OU(f) offsetof(struct cfg_upstream, f)
+static const struct cfg_row ups_rows[] = {
+    { "url", NULL, T_STR, NULL, 0, 0, 0, OU(url) },
+    { "auth_user", NULL, T_STR, "", 0, 0, 0, OU(auth_user) },
+    { "auth_secret", NULL, T_STR, "", 0, 0, 1, OU(auth_secret) },
+    { "timeout_ms", NULL, T_INT, NULL, 10, 600000, 0, OU(timeout_ms) },
+    { "connect_timeout_ms", NULL, T_INT, "2000", 10, 600000, 0, OU(connect_timeout_ms) },
+    { "rate_per_min", NULL, T_INT, NULL, 0, 100000000, 0, OU(rate_per_min) },
+    { "rate_burst", NULL, T_INT, "10", 1, 1000000, 0, OU(rate_burst) },
+    { "breaker_failures", NULL, T_INT, "5", 1, 1000000, 0, OU(breaker_failures) },
+    { "breaker_rate", NULL, T_DBL, "0.5", 0.01, 1, 0, OU(breaker_rate) },
+    { "breaker_window_s", NULL, T_INT, "30", 1, 86400, 0, OU(breaker_window_s) },
+    { "breaker_min_calls", NULL, T_INT, "20", 1, 1000000, 0, OU(breaker_min_calls) },
+    { "breaker_open_ms", NULL, T_INT, "10000", 10, 3600000, 0, OU(breaker_open_ms) },
+    { "batch_max", NULL, T_INT, NULL, 1, 1000, 0, OU(batch_max) },
+    { "webhook_secrets", NULL, T_STR, "", 0, 0, 1, OU(webhook_secrets) },
+    { "webhook_cidrs", NULL, T_STR, "127.0.0.0/8,::1/128", 0, 0, 0, OU(webhook_cidrs) },
+    { "webhook_rate_per_hour", NULL, T_INT, "1000", 0, 100000000, 0, OU(webhook_rate_per_hour) },
+};
+
+/* Each upstream's own defaults: the simulator's path for it on the default
+ * port, Mirakl's budget of seed 004 (100 requests a minute), OnTime's batch. */
+static const struct {
+    const char *name;
+    const char *url;
+    int rate_per_min;
+    int batch_max;
+} ups_defs[CFG_UPS_N] = {
+    [CFG_UPS_MIRAKL] = { "mirakl", "http://127.0.0.1:8090/mirakl", 100, 100 },
+    [CFG_UPS_TIPSA] = { "tipsa", "http://127.0.0.1:8090/tipsa", 0, 1 },
+    [CFG_UPS_SEUR] = { "seur", "http://127.0.0.1:8090/seur", 0, 1 },
+    [CFG_UPS_CEX] = { "correos-express", "http://127.0.0.1:8090/cex", 0, 1 },
+    [CFG_UPS_ONTIME] = { "ontime", "http://127.0.0.1:8090/ontime", 0, 50 },
+    [CFG_UPS_MELI] = { "meli", "http://127.0.0.1:8090/meli", 0, 1 },
+    [CFG_UPS_ACTIVATION] = { "activation", NULL, 0, 1 },  /* NULL: activation.url */
+    [CFG_UPS_NOTIFY] = { "notify", "", 0, 1 },
+};
+
+const char *cfg_ups_name(int id)
+{
+    return id >= 0 && id < CFG_UPS_N ? ups_defs[id].name : "?";
+}
+
+int cfg_ups_find(const char *name)
+{
+    for (int i = 0; i < CFG_UPS_N; i++)
+        if (strcmp(ups_defs[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+static const char *type_member(int i)
+{
+    return jobtype_at(i)->name;
+}
+
+struct cfg_group {
+    const char *prefix;
+    int n;
+    const char *(*member)(int i);
+    const struct cfg_row *rows;
+    size_t nrows;
+    size_t off, stride;          /* member i is at (char *)c + off + i * stride */
+};
+
+static const struct cfg_group groups[] = {
+    { "jobs.types", JT_N, type_member, type_rows, sizeof(type_rows) / sizeof(type_rows[0]),
+      offsetof(struct cfg, types), sizeof(struct cfg_jobtype) },
+    { "upstreams", CFG_UPS_N, cfg_ups_name, ups_rows, sizeof(ups_rows) / sizeof(ups_rows[0]),
+      offsetof(struct cfg, ups), sizeof(struct cfg_upstream) },
+};
+#define NGROUPS (sizeof(groups) / sizeof(groups[0]))
+
+static void *member_at(struct cfg *c, const struct cfg_group *g, int i)
+{
+    return (char *)c + g->off + (size_t)i * g->stride;
+}
+
+static void group_members(const struct cfg_group *g, char *out, size_t cap)
+{
+    size_t o = 0;
+    out[0] = '\0';
+    for (int i = 0; i < g->n && o < cap; i++)
+        o += (size_t)snprintf(out + o, cap - o, "%s%s", i ? ", " : "", g->member(i));
+}
+
+/* Find "prefix.member.field": 1 with *row and *at set, 0 when key is not in a
+ * group, -1 (printed) when it names a group with an unknown member or field. */
+static int group_find(struct cfg *c, const char *key, const struct cfg_row **row, void **at)
+{
+    for (size_t gi = 0; gi < NGROUPS; gi++) {
+        const struct cfg_group *g = &groups[gi];
+        size_t pl = strlen(g->prefix);
+        if (strncmp(key, g->prefix, pl) != 0 || key[pl] != '.')
+            continue;
+        const char *m = key + pl + 1, *dot = strrchr(m, '.');
+        char known[256];
+        for (int i = 0; dot && i < g->n; i++) {
+            if (strlen(g->member(i)) != (size_t)(dot - m) ||
+                strncmp(g->member(i), m, (size_t)(dot - m)) != 0)
+                continue;
+            for (size_t r = 0; r < g->nrows; r++) {
+                if (strcmp(g->rows[r].key, dot + 1) == 0) {
+                    *row = &g->rows[r];
+                    *at = member_at(c, g, i);
+                    return 1;
+                }
+            }
+            fprintf(stderr, "conveyor: unknown setting '%s'\n", key);
+            return -1;
+        }
+        group_members(g, known, sizeof(known));
+        fprintf(stderr, "conveyor: %s: unknown name in %s (known: %s)\n", key, g->prefix, known);
+        return -1;
+    }
+    return 0;
+}
+
+static void groups_default(struct cfg *c)
+{
+    for (size_t gi = 0; gi < NGROUPS; gi++) {
+        const struct cfg_group *g = &groups[gi];
+        for (int i = 0; i < g->n + (gi == 0); i++) {   /* jobs.types also fills [JT_N] */
+            char *at = member_at(c, g, i);
+            for (size_t r = 0; r < g->nrows; r++) {
+                const struct cfg_row *row = &g->rows[r];
+                if (row->def)
+                    CV_ASSERT(set_row(at, row, row->key, row->def, "default") == 0);
+                else if (row->type == T_INT)
+                    *(int *)(at + row->off) = -1;
+                else if (row->type == T_STR)
+                    *(char **)(at + row->off) = NULL;
+            }
+        }
+    }
+}
+
+static void unset_int(int *v, int own, int global)
+{
+    if (*v < 0)
+        *v = own > 0 ? own : global;
+}
+
+/* Fill what no source set: a type's own default, else the global jobs.* key;
+ * an upstream's own default. */
+static void groups_resolve(struct cfg *c)
+{
+    for (int i = 0; i <= JT_N; i++) {
+        const struct jobtype *jt = jobtype_at(i);
+        struct cfg_jobtype *t = &c->types[i];
+        unset_int(&t->max_attempts, jt ? jt->max_attempts : 0, c->max_attempts);
+        unset_int(&t->retry_base_ms, jt ? jt->retry_base_ms : 0, c->retry_base_ms);
+        unset_int(&t->retry_max_ms, jt ? jt->retry_max_ms : 0, c->retry_max_ms);
+    }
+    for (int i = 0; i < CFG_UPS_N; i++) {
+        struct cfg_upstream *u = &c->ups[i];
+        if (!u->url)
+            u->url = xstrdup(ups_defs[i].url ? ups_defs[i].url : c->activation_url);
+        unset_int(&u->timeout_ms, 0, c->http_timeout_ms);
+        unset_int(&u->rate_per_min, ups_defs[i].rate_per_min, 0);
+        unset_int(&u->batch_max, ups_defs[i].batch_max, 1);
+    }
+}
+
+const struct cfg_jobtype *cfg_type(const struct cfg *c, const char *name)
+{
+    int i = jobtype_index(name);
+    return &c->types[i < 0 ? JT_N : i];
+}
+
+int cfg_max_attempts(const struct cfg *c, const char *type)
+{
+    return cfg_type(c, type)->max_attempts;
+}
+
 int cfg_set(struct cfg *c, const char *key, const char *value)
 {
     const struct cfg_row *r = find_row(key);
+    void *at = c;
+    if (!r && group_find(c, key, &r, &at) < 0)
+        return -1;
     if (!r) {
         fprintf(stderr, "conveyor: unknown setting '%s'\n", key);
         return -1;
     }
-    return set_row(c, r, value, "flag");
+    return set_row(at, r, key, value, "flag");
 }
 
 static int hexval(int ch)
@@ -270,6 +464,74 @@ static int load_file_keys(struct cfg *c, config_t *lc, const char *path)
     return 0;
 }
 
+/* Apply one libconfig setting s to row r of the struct at `at`. */
+static int load_setting(void *at, const struct cfg_row *r, const char *key, config_setting_t *s,
+                        const char *path)
+{
+    char where[512], num[64];
+    snprintf(where, sizeof(where), "%s:%d", path, config_setting_source_line(s));
+    const char *v = num;
+    switch (config_setting_type(s)) {
+    case CONFIG_TYPE_STRING:
+        v = config_setting_get_string(s);
+        if (r->type != T_STR) {
+            fprintf(stderr, "conveyor: %s: %s: expected a number, not a string\n", where, key);
+            return -1;
+        }
+        break;
+    case CONFIG_TYPE_INT:
+        snprintf(num, sizeof(num), "%d", config_setting_get_int(s));
+        break;
+    case CONFIG_TYPE_INT64:
+        snprintf(num, sizeof(num), "%lld", config_setting_get_int64(s));
+        break;
+    case CONFIG_TYPE_FLOAT:
+        snprintf(num, sizeof(num), "%.17g", config_setting_get_float(s));
+        break;
+    default:
+        fprintf(stderr, "conveyor: %s: %s: unsupported value type\n", where, key);
+        return -1;
+    }
+    if (r->type == T_STR && config_setting_type(s) != CONFIG_TYPE_STRING) {
+        fprintf(stderr, "conveyor: %s: %s: expected a string\n", where, key);
+        return -1;
+    }
+    return set_row(at, r, key, v, where);
+}
+
+/* The groups in the file: every name and field must be known (a typo in a
+ * carrier's name must not silently leave its secret unset). */
+static int load_file_groups(struct cfg *c, config_t *lc, const char *path)
+{
+    for (size_t gi = 0; gi < NGROUPS; gi++) {
+        const struct cfg_group *g = &groups[gi];
+        config_setting_t *grp = config_lookup(lc, g->prefix);
+        int n = grp ? config_setting_length(grp) : 0;
+        for (int i = 0; i < n; i++) {
+            config_setting_t *m = config_setting_get_elem(grp, (unsigned)i);
+            int nf = config_setting_length(m);
+            for (int k = 0; k < nf; k++) {
+                config_setting_t *f = config_setting_get_elem(m, (unsigned)k);
+                char key[256];
+                const struct cfg_row *row = NULL;
+                void *at = NULL;
+                snprintf(key, sizeof(key), "%s.%s.%s", g->prefix,
+                         config_setting_name(m) ? config_setting_name(m) : "?",
+                         config_setting_name(f) ? config_setting_name(f) : "?");
+                int found = group_find(c, key, &row, &at);
+                if (found <= 0) {
+                    fprintf(stderr, "conveyor: %s:%d: %s: not a setting\n", path,
+                            config_setting_source_line(f), key);
+                    return -1;
+                }
+                if (load_setting(at, row, key, f, path))
+                    return -1;
+            }
+        }
+    }
+    return 0;
+}
+
 static int load_file(struct cfg *c, const char *path)
 {
     config_t lc;
@@ -284,48 +546,44 @@ static int load_file(struct cfg *c, const char *path)
         goto out;
     }
     for (size_t i = 0; i < NROWS; i++) {
-        const struct cfg_row *r = &rows[i];
-        config_setting_t *s = config_lookup(&lc, r->key);
-        if (!s)
-            continue;
-        char where[512], num[64];
-        snprintf(where, sizeof(where), "%s:%d", path, config_setting_source_line(s));
-        const char *v = num;
-        switch (config_setting_type(s)) {
-        case CONFIG_TYPE_STRING:
-            v = config_setting_get_string(s);
-            if (r->type != T_STR) {
-                fprintf(stderr, "conveyor: %s: %s: expected a number, not a string\n", where,
-                        r->key);
-                goto out;
-            }
-            break;
-        case CONFIG_TYPE_INT:
-            snprintf(num, sizeof(num), "%d", config_setting_get_int(s));
-            break;
-        case CONFIG_TYPE_INT64:
-            snprintf(num, sizeof(num), "%lld", config_setting_get_int64(s));
-            break;
-        case CONFIG_TYPE_FLOAT:
-            snprintf(num, sizeof(num), "%.17g", config_setting_get_float(s));
-            break;
-        default:
-            fprintf(stderr, "conveyor: %s: %s: unsupported value type\n", where, r->key);
-            goto out;
-        }
-        if (r->type == T_STR && config_setting_type(s) != CONFIG_TYPE_STRING) {
-            fprintf(stderr, "conveyor: %s: %s: expected a string\n", where, r->key);
-            goto out;
-        }
-        if (set_row(c, r, v, where))
+        config_setting_t *st = config_lookup(&lc, rows[i].key);
+        if (st && load_setting(c, &rows[i], rows[i].key, st, path))
             goto out;
     }
+    if (load_file_groups(c, &lc, path))
+        goto out;
     if (load_file_keys(c, &lc, path))
         goto out;
     rc = 0;
 out:
     config_destroy(&lc);
     return rc;
+}
+
+/* CONVEYOR_JOBS_TYPES_CARRIER_POST_MAX_ATTEMPTS=3, CONVEYOR_UPSTREAMS_MIRAKL_URL=... */
+static int load_env_groups(struct cfg *c)
+{
+    for (size_t gi = 0; gi < NGROUPS; gi++) {
+        const struct cfg_group *g = &groups[gi];
+        for (int i = 0; i < g->n; i++) {
+            for (size_t r = 0; r < g->nrows; r++) {
+                char key[160], env[176];
+                snprintf(key, sizeof(key), "%s.%s.%s", g->prefix, g->member(i), g->rows[r].key);
+                size_t o = (size_t)snprintf(env, sizeof(env), "CONVEYOR_");
+                for (const char *p = key; *p && o + 1 < sizeof(env); p++)
+                    env[o++] = *p == '.' || *p == '-' ? '_'
+                               : (*p >= 'a' && *p <= 'z') ? (char)(*p - 'a' + 'A')
+                                                          : *p;
+                env[o] = '\0';
+                const char *v = getenv(env);
+                char where[200];
+                snprintf(where, sizeof(where), "env %s", env);
+                if (v && set_row(member_at(c, g, i), &g->rows[r], key, v, where))
+                    return -1;
+            }
+        }
+    }
+    return 0;
 }
 
 static int load_env(struct cfg *c)
@@ -336,9 +594,11 @@ static int load_env(struct cfg *c)
             continue;
         char where[96];
         snprintf(where, sizeof(where), "env %s", rows[i].env);
-        if (set_row(c, &rows[i], v, where))
+        if (set_row(c, &rows[i], rows[i].key, v, where))
             return -1;
     }
+    if (load_env_groups(c))
+        return -1;
     const char *keys = getenv("CONVEYOR_API_KEYS");
     if (keys && *keys) {
         /* Keys from env replace keys from the file: one source of truth. */
@@ -361,33 +621,6 @@ static int load_env(struct cfg *c)
     return 0;
 }
 
-/* Walk "type=seconds,..." calling fn(type, len, seconds, arg) per entry; -1 on a
- * malformed entry. */
-static int retention_walk(const char *spec,
-                          int (*fn)(const char *t, size_t len, int64_t s, void *arg), void *arg)
-{
-    const char *p = spec ? spec : "";
-    while (*p) {
-        size_t n = strcspn(p, ", ");
-        const char *eq = memchr(p, '=', n);
-        if (n == 0) {
-            p++;
-            continue;
-        }
-        if (!eq || eq == p || (size_t)(eq - p) >= 32)
-            return -1;
-        char *end;
-        errno = 0;
-        long long v = strtoll(eq + 1, &end, 10);
-        if (errno || end != p + n || end == eq + 1 || v < 0 || v > 315360000LL)
-            return -1;
-        if (fn && fn(p, (size_t)(eq - p), v, arg))
-            return 0;
-        p += n;
-    }
-    return 0;
-}
-
 /* Two keys with one hash would be one secret with two sets of scopes, and
  * auth_match() would pick one of them silently: refuse the configuration. */
 static int check_unique_hashes(const struct cfg *c)
@@ -406,50 +639,20 @@ static int check_unique_hashes(const struct cfg *c)
     return 0;
 }
 
-static int check_retention(const char *spec)
-{
-    if (retention_walk(spec, NULL, NULL) == 0)
-        return 0;
-    fprintf(stderr, "conveyor: jobs.dead_retention: want type=seconds[,type=seconds] "
-                    "(0..315360000), got '%s'\n", spec);
-    return -1;
-}
-
-struct ret_find {
-    const char *type;
-    int64_t s;
-};
-
-static int ret_match(const char *t, size_t len, int64_t s, void *arg)
-{
-    struct ret_find *f = arg;
-    if (strlen(f->type) != len || strncmp(t, f->type, len) != 0)
-        return 0;
-    f->s = s;
-    return 1;
-}
-
-int64_t cfg_dead_retention_s(const struct cfg *c, const char *type)
-{
-    struct ret_find f = { type, 0 };
-    retention_walk(c->dead_retention, ret_match, &f);
-    return f.s;
-}
-
 int cfg_load(struct cfg *c, const char *path)
 {
     memset(c, 0, sizeof(*c));
     for (size_t i = 0; i < NROWS; i++)
-        if (set_row(c, &rows[i], rows[i].def, "default"))
+        if (set_row(c, &rows[i], rows[i].key, rows[i].def, "default"))
             return -1;
+    groups_default(c);
     if (!path)
         path = getenv("CONVEYOR_CONFIG");
     if (path && *path && load_file(c, path))
         return -1;
     if (load_env(c) || check_unique_hashes(c))
         return -1;
-    if (check_retention(c->dead_retention))
-        return -1;
+    groups_resolve(c);
     int lvl = log_level_parse(c->log_level);
     if (lvl < 0) {
         fprintf(stderr, "conveyor: log.level: must be debug, info, warn or error\n");
@@ -501,18 +704,11 @@ void cfg_cleanup(struct cfg *c)
     for (size_t i = 0; i < NROWS; i++)
         if (rows[i].type == T_STR)
             FREE_NULL(*(char **)((char *)c + rows[i].off));
+    for (size_t gi = 0; gi < NGROUPS; gi++)
+        for (int i = 0; i < groups[gi].n; i++)
+            for (size_t r = 0; r < groups[gi].nrows; r++)
+                if (groups[gi].rows[r].type == T_STR)
+                    FREE_NULL(*(char **)((char *)member_at(c, &groups[gi], i) +
+                                         groups[gi].rows[r].off));
 }
 
-int cfg_max_attempts(const struct cfg *c, const char *type)
-{
-    if (strcmp(type, "activation") == 0)
-        return c->activation_max_attempts;
-    return c->max_attempts;
-}
-
-int cfg_retry_max_ms(const struct cfg *c, const char *type)
-{
-    if (strcmp(type, "activation") == 0)
-        return c->activation_retry_max_ms;
-    return c->retry_max_ms;
-}

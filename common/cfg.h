@@ -11,8 +11,57 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "jobtype.h"
+
 #define CFG_MAX_KEYS 32
 #define CFG_MAX_KEY_TYPES 16
+
+/* Settings of one job type: the group jobs.types.<name> (env
+ * CONVEYOR_JOBS_TYPES_<NAME>_<FIELD>, '-' read as '_'). A field left unset
+ * takes the type's default from the job-type table (jobtype.h), else the
+ * global jobs.* key of the same name. */
+struct cfg_jobtype {
+    int max_attempts;
+    int retry_base_ms;
+    int retry_max_ms;
+    int dead_retention_s;     /* 0 = dead letters stay until an operator purges them */
+    int every_s;              /* a schedule: enqueue one job every N s across the fleet (0 = off) */
+};
+
+/* The outside systems, one config group each: upstreams.<name>. */
+enum cfg_ups_id {
+    CFG_UPS_MIRAKL,
+    CFG_UPS_TIPSA,
+    CFG_UPS_SEUR,
+    CFG_UPS_CEX,          /* "correos-express" */
+    CFG_UPS_ONTIME,
+    CFG_UPS_MELI,         /* Mercado Livre */
+    CFG_UPS_ACTIVATION,
+    CFG_UPS_NOTIFY,       /* the error-notification webhook (Slack-compatible) */
+    CFG_UPS_N
+};
+const char *cfg_ups_name(int id);
+/* The id of an upstream name, or -1. */
+int cfg_ups_find(const char *name);
+
+struct cfg_upstream {
+    char *url;                /* base URL ("" = not configured) */
+    char *auth_user;          /* shop key id, client id, login or user, by system */
+    char *auth_secret;        /* key, client secret or password: never logged */
+    int timeout_ms;           /* whole call */
+    int connect_timeout_ms;
+    int rate_per_min;         /* shared by every worker; 0 = no limit */
+    int rate_burst;
+    int breaker_failures;     /* consecutive failures that open the circuit */
+    double breaker_rate;      /* or this failure ratio over the window ... */
+    int breaker_window_s;
+    int breaker_min_calls;    /* ... once it holds this many calls */
+    int breaker_open_ms;      /* open this long, then one probe */
+    int batch_max;            /* items per request where the system takes batches */
+    char *webhook_secrets;    /* inbound webhooks: "whsec_..." list (rotation); never logged */
+    char *webhook_cidrs;      /* inbound webhooks: allowed source networks */
+    int webhook_rate_per_hour;
+};
 
 /* A producer key: we store only its SHA-256, never the key itself. The name
  * is the producer's identity: idempotency keys and job ids are scoped by it,
@@ -44,14 +93,11 @@ struct cfg {
     char *log_level;
     /* jobs */
     int max_attempts;
-    int activation_max_attempts;
     int retry_base_ms;
     int retry_max_ms;
     int status_ttl_s;
     int idempotency_ttl_s;
-    char *dead_retention;         /* "type=seconds,..." ("" = keep dead letters until purged) */
     int max_deliveries;           /* poison-job guard: deliveries in a row without settling */
-    int activation_retry_max_ms;  /* backoff cap for activation (money: retry for minutes) */
     /* worker */
     char *worker_types;
     int concurrency;
@@ -73,6 +119,10 @@ struct cfg {
     double sim_error_rate;
     int sim_error_status;
     double sim_timeout_rate;
+    /* groups */
+    struct cfg_jobtype types[JT_N + 1];    /* by enum jobtype_id; [JT_N]: other types */
+    struct cfg_upstream ups[CFG_UPS_N];    /* by enum cfg_ups_id */
+    char *trusted_proxies;                 /* CIDRs whose X-Forwarded-For is believed */
     /* producer keys */
     int napi_keys;
     struct cfg_api_key api_keys[CFG_MAX_KEYS];
@@ -99,12 +149,10 @@ void cfg_cleanup(struct cfg *c);
  * Types may also be the scope words "activation" and "operator" (auth.h). */
 int cfg_parse_api_key(const char *spec, struct cfg_api_key *k);
 
-/* Max attempts configured for a job type. */
+/* The settings of job type name, or the global jobs.* values for a type the
+ * table does not know. Never NULL. */
+const struct cfg_jobtype *cfg_type(const struct cfg *c, const char *name);
+/* cfg_type(c, type)->max_attempts. */
 int cfg_max_attempts(const struct cfg *c, const char *type);
-/* Backoff cap for a job type (ms). */
-int cfg_retry_max_ms(const struct cfg *c, const char *type);
-/* Dead-letter retention of a job type in seconds from jobs.dead_retention; 0 = keep
- * until an operator purges them. */
-int64_t cfg_dead_retention_s(const struct cfg *c, const char *type);
 
 #endif

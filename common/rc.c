@@ -17,6 +17,7 @@ static const char *const names[] = {
     [CV_ERR_CONFIG] = "config",
     [CV_ERR_INTERNAL] = "internal",
     [CV_ERR_UNAVAILABLE] = "unavailable",
+    [CV_ERR_BUSY] = "busy",
 };
 
 const char *cv_rc_str(enum cv_rc rc)

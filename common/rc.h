@@ -23,6 +23,9 @@ enum cv_rc {
     CV_ERR_INTERNAL,     /* a bug: CV_ASSERT-worthy but survivable */
     CV_ERR_UNAVAILABLE,  /* our own infrastructure (PostgreSQL, Redis) is down: the job
                           * waits and spends no attempt; the worker pauses consuming */
+    CV_ERR_BUSY,         /* a shared resource says "later": another job holds the order, an
+                          * upstream's circuit is open or its rate budget is spent. The job
+                          * waits (the handler's delay), spends no attempt; the worker goes on */
 };
 
 /* The stable lower-case name of rc ("transient", ...). Never NULL. */

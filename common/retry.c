@@ -8,7 +8,7 @@ enum broker_outcome retry_decide(enum cv_rc rc, int attempt, int max_attempts, i
     *delay_ms = 0;
     if (rc == CV_OK)
         return BROKER_ACK;
-    if (rc == CV_ERR_UNAVAILABLE) {
+    if (rc == CV_ERR_UNAVAILABLE || rc == CV_ERR_BUSY) {
         /* our own store was down: nothing was tried, nothing is spent */
         *delay_ms = job_backoff_ms(1, base_ms, max_ms, rnd);
         return BROKER_DEFER;

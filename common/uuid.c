@@ -36,12 +36,10 @@ void uuid_pool_bytes(void *buf, unsigned n)
 
 /* Ids come from a per-thread buffer of kernel randomness so that a batch of
  * 1000 ids costs a handful of syscalls, not a thousand. */
-void uuid_v4(char out[UUID_STR_LEN])
+static void format(unsigned char b[16], int version, char out[UUID_STR_LEN])
 {
     static const char hex[] = "0123456789abcdef";
-    unsigned char b[16];
-    uuid_pool_bytes(b, sizeof(b));
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[6] = (unsigned char)((b[6] & 0x0f) | (version << 4));
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
     int o = 0;
     for (int i = 0; i < 16; i++) {
@@ -51,6 +49,20 @@ void uuid_v4(char out[UUID_STR_LEN])
         out[o++] = hex[b[i] & 15];
     }
     out[o] = '\0';
+}
+
+void uuid_v4(char out[UUID_STR_LEN])
+{
+    unsigned char b[16];
+    uuid_pool_bytes(b, sizeof(b));
+    format(b, 4, out);
+}
+
+void uuid_v8(const unsigned char hash[16], char out[UUID_STR_LEN])
+{
+    unsigned char b[16];
+    memcpy(b, hash, sizeof(b));
+    format(b, 8, out);
 }
 
 int uuid_valid(const char *s)

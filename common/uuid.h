@@ -7,6 +7,10 @@
 /* Write a new lower-case v4 UUID into out. Thread-safe. */
 void uuid_v4(char out[UUID_STR_LEN]);
 
+/* A version 8 UUID from 16 bytes of a hash: the same name gives the same id
+ * (follow-up jobs: a republish after a crash is a duplicate, not a new job). */
+void uuid_v8(const unsigned char hash[16], char out[UUID_STR_LEN]);
+
 /* 1 when s is a canonical UUID (any version, either case), else 0. */
 int uuid_valid(const char *s);
 

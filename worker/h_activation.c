@@ -360,7 +360,7 @@ static void call_activation_system(struct wrk_ctx *ctx, struct job **jobs, struc
     char **bodies = xcalloc(n, sizeof(*bodies));
     size_t *map = xmalloc(sizeof(*map) * n);
     size_t m = 0;
-    char *url = xasprintf("%s/activate", ctx->cfg->activation_url);
+    char *url = xasprintf("%s/activate", ctx->cfg->ups[CFG_UPS_ACTIVATION].url);
     for (size_t i = 0; i < n; i++) {
         if (!a[i].valid || strcmp(a[i].outcome, "proceed") != 0)
             continue;
@@ -377,7 +377,7 @@ static void call_activation_system(struct wrk_ctx *ctx, struct job **jobs, struc
         map[m++] = i;
     }
     if (m > 0)
-        httpc_run(ctx->http, reqs, m, ctx->cfg->http_timeout_ms);
+        httpc_run(ctx->http, reqs, m, ctx->cfg->ups[CFG_UPS_ACTIVATION].timeout_ms);
     for (size_t k = 0; k < m; k++) {
         struct act *x = &a[map[k]];
         switch (verdict(&reqs[k])) {

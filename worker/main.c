@@ -97,8 +97,8 @@ int main(int argc, char **argv)
     for (char *t = strtok_r(list, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
         const struct wrk_handler *h = wrk_handler_find(t);
         if (!h) {
-            fprintf(stderr, "conveyor: worker.types: unknown job type '%s' (known: noop, "
-                            "activation)\n", t);
+            fprintf(stderr, "conveyor: worker.types: unknown job type '%s' (known: %s)\n", t,
+                    wrk_handler_names());
             code = 2;
             goto out;
         }
@@ -112,7 +112,7 @@ int main(int argc, char **argv)
             code = 2;
             goto out;
         }
-        needs_db |= h->needs_db;
+        needs_db |= (h->jt->flags & JT_NEEDS_PG) != 0;
         w.types[w.ntypes++] = xstrdup(t);
     }
     if (w.ntypes == 0) {

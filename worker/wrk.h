@@ -10,7 +10,20 @@
  * to fail it at once, CV_ERR_FENCED when a newer delivery owns the job (nothing
  * is settled: the new owner will). held = 1 says that the job's effects may be
  * unsettled (money debited, outcome unknown): should it end dead, it stays
- * visibly held until the reconciler settles it. */
+ * visibly held until the reconciler settles it. CV_ERR_BUSY says a shared
+ * resource answered "later" (another job holds the order, an upstream's
+ * circuit is open or its budget spent): the job waits delay_ms and spends no
+ * attempt, and the worker goes on. delay_ms also lengthens a retry's backoff
+ * (an upstream's Retry-After).
+ *
+ * Follow-up jobs. A handler that moves work on (an order fetched: post it to
+ * its carrier) adds the next jobs to its result with wrk_follow(). The loop
+ * publishes every follow-up of the batch in one call BEFORE it settles the
+ * batch; a job whose follow-ups could not be published is not settled (it is
+ * redelivered, and its handler decides again). A follow-up's id is derived
+ * from its type and a key the handler names, "<order>:<step>:<key>" with no
+ * epoch or attempt in it, so a worker that dies between publish and settle
+ * makes a duplicate publish (answered "already there"), never a second job. */
 #ifndef CV_WRK_H
 #define CV_WRK_H
 
@@ -18,6 +31,7 @@
 
 #include "cfg.h"
 #include "job.h"
+#include "jobtype.h"
 
 struct db;
 struct rds;
@@ -33,18 +47,21 @@ struct wrk_ctx {
 struct wrk_result {
     enum cv_rc rc;
     int held;
+    int64_t delay_ms;         /* at least this long before the next try; 0 = the policy's */
     char error[JOB_ERROR_MAX];
+    struct job **next;        /* follow-up jobs (wrk_follow), owned; freed by the loop */
+    size_t nnext;
 };
 
 typedef void (*wrk_handler_fn)(struct wrk_ctx *ctx, struct job **jobs, size_t n,
                                struct wrk_result *res);
 
+/* The worker's row of a job type: the type's row in the one table
+ * (common/jobtype.h: flags JT_NEEDS_PG, JT_HOLDS_EFFECTS, ...) and the
+ * handler that runs it. */
 struct wrk_handler {
-    const char *type;
+    const struct jobtype *jt;
     wrk_handler_fn fn;
-    int needs_db;
-    int holds_effects;        /* a job stopped before it settled may leave effects
-                               * unsettled (money): such a job ends dead and held */
 };
 
 /* How the poison-job guard's last_error begins (wrk_loop.c): the reconciler does not
@@ -53,6 +70,15 @@ struct wrk_handler {
 
 /* NULL when no handler serves type. */
 const struct wrk_handler *wrk_handler_find(const char *type);
+/* "noop, activation, ..." : the types this worker can run. */
+const char *wrk_handler_names(void);
+
+/* Add a follow-up job of type to r (see above). key names the step of the
+ * entity ("<order>:post:<carrier>"), payload is JSON text; delay_ms > 0
+ * schedules it. The job inherits parent's trace id. */
+void wrk_follow(struct wrk_ctx *ctx, const struct job *parent, struct wrk_result *r,
+                const char *type, const char *key, const char *payload, int64_t delay_ms);
+
 
 void h_noop(struct wrk_ctx *ctx, struct job **jobs, size_t n, struct wrk_result *res);
 void h_activation(struct wrk_ctx *ctx, struct job **jobs, size_t n, struct wrk_result *res);

@@ -31,25 +31,90 @@
 #include "broker.h"
 #include "clock.h"
 #include "db.h"
+#include "jobopt.h"
 #include "log.h"
 #include "mem.h"
 #include "retry.h"
+#include "sbuf.h"
 #include "uuid.h"
 
 #define PROMOTE_EVERY_MS 100
 #define PROMOTE_MAX 1000
 
-static const struct wrk_handler handlers[] = {
-    { "noop", h_noop, 0, 0 },
-    { "activation", h_activation, 1, 1 },
+/* The handler of each job type this worker can run, by the type's row in
+ * common/jobtype.c. */
+static const wrk_handler_fn handler_fns[JT_N] = {
+    [JT_NOOP] = h_noop,
+    [JT_ACTIVATION] = h_activation,
 };
+static struct wrk_handler handlers[JT_N];
 
 const struct wrk_handler *wrk_handler_find(const char *type)
 {
-    for (size_t i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++)
-        if (strcmp(handlers[i].type, type) == 0)
-            return &handlers[i];
-    return NULL;
+    int i = jobtype_index(type);
+    if (i < 0 || !handler_fns[i])
+        return NULL;
+    handlers[i].jt = jobtype_at(i);   /* constant data: the same on every thread */
+    handlers[i].fn = handler_fns[i];
+    return &handlers[i];
+}
+
+const char *wrk_handler_names(void)
+{
+    static char buf[256];
+    size_t o = 0;
+    for (int i = 0; i < JT_N && o < sizeof(buf); i++)
+        if (handler_fns[i])
+            o += (size_t)snprintf(buf + o, sizeof(buf) - o, "%s%s", o ? ", " : "",
+                                  jobtype_at(i)->name);
+    return buf;
+}
+
+void wrk_follow(struct wrk_ctx *ctx, const struct job *parent, struct wrk_result *r,
+                const char *type, const char *key, const char *payload, int64_t delay_ms)
+{
+    struct job *j = jobopt_derived(ctx->cfg, parent ? parent->traceparent : NULL, type, key,
+                                   payload, delay_ms);
+    r->next = xrealloc(r->next, (r->nnext + 1) * sizeof(*r->next));
+    r->next[r->nnext++] = j;
+}
+
+struct follow_pub {
+    enum cv_rc rc;
+};
+
+static void on_follow_published(void *arg, enum cv_rc rc, const char *const *ids,
+                                const int *dup, size_t n)
+{
+    (void)ids;
+    (void)dup;
+    (void)n;
+    ((struct follow_pub *)arg)->rc = rc;
+}
+
+/* Publish the follow-ups of every result that is about to settle, in one
+ * call. On failure those results become CV_ERR_UNAVAILABLE-like: their jobs
+ * are left unsettled (redelivered later, the handler decides again). Returns
+ * the publish rc. */
+static enum cv_rc publish_follow_ups(struct wrk *w, struct wrk_result *res, size_t n)
+{
+    size_t total = 0, k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (res[i].rc != CV_ERR_FENCED)
+            total += res[i].nnext;
+    if (total == 0)
+        return CV_OK;
+    struct job **all = xmalloc(total * sizeof(*all));
+    for (size_t i = 0; i < n; i++)
+        if (res[i].rc != CV_ERR_FENCED)
+            for (size_t f = 0; f < res[i].nnext; f++)
+                all[k++] = res[i].next[f];
+    struct follow_pub fp = { CV_ERR_INTERNAL };
+    broker_publish(w->broker, all, total, w->cfg->idempotency_ttl_s, on_follow_published, &fp);
+    if (fp.rc != CV_OK)
+        LOG_ERROR("worker.follow_up_failed", "count=%zu rc=%s", total, cv_rc_str(fp.rc));
+    free(all);
+    return fp.rc;
 }
 
 void wrk_fail(struct wrk_result *r, enum cv_rc rc, const char *fmt, ...)
@@ -83,6 +148,38 @@ int wrk_past_grace(void *arg)
     return now - w->stop_seen_ms >= w->cfg->grace_ms;
 }
 
+/* The payload validator the API ran, run again: a job written by another
+ * producer, or by an older version, must not reach its handler malformed.
+ * Jobs that fail are settled as failed here (in res) and dropped from the
+ * group; returns the group's new size. Types without a validator cost
+ * nothing. */
+static size_t check_payloads(const struct wrk_handler *h, struct job **group,
+                             struct wrk_result *gres, size_t *gidx, struct wrk_result *res,
+                             size_t g)
+{
+    if (!h->jt->fields && !h->jt->check)
+        return g;
+    size_t kept = 0;
+    struct sbuf canon;
+    sbuf_init(&canon);
+    for (size_t k = 0; k < g; k++) {
+        const char *field = NULL, *why = NULL;
+        sbuf_reset(&canon);
+        if (jobtype_check_text(h->jt, group[k]->payload, group[k]->payload_len, group[k]->id,
+                               &canon, &field, &why) != CV_OK) {
+            wrk_fail(&res[gidx[k]], CV_ERR_PERMANENT, "payload: %s %s", field ? field : "",
+                     why);
+            continue;
+        }
+        group[kept] = group[k];
+        gidx[kept] = gidx[k];
+        gres[kept] = gres[k];
+        kept++;
+    }
+    sbuf_cleanup(&canon);
+    return kept;
+}
+
 /* Run one batch of deliveries through their handlers and settle it. */
 static void run_batch(struct wrk *w, struct job **jobs, size_t n)
 {
@@ -109,7 +206,7 @@ static void run_batch(struct wrk *w, struct job **jobs, size_t n)
                          WRK_POISON_ERROR "%lld times in a row without settling (its worker "
                          "died or stalled each time); replay it once the cause is fixed",
                          (long long)jobs[k]->deliveries);
-                res[k].held = ph && ph->holds_effects;
+                res[k].held = ph && (ph->jt->flags & JT_HOLDS_EFFECTS);
                 poison[k] = 1;
                 continue;
             }
@@ -126,11 +223,16 @@ static void run_batch(struct wrk *w, struct job **jobs, size_t n)
             for (size_t k = 0; k < g; k++)
                 wrk_fail(&gres[k], CV_ERR_PERMANENT, "no handler for type %s", jobs[i]->type);
         } else {
-            h->fn(&w->ctx, group, g, gres);
+            g = check_payloads(h, group, gres, gidx, res, g);
+            if (g > 0)
+                h->fn(&w->ctx, group, g, gres);
         }
         for (size_t k = 0; k < g; k++)
             res[gidx[k]] = gres[k];
     }
+
+    /* follow-ups first: a job settles only once its next jobs exist */
+    int follow_failed = publish_follow_ups(w, res, n) != CV_OK;
 
     /* settle everything but fenced deliveries in one round trip */
     struct broker_settle *st = xcalloc(n, sizeof(*st));
@@ -141,6 +243,12 @@ static void run_batch(struct wrk *w, struct job **jobs, size_t n)
         if (res[i].rc == CV_ERR_FENCED) {
             LOG_WARN("job.fenced", "job_id=%s type=%s epoch=%lld", j->id, j->type,
                      (long long)j->epoch);
+            continue;
+        }
+        if (follow_failed && res[i].nnext > 0) {
+            /* Redis refused the follow-ups: leave the delivery pending (it is
+             * reclaimed later, no attempt spent) and stop consuming for now */
+            w->infra_down = 1;
             continue;
         }
         if (res[i].rc == CV_ERR_UNAVAILABLE)
@@ -154,12 +262,14 @@ static void run_batch(struct wrk *w, struct job **jobs, size_t n)
             continue;
         }
         int64_t delay = 0;
+        const struct cfg_jobtype *ct = cfg_type(w->cfg, j->type);
         enum broker_outcome o = retry_decide(res[i].rc, j->attempt, j->max_attempts,
-                                             w->cfg->retry_base_ms,
-                                             cfg_retry_max_ms(w->cfg, j->type), rnd01(),
+                                             ct->retry_base_ms, ct->retry_max_ms, rnd01(),
                                              &delay);
         if (poison[i])
             o = BROKER_DEAD;
+        if ((o == BROKER_RETRY || o == BROKER_DEFER) && res[i].delay_ms > delay)
+            delay = res[i].delay_ms;
         st[ns].outcome = o;
         st[ns].delay_ms = delay;
         st[ns].error = res[i].rc == CV_OK ? NULL : res[i].error;
@@ -194,6 +304,11 @@ static void run_batch(struct wrk *w, struct job **jobs, size_t n)
                 LOG_WARN("job.fenced", "job_id=%s type=%s epoch=%lld at=settle", sj[i]->id,
                          sj[i]->type, (long long)sj[i]->epoch);
         w->processed += ns;
+    }
+    for (size_t i = 0; i < n; i++) {
+        for (size_t f = 0; f < res[i].nnext; f++)
+            job_free(res[i].next[f]);
+        free(res[i].next);
     }
     free(st);
     free(sj);
@@ -236,7 +351,7 @@ static void housekeeping(struct wrk *w)
     else if (n)
         LOG_INFO("worker.consumers_removed", "count=%zu idle_ms=%lld", n, (long long)idle);
     for (size_t t = 0; t < w->ntypes; t++) {
-        int64_t keep_s = cfg_dead_retention_s(w->cfg, w->types[t]);
+        int64_t keep_s = cfg_type(w->cfg, w->types[t])->dead_retention_s;
         if (keep_s <= 0)
             continue;
         n = 0;
@@ -297,6 +412,7 @@ int wrk_run(struct wrk *w, volatile sig_atomic_t *stop)
     int64_t now = clock_mono_ms();
     int64_t next_hb = now, next_promote = now, next_reclaim = now + w->cfg->reclaim_interval_ms;
     int64_t next_reconcile = now + w->cfg->reconcile_interval_ms / 2;
+    int64_t next_sched = now;
     int backoff_ms = 0;
     heartbeat(w);
     LOG_INFO("worker.started", "name=%s types=%s concurrency=%d", w->name, w->cfg->worker_types,
@@ -314,6 +430,10 @@ int wrk_run(struct wrk *w, volatile sig_atomic_t *stop)
             else if (moved)
                 LOG_DEBUG("worker.promoted", "count=%zu", moved);
             next_promote = now + PROMOTE_EVERY_MS + (int64_t)(rnd01() * 20);
+        }
+        if (now >= next_sched) {
+            wrk_sched_tick(w);
+            next_sched = now + 1000;
         }
         if (now >= next_reconcile) {
             wrk_reconcile_tick(w);

@@ -23,6 +23,7 @@ struct wrk {
     volatile sig_atomic_t *stop;
     int64_t stop_seen_ms;     /* monotonic time the stop was first noticed, 0 before */
     int infra_down;           /* our PostgreSQL or Redis failed: pause before consuming */
+    int64_t sched_period[JT_N]; /* wrk_sched.c: the last period published, per type */
 };
 
 /* 1 once a stop was asked for and the grace period (worker.grace_ms) is over:
@@ -36,5 +37,9 @@ int wrk_run(struct wrk *w, volatile sig_atomic_t *stop);
 /* wrk_reconcile.c: one pass of the reconciler of held money, when this worker
  * has PostgreSQL and holds the fleet's lease on the duty. */
 void wrk_reconcile_tick(struct wrk *w);
+
+/* wrk_sched.c: enqueue the scheduled jobs that are due (jobs.types.<name>.every_s):
+ * exactly one job per type and period across the fleet. Cheap when none is due. */
+void wrk_sched_tick(struct wrk *w);
 
 #endif

@@ -36,7 +36,7 @@ TestSuite(activation, .init = setup, .fini = teardown, .timeout = 120);
 /* Publish an activation job the way the API does: transaction id = job id. */
 static void submit(int64_t user, int64_t offer, char txn[UUID_STR_LEN])
 {
-    hn_publish_activation(b, NULL, NULL, user, offer, cfg.activation_max_attempts, txn);
+    hn_publish_activation(b, NULL, NULL, user, offer, cfg.types[JT_ACTIVATION].max_attempts, txn);
 }
 
 /* one SQL text with the transaction id in it (harness.c) */
@@ -93,7 +93,7 @@ static void on_done(void *arg, enum cv_rc rc)
 
 static const char *const fast_retry_env[] = {
     "CONVEYOR_RETRY_BASE_MS=50", "CONVEYOR_RETRY_MAX_MS=400",
-    "CONVEYOR_ACTIVATION_RETRY_MAX_MS=400", "CONVEYOR_VISIBILITY_TIMEOUT_MS=1500", "CONVEYOR_RECLAIM_INTERVAL_MS=200",
+    "CONVEYOR_JOBS_TYPES_ACTIVATION_RETRY_MAX_MS=400", "CONVEYOR_VISIBILITY_TIMEOUT_MS=1500", "CONVEYOR_RECLAIM_INTERVAL_MS=200",
     "CONVEYOR_BLOCK_MS=100", "CONVEYOR_HEARTBEAT_MS=200", NULL,
 };
 
@@ -194,7 +194,7 @@ Test(activation, exhausted_retries_go_dead_then_replay_succeeds)
     hn_start_stack(&st, &o);
     sim_config(&st, "{\"error_rate\":1}");
     char txn[UUID_STR_LEN];
-    cfg.activation_max_attempts = 3;
+    cfg.types[JT_ACTIVATION].max_attempts = 3;
     submit(15, 2, txn);
     wait_job(txn, JOB_STATE_DEAD, 15000);
     cr_assert_eq(sim_stat(&st, "errors"), 3, "activation allows 3 attempts");

@@ -36,7 +36,7 @@ TestSuite(money, .init = setup, .fini = teardown, .timeout = 120);
 
 static const char *const fast_env[] = {
     "CONVEYOR_RETRY_BASE_MS=50", "CONVEYOR_RETRY_MAX_MS=400",
-    "CONVEYOR_ACTIVATION_RETRY_MAX_MS=400", "CONVEYOR_VISIBILITY_TIMEOUT_MS=1500",
+    "CONVEYOR_JOBS_TYPES_ACTIVATION_RETRY_MAX_MS=400", "CONVEYOR_VISIBILITY_TIMEOUT_MS=1500",
     "CONVEYOR_RECLAIM_INTERVAL_MS=200", "CONVEYOR_BLOCK_MS=100", "CONVEYOR_HEARTBEAT_MS=200",
     "CONVEYOR_PAUSE_MAX_MS=300", "CONVEYOR_RECONCILE_INTERVAL_MS=3600000", NULL,
 };
@@ -360,7 +360,7 @@ Test(money, answers_that_are_not_declines_keep_the_money_held)
 
 static const char *const reconcile_env[] = {
     "CONVEYOR_RETRY_BASE_MS=50", "CONVEYOR_RETRY_MAX_MS=400",
-    "CONVEYOR_ACTIVATION_RETRY_MAX_MS=400", "CONVEYOR_VISIBILITY_TIMEOUT_MS=1500",
+    "CONVEYOR_JOBS_TYPES_ACTIVATION_RETRY_MAX_MS=400", "CONVEYOR_VISIBILITY_TIMEOUT_MS=1500",
     "CONVEYOR_RECLAIM_INTERVAL_MS=200", "CONVEYOR_BLOCK_MS=100", "CONVEYOR_HEARTBEAT_MS=200",
     "CONVEYOR_RECONCILE_INTERVAL_MS=200", "CONVEYOR_RECONCILE_HELD_AFTER_S=1", NULL,
 };
@@ -515,7 +515,7 @@ static int metrics_say(void *arg)
  * jobs they can purge, with the operator scope only. */
 Test(money, held_jobs_are_shown_and_cannot_be_purged)
 {
-    static const char *const api_env[] = { "CONVEYOR_ACTIVATION_MAX_ATTEMPTS=1",
+    static const char *const api_env[] = { "CONVEYOR_JOBS_TYPES_ACTIVATION_MAX_ATTEMPTS=1",
                                            "CONVEYOR_HTTP_METRICS_CACHE_MS=100", NULL };
     static const char *const w_env[] = {
         "CONVEYOR_RETRY_BASE_MS=50", "CONVEYOR_BLOCK_MS=100", "CONVEYOR_HEARTBEAT_MS=200",

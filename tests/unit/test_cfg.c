@@ -34,7 +34,7 @@ Test(cfg, defaults_then_file_then_env, .init = clear_env)
     cr_assert_eq(cfg_load(&c, p), 0);
     cr_assert_eq(c.http_port, 9100);         /* env beats file */
     cr_assert_eq(c.concurrency, 8);          /* file beats default */
-    cr_assert_eq(c.activation_max_attempts, 8);
+    cr_assert_eq(c.types[JT_ACTIVATION].max_attempts, 8);
     cr_assert_eq(cfg_set(&c, "http.port", "9200"), 0); /* flag beats env */
     cr_assert_eq(c.http_port, 9200);
     cfg_cleanup(&c);
@@ -204,5 +204,59 @@ Test(cfg, the_example_file_loads, .init = clear_env)
     cr_assert_eq(cfg_load(&c, "conveyor.cfg.example"), 0);
     cr_assert_eq(c.napi_keys, 2);
     cr_assert(c.api_keys[0].all_types);
+    cfg_cleanup(&c);
+}
+
+/* Issue 6: per-type and per-upstream settings are groups, not one key each. */
+Test(cfg, job_type_groups_from_table_file_and_env, .init = clear_env)
+{
+    struct cfg c;
+    const char *p = write_tmp("jobs = { max_attempts = 7; types = {\n"
+                              "  carrier-post = { max_attempts = 2; dead_retention_s = 60; };\n"
+                              "  order-fetch = { every_s = 30; }; }; };\n"
+                              "upstreams = { mirakl = { rate_per_min = 500; auth_secret = \"k\"; }; };\n");
+    setenv("CONVEYOR_JOBS_TYPES_TRACKING_PUSH_RETRY_MAX_MS", "4000", 1);
+    setenv("CONVEYOR_UPSTREAMS_CORREOS_EXPRESS_URL", "http://cex.example", 1);
+    cr_assert_eq(cfg_load(&c, p), 0);
+    unsetenv("CONVEYOR_JOBS_TYPES_TRACKING_PUSH_RETRY_MAX_MS");
+    unsetenv("CONVEYOR_UPSTREAMS_CORREOS_EXPRESS_URL");
+    cr_assert_eq(c.types[JT_CARRIER_POST].max_attempts, 2, "the file");
+    cr_assert_eq(c.types[JT_CARRIER_POST].dead_retention_s, 60);
+    cr_assert_eq(c.types[JT_ORDER_FETCH].every_s, 30);
+    cr_assert_eq(c.types[JT_ORDER_FETCH].max_attempts, 3, "the job-type table's default");
+    cr_assert_eq(c.types[JT_NOOP].max_attempts, 7, "no own default: the global key");
+    cr_assert_eq(cfg_max_attempts(&c, "unknown-type"), 7);
+    cr_assert_eq(c.types[JT_TRACKING_PUSH].retry_max_ms, 4000, "the env");
+    cr_assert_eq(c.types[JT_ACTIVATION].retry_max_ms, 60000);
+    cr_assert_eq(c.ups[CFG_UPS_MIRAKL].rate_per_min, 500);
+    cr_assert_str_eq(c.ups[CFG_UPS_MIRAKL].auth_secret, "k");
+    cr_assert_str_eq(c.ups[CFG_UPS_CEX].url, "http://cex.example");
+    cr_assert_str_eq(c.ups[CFG_UPS_SEUR].url, "http://127.0.0.1:8090/seur");
+    cr_assert_str_eq(c.ups[CFG_UPS_ACTIVATION].url, c.activation_url);
+    cr_assert_eq(c.ups[CFG_UPS_ONTIME].batch_max, 50);
+    cr_assert_eq(cfg_set(&c, "jobs.types.noop.max_attempts", "9"), 0);
+    cr_assert_eq(c.types[JT_NOOP].max_attempts, 9);
+    cr_assert_eq(cfg_ups_find("correos-express"), CFG_UPS_CEX);
+    cfg_cleanup(&c);
+}
+
+Test(cfg, unknown_group_names_and_fields_are_refused, .init = cr_redirect_stderr)
+{
+    static const char *const bad[] = {
+        "jobs = { types = { carrier_post = { max_attempts = 2; }; }; };\n",
+        "jobs = { types = { noop = { max_attempt = 2; }; }; };\n",
+        "jobs = { types = { noop = { max_attempts = 0; }; }; };\n",
+        "upstreams = { sure = { url = \"x\"; }; };\n",
+        "upstreams = { seur = { timeout_ms = \"5\"; }; };\n",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct cfg c;
+        cr_assert_eq(cfg_load(&c, write_tmp(bad[i])), -1, "%s", bad[i]);
+        cfg_cleanup(&c);
+    }
+    struct cfg c;
+    cr_assert_eq(cfg_load(&c, NULL), 0);
+    cr_assert_eq(cfg_set(&c, "jobs.types.nope.max_attempts", "2"), -1);
+    cr_assert_eq(cfg_set(&c, "upstreams.seur.nope", "2"), -1);
     cfg_cleanup(&c);
 }
