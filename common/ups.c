@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cfg.h"
 #include "clock.h"
 #include "log.h"
 #include "mem.h"
@@ -21,6 +22,25 @@
 void ups_key(const struct ups *u, const char *suffix, char *buf, size_t len)
 {
     snprintf(buf, len, "ups:{%s}:%s", u->conf.name, suffix);
+}
+
+void ups_conf_from_cfg(struct ups_conf *out, const struct cfg *c, int id)
+{
+    const struct cfg_upstream *g = &c->ups[id];
+    memset(out, 0, sizeof(*out));
+    out->name = cfg_ups_name(id);
+    out->url = g->url;
+    out->auth_user = g->auth_user;
+    out->auth_secret = g->auth_secret;
+    out->timeout_ms = g->timeout_ms;
+    out->connect_timeout_ms = g->connect_timeout_ms;
+    out->rate_per_min = g->rate_per_min;
+    out->rate_burst = g->rate_burst;
+    out->breaker_failures = g->breaker_failures;
+    out->breaker_rate = g->breaker_rate;
+    out->breaker_window_s = g->breaker_window_s;
+    out->breaker_min_calls = g->breaker_min_calls;
+    out->breaker_open_ms = g->breaker_open_ms;
 }
 
 struct ups *ups_new(const struct ups_conf *conf, const struct ups_auth *auth, void *auth_arg,

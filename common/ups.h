@@ -62,6 +62,12 @@ struct ups_conf {
     int breaker_open_ms;       /* open this long, then one probe (0 = 30000) */
 };
 
+struct cfg;
+/* Fill out from the upstreams.<name> group of c (id: enum cfg_ups_id). Strings
+ * point into c, which must outlive out and every struct ups made from it.
+ * rate_sleep_max_ms is left 0 (the default). */
+void ups_conf_from_cfg(struct ups_conf *out, const struct cfg *c, int id);
+
 /* ---- credentials -------------------------------------------------------- */
 
 /* How an upstream authenticates: a small vtable. fetch_token is NULL for

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cfg.h"
 #include "db.h"
 #include "harness.h"
 #include "hn_srv.h"
@@ -491,4 +492,32 @@ Test(ups, notification_is_rate_limited_across_workers_and_off_without_url)
     cr_assert_eq(ups_notify_failure(a.rds, a.http, &off, 2, "x"), 0);
     wk_free(&a);
     wk_free(&b);
+}
+
+/* ---- configuration ----------------------------------------------------- */
+
+Test(ups, conf_comes_from_the_upstreams_group_of_cfg)
+{
+    struct cfg cf;
+    struct ups_conf c;
+    struct wk a;
+    cr_assert_eq(cfg_load(&cf, NULL), 0);
+    cr_assert_eq(cfg_set(&cf, "upstreams.mirakl.url", base_url), 0);
+    cr_assert_eq(cfg_set(&cf, "upstreams.mirakl.auth_secret", SHOP_KEY), 0);
+    cr_assert_eq(cfg_set(&cf, "upstreams.mirakl.breaker_failures", "2"), 0);
+    cr_assert_eq(cfg_set(&cf, "upstreams.mirakl.timeout_ms", "2500"), 0);
+    ups_conf_from_cfg(&c, &cf, CFG_UPS_MIRAKL);
+    cr_assert_str_eq(c.name, "mirakl");
+    cr_assert_str_eq(c.url, base_url);
+    cr_assert_eq(c.breaker_failures, 2);
+    cr_assert_eq(c.timeout_ms, 2500);
+    wk_init(&a, &c, &ups_auth_header, NULL);
+    cr_assert_eq(run1(&a, "/api/orders").cls, HTTPC_OK);
+    cr_assert_str_eq(up.last_auth, SHOP_KEY);
+    up.api_status = 503;
+    run1(&a, "/api/orders");
+    run1(&a, "/api/orders");
+    cr_assert_eq(ups_breaker_state(a.u), UPS_BREAKER_OPEN, "breaker_failures came from cfg");
+    wk_free(&a);
+    cfg_cleanup(&cf);
 }
