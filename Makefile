@@ -20,7 +20,7 @@ SIM_SRC    := $(sort $(wildcard sim/*.c))
 CLI_SRC    := $(sort $(wildcard cli/*.c))
 UNIT_SRC   := $(sort $(wildcard tests/unit/test_*.c))
 INTEG_SRC  := $(sort $(wildcard tests/integ/test_*.c))
-HARN_SRC   := tests/harness/harness.c
+HARN_SRC   := tests/harness/harness.c tests/harness/hn_srv.c
 BENCH_SRC  := $(sort $(wildcard bench/*.c))
 CHAOS_SRC  := $(sort $(wildcard tests/chaos/*.c))
 
