@@ -48,6 +48,9 @@ struct cfg_upstream {
     char *url;                /* base URL ("" = not configured) */
     char *auth_user;          /* shop key id, client id, login or user, by system */
     char *auth_secret;        /* key, client secret or password: never logged */
+    char *account;            /* a second identity some systems want: SEUR's user name,
+                               * TIPSA's agency code */
+    char *password;           /* its secret (SEUR's password grant): never logged */
     int timeout_ms;           /* whole call */
     int connect_timeout_ms;
     int rate_per_min;         /* shared by every worker; 0 = no limit */
@@ -123,6 +126,12 @@ struct cfg {
     struct cfg_jobtype types[JT_N + 1];    /* by enum jobtype_id; [JT_N]: other types */
     struct cfg_upstream ups[CFG_UPS_N];    /* by enum cfg_ups_id */
     char *trusted_proxies;                 /* CIDRs whose X-Forwarded-For is believed */
+    /* the order pipeline */
+    char *orders_home_country;    /* ISO 3166 alpha-2: other countries are international */
+    char *orders_fetch_states;    /* Mirakl order_state_codes to fetch */
+    int orders_fetch_page;        /* orders per OR11 page (Mirakl: at most 100) */
+    int orders_fetch_max_pages;   /* pages per fetch job; the next job goes on */
+    int orders_fetch_overlap_s;   /* re-read this much before the high-water mark */
     /* producer keys */
     int napi_keys;
     struct cfg_api_key api_keys[CFG_MAX_KEYS];

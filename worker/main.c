@@ -174,8 +174,10 @@ int main(int argc, char **argv)
     }
     w.ctx.http = httpc_new(cfg.concurrency);
     httpc_set_abort(w.ctx.http, wrk_past_grace, &w);
+    w.ctx.out = wrk_out_new(&w.ctx);
     code = wrk_run(&w, &stop_flag);
 out:
+    wrk_out_free(w.ctx.out);
     broker_close(w.broker);
     rds_free(w.ctx.rds);
     db_free(w.ctx.db);

@@ -37,12 +37,25 @@ struct db;
 struct rds;
 struct httpc;
 
+struct wrk_out;
+
 struct wrk_ctx {
     const struct cfg *cfg;
     struct db *db;            /* NULL until a handler needs PostgreSQL */
     struct rds *rds;          /* fast status (transaction hashes, metrics) */
     struct httpc *http;
+    struct wrk_out *out;      /* the upstream pipelines (wrk_out.c) */
 };
+
+/* ---- upstreams (wrk_out.c) ------------------------------------------------- */
+/* One pipeline per upstream (common/ups.h: breaker, rate limit, credentials,
+ * communication log), made on first use with the upstream's credentials
+ * vtable. The comm log goes through ctx->db. */
+struct wrk_out *wrk_out_new(struct wrk_ctx *ctx);
+void wrk_out_free(struct wrk_out *o);     /* NULL-safe; flushes the comm log */
+struct ups *wrk_ups(struct wrk_ctx *ctx, int ups_id);
+/* Write the buffered comm log rows (the loop calls it after each batch). */
+void wrk_out_flush(struct wrk_ctx *ctx);
 
 struct wrk_result {
     enum cv_rc rc;
