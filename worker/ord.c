@@ -1,0 +1,178 @@
+/* ord.c - shared steps of the order handlers (ord.h). */
+#include "ord.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "db.h"
+#include "log.h"
+#include "mem.h"
+
+#define BUSY_DELAY_MS 500
+#define RULES_TTL_MS 60000
+#define RULES_MAX 64
+
+void ord_trace_id(const struct job *j, char out[33])
+{
+    if (job_traceparent_valid(j->traceparent))
+        memcpy(out, j->traceparent + 3, 32);
+    else
+        memset(out, '0', 32);
+    out[32] = '\0';
+}
+
+enum cv_rc ord_claim(struct wrk_ctx *ctx, const struct job *j, const char *order_id,
+                     struct wrk_result *r)
+{
+    enum ostore_result res;
+    enum cv_rc rc = ostore_claim(ctx->db, order_id, j->id, j->epoch,
+                                 ctx->cfg->visibility_timeout_ms, &res);
+    if (rc != CV_OK) {
+        wrk_fail(r, CV_ERR_UNAVAILABLE, "orders store: %s", cv_rc_str(rc));
+        return CV_ERR_UNAVAILABLE;
+    }
+    switch (res) {
+    case OSTORE_OK: return CV_OK;
+    case OSTORE_BUSY:
+        /* another job works on this order now: wait for it, spend nothing */
+        wrk_fail(r, CV_ERR_BUSY, "order %s is held by another job", order_id);
+        r->delay_ms = BUSY_DELAY_MS;
+        return CV_ERR_BUSY;
+    case OSTORE_FENCED:
+        wrk_fail(r, CV_ERR_FENCED, "a newer delivery holds order %s", order_id);
+        return CV_ERR_FENCED;
+    default:
+        wrk_fail(r, CV_ERR_PERMANENT, "no such order: %s", order_id);
+        return CV_ERR_NOT_FOUND;
+    }
+}
+
+void ord_release(struct wrk_ctx *ctx, const struct job *j, const char *order_id)
+{
+    enum ostore_result res;
+    if (ostore_release(ctx->db, order_id, j->id, j->epoch, &res) != CV_OK)
+        LOG_WARN("order.release_failed", "order_id=%s job_id=%s", order_id, j->id);
+}
+
+enum cv_rc ord_move(struct wrk_ctx *ctx, const struct job *j, struct ostore_change *c,
+                    struct ostore_moved *moved, struct wrk_result *r)
+{
+    char trace[33];
+    ord_trace_id(j, trace);
+    c->job_id = j->id;
+    c->epoch = j->epoch;
+    c->trace_id = trace;
+    enum cv_rc rc = ostore_transition(ctx->db, c, moved);
+    if (rc != CV_OK) {
+        wrk_fail(r, CV_ERR_UNAVAILABLE, "orders store: %s", cv_rc_str(rc));
+        return CV_ERR_UNAVAILABLE;
+    }
+    switch (moved->result) {
+    case OSTORE_OK:
+    case OSTORE_SAME: return CV_OK;
+    case OSTORE_FENCED:
+        wrk_fail(r, CV_ERR_FENCED, "fenced moving order %s", c->order_id);
+        return CV_ERR_FENCED;
+    case OSTORE_BUSY:
+        wrk_fail(r, CV_ERR_BUSY, "order %s is held by another job", c->order_id);
+        r->delay_ms = BUSY_DELAY_MS;
+        return CV_ERR_BUSY;
+    case OSTORE_EDGE:
+        LOG_WARN("order.edge_refused", "order_id=%s from=%s to=%s job_id=%s", c->order_id,
+                 moved->state >= 0 ? ostate_str((enum ostate)moved->state) : "?",
+                 ostate_str(c->to), j->id);
+        wrk_fail(r, CV_ERR_CONFLICT, "order %s is %s: no edge to %s", c->order_id,
+                 moved->state >= 0 ? ostate_str((enum ostate)moved->state) : "?",
+                 ostate_str(c->to));
+        return CV_ERR_CONFLICT;
+    default:
+        wrk_fail(r, CV_ERR_PERMANENT, "no such order: %s", c->order_id);
+        return CV_ERR_NOT_FOUND;
+    }
+}
+
+void ord_car_order(const struct ostore_order *o, struct car_order *out, char *name,
+                   size_t name_cap, char *street, char *city, char *zip, size_t cap)
+{
+    cJSON *cust = o->customer ? json_parse(o->customer, strlen(o->customer)) : NULL;
+    const cJSON *addr = cJSON_GetObjectItemCaseSensitive(cust, "shipping_address");
+    char first[64], last[64];
+    car_json_str(cust, "firstname", first, sizeof(first));
+    car_json_str(cust, "lastname", last, sizeof(last));
+    snprintf(name, name_cap, "%s%s%s", first, first[0] && last[0] ? " " : "", last);
+    car_json_str(addr, "street_1", street, cap);
+    car_json_str(addr, "city", city, cap);
+    car_json_str(addr, "zip_code", zip, cap);
+    cJSON_Delete(cust);
+    memset(out, 0, sizeof(*out));
+    out->order_id = o->order_id;
+    out->name = name;
+    out->street = street;
+    out->city = city;
+    out->zip = zip;
+    out->country = o->country ? o->country : "";
+    out->weight_kg = o->weight_kg ? atof(o->weight_kg) : 0;
+}
+
+/* ---- carrier rules ------------------------------------------------------------ */
+
+struct rule {
+    int international;       /* -1 either */
+    int op;                  /* 0 none, 1 '<', 2 '<=' */
+    double kg;
+    char carrier[32];
+};
+
+static struct rule rules[RULES_MAX];
+static int nrules = -1;
+static int64_t rules_at_ms;
+
+static enum cv_rc rules_load(struct wrk_ctx *ctx)
+{
+    enum cv_rc rc;
+    struct db_res *res = db_exec(ctx->db,
+                                 "SELECT coalesce(international::int, -1), coalesce(weight_op, ''),"
+                                 " coalesce(weight_kg, 0)::float8, carrier FROM carrier_rules"
+                                 " WHERE enabled ORDER BY position",
+                                 0, NULL, &rc);
+    if (!res)
+        return rc == CV_ERR_IO ? CV_ERR_UNAVAILABLE : rc;
+    int n = db_res_rows(res);
+    nrules = 0;
+    for (int i = 0; i < n && nrules < RULES_MAX; i++) {
+        struct rule *u = &rules[nrules++];
+        u->international = atoi(db_res_get(res, i, 0));
+        const char *op = db_res_get(res, i, 1);
+        u->op = strcmp(op, "<") == 0 ? 1 : strcmp(op, "<=") == 0 ? 2 : 0;
+        u->kg = atof(db_res_get(res, i, 2));
+        snprintf(u->carrier, sizeof(u->carrier), "%s", db_res_get(res, i, 3));
+    }
+    db_res_free(res);
+    rules_at_ms = clock_mono_ms();
+    return CV_OK;
+}
+
+const char *ord_rules_pick(struct wrk_ctx *ctx, const char *country, double kg, enum cv_rc *rc)
+{
+    *rc = CV_OK;
+    if (nrules < 0 || clock_mono_ms() - rules_at_ms > RULES_TTL_MS) {
+        enum cv_rc lrc = rules_load(ctx);
+        if (lrc != CV_OK && nrules < 0) {
+            *rc = lrc;
+            return NULL;
+        }
+    }
+    int intl = country && *country && strcasecmp(country, ctx->cfg->orders_home_country) != 0;
+    for (int i = 0; i < nrules; i++) {
+        const struct rule *u = &rules[i];
+        if (u->international >= 0 && u->international != intl)
+            continue;
+        if ((u->op == 1 && !(kg < u->kg)) || (u->op == 2 && !(kg <= u->kg)))
+            continue;
+        return u->carrier;
+    }
+    *rc = CV_ERR_NOT_FOUND;
+    return NULL;
+}

@@ -1,0 +1,50 @@
+/* ord.h - what the order handlers share: claiming an order for a delivery,
+ * reading it as a carrier needs it, the carrier rules, and turning store
+ * answers into job results.
+ *
+ * Every order handler works the same way:
+ *   1. claim the order for (job id, epoch) for the visibility timeout: another
+ *      job holding it -> CV_ERR_BUSY (the job waits, spends no attempt); a newer
+ *      delivery of this job holding it -> CV_ERR_FENCED;
+ *   2. read the order and decide from its state (a state the step does not
+ *      start from means someone else already did it: the job succeeds);
+ *   3. call the outside world; 4. move the order with ostore_transition, which
+ *      checks the claim again (fencing) and the edge;
+ *   5. release the claim (a crash leaves it to expire; a redelivery of the
+ *      same job takes it over at once). */
+#ifndef CV_ORD_H
+#define CV_ORD_H
+
+#include "car.h"
+#include "ostore.h"
+#include "wrk.h"
+
+/* Claim order_id for job j. CV_OK; CV_ERR_BUSY (r->delay_ms set) or
+ * CV_ERR_FENCED or CV_ERR_NOT_FOUND (no such order) or CV_ERR_UNAVAILABLE,
+ * with r filled for the loop. */
+enum cv_rc ord_claim(struct wrk_ctx *ctx, const struct job *j, const char *order_id,
+                     struct wrk_result *r);
+/* Release it (best effort: a claim left behind expires). */
+void ord_release(struct wrk_ctx *ctx, const struct job *j, const char *order_id);
+
+/* Move an order for job j (c's job, epoch and trace are filled from j). Fills
+ * r and returns its rc when the move did not happen as asked (FENCED, BUSY,
+ * MISSING, EDGE -> a permanent error naming the edge, UNAVAILABLE); CV_OK
+ * with *moved on success or SAME. */
+enum cv_rc ord_move(struct wrk_ctx *ctx, const struct job *j, struct ostore_change *c,
+                    struct ostore_moved *moved, struct wrk_result *r);
+
+/* The order as a carrier needs it; strings point into o. */
+void ord_car_order(const struct ostore_order *o, struct car_order *out, char *name,
+                   size_t name_cap, char *street, char *city, char *zip, size_t cap);
+
+/* The carrier the rules (table carrier_rules, cached for a minute) give an
+ * order shipping to country with this weight; NULL when no rule matches or
+ * PostgreSQL cannot be read (*rc says which). */
+const char *ord_rules_pick(struct wrk_ctx *ctx, const char *country, double weight_kg,
+                           enum cv_rc *rc);
+
+/* The job's trace id (32 hex) into out[33]. */
+void ord_trace_id(const struct job *j, char out[33]);
+
+#endif
