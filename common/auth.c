@@ -3,6 +3,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
@@ -96,4 +97,86 @@ int auth_allows(const struct cfg_api_key *k, const char *type)
         if (strcmp(k->types[i], type) == 0)
             return 1;
     return 0;
+}
+
+/* ---- HMAC and base64 (webhook signatures) ----------------------------------- */
+
+void auth_hmac_sha256(const void *key, size_t keylen, const void *data, size_t len,
+                      unsigned char out[32])
+{
+    unsigned int n = 0;
+    pthread_once(&sha256_once, sha256_fetch);
+    /* HMAC() with an explicit EVP_MD: no provider lookup per call (see above). An
+     * empty key is legal HMAC; OpenSSL wants a non-NULL pointer for it. */
+    unsigned char *r = HMAC(sha256_md, keylen ? key : "", (int)keylen, data, len, out, &n);
+    CV_ASSERT(r && n == 32);
+}
+
+static const char b64_chars[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+size_t auth_b64_encode(const void *data, size_t len, char *out)
+{
+    const unsigned char *p = data;
+    size_t o = 0, i = 0;
+    for (; i + 3 <= len; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
+        out[o++] = b64_chars[v >> 18];
+        out[o++] = b64_chars[(v >> 12) & 63];
+        out[o++] = b64_chars[(v >> 6) & 63];
+        out[o++] = b64_chars[v & 63];
+    }
+    if (i < len) {
+        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < len ? (uint32_t)p[i + 1] << 8 : 0);
+        out[o++] = b64_chars[v >> 18];
+        out[o++] = b64_chars[(v >> 12) & 63];
+        out[o++] = i + 1 < len ? b64_chars[(v >> 6) & 63] : '=';
+        out[o++] = '=';
+    }
+    out[o] = '\0';
+    return o;
+}
+
+static int b64_val(char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+')
+        return 62;
+    if (c == '/')
+        return 63;
+    return -1;
+}
+
+long auth_b64_decode(const char *text, size_t len, unsigned char *out)
+{
+    long rc = -1;
+    size_t o = 0;
+    uint32_t acc = 0;
+    int nbits = 0;
+    if (len % 4 == 0 && len >= 4 && text[len - 1] == '=')
+        len -= text[len - 2] == '=' ? 2 : 1;
+    if (len % 4 == 1)                    /* 6 bits cannot end a byte */
+        goto out;
+    for (size_t i = 0; i < len; i++) {
+        int v = b64_val(text[i]);
+        if (v < 0)
+            goto out;
+        acc = (acc << 6) | (uint32_t)v;
+        nbits += 6;
+        if (nbits >= 8) {
+            nbits -= 8;
+            out[o++] = (unsigned char)(acc >> nbits);
+            acc &= (1u << nbits) - 1;
+        }
+    }
+    if (acc != 0)                        /* bits left over that no byte used */
+        goto out;
+    rc = (long)o;
+out:
+    return rc;
 }

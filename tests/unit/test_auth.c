@@ -94,3 +94,64 @@ Test(auth, scopes)
     cr_assert_not(auth_allows(NULL, "noop"));
     cr_assert_not(auth_allows(NULL, AUTH_SCOPE_OPERATOR));
 }
+
+/* ---- HMAC-SHA256 (RFC 4231) and base64 (RFC 4648) --------------------------------- */
+
+static void hex_of(const unsigned char *b, size_t n, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = hex[b[i] >> 4];
+        out[2 * i + 1] = hex[b[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+Test(auth, hmac_sha256_rfc4231_vectors)
+{
+    unsigned char key[131], data[152], mac[32];
+    char hex[65];
+
+    memset(key, 0x0b, 20);               /* test case 1 */
+    auth_hmac_sha256(key, 20, "Hi There", 8, mac);
+    hex_of(mac, 32, hex);
+    cr_assert_str_eq(hex, "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+
+    auth_hmac_sha256("Jefe", 4, "what do ya want for nothing?", 28, mac);   /* case 2 */
+    hex_of(mac, 32, hex);
+    cr_assert_str_eq(hex, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+
+    memset(key, 0xaa, 20);               /* case 3 */
+    memset(data, 0xdd, 50);
+    auth_hmac_sha256(key, 20, data, 50, mac);
+    hex_of(mac, 32, hex);
+    cr_assert_str_eq(hex, "773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe");
+
+    memset(key, 0xaa, 131);              /* case 6: a key longer than the block */
+    const char *m6 = "Test Using Larger Than Block-Size Key - Hash Key First";
+    auth_hmac_sha256(key, 131, m6, strlen(m6), mac);
+    hex_of(mac, 32, hex);
+    cr_assert_str_eq(hex, "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+}
+
+Test(auth, b64_rfc4648_vectors_round_trip)
+{
+    static const char *const plain[] = { "", "f", "fo", "foo", "foob", "fooba", "foobar" };
+    static const char *const enc[] = { "", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=",
+                                       "Zm9vYmFy" };
+    for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
+        char out[16];
+        unsigned char dec[16];
+        size_t n = auth_b64_encode(plain[i], strlen(plain[i]), out);
+        cr_assert_eq(n, strlen(enc[i]));
+        cr_assert_str_eq(out, enc[i]);
+        long d = auth_b64_decode(enc[i], strlen(enc[i]), dec);
+        cr_assert_eq(d, (long)strlen(plain[i]), "decode %s", enc[i]);
+        cr_assert_eq(memcmp(dec, plain[i], (size_t)d), 0);
+    }
+    unsigned char dec[16];
+    cr_assert_eq(auth_b64_decode("Zm9vYg", 6, dec), 4, "padding is optional");
+    cr_assert_eq(auth_b64_decode("Zm9v!g==", 8, dec), -1, "bad character");
+    cr_assert_eq(auth_b64_decode("Zm9vY", 5, dec), -1, "bad length");
+    cr_assert_eq(auth_b64_decode("Zh==", 4, dec), -1, "bits after the last byte");
+}
