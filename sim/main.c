@@ -32,6 +32,9 @@
 #include "sim.h"
 #include "sim_activation.h"
 #include "sim_admin.h"
+#include "sim_mirakl.h"
+#include "sim_seur.h"
+#include "sim_webhook.h"
 
 #define LISTEN_BACKLOG 1024
 #define MAX_FLAGS 32
@@ -303,8 +306,15 @@ int main(int argc, char **argv)
     s.act = sim_activation_new();
     sim_pending_init(&s.pending, s.base);
     pending_ready = 1;
+    s.wh = sim_webhook_new(s.base, &s.rng, cfg.sim_webhook_url, cfg.sim_webhook_secret);
+    if (!s.wh) {
+        rc = 2;
+        goto out;
+    }
     sim_http_register(&s);
     sim_activation_register(&s);
+    sim_mirakl_register(&s);
+    sim_seur_register(&s);
     sim_admin_register(&s);
     http_setup(&s);
 
@@ -340,6 +350,10 @@ out:
     if (sigint)
         event_free(sigint);
     sim_activation_free(s.act);
+    sim_webhook_free(s.wh);              /* before the systems: messages point at nothing there */
+    for (int i = 0; i < SIM_SYS_N; i++)
+        if (s.sys[i])
+            s.sys[i]->free(s.sys[i]);
     if (s.base)
         event_base_free(s.base);
     if (cfg_loaded)

@@ -14,11 +14,13 @@
 #include "sim_faults.h"
 #include "sim_http.h"
 #include "sim_pending.h"
+#include "sim_sys.h"
 
 struct cfg;
 struct event_base;
 struct evhttp;
 struct sim_activation;
+struct sim_webhook;
 
 struct sim {
     const struct cfg *cfg;
@@ -30,6 +32,9 @@ struct sim {
     struct sim_faults faults;            /* live; changed by POST /admin/config */
     struct sim_faults faults_start;      /* from the config; POST /admin/reset restores it */
     struct sim_activation *act;
+    struct sim_sys *sys[SIM_SYS_N];      /* the order pipeline's systems (sim_sys.h) */
+    int sys_admin_routed;                /* the /admin/<system>/ route is added */
+    struct sim_webhook *wh;              /* carrier webhooks and notifications to the API */
 };
 
 #endif
