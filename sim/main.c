@@ -33,7 +33,9 @@
 #include "sim_activation.h"
 #include "sim_admin.h"
 #include "sim_mirakl.h"
+#include "sim_ontime.h"
 #include "sim_seur.h"
+#include "sim_tipsa.h"
 #include "sim_webhook.h"
 
 #define LISTEN_BACKLOG 1024
@@ -313,9 +315,11 @@ int main(int argc, char **argv)
     }
     sim_http_register(&s);
     sim_activation_register(&s);
+    sim_admin_register(&s);              /* before the systems' /admin/<name>/ prefix route */
     sim_mirakl_register(&s);
     sim_seur_register(&s);
-    sim_admin_register(&s);
+    sim_ontime_register(&s);
+    sim_tipsa_register(&s);
     http_setup(&s);
 
     int port = listen_http(&s, cfg.http_bind, o.ephemeral ? 0 : cfg.sim_port);
