@@ -538,3 +538,45 @@ Test(sim_pipeline, tipsa_soap_session_create_lookup_and_faults)
     free(sid);
     hn_stop_stack(&st);
 }
+
+/* ---- Correos Express ---------------------------------------------------------------------- */
+
+Test(sim_pipeline, cex_reports_errors_inside_a_200)
+{
+    const char *const env[] = { "CONVEYOR_SIM_WEBHOOK_DELAY_MS=0", NULL };
+    start_sim(env);
+    char basic[128], b64[96];
+    const char *userpass = "cex-demo-user:cex-demo-password";
+    auth_b64_encode(userpass, strlen(userpass), b64);
+    snprintf(basic, sizeof(basic), "Authorization: Basic %s", b64);
+    const char *const h[] = { basic, NULL };
+
+    struct hn_resp *r = call("POST", "/cex/WSEnvio_REST/grabacionEnvio", NULL, "{}", 5000);
+    cr_assert_eq(r->status, 401, "no Basic: %d", r->status);
+    hn_resp_free(r);
+
+    cJSON *j = call_json("POST", "/cex/WSEnvio_REST/grabacionEnvio", h,
+                         "{\"ref\":\"MK-41\",\"codPosIntDest\":\"1100-148\",\"paisISODest\":"
+                         "\"PT\",\"kilos\":\"2.5\"}", 200);
+    cr_assert_eq(cJSON_GetObjectItem(j, "codigoRetorno")->valueint, 0);
+    cr_assert(strncmp(str_of(j, "datosResultado", NULL), "3230", 4) == 0);
+    cJSON_Delete(j);
+
+    admin("/admin/cex/faults", "{\"fail_keys\":[\"1100-148\"]}");
+    j = call_json("POST", "/cex/WSEnvio_REST/grabacionEnvio", h,
+                  "{\"ref\":\"MK-42\",\"codPosIntDest\":\"1100-148\"}", 200);
+    cr_assert_neq(cJSON_GetObjectItem(j, "codigoRetorno")->valueint, 0, "an error in a 200");
+    cr_assert(str_of(j, "mensajeRetorno", NULL)[0]);
+    cr_assert_str_eq(str_of(j, "datosResultado", NULL), "");
+    cJSON_Delete(j);
+
+    j = call_json("POST", "/cex/seguimientoEnvio", h, "{\"ref\":\"MK-41\"}", 200);
+    cr_assert_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "datos"), "envios")->valueint, 1);
+    cJSON_Delete(j);
+    j = call_json("POST", "/cex/seguimientoEnvio", h, "{\"ref\":\"MK-42\"}", 200);
+    cr_assert_eq(cJSON_GetObjectItem(j, "codigoRetorno")->valueint, 1);
+    cJSON_Delete(j);
+    cr_assert_eq(stat_of("cex", "shipments_created"), 1);
+    cr_assert_eq(stat_of("cex", "validation_errors"), 1);
+    hn_stop_stack(&st);
+}
