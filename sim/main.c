@@ -33,6 +33,7 @@
 #include "sim_activation.h"
 #include "sim_admin.h"
 #include "sim_cex.h"
+#include "sim_meli.h"
 #include "sim_mirakl.h"
 #include "sim_ontime.h"
 #include "sim_seur.h"
@@ -322,6 +323,7 @@ int main(int argc, char **argv)
     sim_ontime_register(&s);
     sim_tipsa_register(&s);
     sim_cex_register(&s);
+    sim_meli_register(&s);
     http_setup(&s);
 
     int port = listen_http(&s, cfg.http_bind, o.ephemeral ? 0 : cfg.sim_port);

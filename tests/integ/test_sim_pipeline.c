@@ -271,7 +271,7 @@ Test(sim_pipeline, seur_creates_are_not_idempotent_and_counted_per_reference)
 #define MAX_HOOKS 16
 
 struct hook {
-    char id[64], ts[32], sig[128];
+    char id[64], ts[32], sig[128], uri[128];
     char *body;
 };
 
@@ -300,7 +300,7 @@ static void on_hook(struct evhttp_request *req, void *arg)
         size_t n = evbuffer_get_length(b);
         k->body = calloc(1, n + 1);
         evbuffer_copyout(b, k->body, n);
-        cr_assert_str_eq(evhttp_request_get_uri(req), "/api/v1/carriers/seur/webhook");
+        snprintf(k->uri, sizeof(k->uri), "%s", evhttp_request_get_uri(req));
     }
     evhttp_send_reply(req, L.fail_first-- > 0 ? 500 : 200, "OK", NULL);
 }
@@ -317,6 +317,14 @@ static void listen_hooks(void)
     getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&sa, &sl);
     L.port = ntohs(sa.sin_port);
     evhttp_set_gencb(L.http, on_hook, NULL);
+}
+
+static void hook_cleanup(void)
+{
+    for (int i = 0; i < L.n; i++)
+        free(L.h[i].body);
+    evhttp_free(L.http);
+    event_base_free(L.base);
 }
 
 static int hooks_at_least(void *arg)
@@ -358,6 +366,7 @@ Test(sim_pipeline, seur_sends_signed_webhooks_with_retries_and_faults)
     int want = 2;
     cr_assert(hn_wait_until(hooks_at_least, &want, 10000, 5), "got %d webhooks", L.n);
     cr_assert_str_eq(L.h[0].id, L.h[1].id, "a retry keeps its webhook-id");
+    cr_assert_str_eq(L.h[1].uri, "/api/v1/carriers/seur/webhook");
     cr_assert(strncmp(L.h[0].id, "msg_", 4) == 0);
     cr_assert(signature_ok(&L.h[1]), "signature %s does not verify", L.h[1].sig);
     long long ts = atoll(L.h[1].ts);
@@ -393,10 +402,7 @@ Test(sim_pipeline, seur_sends_signed_webhooks_with_retries_and_faults)
     cr_assert_eq(stat_of("seur", "webhooks.delivered"), 5);
 
     hn_stop_stack(&st);
-    for (int i = 0; i < L.n; i++)
-        free(L.h[i].body);
-    evhttp_free(L.http);
-    event_base_free(L.base);
+    hook_cleanup();
 }
 
 /* ---- OnTime ---------------------------------------------------------------------------- */
@@ -579,4 +585,64 @@ Test(sim_pipeline, cex_reports_errors_inside_a_200)
     cr_assert_eq(stat_of("cex", "shipments_created"), 1);
     cr_assert_eq(stat_of("cex", "validation_errors"), 1);
     hn_stop_stack(&st);
+}
+
+/* ---- Mercado Livre ------------------------------------------------------------------------ */
+
+/* Refresh with rt; returns the answer (free it) and asserts the status. */
+static cJSON *meli_refresh(const char *rt, int want)
+{
+    char body[256];
+    snprintf(body, sizeof(body), "grant_type=refresh_token&client_id=5503910054141466&"
+                                 "client_secret=meli-demo-client-secret&refresh_token=%s", rt);
+    return call_json("POST", "/meli/oauth/token",
+                     (const char *const[]){ "Content-Type: application/x-www-form-urlencoded",
+                                            NULL },
+                     body, want);
+}
+
+Test(sim_pipeline, meli_rotates_refresh_tokens_and_notifies_the_api)
+{
+    listen_hooks();
+    char url_env[96];
+    snprintf(url_env, sizeof(url_env), "CONVEYOR_SIM_WEBHOOK_URL=http://127.0.0.1:%d", L.port);
+    const char *const env[] = { url_env, NULL };
+    start_sim(env);
+
+    cJSON *j = meli_refresh("TG-demo-refresh-0001", 200);
+    char auth[128], rt2[64];
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", str_of(j, "access_token", NULL));
+    snprintf(rt2, sizeof(rt2), "%s", str_of(j, "refresh_token", NULL));
+    cJSON_Delete(j);
+    j = meli_refresh("TG-demo-refresh-0001", 400);   /* spent */
+    cr_assert_str_eq(str_of(j, "error", NULL), "invalid_grant");
+    cJSON_Delete(j);
+
+    admin("/admin/meli/orders", "{\"id\":\"2000001\",\"status\":\"paid\",\"notify\":true}");
+    int want = 1;
+    cr_assert(hn_wait_until(hooks_at_least, &want, 10000, 5), "no notification");
+    cr_assert_str_eq(L.h[0].uri, "/api/webhook/mercado-livre");
+    j = cJSON_Parse(L.h[0].body);
+    cr_assert_str_eq(str_of(j, "resource", NULL), "/orders/2000001");
+    cr_assert_str_eq(str_of(j, "topic", NULL), "orders_v2");
+    cr_assert(cJSON_IsNumber(cJSON_GetObjectItem(j, "application_id")));
+    cr_assert(cJSON_IsNumber(cJSON_GetObjectItem(j, "user_id")));
+    cJSON_Delete(j);
+
+    const char *const h[] = { auth, NULL };
+    j = call_json("GET", "/meli/orders/2000001", h, NULL, 200);
+    cr_assert_str_eq(str_of(j, "status", NULL), "paid");
+    cJSON_Delete(j);
+    cJSON_Delete(call_json("GET", "/meli/orders/2000002", h, NULL, 404));
+
+    /* the access token expires: 401; the rotated refresh token gives a new one */
+    admin("/admin/meli/faults", "{\"expire_tokens_now\":true}");
+    cJSON_Delete(call_json("GET", "/meli/orders/2000001", h, NULL, 401));
+    j = meli_refresh(rt2, 200);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", str_of(j, "access_token", NULL));
+    cJSON_Delete(j);
+    cJSON_Delete(call_json("GET", "/meli/orders/2000001", h, NULL, 200));
+    cJSON_Delete(meli_refresh(rt2, 400));              /* spent too */
+    hn_stop_stack(&st);
+    hook_cleanup();
 }
