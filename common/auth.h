@@ -91,4 +91,21 @@ enum auth_wh auth_webhook_verify(const char *secrets, const char *id, const char
 int auth_webhook_sign(const char *secret, const char *id, const char *timestamp,
                       const void *body, size_t len, char *out, size_t cap);
 
+/* HMAC-SHA256 of data[0..len) under key[0..keylen) into out. Thread-safe.
+ * Used by the Standard Webhooks signature (webhook-signature: v1,<base64>). */
+void auth_hmac_sha256(const void *key, size_t keylen, const void *data, size_t len,
+                      unsigned char out[32]);
+
+/* Length of the standard base64 (RFC 4648, with padding) of n bytes, without the NUL. */
+#define AUTH_B64_LEN(n) ((((n) + 2) / 3) * 4)
+
+/* Standard base64 of data[0..len) with padding into out, NUL-terminated; out must hold
+ * AUTH_B64_LEN(len) + 1 bytes. Returns the length written (without the NUL). */
+size_t auth_b64_encode(const void *data, size_t len, char *out);
+
+/* Decode standard base64 text[0..len) (padding optional, no whitespace) into out, which
+ * must hold len / 4 * 3 + 3 bytes. Returns the number of bytes decoded, or -1 when the
+ * text is not base64 (bad character, bad length, bits after the padding). */
+long auth_b64_decode(const char *text, size_t len, unsigned char *out);
+
 #endif

@@ -98,6 +98,22 @@ static const struct cfg_row rows[] = {
       O(sim_error_status) },
     { "sim.timeout_rate", "CONVEYOR_SIM_TIMEOUT_RATE", T_DBL, "0", 0, 1, 0,
       O(sim_timeout_rate) },
+    /* sim: order pipeline */
+    { "sim.webhook_url", "CONVEYOR_SIM_WEBHOOK_URL", T_STR, "", 0, 0, 0, O(sim_webhook_url) },
+    { "sim.webhook_secret", "CONVEYOR_SIM_WEBHOOK_SECRET", T_STR,
+      "whsec_Y29udmV5b3Itc2ltLWRlbW8td2ViaG9vay1rZXk=", 0, 0, 1, O(sim_webhook_secret) },
+    { "sim.webhook_delay_ms", "CONVEYOR_SIM_WEBHOOK_DELAY_MS", T_INT, "500", 0, 3600000, 0,
+      O(sim_webhook_delay_ms) },
+    { "sim.transit_delay_ms", "CONVEYOR_SIM_TRANSIT_DELAY_MS", T_INT, "2000", 0, 3600000, 0,
+      O(sim_transit_delay_ms) },
+    { "sim.deliver_delay_ms", "CONVEYOR_SIM_DELIVER_DELAY_MS", T_INT, "4000", 0, 3600000, 0,
+      O(sim_deliver_delay_ms) },
+    { "sim.mirakl_order_rate", "CONVEYOR_SIM_MIRAKL_ORDER_RATE", T_DBL, "0", 0, 10000, 0,
+      O(sim_mirakl_order_rate) },
+    { "sim.token_ttl_s", "CONVEYOR_SIM_TOKEN_TTL_S", T_INT, "3600", 1, 86400, 0,
+      O(sim_token_ttl_s) },
+    { "sim.session_ttl_s", "CONVEYOR_SIM_SESSION_TTL_S", T_INT, "1800", 1, 86400, 0,
+      O(sim_session_ttl_s) },
 };
 #define NROWS (sizeof(rows) / sizeof(rows[0]))
 

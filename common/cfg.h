@@ -132,6 +132,15 @@ struct cfg {
     int orders_fetch_page;        /* orders per OR11 page (Mirakl: at most 100) */
     int orders_fetch_max_pages;   /* pages per fetch job; the next job goes on */
     int orders_fetch_overlap_s;   /* re-read this much before the high-water mark */
+    /* sim: order pipeline (marketplace and carriers) */
+    char *sim_webhook_url;        /* API base for carrier webhooks; "" = none sent */
+    char *sim_webhook_secret;     /* whsec_<base64 key>, Standard Webhooks */
+    int sim_webhook_delay_ms;     /* create -> ACCEPTED */
+    int sim_transit_delay_ms;     /* ACCEPTED -> IN_TRANSIT (0 = never) */
+    int sim_deliver_delay_ms;     /* IN_TRANSIT -> DELIVERED (0 = never) */
+    double sim_mirakl_order_rate; /* new Mirakl orders per second (0 = none) */
+    int sim_token_ttl_s;          /* carrier and marketplace access tokens */
+    int sim_session_ttl_s;        /* TIPSA sessions */
     /* producer keys */
     int napi_keys;
     struct cfg_api_key api_keys[CFG_MAX_KEYS];

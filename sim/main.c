@@ -32,6 +32,13 @@
 #include "sim.h"
 #include "sim_activation.h"
 #include "sim_admin.h"
+#include "sim_cex.h"
+#include "sim_meli.h"
+#include "sim_mirakl.h"
+#include "sim_ontime.h"
+#include "sim_seur.h"
+#include "sim_tipsa.h"
+#include "sim_webhook.h"
 
 #define LISTEN_BACKLOG 1024
 #define MAX_FLAGS 32
@@ -303,9 +310,20 @@ int main(int argc, char **argv)
     s.act = sim_activation_new();
     sim_pending_init(&s.pending, s.base);
     pending_ready = 1;
+    s.wh = sim_webhook_new(s.base, &s.rng, cfg.sim_webhook_url, cfg.sim_webhook_secret);
+    if (!s.wh) {
+        rc = 2;
+        goto out;
+    }
     sim_http_register(&s);
     sim_activation_register(&s);
-    sim_admin_register(&s);
+    sim_admin_register(&s);              /* before the systems' /admin/<name>/ prefix route */
+    sim_mirakl_register(&s);
+    sim_seur_register(&s);
+    sim_ontime_register(&s);
+    sim_tipsa_register(&s);
+    sim_cex_register(&s);
+    sim_meli_register(&s);
     http_setup(&s);
 
     int port = listen_http(&s, cfg.http_bind, o.ephemeral ? 0 : cfg.sim_port);
@@ -340,6 +358,10 @@ out:
     if (sigint)
         event_free(sigint);
     sim_activation_free(s.act);
+    sim_webhook_free(s.wh);              /* before the systems: messages point at nothing there */
+    for (int i = 0; i < SIM_SYS_N; i++)
+        if (s.sys[i])
+            s.sys[i]->free(s.sys[i]);
     if (s.base)
         event_base_free(s.base);
     if (cfg_loaded)

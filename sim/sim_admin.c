@@ -12,6 +12,7 @@
 #include "mem.h"
 #include "sim.h"
 #include "sim_activation.h"
+#include "sim_webhook.h"
 
 #define USER_ID_MAX 9000000000000000LL
 
@@ -31,7 +32,7 @@ static const struct {
 
 /* ---- low level ------------------------------------------------------------------ */
 
-static int int_of(const cJSON *it, int64_t min, int64_t max, int64_t *out)
+int sim_admin_int_of(const cJSON *it, int64_t min, int64_t max, int64_t *out)
 {
     if (!cJSON_IsNumber(it))
         return -1;
@@ -42,7 +43,7 @@ static int int_of(const cJSON *it, int64_t min, int64_t max, int64_t *out)
     return 0;
 }
 
-static int rate_of(const cJSON *it, double *out)
+int sim_admin_rate_of(const cJSON *it, double *out)
 {
     if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble) || it->valuedouble < 0 ||
         it->valuedouble > 1)
@@ -63,9 +64,39 @@ static int users_of(const cJSON *it, int64_t **users, size_t *n)
     *users = len ? xmalloc((size_t)len * sizeof(**users)) : NULL;
     *n = 0;
     for (const cJSON *u = it->child; u; u = u->next)
-        if (int_of(u, 1, USER_ID_MAX, &(*users)[(*n)++]))
+        if (sim_admin_int_of(u, 1, USER_ID_MAX, &(*users)[(*n)++]))
             return -1;
     return 0;
+}
+
+cJSON *sim_admin_json_or_reply(const struct sim_call *c)
+{
+    const char *body;
+    size_t len;
+    cJSON *root = NULL;
+    if (sim_body(c, &body, &len) != CV_OK) {
+        sim_reply_error(c, 413, cv_rc_str(CV_ERR_TOO_LARGE), "body: over 65536 bytes");
+        return NULL;
+    }
+    root = json_parse(body, len);
+    if (!cJSON_IsObject(root)) {
+        sim_reply_error(c, 400, cv_rc_str(CV_ERR_INVALID), "body: must be a JSON object");
+        cJSON_Delete(root);
+        root = NULL;
+    }
+    return root;
+}
+
+void sim_admin_bad_field(const struct sim_call *c, const char *field, const char *want)
+{
+    char msg[160];
+    if (strcmp(field, "body") == 0)
+        snprintf(msg, sizeof(msg), "body: must be a JSON object");
+    else if (want)
+        snprintf(msg, sizeof(msg), "%s: must be %s", field, want);
+    else                                 /* an untrusted key: cap its length */
+        snprintf(msg, sizeof(msg), "%.48s: not a setting", field);
+    sim_reply_error(c, 400, cv_rc_str(CV_ERR_INVALID), msg);
 }
 
 /* Parse a POST /admin/config body into f (a copy of the live faults) and
@@ -82,21 +113,21 @@ static enum cv_rc parse_config(const cJSON *root, struct sim_faults *f, int64_t 
         const char *k = it->string;
         *field = k;
         if (strcmp(k, "latency_ms") == 0) {
-            if (int_of(it, 0, SIM_LATENCY_MAX_MS, &v))
+            if (sim_admin_int_of(it, 0, SIM_LATENCY_MAX_MS, &v))
                 goto out;
             f->latency_ms = (int)v;
         } else if (strcmp(k, "error_rate") == 0) {
-            if (rate_of(it, &f->error_rate))
+            if (sim_admin_rate_of(it, &f->error_rate))
                 goto out;
         } else if (strcmp(k, "error_status") == 0) {
-            if (int_of(it, SIM_ERROR_STATUS_MIN, SIM_ERROR_STATUS_MAX, &v))
+            if (sim_admin_int_of(it, SIM_ERROR_STATUS_MIN, SIM_ERROR_STATUS_MAX, &v))
                 goto out;
             f->error_status = (int)v;
         } else if (strcmp(k, "timeout_rate") == 0) {
-            if (rate_of(it, &f->timeout_rate))
+            if (sim_admin_rate_of(it, &f->timeout_rate))
                 goto out;
         } else if (strcmp(k, "fail_next") == 0) {
-            if (int_of(it, 0, SIM_FAIL_NEXT_MAX, &f->fail_next))
+            if (sim_admin_int_of(it, 0, SIM_FAIL_NEXT_MAX, &f->fail_next))
                 goto out;
         } else if (strcmp(k, "decline_users") == 0) {
             if (users_of(it, users, nusers))
@@ -154,32 +185,17 @@ static void h_post_config(struct sim *s, const struct sim_call *c)
     int64_t *users = NULL;
     size_t nusers = 0;
     int has_users = 0;
-    const char *body, *field = NULL;
-    size_t len;
-    cJSON *root = NULL;
-    char msg[160];
+    const char *field = NULL;
+    cJSON *root = sim_admin_json_or_reply(c);
 
-    if (sim_body(c, &body, &len) != CV_OK) {
-        sim_reply_error(c, 413, cv_rc_str(CV_ERR_TOO_LARGE), "body: over 65536 bytes");
+    if (!root)
         goto out;
-    }
-    root = json_parse(body, len);
-    if (!root) {
-        sim_reply_error(c, 400, cv_rc_str(CV_ERR_INVALID), "body: not valid JSON");
-        goto out;
-    }
     if (parse_config(root, &f, &users, &nusers, &has_users, &field) != CV_OK) {
         const char *want = NULL;
         for (size_t i = 0; i < NFIELDS; i++)
             if (strcmp(fields[i].key, field) == 0)
                 want = fields[i].want;
-        if (strcmp(field, "body") == 0)
-            snprintf(msg, sizeof(msg), "body: must be a JSON object");
-        else if (want)
-            snprintf(msg, sizeof(msg), "%s: must be %s", field, want);
-        else                             /* an untrusted key: cap its length */
-            snprintf(msg, sizeof(msg), "%.48s: not a setting", field);
-        sim_reply_error(c, 400, cv_rc_str(CV_ERR_INVALID), msg);
+        sim_admin_bad_field(c, field, want);
         goto out;
     }
     s->faults = f;
@@ -208,6 +224,11 @@ static void h_reset(struct sim *s, const struct sim_call *c)
 {
     s->faults = s->faults_start;
     sim_activation_reset(s->act);
+    for (int i = 0; i < SIM_SYS_N; i++)
+        if (s->sys[i])
+            sim_sys_reset(s, s->sys[i]);
+    if (s->wh)
+        sim_webhook_reset(s->wh);
     log_config(s, "sim.reset");
     evbuffer_add_printf(evhttp_request_get_output_buffer(c->req), "{\"status\":\"ok\"}");
     sim_reply(c, 200);

@@ -55,6 +55,15 @@ enum sim_fault sim_faults_decide(struct sim_faults *f, struct sim_rng *r)
     return SIM_FAULT_NONE;
 }
 
+int sim_faults_switch(int64_t *next, double rate, struct sim_rng *r)
+{
+    if (*next > 0) {
+        (*next)--;
+        return 1;
+    }
+    return rate > 0 && sim_rng_unit(r) < rate;
+}
+
 int sim_faults_delay_ms(const struct sim_faults *f, struct sim_rng *r)
 {
     if (f->latency_ms <= 0)

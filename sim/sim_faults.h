@@ -50,6 +50,10 @@ const char *sim_fault_str(enum sim_fault f);
 /* Decide the fault for one call; decrements fail_next when it fires. */
 enum sim_fault sim_faults_decide(struct sim_faults *f, struct sim_rng *r);
 
+/* One "the next N, or this fraction" switch: 1 when it fires. *next counts
+ * down first; a rate of 0 draws nothing. */
+int sim_faults_switch(int64_t *next, double rate, struct sim_rng *r);
+
 /* How long to wait before answering: latency_ms plus 0..10% jitter. */
 int sim_faults_delay_ms(const struct sim_faults *f, struct sim_rng *r);
 

@@ -86,8 +86,9 @@ void sim_send(struct evhttp_request *req, int status, int64_t start_us)
                   log_str(pbuf, path ? path : ""), status,
                   (long long)(clock_mono_us() - start_us));
     }
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-                      "application/json");
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    if (!evhttp_find_header(h, "Content-Type"))      /* SOAP systems set text/xml */
+        evhttp_add_header(h, "Content-Type", "application/json");
     evhttp_send_reply(req, status, reason_of(status), NULL);
 }
 

@@ -15,7 +15,7 @@
 
 #include "rc.h"
 
-#define SIM_ROUTES_MAX 32
+#define SIM_ROUTES_MAX 64
 #define SIM_BODY_MAX_BYTES 65536         /* larger bodies get 413 */
 #define SIM_HTTP_MAX_BODY_BYTES 1048576  /* evhttp's own hard limit (plain 413) */
 #define SIM_HTTP_MAX_HEADERS_BYTES 16384

@@ -160,6 +160,12 @@ size_t sim_table_count(const struct sim_table *t)
     return t->count;
 }
 
+void *sim_table_at(const struct sim_table *t, size_t i)
+{
+    CV_ASSERT(i < t->count);
+    return entry_at(t, (uint32_t)i) + SIM_TABLE_KEY_MAX;
+}
+
 void sim_table_clear(struct sim_table *t)
 {
     for (size_t i = 1; i < t->nchunks; i++)

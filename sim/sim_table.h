@@ -38,6 +38,9 @@ const char *sim_table_key(const void *value);
 
 size_t sim_table_count(const struct sim_table *t);
 
+/* The i-th record added (0 <= i < count), for walks in insertion order. */
+void *sim_table_at(const struct sim_table *t, size_t i);
+
 /* Forget every record; keeps the memory of the first chunk. */
 void sim_table_clear(struct sim_table *t);
 
