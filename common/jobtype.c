@@ -65,6 +65,7 @@ static const struct jobtype_field track_fields[] = {
     { "expedition_id", JTF_REF, 0 },
     { "webhook_id", JTF_TEXT, 0 },
     { "description", JTF_TEXT, 0 },
+    { "terminal", JTF_INT, 0 },     /* 1: an EXCEPTION the carrier calls final */
     { NULL, 0, 0 },
 };
 static const struct jobtype_field poll_fields[] = {

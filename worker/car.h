@@ -59,6 +59,10 @@ struct car {
     /* 1 found (out set), 0 not found, -1 no usable answer. */
     int (*lookup_parse)(const struct ups_call *c, struct car_shipment *out);
     httpc_body_check body_check;   /* errors inside a 2xx (Correos Express, SOAP) */
+    /* The carrier's own status code as enum otrack (-1 when unknown); sets
+     * *terminal for a final exception. NULL: the code is already ours
+     * (otrack_parse). */
+    int (*status_map)(const char *code, int *terminal);
 };
 
 /* The carrier called name, or NULL. */

@@ -140,4 +140,5 @@ static int lookup_parse(const struct ups_call *c, struct car_shipment *out)
 const struct car car_seur = {
     "seur", "SEUR", "https://www.seur.com/livetracking/?segOnlineIdentificador=",
     CFG_UPS_SEUR, &seur_auth, NULL, 0, create_req, create_parse, lookup_req, lookup_parse, NULL,
+    NULL,
 };

@@ -95,6 +95,10 @@ void wrk_follow(struct wrk_ctx *ctx, const struct job *parent, struct wrk_result
 
 void h_noop(struct wrk_ctx *ctx, struct job **jobs, size_t n, struct wrk_result *res);
 void h_activation(struct wrk_ctx *ctx, struct job **jobs, size_t n, struct wrk_result *res);
+void h_order_fetch(struct wrk_ctx *ctx, struct job **jobs, size_t n, struct wrk_result *res);
+void h_carrier_post(struct wrk_ctx *ctx, struct job **jobs, size_t n, struct wrk_result *res);
+void h_tracking_event(struct wrk_ctx *ctx, struct job **jobs, size_t n, struct wrk_result *res);
+void h_tracking_push(struct wrk_ctx *ctx, struct job **jobs, size_t n, struct wrk_result *res);
 /* h_activation's payload check on its own (tests/fuzz/fuzz_job.c): 0 and the
  * lower-cased transaction id, user and offer when j's payload is valid. */
 int h_activation_parse(const struct job *j, char txn[UUID_STR_LEN], int64_t *user_id,

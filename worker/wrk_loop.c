@@ -46,6 +46,10 @@
 static const wrk_handler_fn handler_fns[JT_N] = {
     [JT_NOOP] = h_noop,
     [JT_ACTIVATION] = h_activation,
+    [JT_ORDER_FETCH] = h_order_fetch,
+    [JT_CARRIER_POST] = h_carrier_post,
+    [JT_TRACKING_EVENT] = h_tracking_event,
+    [JT_TRACKING_PUSH] = h_tracking_push,
 };
 static struct wrk_handler handlers[JT_N];
 
