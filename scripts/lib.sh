@@ -526,3 +526,23 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     [ $# -gt 0 ] || { echo "usage: $0 FUNCTION [ARGS...]" >&2; exit 2; }
     "$@"
 fi
+
+# ---- the order pipeline against conveyor-sim ------------------------------------------------
+
+# pipeline_env SIM_PORT API_PORT: export what conveyor-api, conveyor-worker and conveyor-sim
+# need so that the order pipeline talks to the simulator: every upstream's URL on the sim's
+# port, the demo credentials and webhook secret of deploy/demo.env, and the sim's webhook
+# target (the API). A variable already set wins (an operator's own credentials).
+pipeline_env() {
+    local sim=$1 api=$2 line name value up prefix
+    while IFS= read -r line; do
+        case $line in '' | '#'*) continue ;; esac
+        name=${line%%=*} value=${line#*=}
+        [ -n "${!name:-}" ] || export "$name=$value"
+    done <"$CV_ROOT/deploy/demo.env"
+    for up in MIRAKL:mirakl TIPSA:tipsa SEUR:seur CORREOS_EXPRESS:cex ONTIME:ontime MELI:meli; do
+        name=CONVEYOR_UPSTREAMS_${up%%:*}_URL prefix=${up#*:}
+        [ -n "${!name:-}" ] || export "$name=http://127.0.0.1:$sim/$prefix"
+    done
+    [ -n "${CONVEYOR_SIM_WEBHOOK_URL:-}" ] || export CONVEYOR_SIM_WEBHOOK_URL="http://127.0.0.1:$api"
+}

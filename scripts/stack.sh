@@ -31,6 +31,7 @@ BIN=$ROOT/bin
 export CV_STATE_DIR=$VAR
 NWORKERS=${STACK_WORKERS:-2}
 CONCURRENCY=${STACK_CONCURRENCY:-32}
+WORKER_TYPES=${STACK_WORKER_TYPES:-activation,noop,order-fetch,carrier-post,tracking-event,tracking-push}
 
 die() { cv_err "$*"; exit 1; }
 
@@ -72,6 +73,7 @@ export_env() {
     export CONVEYOR_SIM_PORT=$SIM_PORT
     export CONVEYOR_ACTIVATION_URL="http://127.0.0.1:$SIM_PORT"
     export CONVEYOR_LOG_LEVEL=${CONVEYOR_LOG_LEVEL:-info}
+    pipeline_env "$SIM_PORT" "$API_PORT"
     if [ -z "${CONVEYOR_CONFIG:-}" ] && [ -r "$ROOT/conveyor.cfg" ]; then
         export CONVEYOR_CONFIG=$ROOT/conveyor.cfg
     fi
@@ -186,7 +188,7 @@ up_steps() {
     for ((i = 1; i <= NWORKERS; i++)); do
         proc_up "worker-$i" && continue
         start_bg "worker-$i" "$LOG/worker-$i.log" "$BIN/conveyor-worker" \
-            --types activation,noop --concurrency "$CONCURRENCY" && go_on || return 1
+            --types "$WORKER_TYPES" --concurrency "$CONCURRENCY" && go_on || return 1
     done
     wait_http "http://127.0.0.1:$SIM_PORT/health" 20 || { log_tail "$LOG/sim.log"; return 1; }
     wait_http "http://127.0.0.1:$API_PORT/health" 20 || { log_tail "$LOG/api.log"; return 1; }
