@@ -34,8 +34,11 @@ struct ups_log {
 };
 
 static const char *const secret_words[] = {
-    "token", "key", "secret", "pass", "signature", "auth", "session", "sid", "code", NULL,
+    "token", "key", "secret", "pass", "signature", "auth", "session", NULL,
 };
+/* Names that hide their value only when they are the whole name: "code" (an
+ * OAuth authorization code) must not hide order_state_codes. */
+static const char *const secret_names[] = { "code", "sid", NULL };
 
 static int secret_name(const char *name, size_t len)
 {
@@ -47,6 +50,10 @@ static int secret_name(const char *name, size_t len)
     low[len] = '\0';
     for (int i = 0; secret_words[i]; i++) {
         if (strstr(low, secret_words[i]))
+            return 1;
+    }
+    for (int i = 0; secret_names[i]; i++) {
+        if (strcmp(low, secret_names[i]) == 0)
             return 1;
     }
     return 0;

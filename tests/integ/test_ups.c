@@ -466,6 +466,10 @@ Test(ups, url_redaction)
     cr_assert_str_eq(out, "http://h/p?flag&password=***&q=ok");
     ups_url_redact("http://h/a@b/c", out, sizeof(out));
     cr_assert_str_eq(out, "http://h/a@b/c", "an @ in the path is no userinfo");
+    ups_url_redact("http://h/api/orders?order_state_codes=SHIPPING&code=abc&sid=9", out,
+                   sizeof(out));
+    cr_assert_str_eq(out, "http://h/api/orders?order_state_codes=SHIPPING&code=***&sid=***",
+                     "code and sid hide only as whole names");
 }
 
 /* ---- error notification ------------------------------------------------- */
