@@ -171,6 +171,7 @@ enum api_auth {
                                    * key may use its type, else 404 (ids cannot be probed) */
     API_AUTH_ACTIVATION,          /* the activation scope (seed endpoints) */
     API_AUTH_OPERATOR,            /* the operator scope (queues, workers, dead letters) */
+    API_AUTH_ORDERS,              /* the orders scope (order reads, orchestrator routes) */
 };
 
 typedef void (*api_handler)(struct req *r);
@@ -215,6 +216,8 @@ struct req {
     int pending_err;              /* a pipelined write failed */
     int pub_calling;              /* inside broker_publish (batch): a callback now = unsent */
     struct job *pending_job;      /* built, waiting for a check before it is published */
+    struct sbuf *acc;             /* a reply assembled over several queries (freed with r) */
+    char key_param[128];          /* a path or query value kept across async calls */
     int batch_idem;               /* the batch had an Idempotency-Key */
     size_t batch_n;
     char (*batch_ids)[UUID_STR_LEN]; /* the batch's ids, for an unknown-outcome reply */
@@ -348,6 +351,15 @@ void api_h_queues(struct req *r);
 void api_h_workers(struct req *r);
 /* api_activation.c */
 void api_h_activation_create(struct req *r);
+
+/* ---- orders (api_orders.c) ---------------------------------------------------------- */
+void api_h_orders_fetch(struct req *r);
+void api_h_orders_post(struct req *r);
+void api_h_orders_push(struct req *r);
+void api_h_orders_view(struct req *r);
+void api_h_orders_ops(struct req *r);
+void api_h_orders_csv(struct req *r);
+void api_h_order_get(struct req *r);
 
 /* ---- inbound webhooks (api_webhook.c) ---------------------------------------------- */
 /* Parse the webhook allowlists and trusted proxies into g; -1 after printing why. */

@@ -97,6 +97,21 @@ static const struct api_route routes[] = {
     { EVHTTP_REQ_GET, "/ready", API_AUTH_NONE, api_h_ready, "GET /ready", 0 },
     { EVHTTP_REQ_GET, "/metrics", API_AUTH_NONE, api_h_metrics, "GET /metrics", 0 },
     { EVHTTP_REQ_GET, "/api/v1/health", API_AUTH_NONE, api_h_ready, "GET /api/v1/health", 0 },
+    /* seed 004: the orchestrator and its read side (the orders scope) */
+    { EVHTTP_REQ_POST, "/api/v1/orchestrator/fetch-orders", API_AUTH_ORDERS, api_h_orders_fetch,
+      "POST /api/v1/orchestrator/fetch-orders", 0 },
+    { EVHTTP_REQ_POST, "/api/v1/orchestrator/post-to-carrier", API_AUTH_ORDERS,
+      api_h_orders_post, "POST /api/v1/orchestrator/post-to-carrier", 0 },
+    { EVHTTP_REQ_POST, "/api/v1/orchestrator/push-tracking-to-mirakl", API_AUTH_ORDERS,
+      api_h_orders_push, "POST /api/v1/orchestrator/push-tracking-to-mirakl", 0 },
+    { EVHTTP_REQ_GET, "/api/v1/logs/orders-view", API_AUTH_ORDERS, api_h_orders_view,
+      "GET /api/v1/logs/orders-view", 0 },
+    { EVHTTP_REQ_GET, "/api/v1/logs/operations", API_AUTH_ORDERS, api_h_orders_ops,
+      "GET /api/v1/logs/operations", 0 },
+    { EVHTTP_REQ_GET, "/api/v1/logs/exports/orders-view.csv", API_AUTH_ORDERS,
+      api_h_orders_csv, "GET /api/v1/logs/exports/orders-view.csv", 0 },
+    { EVHTTP_REQ_GET, "/api/v1/orders/{id}", API_AUTH_ORDERS, api_h_order_get,
+      "GET /api/v1/orders/{id}", 0 },
     /* webhooks carry their own proof: a signature, a source address */
     { EVHTTP_REQ_POST, "/api/v1/carriers/{carrier}/webhook", API_AUTH_NONE,
       api_h_carrier_webhook, "POST /api/v1/carriers/{carrier}/webhook", 0 },
@@ -420,6 +435,11 @@ void api_req_release(struct req *r)
         api_reply_err(r, CV_ERR_INTERNAL, NULL, NULL);
     }
     free(r->batch_ids);
+    job_free(r->pending_job);
+    if (r->acc) {
+        sbuf_cleanup(r->acc);
+        free(r->acc);
+    }
     r->t->inflight--;
     free(r);
 }
@@ -448,6 +468,7 @@ static int scope_or_reply(struct req *r, const struct api_route *hit)
     }
     case API_AUTH_ACTIVATION: scope = AUTH_SCOPE_ACTIVATION; break;
     case API_AUTH_OPERATOR: scope = AUTH_SCOPE_OPERATOR; break;
+    case API_AUTH_ORDERS: scope = AUTH_SCOPE_ORDERS; break;
     case API_AUTH_JOB_TYPE:
     case API_AUTH_NONE: return 0;
     }

@@ -148,7 +148,7 @@ enum cv_rc jobopt_make(const struct cfg *c, const struct jobtype *t, const struc
         j = NULL;
     } else if (canon.len) {
         job_set_payload(j, canon.p, canon.len);
-    } else if (raw) {
+    } else if (raw && rawlen) {
         job_set_payload(j, raw, rawlen);
     } else {
         size_t n;

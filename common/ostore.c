@@ -574,9 +574,13 @@ out:
     "        (timestamptz 'epoch' + $2::bigint * interval '1 microsecond', $3::text))"       \
     " ORDER BY o.updated_at, o.order_id LIMIT $4::int"
 
+const char ostore_sql_list[] = LIST_SQL;
+const char ostore_sql_get[] = GET_SQL;
+const char ostore_sql_ops[] = OPS_SQL;
+
 /* A cursor is "<updated_at in epoch microseconds>:<order_id>" of the last row
  * seen: exact (timestamptz has microseconds) and opaque to clients. */
-static int cursor_split(const char *cursor, char us[24], const char **id)
+int ostore_cursor_split(const char *cursor, char us[24], const char **id)
 {
     const char *colon = strchr(cursor, ':');
     size_t n = colon ? (size_t)(colon - cursor) : 0;
@@ -603,7 +607,7 @@ enum cv_rc ostore_list(struct db *d, const char *state, const char *cursor, int 
     *next_cursor = NULL;
     if (state && ostate_parse(state) < 0)
         goto out;
-    if (cursor && cursor_split(cursor, us, &after_id))
+    if (cursor && ostore_cursor_split(cursor, us, &after_id))
         goto out;
     if (limit < 1)
         limit = 1;

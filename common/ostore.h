@@ -240,6 +240,20 @@ enum cv_rc ostore_find(struct db *d, const char *ref, char **order_id);
 enum cv_rc ostore_list(struct db *d, const char *state, const char *cursor, int limit,
                        struct ostore_order **orders, size_t *n, char **next_cursor);
 
+/* The read side's statements, for a caller with its own connection (the API's
+ * asynchronous one): the same SQL as ostore_list and ostore_get.
+ *   ostore_sql_list  $1 state or NULL, $2 cursor microseconds or NULL, $3 cursor
+ *                    order id, $4 limit; the order columns plus cur_us (the next
+ *                    cursor is "<cur_us>:<order_id>" of the last row)
+ *   ostore_sql_get   $1 order id
+ *   ostore_sql_ops   $1 order id, $2 limit: its operations, oldest first */
+extern const char ostore_sql_list[];
+extern const char ostore_sql_get[];
+extern const char ostore_sql_ops[];
+/* Split a cursor into its microseconds and order id (pointing into cursor);
+ * -1 when malformed. */
+int ostore_cursor_split(const char *cursor, char us[24], const char **id);
+
 /* ---- communication log ----------------------------------------------------------------- */
 
 /* One outbound call. url must carry no secret; no header is stored. */

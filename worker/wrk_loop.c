@@ -171,8 +171,8 @@ static size_t check_payloads(const struct wrk_handler *h, struct job **group,
         sbuf_reset(&canon);
         if (jobtype_check_text(h->jt, group[k]->payload, group[k]->payload_len, group[k]->id,
                                &canon, &field, &why) != CV_OK) {
-            wrk_fail(&res[gidx[k]], CV_ERR_PERMANENT, "payload: %s %s", field ? field : "",
-                     why);
+            wrk_fail(&res[gidx[k]], CV_ERR_PERMANENT, "payload%s%s: %s", field ? "." : "",
+                     field ? field : "", why);
             continue;
         }
         group[kept] = group[k];
