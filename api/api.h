@@ -353,6 +353,7 @@ void api_h_workers(struct req *r);
 void api_h_activation_create(struct req *r);
 
 /* ---- orders (api_orders.c) ---------------------------------------------------------- */
+void api_h_health_v1(struct req *r);
 void api_h_orders_fetch(struct req *r);
 void api_h_orders_post(struct req *r);
 void api_h_orders_push(struct req *r);

@@ -269,3 +269,120 @@ void api_metrics_free(struct api_thread *t)
     free(m);
     t->metrics = NULL;
 }
+
+/* ==== /api/v1/health: readiness plus every upstream =========================== */
+
+/* The workers note each upstream's last call in ups:{name}:last and keep its
+ * circuit in ups:{name}:br (common/ups.c, ups_breaker.c); this reads both
+ * for every configured upstream, pipelined, and answers once all are in. An
+ * upstream is "reachable" when its last call got a complete answer (any
+ * status: it answered), unknown when no worker has called it yet. */
+struct ups_probe {
+    struct req *r;
+    int id;
+    int part;               /* 0 last, 1 breaker */
+};
+
+static const char *hash_field(const struct rds_reply *h, const char *k)
+{
+    size_t n = rds_reply_len(h);
+    for (size_t i = 0; i + 1 < n; i += 2) {
+        const char *f = rds_reply_at_str(h, i);
+        if (f && strcmp(f, k) == 0)
+            return rds_reply_at_str(h, i + 1);
+    }
+    return NULL;
+}
+
+static void v1_reply(struct req *r)
+{
+    int redis = redis_up(r->t), pg = r->t->db && db_async_connected(r->t->db);
+    struct sbuf *b = r->acc;
+    sbuf_adds(b, "}");
+    struct sbuf out;
+    sbuf_init(&out);
+    sbuf_add(&out, "{", 1);
+    api_json_str(&out, "status", redis && pg ? "ready" : "not_ready", 1);
+    api_json_str(&out, "redis", redis ? "up" : "down", 0);
+    api_json_str(&out, "postgres", pg ? "up" : "down", 0);
+    sbuf_adds(&out, ",\"upstreams\":");
+    sbuf_add(&out, b->p, b->len);
+    sbuf_add(&out, "}", 1);
+    api_reply_json(r, redis && pg ? 200 : 503, &out);
+    sbuf_cleanup(&out);
+}
+
+static void on_ups(const struct rds_reply *reply, void *arg)
+{
+    struct ups_probe *p = arg;
+    struct req *r = p->r;
+    struct sbuf *b = r->acc;
+    const char *name = cfg_ups_name(p->id);
+    if (p->part == 0) {
+        const char *cls = reply ? hash_field(reply, "class") : NULL;
+        sbuf_adds(b, b->len > 1 ? "," : "");
+        sbuf_add_json_str(b, name);
+        sbuf_adds(b, ":{");
+        if (!cls)
+            sbuf_adds(b, "\"reachable\":null");
+        else
+            sbuf_addf(b, "\"reachable\":%s",
+                      strcmp(cls, "not_sent") && strcmp(cls, "unknown") ? "true" : "false");
+        const char *lat = hash_field(reply, "latency_ms"), *st = hash_field(reply, "status");
+        const char *at = hash_field(reply, "at_ms"), *ok = hash_field(reply, "ok_at_ms");
+        api_json_num_text(b, "last_latency_ms", lat ? lat : "null", 0);
+        api_json_num_text(b, "last_status", st ? st : "null", 0);
+        api_json_str_or_null(b, "last_class", cls, 0);
+        api_json_time(b, "last_call_at", at ? atoll(at) : 0, 0);
+        api_json_time(b, "last_ok_at", ok ? atoll(ok) : 0, 0);
+    } else {
+        const char *state = reply ? hash_field(reply, "state") : NULL;
+        const char *opened = reply ? hash_field(reply, "opened_at") : NULL;
+        const char *circuit = "closed";
+        if (state && strcmp(state, "open") == 0)
+            circuit = opened && clock_wall_ms() >= atoll(opened) +
+                                                       r->t->cfg->ups[p->id].breaker_open_ms
+                          ? "half_open"
+                          : "open";
+        api_json_str(b, "circuit", reply ? circuit : "unknown", 0);
+        sbuf_add(b, "}", 1);
+    }
+    free(p);
+    if (--r->writes_left == 0)
+        v1_reply(r);
+    api_req_release(r);
+}
+
+void api_h_health_v1(struct req *r)
+{
+    r->acc = xcalloc(1, sizeof(*r->acc));
+    sbuf_init(r->acc);
+    sbuf_add(r->acc, "{", 1);
+    if (!r->t->rds || r->t->closing) {
+        v1_reply(r);
+        return;
+    }
+    for (int i = 0; i < CFG_UPS_N; i++)
+        if (r->t->cfg->ups[i].url && r->t->cfg->ups[i].url[0])
+            r->writes_left += 2;
+    if (r->writes_left == 0) {
+        v1_reply(r);
+        return;
+    }
+    /* Redis answers in order: each upstream's "last" then its breaker */
+    for (int i = 0; i < CFG_UPS_N; i++) {
+        if (!r->t->cfg->ups[i].url || !r->t->cfg->ups[i].url[0])
+            continue;
+        for (int part = 0; part < 2; part++) {
+            struct ups_probe *p = xcalloc(1, sizeof(*p));
+            char key[96];
+            p->r = r;
+            p->id = i;
+            p->part = part;
+            snprintf(key, sizeof(key), "ups:%s:%s", cfg_ups_name(i), part ? "br" : "last");
+            const char *argv[] = { "HGETALL", key };
+            api_req_hold(r);
+            rds_async_cmd(r->t->rds, on_ups, p, 2, argv, NULL);
+        }
+    }
+}

@@ -96,7 +96,8 @@ static const struct api_route routes[] = {
     { EVHTTP_REQ_GET, "/health", API_AUTH_NONE, api_h_health, "GET /health", 0 },
     { EVHTTP_REQ_GET, "/ready", API_AUTH_NONE, api_h_ready, "GET /ready", 0 },
     { EVHTTP_REQ_GET, "/metrics", API_AUTH_NONE, api_h_metrics, "GET /metrics", 0 },
-    { EVHTTP_REQ_GET, "/api/v1/health", API_AUTH_NONE, api_h_ready, "GET /api/v1/health", 0 },
+    { EVHTTP_REQ_GET, "/api/v1/health", API_AUTH_NONE, api_h_health_v1, "GET /api/v1/health",
+      0 },
     /* seed 004: the orchestrator and its read side (the orders scope) */
     { EVHTTP_REQ_POST, "/api/v1/orchestrator/fetch-orders", API_AUTH_ORDERS, api_h_orders_fetch,
       "POST /api/v1/orchestrator/fetch-orders", 0 },

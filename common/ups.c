@@ -11,6 +11,7 @@
 #include "clock.h"
 #include "log.h"
 #include "mem.h"
+#include "rds.h"
 #include "uuid.h"
 
 #define DEFAULT_TIMEOUT_MS 10000
@@ -373,6 +374,32 @@ static void retry_auth(struct ups *u, struct ups_call *calls, size_t n, const in
     free(idx);
 }
 
+/* What /api/v1/health shows of this upstream: the last call of the batch that
+ * was made (when, how long, what came back) and the last success, in the hash
+ * ups:{name}:last (one write per batch). */
+static void note_last(struct ups *u, const struct ups_call *calls, size_t n, const int *go)
+{
+    const struct ups_call *last = NULL, *ok = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (!go[i] || calls[i].outcome != UPS_DONE)
+            continue;
+        last = &calls[i];
+        if (calls[i].cls == HTTPC_OK)
+            ok = &calls[i];
+    }
+    if (!last)
+        return;
+    char key[96], at[24], lat[24], st[16];
+    snprintf(key, sizeof(key), "ups:%s:last", u->conf.name);
+    snprintf(at, sizeof(at), "%lld", (long long)clock_wall_ms());
+    snprintf(lat, sizeof(lat), "%lld", (long long)last->duration_ms);
+    snprintf(st, sizeof(st), "%d", last->status);
+    const char *argv[] = { "HSET", key, "at_ms", at, "latency_ms", lat, "status", st, "class",
+                           httpc_class_str(last->cls), "ok_at_ms", at };
+    struct rds_reply *r = rds_cmd(u->rds, ok ? 12 : 10, argv, NULL);
+    rds_reply_free(r);
+}
+
 void ups_run(struct ups *u, struct ups_call *calls, size_t n)
 {
     int *go = xcalloc(n ? n : 1, sizeof(*go));
@@ -409,6 +436,7 @@ void ups_run(struct ups *u, struct ups_call *calls, size_t n)
                 ups_breaker_record(u, calls[i].cls, i == probe);
         }
     }
+    note_last(u, calls, n, go);
     free(token);
     free(go);
     free(wait_at);

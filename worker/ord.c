@@ -56,6 +56,23 @@ void ord_release(struct wrk_ctx *ctx, const struct job *j, const char *order_id)
         LOG_WARN("order.release_failed", "order_id=%s job_id=%s", order_id, j->id);
 }
 
+/* Seed 000's error notification: an order that ends FAILED_* is announced on
+ * the notify upstream (a Slack-compatible webhook), at most
+ * upstreams.notify.rate_per_min a minute across the fleet (10 when unset).
+ * Off while upstreams.notify.url is empty. */
+static void notify_failed(struct wrk_ctx *ctx, const struct ostore_change *c)
+{
+    const struct cfg_upstream *n = &ctx->cfg->ups[CFG_UPS_NOTIFY];
+    if (!n->url || !n->url[0])
+        return;
+    char text[512];
+    snprintf(text, sizeof(text), "order %s is %s: %s", c->order_id, ostate_str(c->to),
+             c->message ? c->message : "");
+    struct ups *u = wrk_ups(ctx, CFG_UPS_NOTIFY);
+    ups_notify_failure(ctx->rds, ctx->http, ups_conf_of(u),
+                       n->rate_per_min > 0 ? n->rate_per_min : 10, text);
+}
+
 enum cv_rc ord_move(struct wrk_ctx *ctx, const struct job *j, struct ostore_change *c,
                     struct ostore_moved *moved, struct wrk_result *r)
 {
@@ -71,6 +88,9 @@ enum cv_rc ord_move(struct wrk_ctx *ctx, const struct job *j, struct ostore_chan
     }
     switch (moved->result) {
     case OSTORE_OK:
+        if (ostate_failed(c->to))
+            notify_failed(ctx, c);
+        return CV_OK;
     case OSTORE_SAME: return CV_OK;
     case OSTORE_FENCED:
         wrk_fail(r, CV_ERR_FENCED, "fenced moving order %s", c->order_id);
