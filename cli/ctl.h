@@ -40,6 +40,10 @@ int ctl_queues(const struct cfg *c, int argc, char **argv);
 int ctl_workers(const struct cfg *c, int argc, char **argv);
 /* ctl_held.c */
 int ctl_held(const struct cfg *c, int argc, char **argv);
+/* ctl_orders.c */
+int ctl_orders(const struct cfg *c, int argc, char **argv);
+int ctl_order(const struct cfg *c, int argc, char **argv);
+int ctl_ops(const struct cfg *c, int argc, char **argv);
 /* ctl_hash.c: needs no config. */
 int ctl_hash_key(int argc, char **argv);
 

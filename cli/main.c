@@ -30,6 +30,11 @@ static const char usage_text[] =
     "                       publish one job (JSON default {}, - reads stdin);\n"
     "                       prints its id, or \"duplicate of ID\"\n"
     "  status ID            the job's status as JSON\n"
+    "  orders [--state S] [--limit N] [--json]\n"
+    "                       orders of the pipeline, by state\n"
+    "  order ID [--json]    one order and its operations\n"
+    "  ops tail [--order ID] [--limit N] [--follow] [--json]\n"
+    "                       the operations log\n"
     "  dead [--type T] [--limit N]\n"
     "                       dead-letter jobs, newest first (default limit 100):\n"
     "                       id type state[(held)] attempt last_error\n"
@@ -107,7 +112,8 @@ static const struct cmd cmds[] = {
     { "migrate", ctl_migrate }, { "seed", ctl_seed },     { "submit", ctl_submit },
     { "status", ctl_status },   { "dead", ctl_dead },     { "retry", ctl_retry },
     { "queues", ctl_queues },   { "workers", ctl_workers }, { "purge", ctl_purge },
-    { "held", ctl_held },
+    { "held", ctl_held },       { "orders", ctl_orders }, { "order", ctl_order },
+    { "ops", ctl_ops },
 };
 
 int main(int argc, char **argv)

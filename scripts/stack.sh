@@ -74,6 +74,8 @@ export_env() {
     export CONVEYOR_ACTIVATION_URL="http://127.0.0.1:$SIM_PORT"
     export CONVEYOR_LOG_LEVEL=${CONVEYOR_LOG_LEVEL:-info}
     pipeline_env "$SIM_PORT" "$API_PORT"
+    # the order pipeline runs by itself: a fetch every 5 s (one per period, fleet-wide)
+    export CONVEYOR_JOBS_TYPES_ORDER_FETCH_EVERY_S=${CONVEYOR_JOBS_TYPES_ORDER_FETCH_EVERY_S:-5}
     if [ -z "${CONVEYOR_CONFIG:-}" ] && [ -r "$ROOT/conveyor.cfg" ]; then
         export CONVEYOR_CONFIG=$ROOT/conveyor.cfg
     fi
@@ -391,6 +393,8 @@ cmd_run() {
     echo
     [ "$STOP" = 0 ] || { run_stop; return; }
     noop_report "$out/noop-ids"
+    orders_demo
+    [ "$STOP" = 0 ] || { run_stop; return; }
     echo "conveyor: transactions by status"
     psql "$CONVEYOR_PG_DSN" -Xq \
         -c 'SELECT status, count(*) FROM transactions GROUP BY status ORDER BY status' 2>&1 |
@@ -406,6 +410,52 @@ cmd_run() {
         wait "$SLEEPER" || true
     done
     run_stop
+}
+
+# orders_state_line: the orders per state, one line.
+orders_state_line() {
+    sql "SELECT string_agg(s || ' ' || coalesce(n, 0), ' | ' ORDER BY o) FROM
+           (VALUES (1,'PENDING_POST'),(2,'POSTED'),(3,'AWAITING_TRACKING'),(4,'TRACKED'),
+                   (5,'MIRAKL_OK'),(6,'COMPLETE'),(7,'FAILED_POST'),(8,'FAILED_TRACKING'),
+                   (9,'FAILED_PUSH')) v(o, s)
+           LEFT JOIN (SELECT internal_state, count(*) n FROM orders GROUP BY 1) c
+             ON c.internal_state = v.s" 2>/dev/null
+}
+
+# orders_demo: new marketplace orders in the simulator, fetched by the schedule (and once
+# at once), posted to their carriers, tracked by signed webhooks, pushed back to Mirakl:
+# the states move on screen until every order is COMPLETE or failed. Then the simulator
+# keeps making one order a second, so the pipeline keeps flowing while the stack runs.
+orders_demo() {
+    local n=${STACK_ORDERS:-40} deadline_s=${STACK_RUN_DEADLINE_S:-180} deadline before done
+    before=$(sql "SELECT count(*) FROM orders WHERE internal_state IN
+                  ('COMPLETE','FAILED_POST','FAILED_TRACKING','FAILED_PUSH')" 2>/dev/null) ||
+        before=0
+    echo "conveyor: the order pipeline: $n Mirakl orders -> carriers -> tracking -> Mirakl"
+    curl -fsS --max-time 10 -X POST -d "{\"generate\":$n,\"seed\":$RANDOM}" \
+        "$CONVEYOR_SIM_URL/admin/mirakl/orders" >/dev/null 2>&1 ||
+        { cv_err "the simulator refused to make orders"; return 0; }
+    curl -fsS --max-time 10 -X POST -H "Authorization: Bearer $CONVEYOR_API_KEY" \
+        "$CONVEYOR_API_URL/api/v1/orchestrator/fetch-orders" >/dev/null 2>&1 || true
+    deadline=$(($(now_s) + deadline_s))
+    while [ "$STOP" = 0 ]; do
+        done=$(sql "SELECT count(*) FROM orders WHERE internal_state IN
+                    ('COMPLETE','FAILED_POST','FAILED_TRACKING','FAILED_PUSH')" 2>/dev/null) ||
+            done=$before
+        printf '\r  %s   ' "$(orders_state_line)"
+        [ $((done - before)) -ge "$n" ] && break
+        if [ "$(now_s)" -ge "$deadline" ]; then
+            echo
+            cv_err "only $((done - before)) of $n orders finished within ${deadline_s}s"
+            break
+        fi
+        sleep 1
+    done
+    echo
+    curl -fsS --max-time 10 -X POST -d '{"per_second":1}' \
+        "$CONVEYOR_SIM_URL/admin/mirakl/order_rate" >/dev/null 2>&1 || true
+    echo "conveyor: Mirakl now makes one order a second; watch them: conveyorctl orders," \
+        "conveyorctl ops tail --follow, or GET /api/v1/logs/orders-view"
 }
 
 # noop_report IDS_FILE: the states of the noop jobs, asked of GET /v1/jobs/{id} for a sample
