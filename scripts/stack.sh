@@ -412,13 +412,14 @@ cmd_run() {
     run_stop
 }
 
-# orders_state_line: the orders per state, one line.
+# orders_state_line [LIKE]: the orders (whose id is LIKE the pattern) per state, one line.
 orders_state_line() {
     sql "SELECT string_agg(s || ' ' || coalesce(n, 0), ' | ' ORDER BY o) FROM
            (VALUES (1,'PENDING_POST'),(2,'POSTED'),(3,'AWAITING_TRACKING'),(4,'TRACKED'),
                    (5,'MIRAKL_OK'),(6,'COMPLETE'),(7,'FAILED_POST'),(8,'FAILED_TRACKING'),
                    (9,'FAILED_PUSH')) v(o, s)
-           LEFT JOIN (SELECT internal_state, count(*) n FROM orders GROUP BY 1) c
+           LEFT JOIN (SELECT internal_state, count(*) n FROM orders
+                       WHERE order_id LIKE '${1:-%}' GROUP BY 1) c
              ON c.internal_state = v.s" 2>/dev/null
 }
 
@@ -427,26 +428,30 @@ orders_state_line() {
 # the states move on screen until every order is COMPLETE or failed. Then the simulator
 # keeps making one order a second, so the pipeline keeps flowing while the stack runs.
 orders_demo() {
-    local n=${STACK_ORDERS:-40} deadline_s=${STACK_RUN_DEADLINE_S:-180} deadline before done
-    before=$(sql "SELECT count(*) FROM orders WHERE internal_state IN
-                  ('COMPLETE','FAILED_POST','FAILED_TRACKING','FAILED_PUSH')" 2>/dev/null) ||
-        before=0
+    local n=${STACK_ORDERS:-40} deadline_s=${STACK_RUN_DEADLINE_S:-180} deadline done i run
+    local weights=(0.4 2.5 7.5 3.1) countries=(ES ES ES PT) list=
+    # ids of this run only: a database kept from an earlier stack holds older orders
+    run=DEMO-$(date +%s)
+    for ((i = 1; i <= n; i++)); do
+        list+="${list:+,}{\"order_id\":\"$run-$i\",\"weight\":${weights[i % 4]},"
+        list+="\"country_iso_code\":\"${countries[(i / 4) % 4]}\"}"
+    done
     echo "conveyor: the order pipeline: $n Mirakl orders -> carriers -> tracking -> Mirakl"
-    curl -fsS --max-time 10 -X POST -d "{\"generate\":$n,\"seed\":$RANDOM}" \
+    curl -fsS --max-time 10 -X POST -d "{\"orders\":[$list]}" \
         "$CONVEYOR_SIM_URL/admin/mirakl/orders" >/dev/null 2>&1 ||
         { cv_err "the simulator refused to make orders"; return 0; }
     curl -fsS --max-time 10 -X POST -H "Authorization: Bearer $CONVEYOR_API_KEY" \
         "$CONVEYOR_API_URL/api/v1/orchestrator/fetch-orders" >/dev/null 2>&1 || true
     deadline=$(($(now_s) + deadline_s))
     while [ "$STOP" = 0 ]; do
-        done=$(sql "SELECT count(*) FROM orders WHERE internal_state IN
-                    ('COMPLETE','FAILED_POST','FAILED_TRACKING','FAILED_PUSH')" 2>/dev/null) ||
-            done=$before
-        printf '\r  %s   ' "$(orders_state_line)"
-        [ $((done - before)) -ge "$n" ] && break
+        done=$(sql "SELECT count(*) FROM orders WHERE order_id LIKE '$run-%' AND internal_state
+                    IN ('COMPLETE','FAILED_POST','FAILED_TRACKING','FAILED_PUSH')" 2>/dev/null) ||
+            done=0
+        printf '\r  %s   ' "$(orders_state_line "$run-%")"
+        [ "$done" -ge "$n" ] && break
         if [ "$(now_s)" -ge "$deadline" ]; then
             echo
-            cv_err "only $((done - before)) of $n orders finished within ${deadline_s}s"
+            cv_err "only $done of $n orders finished within ${deadline_s}s"
             break
         fi
         sleep 1
