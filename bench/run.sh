@@ -8,7 +8,9 @@
 #   noop drain            200k queued noop jobs drained by 1, then 2 workers (+ worker RSS)
 #   activation            20k queued activations through 2 workers, PostgreSQL and the sim
 #   submit->done latency  noop jobs POSTed at a steady rate while 2 workers run: p50/p99
-# Knobs: BENCH_SECONDS (5), BENCH_NOOP (200000), BENCH_ACTIVATIONS (20000).
+#   order pipeline        fetch to COMPLETE through one worker, sim at 0 and 50 ms per call
+# Knobs: BENCH_SECONDS (5), BENCH_NOOP (200000), BENCH_ACTIVATIONS (20000), BENCH_ORDERS
+# (3000), BENCH_ONLY=orders (only the order pipeline).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -83,6 +85,7 @@ EOT
 } >"$T/batch.lua"
 
 echo "Conveyor bench: $(date -u +%Y-%m-%dT%H:%M:%SZ), $CORES cores, ${SECS}s per ingest run"
+if [ "${BENCH_ONLY:-}" != orders ]; then
 flush
 figure "ingest_single_post" "$(wrk_rate "$T/post.lua" "$API/v1/jobs/noop" 64)" "jobs/s"
 flush
@@ -125,3 +128,64 @@ start_bg worker1 "$T/worker1.log" "$BIN/conveyor-worker" --types noop --concurre
 start_bg worker2 "$T/worker2.log" "$BIN/conveyor-worker" --types noop --concurrency 64
 "$CVB" latency "$API" "$KEY" 5000 1000 | while read -r name v unit; do figure "$name" "$v" "$unit"; done
 stop_pids "$T" 20 worker
+fi   # BENCH_ONLY
+
+# ---- the order pipeline -------------------------------------------------------------------
+# One worker process (--concurrency 64) runs every order job type against the simulator,
+# which answers each outside call after L ms (0, then 50): N orders made in the sim's
+# Mirakl, one fetch, then every order posted to its carrier, tracked by the sim's signed
+# webhooks and pushed back (OR23, OR24). Printed: carrier posts/s (fetch to POSTED for all)
+# and orders/s (fetch to COMPLETE for all), and the worker's peak RSS.
+ORDERS=${BENCH_ORDERS:-3000}
+stop_pids "$T" 20 api
+stop_pids "$T" 20 sim
+pipeline_env "$SP" "$AP"
+export CONVEYOR_UPSTREAMS_MIRAKL_RATE_PER_MIN=0 CONVEYOR_SIM_WEBHOOK_DELAY_MS=0
+export CONVEYOR_SIM_TRANSIT_DELAY_MS=0 CONVEYOR_SIM_DELIVER_DELAY_MS=0
+start_bg sim "$T/sim.log" "$BIN/conveyor-sim" --port "$SP"
+CONVEYOR_HTTP_PORT=$AP start_bg api "$T/api.log" "$BIN/conveyor-api"
+wait_http "http://127.0.0.1:$SP/health" 20
+wait_http "http://127.0.0.1:$AP/health" 20
+SIM=http://127.0.0.1:$SP
+
+orders_bench() { # LATENCY_MS
+    local l=$1 t0 t_post=0 t_done=0 posted done pid rss sys
+    flush
+    psql_q "TRUNCATE orders, operations, tracking_pending, comm_log, webhook_seen"
+    curl -fsS -X POST "$SIM/admin/reset" >/dev/null
+    for sys in mirakl seur ontime tipsa cex; do
+        curl -fsS -X POST -d "{\"latency_ms\":$l}" "$SIM/admin/$sys/faults" >/dev/null
+    done
+    curl -fsS -X POST -d "{\"generate\":$ORDERS,\"seed\":7}" "$SIM/admin/mirakl/orders" >/dev/null
+    start_bg worker1 "$T/worker1.log" "$BIN/conveyor-worker" --concurrency 64 \
+        --types order-fetch,carrier-post,tracking-event,tracking-push
+    pid=$(pidfile_pid "$T/pids/worker1.pid")
+    t0=$(date +%s.%N)
+    curl -fsS -X POST -H "Authorization: Bearer $KEY" \
+        "$API/api/v1/orchestrator/fetch-orders" >/dev/null
+    local deadline=$(($(date +%s) + 600))
+    while [ "$(date +%s)" -lt "$deadline" ]; do
+        read -r posted done < <(psql_q "SELECT count(*) FILTER (WHERE internal_state NOT IN
+            ('PENDING_POST','FAILED_POST')), count(*) FILTER (WHERE internal_state IN
+            ('COMPLETE','FAILED_POST','FAILED_TRACKING','FAILED_PUSH')) FROM orders" | tr '|' ' ')
+        if [ "$t_post" = 0 ] && [ "$posted" -ge "$ORDERS" ]; then t_post=$(date +%s.%N); fi
+        if [ "$done" -ge "$ORDERS" ]; then t_done=$(date +%s.%N); break; fi
+        sleep 0.2
+    done
+    rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+    stop_pids "$T" 20 worker
+    if [ "$t_done" = 0 ]; then
+        echo "bench: orders at ${l} ms: only $done of $ORDERS finished" >&2
+        return
+    fi
+    [ "$t_post" = 0 ] && t_post=$t_done
+    figure "carrier_posts_${l}ms" "$(awk -v n="$ORDERS" -v a="$t0" -v b="$t_post" \
+        'BEGIN {printf "%.0f", n / (b - a)}')" "posts/s"
+    figure "orders_fetch_to_complete_${l}ms" "$(awk -v n="$ORDERS" -v a="$t0" -v b="$t_done" \
+        'BEGIN {printf "%.0f", n / (b - a)}')" "orders/s"
+    figure "worker_rss_orders_${l}ms" "$((rss / 1024))" "MB"
+    failed=$(psql_q "SELECT count(*) FROM orders WHERE internal_state LIKE 'FAILED%'")
+    [ "$failed" = 0 ] || echo "bench: $failed orders failed at ${l} ms" >&2
+}
+orders_bench 0
+orders_bench 50
