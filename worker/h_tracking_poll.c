@@ -156,31 +156,6 @@ static enum cv_rc read_feed(struct wrk_ctx *ctx, const struct job *j, const stru
     return CV_OK;
 }
 
-/* Step 4: the tracking-push follow-up of an order that is TRACKED now. */
-static enum cv_rc follow_push(struct wrk_ctx *ctx, const struct job *j, const char *order_id,
-                              struct wrk_result *r)
-{
-    struct ostore_order *o = NULL;
-    struct ostore_op *ops = NULL;
-    size_t nops = 0;
-    if (ostore_get(ctx->db, order_id, 0, &o, &ops, &nops) != CV_OK) {
-        wrk_fail(r, CV_ERR_UNAVAILABLE, "orders store: cannot read order %s", order_id);
-        return CV_ERR_UNAVAILABLE;
-    }
-    char key[160];
-    struct sbuf body;
-    sbuf_init(&body);
-    snprintf(key, sizeof(key), "%s:push:%s", order_id, o->attempts ? o->attempts : "0");
-    sbuf_adds(&body, "{\"order_id\":");
-    sbuf_add_json_str(&body, order_id);
-    sbuf_adds(&body, "}");
-    wrk_follow(ctx, j, r, "tracking-push", key, body.p, 0);
-    sbuf_cleanup(&body);
-    ostore_orders_free(o, 1);
-    ostore_ops_free(ops, nops);
-    return CV_OK;
-}
-
 /* Step 3 for the changes ev[0..n) of one order. Returns CV_OK (applied or
  * left for later: *skipped), or the rc that ends the job (r set). */
 static enum cv_rc apply_order(struct wrk_ctx *ctx, const struct job *j, const struct car *car,
@@ -256,7 +231,7 @@ static enum cv_rc apply_order(struct wrk_ctx *ctx, const struct job *j, const st
         }
     }
     if (rc == CV_OK && tracked)
-        rc = follow_push(ctx, j, order_id, r);
+        rc = ord_follow_push(ctx, j, order_id, r);   /* step 4 */
     if (claimed && rc != CV_ERR_FENCED)
         ord_release(ctx, j, order_id);
     return rc;
