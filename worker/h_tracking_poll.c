@@ -15,8 +15,9 @@
  *   3. per order, in (event_at, seq) order: claim it (ord_claim: two jobs
  *      never apply effects to one order at once; the claim fences a reclaimed
  *      delivery), apply each change with ostore_track (it keeps changes for
- *      orders not yet AWAITING_TRACKING, and records a change seen before as
- *      stale history, so the overlap does no harm), release. An order held
+ *      orders not yet AWAITING_TRACKING; each change carries an id made of
+ *      its albarán, code and time, so a change read again is a duplicate and
+ *      the overlap does no harm), release. An order held
  *      by another job (BUSY) is left for the next poll: the new mark is
  *      pulled back to its first change so that it is read again;
  *   4. an order that reached TRACKED gets a tracking-push follow-up, keyed
@@ -198,6 +199,13 @@ static enum cv_rc apply_order(struct wrk_ctx *ctx, const struct job *j, const st
         sbuf_adds(&payload, ",\"event_at\":");
         sbuf_add_json_str(&payload, e->event_at);
         sbuf_adds(&payload, ",\"source\":\"feed\"}");
+        /* The feed has no event ids; this one names the change itself, so that a
+         * change read again (the overlap, a failed run) is a duplicate to
+         * cv_order_track: never kept twice for an order not yet posted. */
+        char wid[200];
+        snprintf(wid, sizeof(wid), "feed:%s:%s:%s", e->tracking_number[0] ? e->tracking_number
+                                                                           : order_id,
+                 e->status, e->event_at);
         struct ostore_event oe;
         memset(&oe, 0, sizeof(oe));
         oe.order_id = order_id;
@@ -208,6 +216,7 @@ static enum cv_rc apply_order(struct wrk_ctx *ctx, const struct job *j, const st
         oe.has_seq = e->seq >= 0;
         oe.seq = e->seq;
         oe.tracking_number = e->tracking_number[0] ? e->tracking_number : NULL;
+        oe.webhook_id = wid;
         oe.payload_json = payload.p;
         oe.job_id = j->id;
         oe.epoch = j->epoch;

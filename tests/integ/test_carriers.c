@@ -422,6 +422,9 @@ Test(carriers, tracking_poll_applies_tipsa_changes_and_leaves_busy_orders_for_la
                                                                              "ES");
     create_ok(car, &oa, &a);
     create_ok(car, &ob, &b);
+    struct car_order ox = order_of("MK-TR-X", "46001", "ES");   /* no order of ours yet */
+    struct car_shipment x;
+    create_ok(car, &ox, &x);
     order_awaiting("MK-TR-1", "tipsa", a.tracking_number);
     order_awaiting("MK-TR-2", "tipsa", b.tracking_number);
     /* MK-TR-2 is held by another job during the first poll */
@@ -456,14 +459,18 @@ Test(carriers, tracking_poll_applies_tipsa_changes_and_leaves_busy_orders_for_la
     s2 = state_of("MK-TR-2");
     cr_assert_str_eq(s2, "TRACKED");
     free(s2);
-    cr_assert_eq(r.nnext, 1, "a push for MK-TR-2 only: MK-TR-1's change is stale now");
+    cr_assert_eq(r.nnext, 1, "a push for MK-TR-2 only: MK-TR-1's change is a duplicate now");
     cr_assert(strstr(r.next[0]->payload, "MK-TR-2"));
     cr_assert_geq(hwm(), mark1);
     result_free(&r);
     job_free(j);
-    /* MK-TR-1's ACCEPTED was applied once; read again, it is only stale history */
+    /* MK-TR-1's ACCEPTED was applied once; read again, it is a duplicate */
     cr_assert_eq(hn_psql_int("SELECT count(*) FROM operations WHERE order_id = 'MK-TR-1'"
                              " AND action = 'tracking_event' AND status = 'OK'"),
+                 1);
+
+    /* the change of an order we do not have yet is kept once, however often it is read */
+    cr_assert_eq(hn_psql_int("SELECT count(*) FROM tracking_pending WHERE order_id = 'MK-TR-X'"),
                  1);
 
     /* a carrier without a change feed is refused */
