@@ -87,7 +87,12 @@ build/san/bin/conveyorctl: $(CLI_SRC:%.c=build/san/%.o) build/san/libcommon.a
 build/san/unit_tests: $(UNIT_SRC:%.c=build/san/%.o) build/san/libcommon.a
 	@mkdir -p $(dir $@)
 	$(CC) $(SAN) -o $@ $^ -lcriterion $(LIBS)
-build/san/integ_tests: $(INTEG_SRC:%.c=build/san/%.o) $(HARN_SRC:%.c=build/san/%.o) build/san/libcommon.a
+# The integration tests also call worker code in-process (tests/integ/test_carriers.c: the
+# carrier clients and handlers against the simulator): every worker object but main().
+WORKER_LIB_SRC := $(filter-out worker/main.c,$(WORKER_SRC))
+$(INTEG_SRC:%.c=build/san/%.o): BASE += -Iworker
+build/san/integ_tests: $(INTEG_SRC:%.c=build/san/%.o) $(HARN_SRC:%.c=build/san/%.o) \
+                       $(WORKER_LIB_SRC:%.c=build/san/%.o) build/san/libcommon.a
 	@mkdir -p $(dir $@)
 	$(CC) $(SAN) -o $@ $^ -lcriterion $(LIBS)
 build/san/tests/freeport: tests/harness/freeport.c | deps-ok

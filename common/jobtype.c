@@ -69,7 +69,7 @@ static const struct jobtype_field track_fields[] = {
     { NULL, 0, 0 },
 };
 static const struct jobtype_field poll_fields[] = {
-    { "carrier", JTF_NAME, 1 },
+    { "carrier", JTF_NAME, 0 },     /* default "tipsa": the schedule posts "{}" */
     { "since", JTF_TIME, 0 },
     { NULL, 0, 0 },
 };

@@ -3,8 +3,9 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
-static const struct car *const cars[] = { &car_seur };
+static const struct car *const cars[] = { &car_seur, &car_ontime, &car_tipsa, &car_cex };
 
 const struct car *car_find(const char *name)
 {
@@ -78,4 +79,16 @@ int car_token_parse(const struct httpc_req *r, char **token, int64_t *ttl_ms, ch
     }
     cJSON_Delete(root);
     return rc;
+}
+
+int car_status_lookup(const struct car_status *t, const char *code, int *terminal)
+{
+    for (; code && t->code; t++) {
+        if (strcasecmp(t->code, code) == 0) {
+            if (t->terminal)
+                *terminal = 1;
+            return (int)t->status;
+        }
+    }
+    return -1;
 }

@@ -7,9 +7,11 @@
 #define CV_CAR_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "json.h"
 #include "mem.h"
+#include "ostate.h"
 #include "sbuf.h"
 #include "ups.h"
 #include "wrk.h"
@@ -27,6 +29,16 @@ struct car_shipment {
     char expedition_id[64];        /* the carrier's shipment id */
     char tracking_number[64];
     char error[JOB_ERROR_MAX];     /* a refusal's message (validation) */
+};
+
+/* One state change read from a carrier's change feed (carriers that do not
+ * push: TIPSA). */
+struct car_event {
+    char order_id[64];             /* our reference, as the carrier echoes it */
+    char tracking_number[64];
+    char status[32];               /* the carrier's own code: status_map makes it ours */
+    char event_at[40];             /* RFC 3339 */
+    int64_t seq;                   /* orders events of one instant (-1: none) */
 };
 
 /* The result of parsing one order's part of a create answer. */
@@ -63,6 +75,13 @@ struct car {
      * *terminal for a final exception. NULL: the code is already ours
      * (otrack_parse). */
     int (*status_map)(const char *code, int *terminal);
+    /* The change feed (NULL for carriers that push): the request for page
+     * (1..) of the state changes after since (RFC 3339), body into body. */
+    void (*feed_req)(const char *since, int page, struct ups_call *c, struct sbuf *body);
+    /* Read a feed answer (c->outcome UPS_DONE, c->cls OK): 0 with *ev (malloc'd,
+     * free with free(); NULL when *n is 0), *n and *more (another page
+     * follows); -1 when it is not the expected shape. */
+    int (*feed_parse)(const struct ups_call *c, struct car_event **ev, size_t *n, int *more);
 };
 
 /* The carrier called name, or NULL. */
@@ -71,6 +90,20 @@ const struct car *car_find(const char *name);
 const struct car *car_by_ups(int ups_id);
 
 extern const struct car car_seur;
+extern const struct car car_ontime;
+extern const struct car car_tipsa;
+extern const struct car car_cex;
+
+/* One row of a carrier's status table: its own code, ours, and whether the
+ * carrier calls it final (a terminal exception). Tables end with code NULL. */
+struct car_status {
+    const char *code;
+    enum otrack status;
+    int terminal;
+};
+/* The row of code in t (case-insensitive): its enum otrack, and *terminal set
+ * to 1 for a final one (left as it is otherwise); -1 when unknown. */
+int car_status_lookup(const struct car_status *t, const char *code, int *terminal);
 
 /* Helpers for the carrier files: a string field of a JSON object into out
  * ("" when absent; numbers are printed). */

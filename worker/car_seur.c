@@ -17,6 +17,7 @@
 
 #include "car.h"
 #include "cfg.h"
+#include "ostate.h"
 
 static enum cv_rc seur_token(struct ups *u, void *arg, char **token, int64_t *ttl_ms, char *err,
                              size_t err_len)
@@ -137,8 +138,16 @@ static int lookup_parse(const struct ups_call *c, struct car_shipment *out)
     return read_data(c->resp, c->resp_len, out) == 0 ? 1 : -1;
 }
 
+/* SEUR's webhook statuses are already our words; its terminal flag comes
+ * with the event (kept as given). */
+static int status_map(const char *code, int *terminal)
+{
+    (void)terminal;
+    return otrack_parse(code);
+}
+
 const struct car car_seur = {
     "seur", "SEUR", "https://www.seur.com/livetracking/?segOnlineIdentificador=",
     CFG_UPS_SEUR, &seur_auth, NULL, 0, create_req, create_parse, lookup_req, lookup_parse, NULL,
-    NULL,
+    status_map, NULL, NULL,
 };

@@ -113,6 +113,30 @@ enum cv_rc ord_move(struct wrk_ctx *ctx, const struct job *j, struct ostore_chan
     }
 }
 
+enum cv_rc ord_follow_push(struct wrk_ctx *ctx, const struct job *j, const char *order_id,
+                           struct wrk_result *r)
+{
+    struct ostore_order *o = NULL;
+    struct ostore_op *ops = NULL;
+    size_t nops = 0;
+    if (ostore_get(ctx->db, order_id, 0, &o, &ops, &nops) != CV_OK) {
+        wrk_fail(r, CV_ERR_UNAVAILABLE, "orders store: cannot read order %s", order_id);
+        return CV_ERR_UNAVAILABLE;
+    }
+    char key[160];
+    struct sbuf body;
+    sbuf_init(&body);
+    snprintf(key, sizeof(key), "%s:push:%s", order_id, o->attempts ? o->attempts : "0");
+    sbuf_adds(&body, "{\"order_id\":");
+    sbuf_add_json_str(&body, order_id);
+    sbuf_adds(&body, "}");
+    wrk_follow(ctx, j, r, "tracking-push", key, body.p, 0);
+    sbuf_cleanup(&body);
+    ostore_orders_free(o, 1);
+    ostore_ops_free(ops, nops);
+    return CV_OK;
+}
+
 void ord_car_order(const struct ostore_order *o, struct car_order *out, char *name,
                    size_t name_cap, char *street, char *city, char *zip, size_t cap)
 {

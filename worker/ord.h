@@ -44,6 +44,13 @@ void ord_car_order(const struct ostore_order *o, struct car_order *out, char *na
 const char *ord_rules_pick(struct wrk_ctx *ctx, const char *country, double weight_kg,
                            enum cv_rc *rc);
 
+/* Add the tracking-push follow-up of order_id (now TRACKED) to r, keyed
+ * "<order>:push:<attempts>" (the order's failures count in the key, so a
+ * retried order pushes again). Reads the order: CV_OK, or CV_ERR_UNAVAILABLE
+ * with r filled. */
+enum cv_rc ord_follow_push(struct wrk_ctx *ctx, const struct job *j, const char *order_id,
+                           struct wrk_result *r);
+
 /* The job's trace id (32 hex) into out[33]. */
 void ord_trace_id(const struct job *j, char out[33]);
 

@@ -99,6 +99,8 @@ void h_order_fetch(struct wrk_ctx *ctx, struct job **jobs, size_t n, struct wrk_
 void h_carrier_post(struct wrk_ctx *ctx, struct job **jobs, size_t n, struct wrk_result *res);
 void h_tracking_event(struct wrk_ctx *ctx, struct job **jobs, size_t n, struct wrk_result *res);
 void h_tracking_push(struct wrk_ctx *ctx, struct job **jobs, size_t n, struct wrk_result *res);
+void h_tracking_poll(struct wrk_ctx *ctx, struct job **jobs, size_t n, struct wrk_result *res);
+void h_ml_notification(struct wrk_ctx *ctx, struct job **jobs, size_t n, struct wrk_result *res);
 /* h_activation's payload check on its own (tests/fuzz/fuzz_job.c): 0 and the
  * lower-cased transaction id, user and offer when j's payload is valid. */
 int h_activation_parse(const struct job *j, char txn[UUID_STR_LEN], int64_t *user_id,

@@ -50,6 +50,8 @@ static const wrk_handler_fn handler_fns[JT_N] = {
     [JT_CARRIER_POST] = h_carrier_post,
     [JT_TRACKING_EVENT] = h_tracking_event,
     [JT_TRACKING_PUSH] = h_tracking_push,
+    [JT_TRACKING_POLL] = h_tracking_poll,
+    [JT_ML_NOTIFICATION] = h_ml_notification,
 };
 static struct wrk_handler handlers[JT_N];
 

@@ -5,6 +5,7 @@
 #include "cfg.h"
 #include "log.h"
 #include "mem.h"
+#include "meli.h"
 #include "ups.h"
 #include "wrk.h"
 
@@ -39,6 +40,7 @@ static const struct ups_auth *auth_of(const struct wrk_ctx *ctx, int id, void **
     switch (id) {
     case CFG_UPS_MIRAKL: return &ups_auth_header;
     case CFG_UPS_CEX: return &ups_auth_basic;
+    case CFG_UPS_MELI: return &meli_auth;
     case CFG_UPS_ACTIVATION:
     case CFG_UPS_NOTIFY: return &ups_auth_none;
     default: break;
