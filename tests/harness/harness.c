@@ -885,7 +885,8 @@ static const char **env_join(const char *const base[], const char *const extra[]
     while (extra && extra[ne])
         ne++;
     const char **out = xcalloc(nb + ne + 1, sizeof(*out));
-    memcpy(out, base, nb * sizeof(*out));
+    if (nb)   /* base may be NULL (no pipeline): memcpy must not see a NULL source */
+        memcpy(out, base, nb * sizeof(*out));
     if (ne)
         memcpy(out + nb, extra, ne * sizeof(*out));
     return out;
