@@ -412,9 +412,27 @@ static int hook_ok(const char *wid, const char *order, const char *status, int s
  * 1. the whole loop
  * ========================================================================================= */
 
+/* Carrier events after the order is COMPLETE: IN_TRANSIT and DELIVERED follow ACCEPTED. */
+struct status_wait {
+    const char *id, *status;
+};
+
+static int carrier_status_is(void *arg)
+{
+    struct status_wait *w = arg;
+    char *cs = hn_psql_scalar(q("SELECT carrier_status FROM orders WHERE order_id = '%s'", w->id));
+    int ok = cs && strcmp(cs, w->status) == 0;
+    free(cs);
+    return ok;
+}
+
 Test(orders, whole_loop_fetch_to_complete)
 {
-    start(NULL);
+    static const char *const senv[] = { "CONVEYOR_SIM_WEBHOOK_DELAY_MS=50",
+                                        "CONVEYOR_SIM_TRANSIT_DELAY_MS=100",
+                                        "CONVEYOR_SIM_DELIVER_DELAY_MS=100", NULL };
+    struct opts so = { .workers = 1, .sim_env = senv };
+    start(&so);
     struct ids o;
     generate(12, 7, &o);
     char fjob[40];
@@ -498,7 +516,20 @@ Test(orders, whole_loop_fetch_to_complete)
               "OR24 %d", one, seur_post, or23, or24);
     cJSON_Delete(g);
 
-    /* every job that moved an order succeeded */
+    /* the later events only update the carrier status of the completed orders */
+    for (int i = 0; i < o.n; i++) {
+        struct status_wait sw = { o.id[i], "DELIVERED" };
+        cr_assert(hn_wait_until(carrier_status_is, &sw, WAIT_MS, 25), "%s never DELIVERED",
+                  o.id[i]);
+    }
+    cr_assert_eq(sql_count("SELECT count(*) FROM orders WHERE internal_state = 'COMPLETE'"),
+                 o.n);
+    cr_assert_eq(sql_count("SELECT count(*) FROM operations WHERE action = 'tracking_event' "
+                           "AND status = 'OK'"),
+                 3 * o.n, "ACCEPTED, IN_TRANSIT, DELIVERED each applied once");
+    cr_assert_eq(sql_count("SELECT count(*) FROM operations WHERE to_state = 'TRACKED'"), o.n);
+
+    /* every job that moved or tracked an order succeeded */
     char *jobs = hn_psql_scalar("SELECT string_agg(DISTINCT job_id::text, ',') FROM operations "
                                 "WHERE job_id IS NOT NULL");
     cr_assert_not_null(jobs);
@@ -511,8 +542,8 @@ Test(orders, whole_loop_fetch_to_complete)
         cr_assert_str_eq(s, "succeeded", "job %s is %s", id, s);
     }
     free(jobs);
-    /* the fetch, and per order a post, an event and a push */
-    cr_assert_eq(njobs, 1 + 3 * o.n, "%d jobs", njobs);
+    /* the fetch, and per order a post, three events and a push */
+    cr_assert_eq(njobs, 1 + 5 * o.n, "%d jobs", njobs);
     hn_stop_stack(&st);
 }
 
@@ -619,6 +650,19 @@ Test(orders, carrier_validation_error_fails_post_without_retry)
     cr_assert_eq(sim_stat("seur", "shipments_created"), 0);
     cr_assert_eq(comm_rows(id, "upstream = 'seur' AND status = 400", 1), 1, "one create call");
     cr_assert_eq(comm_rows(id, "upstream = 'seur'", 1), 1, "and nothing else for it");
+
+    /* the operator fixes it at the carrier and posts again with a new job: the retry edge
+     * FAILED_POST -> PENDING_POST, then the post */
+    sim_admin("/admin/seur/faults", "{\"fail_keys\":[]}");
+    char body[128];
+    snprintf(body, sizeof(body), "{\"order_id\":\"%s\"}", id);
+    cJSON *j = api_json("POST", "/v1/jobs/carrier-post", body, 202);
+    cJSON_Delete(j);
+    wait_state(id, "COMPLETE", WAIT_MS);
+    cr_assert_eq(ops_count(id, "from_state = 'FAILED_POST' AND to_state = 'PENDING_POST'"), 1);
+    cr_assert_eq(ref_stat("seur", id, "creates"), 1);
+    cr_assert_eq(sql_count(q("SELECT attempts FROM orders WHERE order_id = '%s'", id)), 1,
+                 "attempts counts the one failure");
     hn_stop_stack(&st);
 }
 
