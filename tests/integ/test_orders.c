@@ -993,6 +993,39 @@ Test(orders, delivered_then_in_transit_never_moves_back)
     hn_stop_stack(&st);
 }
 
+/* The sim's own webhook faults in the live pipeline: every shipment's events sent newest
+ * first, and every message twice with its webhook-id. */
+Test(orders, reversed_and_duplicated_carrier_webhooks_apply_in_event_order_once)
+{
+    static const char *const senv[] = { "CONVEYOR_SIM_WEBHOOK_DELAY_MS=50",
+                                        "CONVEYOR_SIM_TRANSIT_DELAY_MS=100",
+                                        "CONVEYOR_SIM_DELIVER_DELAY_MS=100", NULL };
+    struct opts o = { .workers = 1, .sim_env = senv };
+    start(&o);
+    sim_admin("/admin/seur/faults", "{\"webhook_reverse_rate\":1,\"webhook_duplicate_rate\":1}");
+    struct ids a;
+    generate(4, 61, &a);
+    fetch(LONG_AGO, NULL);
+    wait_all(&a, "COMPLETE", WAIT_MS);
+    struct stat_wait sw = { "seur", "webhooks.delivered", 2 * 3 * a.n };
+    cr_assert(hn_wait_until(stat_reached, &sw, WAIT_MS, 25), "the sim delivered %g webhooks",
+              sim_stat("seur", "webhooks.delivered"));
+    cr_assert_eq(sim_stat("seur", "webhooks.reversed"), a.n);
+    for (int i = 0; i < a.n; i++) {
+        struct status_wait cw = { a.id[i], "DELIVERED" };
+        cr_assert(hn_wait_until(carrier_status_is, &cw, WAIT_MS, 25), "%s: carrier_status",
+                  a.id[i]);
+        cr_assert_eq(ops_count(a.id[i], "to_state = 'TRACKED'"), 1, "%s", a.id[i]);
+        cr_assert_eq(mk_stat(a.id[i], "or23"), 1, "%s", a.id[i]);
+    }
+    /* each message made one job: three tracking rows per order, whatever their fate */
+    struct log_wait lw = { "SELECT count(*) FROM operations WHERE action = 'tracking_event'",
+                           3 * a.n };
+    cr_assert(hn_wait_until(log_has, &lw, WAIT_MS, 25), "tracking rows");
+    cr_assert_eq(sql_count(lw.sql), 3 * a.n, "a duplicate webhook made a second row");
+    hn_stop_stack(&st);
+}
+
 /* =========================================================================================
  * 11. re-fetch
  * ========================================================================================= */
