@@ -68,6 +68,10 @@ TestSuite(orders, .init = suite_init, .fini = suite_fini, .timeout = 240);
 
 static const char *const worker_env_default[] = { WORKER_ENV_BASE, NULL };
 static const char *const sim_env_default[] = { SIM_ENV_BASE, NULL };
+/* ACCEPTED, then IN_TRANSIT and DELIVERED 100 ms apart. */
+static const char *const sim_env_all_events[] = { "CONVEYOR_SIM_WEBHOOK_DELAY_MS=50",
+                                                  "CONVEYOR_SIM_TRANSIT_DELAY_MS=100",
+                                                  "CONVEYOR_SIM_DELIVER_DELAY_MS=100", NULL };
 
 struct opts {
     int workers;                       /* default 1 */
@@ -428,10 +432,7 @@ static int carrier_status_is(void *arg)
 
 Test(orders, whole_loop_fetch_to_complete)
 {
-    static const char *const senv[] = { "CONVEYOR_SIM_WEBHOOK_DELAY_MS=50",
-                                        "CONVEYOR_SIM_TRANSIT_DELAY_MS=100",
-                                        "CONVEYOR_SIM_DELIVER_DELAY_MS=100", NULL };
-    struct opts so = { .workers = 1, .sim_env = senv };
+    struct opts so = { .workers = 1, .sim_env = sim_env_all_events };
     start(&so);
     struct ids o;
     generate(12, 7, &o);
@@ -997,10 +998,7 @@ Test(orders, delivered_then_in_transit_never_moves_back)
  * first, and every message twice with its webhook-id. */
 Test(orders, reversed_and_duplicated_carrier_webhooks_apply_in_event_order_once)
 {
-    static const char *const senv[] = { "CONVEYOR_SIM_WEBHOOK_DELAY_MS=50",
-                                        "CONVEYOR_SIM_TRANSIT_DELAY_MS=100",
-                                        "CONVEYOR_SIM_DELIVER_DELAY_MS=100", NULL };
-    struct opts o = { .workers = 1, .sim_env = senv };
+    struct opts o = { .workers = 1, .sim_env = sim_env_all_events };
     start(&o);
     sim_admin("/admin/seur/faults", "{\"webhook_reverse_rate\":1,\"webhook_duplicate_rate\":1}");
     struct ids a;
