@@ -885,10 +885,58 @@ static const char **env_join(const char *const base[], const char *const extra[]
     while (extra && extra[ne])
         ne++;
     const char **out = xcalloc(nb + ne + 1, sizeof(*out));
-    memcpy(out, base, nb * sizeof(*out));
+    if (nb)   /* base may be NULL (no pipeline): memcpy must not see a NULL source */
+        memcpy(out, base, nb * sizeof(*out));
     if (ne)
         memcpy(out + nb, extra, ne * sizeof(*out));
     return out;
+}
+
+char **hn_pipeline_env(int sim_port, int api_port)
+{
+    static const char *const ups[][2] = {
+        { "MIRAKL", "mirakl" }, { "TIPSA", "tipsa" },   { "SEUR", "seur" },
+        { "CORREOS_EXPRESS", "cex" }, { "ONTIME", "ontime" }, { "MELI", "meli" },
+    };
+    char *path = xasprintf("%s/../deploy/demo.env", hn_env("CONVEYOR_MIGRATIONS"));
+    char *text = read_file(path, NULL);
+    if (!text) {
+        char msg[600];
+        snprintf(msg, sizeof(msg), "cannot read %s", path);
+        free(path);
+        cr_assert_fail("%s", msg);
+    }
+    free(path);
+    size_t n = 0, cap = 64;
+    char **env = xcalloc(cap, sizeof(*env));
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        size_t len = strlen(line);
+        while (len && (line[len - 1] == '\r' || line[len - 1] == ' '))
+            line[--len] = '\0';
+        if (!len || line[0] == '#' || !strchr(line, '='))
+            continue;
+        if (n + 1 >= cap - 8) {
+            cap *= 2;
+            env = xrealloc(env, cap * sizeof(*env));
+        }
+        env[n++] = xstrdup(line);
+    }
+    free(text);
+    for (size_t i = 0; sim_port > 0 && i < sizeof(ups) / sizeof(ups[0]); i++)
+        env[n++] = xasprintf("CONVEYOR_UPSTREAMS_%s_URL=http://127.0.0.1:%d/%s", ups[i][0],
+                             sim_port, ups[i][1]);
+    if (api_port > 0)
+        env[n++] = xasprintf("CONVEYOR_SIM_WEBHOOK_URL=http://127.0.0.1:%d", api_port);
+    env[n] = NULL;
+    return env;
+}
+
+void hn_env_free(char **env)
+{
+    for (size_t i = 0; env && env[i]; i++)
+        free(env[i]);
+    free(env);
 }
 
 static void fail_start(struct hn_proc *p, const char *what)
@@ -929,16 +977,18 @@ static int read_port_file(const char *path)
     return port > 0 && port < 65536 ? port : 0;
 }
 
-static void start_sim(struct hn_stack *st)
+static void start_sim(struct hn_stack *st, int api_port)
 {
     const char *dir = hn_env("CONVEYOR_TEST_DIR");
+    char **pipe = st->opts.pipeline ? hn_pipeline_env(0, api_port) : NULL;
+    const char **env = env_join((const char *const *)pipe, st->opts.sim_env);
     for (int attempt = 1;; attempt++) {
         char url[96];
         char *port_file = xasprintf("%s/sim-%d-%d.port", dir, (int)getpid(), attempt);
         const char *const argv[] = { "conveyor-sim", "--port", "0", "--port-file", port_file,
                                      NULL };
         unlink(port_file);
-        struct hn_proc *p = hn_spawn("sim", argv, st->opts.sim_env);
+        struct hn_proc *p = hn_spawn("sim", argv, env);
         long long deadline = now_ms() + HN_READY_TIMEOUT_MS;
         int port = read_port_file(port_file);
         while (!port && hn_alive(p) && now_ms() < deadline) {
@@ -957,15 +1007,22 @@ static void start_sim(struct hn_stack *st)
             st->sim = p;
             st->sim_port = port;
             snprintf(st->sim_url, sizeof(st->sim_url), "http://127.0.0.1:%d", port);
+            free(env);
+            hn_env_free(pipe);
             return;
         }
-        if (attempt >= HN_START_TRIES)
+        if (attempt >= HN_START_TRIES) {
+            free(env);
+            hn_env_free(pipe);
             fail_start(p, "it exited");
+        }
         hn_proc_free(p);
     }
 }
 
-static void start_api(struct hn_stack *st)
+/* Start the API on a free port, or on fixed_port (> 0: the sim already sends its webhooks
+ * there, so losing that port's race fails the test instead of moving on). */
+static void start_api(struct hn_stack *st, int fixed_port)
 {
     char keys[256], all_sha[65], noop_sha[65];
     hn_sha256_hex(hn_test_key(), all_sha);
@@ -973,14 +1030,16 @@ static void start_api(struct hn_stack *st)
     snprintf(keys, sizeof(keys), "CONVEYOR_API_KEYS=test-all:%s:*,test-noop:%s:noop", all_sha,
              noop_sha);
     for (int attempt = 1;; attempt++) {
-        int port = hn_free_port();
+        int port = fixed_port > 0 ? fixed_port : hn_free_port();
         char port_env[48], url[96];
         snprintf(port_env, sizeof(port_env), "CONVEYOR_HTTP_PORT=%d", port);
         const char *const argv[] = { "conveyor-api", NULL };
         const char *const base[] = { port_env, "CONVEYOR_HTTP_BIND=127.0.0.1", keys, NULL };
-        const char **env = env_join(base, st->opts.api_env);
+        const char **pipe = env_join((const char *const *)st->pipe_env, st->opts.api_env);
+        const char **env = env_join(base, pipe);
         struct hn_proc *p = hn_spawn("api", argv, env);
         free(env);
+        free(pipe);
         snprintf(url, sizeof(url), "http://127.0.0.1:%d/health", port);
         if (wait_ready(p, url)) {
             st->api = p;
@@ -988,7 +1047,7 @@ static void start_api(struct hn_stack *st)
             snprintf(st->api_url, sizeof(st->api_url), "http://127.0.0.1:%d", port);
             return;
         }
-        if (attempt >= HN_START_TRIES)
+        if (attempt >= HN_START_TRIES || fixed_port > 0)
             fail_start(p, "it exited");
         hn_proc_free(p);
     }
@@ -1001,13 +1060,17 @@ int hn_stack_add_worker(struct hn_stack *st)
     snprintf(conc, sizeof(conc), "%d", st->opts.concurrency > 0 ? st->opts.concurrency : 4);
     snprintf(act, sizeof(act), "CONVEYOR_ACTIVATION_URL=%s", st->sim_url);
     snprintf(name, sizeof(name), "worker%d", st->nworkers + 1);
-    const char *types = st->opts.worker_types ? st->opts.worker_types : "activation,noop";
+    const char *types = st->opts.worker_types  ? st->opts.worker_types
+                        : st->opts.pipeline ? HN_ORDER_TYPES
+                                            : "activation,noop";
     const char *const argv[] = { "conveyor-worker", "--types", types, "--concurrency", conc,
                                  NULL };
     const char *const base[] = { act, NULL };
-    const char **env = env_join(base, st->opts.worker_env);
+    const char **pipe = env_join((const char *const *)st->pipe_env, st->opts.worker_env);
+    const char **env = env_join(base, pipe);
     struct hn_proc *p = hn_spawn(name, argv, env);
     free(env);
+    free(pipe);
     st->workers[st->nworkers] = p;
     return st->nworkers++;
 }
@@ -1019,14 +1082,24 @@ void hn_start_stack(struct hn_stack *st, const struct hn_stack_opts *opts)
     st->opts = opts ? *opts : defaults;
     cr_assert(st->opts.workers >= 0 && st->opts.workers <= HN_MAX_WORKERS,
               "hn_start_stack: workers must be 0..%d", HN_MAX_WORKERS);
+    /* The pipeline's sim posts its webhooks to the API, which starts after it: choose the
+     * API's port first. */
+    int api_port = st->opts.pipeline && !st->opts.no_api ? hn_free_port() : 0;
     if (!st->opts.no_sim) {
-        start_sim(st);
+        start_sim(st, api_port);
     } else {
         /* Nothing listens there: activations fail as transient errors. */
         snprintf(st->sim_url, sizeof(st->sim_url), "http://127.0.0.1:%d", hn_free_port());
+        st->sim_port = 0;
+    }
+    if (st->opts.pipeline) {
+        int sp = st->sim_port;
+        if (!sp)
+            sp = atoi(strrchr(st->sim_url, ':') + 1);
+        st->pipe_env = hn_pipeline_env(sp, 0);
     }
     if (!st->opts.no_api)
-        start_api(st);
+        start_api(st, api_port);
     for (int i = 0; i < st->opts.workers; i++)
         hn_stack_add_worker(st);
     if (st->opts.workers > 0) {
@@ -1073,6 +1146,8 @@ void hn_stop_stack(struct hn_stack *st)
     st->api = NULL;
     ok &= stop_checked(st->sim);
     st->sim = NULL;
+    hn_env_free(st->pipe_env);
+    st->pipe_env = NULL;
     cr_assert(ok, "the stack did not stop cleanly (see the logs above)");
 }
 

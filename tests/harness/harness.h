@@ -205,7 +205,16 @@ struct hn_stack_opts {
     const char *const *sim_env; /* extra env for conveyor-sim (CONVEYOR_SIM_ERROR_RATE=...) */
     int no_sim;                 /* 1: no simulator (workers still get an activation URL) */
     int no_api;                 /* 1: no API */
+    int pipeline;               /* 1: the order pipeline against the sim: hn_pipeline_env()
+                                 * for every process (before the *_env entries above, which
+                                 * win), the API's port chosen before the sim starts so that
+                                 * the sim's webhooks reach it; worker_types NULL = the order
+                                 * types (HN_ORDER_TYPES) */
 };
+
+/* The job types of the order pipeline, as --types takes them. */
+#define HN_ORDER_TYPES "order-fetch,carrier-post,tracking-event,tracking-push"
+
 
 struct hn_stack {
     struct hn_stack_opts opts;  /* a copy; the env arrays it points to must outlive the stack */
@@ -216,7 +225,19 @@ struct hn_stack {
     int sim_port, api_port;
     char sim_url[64];           /* http://127.0.0.1:PORT (no trailing slash) */
     char api_url[64];
+    char **pipe_env;            /* opts.pipeline: hn_pipeline_env(sim, 0) for API and workers */
 };
+
+/* The environment that makes conveyor-api, conveyor-worker and conveyor-sim run the order
+ * pipeline against the simulator, as scripts/lib.sh pipeline_env does: every NAME=value line
+ * of deploy/demo.env (found next to $CONVEYOR_MIGRATIONS; demo credentials and webhook
+ * secrets), then, when sim_port > 0, CONVEYOR_UPSTREAMS_<NAME>_URL =
+ * http://127.0.0.1:<sim_port>/<prefix> for mirakl, tipsa, seur, correos-express, ontime and
+ * meli, and, when api_port > 0, CONVEYOR_SIM_WEBHOOK_URL = http://127.0.0.1:<api_port>.
+ * Returns a NULL-terminated array in hn_spawn()'s "NAME=value" form; free it with
+ * hn_env_free(). Fails the test when demo.env cannot be read. */
+char **hn_pipeline_env(int sim_port, int api_port);
+void hn_env_free(char **env);   /* NULL-safe */
 
 /* Start conveyor-sim (free port, ready on GET /health), conveyor-api (CONVEYOR_HTTP_PORT on
  * a free port, CONVEYOR_API_KEYS holding the two test keys, ready on GET /health) and
@@ -229,8 +250,9 @@ void hn_start_stack(struct hn_stack *st, const struct hn_stack_opts *opts);
 int hn_stack_add_worker(struct hn_stack *st);
 
 /* SIGTERM the workers, then the API, then the simulator (each given up to 20 s before
- * SIGKILL), free them, and fail the test unless each exited with status 0 (workers killed
- * with hn_kill9() excepted) and no log holds a sanitizer report. */
+ * SIGKILL), free them and the pipeline environment, and fail the test unless each exited
+ * with status 0 (workers killed with hn_kill9() excepted) and no log holds a sanitizer
+ * report. */
 void hn_stop_stack(struct hn_stack *st);
 
 #endif
