@@ -31,7 +31,7 @@ BIN=$ROOT/bin
 export CV_STATE_DIR=$VAR
 NWORKERS=${STACK_WORKERS:-2}
 CONCURRENCY=${STACK_CONCURRENCY:-32}
-WORKER_TYPES=${STACK_WORKER_TYPES:-activation,noop,order-fetch,carrier-post,tracking-event,tracking-push}
+WORKER_TYPES=${STACK_WORKER_TYPES:-activation,noop,order-fetch,carrier-post,tracking-event,tracking-poll,tracking-push,ml-notification}
 
 die() { cv_err "$*"; exit 1; }
 
@@ -76,6 +76,8 @@ export_env() {
     pipeline_env "$SIM_PORT" "$API_PORT"
     # the order pipeline runs by itself: a fetch every 5 s (one per period, fleet-wide)
     export CONVEYOR_JOBS_TYPES_ORDER_FETCH_EVERY_S=${CONVEYOR_JOBS_TYPES_ORDER_FETCH_EVERY_S:-5}
+    # TIPSA does not push: its change feed is read every 10 s
+    export CONVEYOR_JOBS_TYPES_TRACKING_POLL_EVERY_S=${CONVEYOR_JOBS_TYPES_TRACKING_POLL_EVERY_S:-10}
     if [ -z "${CONVEYOR_CONFIG:-}" ] && [ -r "$ROOT/conveyor.cfg" ]; then
         export CONVEYOR_CONFIG=$ROOT/conveyor.cfg
     fi

@@ -83,19 +83,7 @@ static void one(struct wrk_ctx *ctx, struct job *j, struct wrk_result *r)
         r->delay_ms = 500;
     } else if (res == OSTORE_OK && state == OSTATE_TRACKED) {
         /* the push's key counts the order's failures, so a retried order pushes again */
-        struct ostore_order *o = NULL;
-        struct ostore_op *ops = NULL;
-        size_t nops = 0;
-        if (ostore_get(ctx->db, order_id, 0, &o, &ops, &nops) != CV_OK) {
-            wrk_fail(r, CV_ERR_UNAVAILABLE, "orders store: cannot read order %s", order_id);
-        } else {
-            char key[160], body[128];
-            snprintf(key, sizeof(key), "%s:push:%s", order_id, o->attempts ? o->attempts : "0");
-            snprintf(body, sizeof(body), "{\"order_id\":\"%s\"}", order_id);
-            wrk_follow(ctx, j, r, "tracking-push", key, body, 0);
-        }
-        ostore_orders_free(o, o ? 1 : 0);
-        ostore_ops_free(ops, nops);
+        ord_follow_push(ctx, j, order_id, r);
     }
     LOG_INFO("order.tracking_event", "order_id=%s carrier=%s status=%s result=%s state=%s",
              order_id, carrier, status, rc == CV_OK ? ostore_result_str(res) : "error",
