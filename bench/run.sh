@@ -32,7 +32,7 @@ cleanup() {
     stop_pids "$T" 20
     stop_redis "$T/redis"
     drop_pg "$T"
-    rm -rf "$T"
+    [ "${BENCH_KEEP:-0}" = 1 ] && echo "bench: kept $T" >&2 || rm -rf "$T"
 }
 trap cleanup EXIT
 
@@ -137,11 +137,13 @@ fi   # BENCH_ONLY
 # webhooks and pushed back (OR23, OR24). Printed: carrier posts/s (fetch to POSTED for all)
 # and orders/s (fetch to COMPLETE for all), and the worker's peak RSS.
 ORDERS=${BENCH_ORDERS:-3000}
+ORDER_DEADLINE_S=${BENCH_ORDER_DEADLINE_S:-600}
 stop_pids "$T" 20 api
 stop_pids "$T" 20 sim
 pipeline_env "$SP" "$AP"
 export CONVEYOR_UPSTREAMS_MIRAKL_RATE_PER_MIN=0 CONVEYOR_SIM_WEBHOOK_DELAY_MS=0
 export CONVEYOR_SIM_TRANSIT_DELAY_MS=0 CONVEYOR_SIM_DELIVER_DELAY_MS=0
+export CONVEYOR_JOBS_TYPES_TRACKING_POLL_EVERY_S=1   # TIPSA's feed, read every second
 start_bg sim "$T/sim.log" "$BIN/conveyor-sim" --port "$SP"
 CONVEYOR_HTTP_PORT=$AP start_bg api "$T/api.log" "$BIN/conveyor-api"
 wait_http "http://127.0.0.1:$SP/health" 20
@@ -158,12 +160,12 @@ orders_bench() { # LATENCY_MS
     done
     curl -fsS -X POST -d "{\"generate\":$ORDERS,\"seed\":7}" "$SIM/admin/mirakl/orders" >/dev/null
     start_bg worker1 "$T/worker1.log" "$BIN/conveyor-worker" --concurrency 64 \
-        --types order-fetch,carrier-post,tracking-event,tracking-push
+        --types order-fetch,carrier-post,tracking-event,tracking-poll,tracking-push
     pid=$(pidfile_pid "$T/pids/worker1.pid")
     t0=$(date +%s.%N)
     curl -fsS -X POST -H "Authorization: Bearer $KEY" \
         "$API/api/v1/orchestrator/fetch-orders" >/dev/null
-    local deadline=$(($(date +%s) + 600))
+    local deadline=$(($(date +%s) + ORDER_DEADLINE_S))
     while [ "$(date +%s)" -lt "$deadline" ]; do
         read -r posted done < <(psql_q "SELECT count(*) FILTER (WHERE internal_state NOT IN
             ('PENDING_POST','FAILED_POST')), count(*) FILTER (WHERE internal_state IN

@@ -10,7 +10,9 @@
 #include "log.h"
 #include "mem.h"
 
-#define RESP_MAX (64 * 1024)
+/* A reply body is kept up to this size. Mirakl's OR11 page of 100 orders with
+ * their lines is some hundreds of KiB; past the limit the transfer is cut. */
+#define RESP_MAX (4 * 1024 * 1024)
 #define RETRY_AFTER_MAX_MS (24LL * 3600 * 1000)
 
 struct httpc {
@@ -384,8 +386,11 @@ static void finish(struct xfer *x, CURLcode res)
             return;
         }
         set_class(r, r->sent ? HTTPC_UNKNOWN : HTTPC_NOT_SENT);
-        snprintf(r->error, sizeof(r->error), "http: %s%s", curl_easy_strerror(res),
-                 r->sent ? " (after sending)" : " (not sent)");
+        if (res == CURLE_WRITE_ERROR)
+            snprintf(r->error, sizeof(r->error), "http: a reply body over %d bytes", RESP_MAX);
+        else
+            snprintf(r->error, sizeof(r->error), "http: %s%s", curl_easy_strerror(res),
+                     r->sent ? " (after sending)" : " (not sent)");
         return;
     }
     r->sent = 1;

@@ -100,7 +100,7 @@ struct httpc_req {
     int sent;                    /* 1 when bytes of the request may have reached the server */
     int64_t retry_after_ms;      /* from Retry-After (delta-seconds or HTTP-date), else 0 */
     struct httpc_timing timing;
-    char *resp;                  /* response body (NUL-terminated, at most 64 KiB), owned */
+    char *resp;                  /* response body (NUL-terminated, at most 4 MiB), owned */
     size_t resp_len;
     char error[160];             /* why, for last_error; never contains secrets */
 };
