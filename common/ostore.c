@@ -687,3 +687,152 @@ out:
     sbuf_cleanup(&b);
     return rc;
 }
+
+/* ==== batches (0005_orders_batch.sql) ============================================== */
+
+enum cv_rc ostore_claim_many(struct db *d, const struct ostore_claim_in *in, size_t n, int ttl_ms,
+                             struct ostore_claimed *out)
+{
+    enum cv_rc rc = CV_OK;
+    struct db_res *r = NULL;
+    struct sbuf items;
+    char ttl[16];
+    sbuf_init(&items);
+    memset(out, 0, n * sizeof(*out));
+    if (n == 0)
+        goto out;
+    sbuf_adds(&items, "[");
+    for (size_t i = 0; i < n; i++) {
+        sbuf_addf(&items, "%s{\"i\":%zu", i ? "," : "", i);
+        jstr(&items, "order_id", in[i].order_id);
+        jstr(&items, "job", in[i].job_id);
+        jkey(&items, "epoch");
+        sbuf_addf(&items, "%" PRId64 "}", in[i].epoch);
+    }
+    sbuf_adds(&items, "]");
+    snprintf(ttl, sizeof(ttl), "%d", ttl_ms);
+    const char *params[] = { items.p, ttl };
+    r = run(d,
+            "SELECT i, result, internal_state, carrier_code, tracking_number, country,"
+            " weight_kg, customer, attempts, last_error"
+            "  FROM cv_order_claim_many($1::jsonb, $2::int)",
+            2, params, &rc);
+    if (rc != CV_OK)
+        goto out;
+    for (int row = 0; row < db_res_rows(r); row++) {
+        int i = atoi(db_res_get(r, row, 0));
+        if (i < 0 || (size_t)i >= n)
+            continue;
+        struct ostore_claimed *c = &out[i];
+        const char *w = db_res_get(r, row, 1);
+        c->result = strcmp(w, "claimed") == 0 ? OSTORE_OK
+                    : strcmp(w, "busy") == 0  ? OSTORE_BUSY
+                    : strcmp(w, "fenced") == 0 ? OSTORE_FENCED
+                                               : OSTORE_MISSING;
+        if (c->result != OSTORE_OK)
+            continue;
+        c->state = ostate_parse(db_res_get(r, row, 2));
+        static const size_t offs[] = {
+            offsetof(struct ostore_claimed, carrier_code),
+            offsetof(struct ostore_claimed, tracking_number),
+            offsetof(struct ostore_claimed, country),
+            offsetof(struct ostore_claimed, weight_kg),
+            offsetof(struct ostore_claimed, customer),
+            offsetof(struct ostore_claimed, attempts),
+            offsetof(struct ostore_claimed, last_error),
+        };
+        for (size_t k = 0; k < sizeof(offs) / sizeof(offs[0]); k++) {
+            const char *v = db_res_get(r, row, (int)k + 3);
+            *(char **)((char *)c + offs[k]) = v ? xstrdup(v) : NULL;
+        }
+    }
+out:
+    db_res_free(r);
+    sbuf_cleanup(&items);
+    return rc;
+}
+
+void ostore_claimed_free(struct ostore_claimed *c, size_t n)
+{
+    for (size_t i = 0; c && i < n; i++) {
+        free(c[i].carrier_code);
+        free(c[i].tracking_number);
+        free(c[i].country);
+        free(c[i].weight_kg);
+        free(c[i].customer);
+        free(c[i].attempts);
+        free(c[i].last_error);
+    }
+}
+
+enum cv_rc ostore_move_many(struct db *d, const struct ostore_plan *plans, size_t n,
+                            struct ostore_moved *out)
+{
+    enum cv_rc rc = CV_OK;
+    struct db_res *r = NULL;
+    struct sbuf items, set;
+    sbuf_init(&items);
+    sbuf_init(&set);
+    for (size_t i = 0; i < n; i++) {
+        out[i].result = OSTORE_MISSING;
+        out[i].state = -1;
+        out[i].pending_applied = 0;
+    }
+    if (n == 0)
+        goto out;
+    sbuf_adds(&items, "[");
+    for (size_t i = 0; i < n; i++) {
+        const struct ostore_plan *p = &plans[i];
+        sbuf_addf(&items, "%s{\"i\":%zu", i ? "," : "", i);
+        jstr(&items, "order_id", p->order_id);
+        jstr(&items, "job", p->job_id);
+        jkey(&items, "epoch");
+        sbuf_addf(&items, "%" PRId64, p->epoch);
+        jstr(&items, "trace", p->trace_id);
+        jkey(&items, "release");
+        sbuf_adds(&items, p->release ? "true" : "false");
+        jkey(&items, "steps");
+        sbuf_adds(&items, "[");
+        for (size_t k = 0; k < p->nsteps; k++) {
+            const struct ostore_change *c = &p->steps[k];
+            sbuf_adds(&items, k ? ",{" : "{");
+            jstr(&items, "to", ostate_str(c->to));
+            jstr(&items, "scope", c->scope);
+            jstr(&items, "action", c->action);
+            jstr(&items, "status", c->status);
+            jstr(&items, "message", c->message);
+            if (c->meta_json) {
+                jkey(&items, "meta");
+                sbuf_adds(&items, c->meta_json);
+            }
+            sbuf_reset(&set);
+            change_set(&set, c);
+            jkey(&items, "set");
+            sbuf_add(&items, set.p, set.len);
+            sbuf_adds(&items, "}");
+        }
+        sbuf_adds(&items, "]}");
+    }
+    sbuf_adds(&items, "]");
+    const char *params[] = { items.p };
+    r = run(d,
+            "SELECT i, result, internal_state, pending_applied FROM cv_order_move_many($1::jsonb)",
+            1, params, &rc);
+    if (rc != CV_OK)
+        goto out;
+    for (int row = 0; row < db_res_rows(r); row++) {
+        int i = atoi(db_res_get(r, row, 0));
+        int v = result_parse(db_res_get(r, row, 1));
+        if (i < 0 || (size_t)i >= n || v < 0)
+            continue;
+        out[i].result = (enum ostore_result)v;
+        const char *st = db_res_get(r, row, 2);
+        out[i].state = st ? ostate_parse(st) : -1;
+        out[i].pending_applied = atoi(db_res_get(r, row, 3) ? db_res_get(r, row, 3) : "0");
+    }
+out:
+    db_res_free(r);
+    sbuf_cleanup(&items);
+    sbuf_cleanup(&set);
+    return rc;
+}

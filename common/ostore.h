@@ -146,6 +146,44 @@ struct ostore_moved {
  * leaves an operations row with status REFUSED. */
 enum cv_rc ostore_transition(struct db *d, const struct ostore_change *c, struct ostore_moved *out);
 
+/* ---- batches: one round trip for a whole batch of deliveries ---------------------
+ * (0005_orders_batch.sql: the same functions as above, applied item by item in
+ * order_id order inside one statement.) */
+struct ostore_claim_in {
+    const char *order_id;
+    const char *job_id;
+    int64_t epoch;
+};
+/* An order as claimed: what a post or a push reads of it (malloc'd strings,
+ * NULL for SQL NULL; free with ostore_claimed_free). */
+struct ostore_claimed {
+    enum ostore_result result;     /* OK (claimed), BUSY, FENCED, MISSING */
+    int state;                     /* enum ostate when OK */
+    char *carrier_code, *tracking_number, *country, *weight_kg, *customer, *attempts,
+        *last_error;
+};
+/* Claim in[0..n) for ttl_ms and read each claimed order; out has n entries. */
+enum cv_rc ostore_claim_many(struct db *d, const struct ostore_claim_in *in, size_t n, int ttl_ms,
+                             struct ostore_claimed *out);
+void ostore_claimed_free(struct ostore_claimed *c, size_t n);
+
+/* One order's moves for one job: steps applied in order (each as
+ * ostore_transition; the step's own job, epoch and trace fields are ignored),
+ * stopping at the first that is neither OK nor SAME; then the claim released
+ * when release is set (unless fenced). */
+struct ostore_plan {
+    const char *order_id;
+    const char *job_id;
+    int64_t epoch;
+    const char *trace_id;
+    const struct ostore_change *steps;
+    size_t nsteps;
+    int release;
+};
+/* Apply n plans in one statement; out[i] says how plan i ended (its last step). */
+enum cv_rc ostore_move_many(struct db *d, const struct ostore_plan *plans, size_t n,
+                            struct ostore_moved *out);
+
 /* ---- tracking ------------------------------------------------------------------------ */
 
 struct ostore_event {

@@ -221,43 +221,85 @@ static size_t count_headers(const struct ups_call *c)
     return n;
 }
 
-/* Send calls[idx[0..m)] at once; outcome into each call (its earlier response
- * freed). */
+/* One call's answer into the call (its earlier response freed), and the log. */
+static void wave_take(struct ups *u, struct ups_call *c, struct httpc_req *r, int64_t at)
+{
+    log_request(u, r, c, at);
+    FREE_NULL(c->resp);
+    c->outcome = UPS_DONE;
+    c->cls = r->cls;
+    c->rc = r->rc;
+    c->status = r->status;
+    c->retry_after_ms = r->retry_after_ms;
+    c->delay_ms = r->cls == HTTPC_THROTTLED ? r->retry_after_ms : 0;
+    c->duration_ms = r->timing.total_us / 1000;
+    c->resp = r->resp;
+    c->resp_len = r->resp_len;
+    r->resp = NULL;
+    snprintf(c->error, sizeof(c->error), "%s", r->error);
+}
+
+/* A wave: calls of one or several upstreams sent at once on one httpc. */
+struct wave {
+    struct httpc_req *reqs;
+    const char ***hdrs;
+    char **urls;
+    struct ups **ups;
+    struct ups_call **calls;
+    size_t m, cap;
+};
+
+static void wave_add(struct wave *w, struct ups *u, struct ups_call *c)
+{
+    if (w->m == w->cap) {
+        w->cap = w->cap ? w->cap * 2 : 16;
+        w->reqs = xrealloc(w->reqs, w->cap * sizeof(*w->reqs));
+        w->hdrs = xrealloc(w->hdrs, w->cap * sizeof(*w->hdrs));
+        w->urls = xrealloc(w->urls, w->cap * sizeof(*w->urls));
+        w->ups = xrealloc(w->ups, w->cap * sizeof(*w->ups));
+        w->calls = xrealloc(w->calls, w->cap * sizeof(*w->calls));
+    }
+    size_t k = w->m++, nh = count_headers(c) + 2;
+    memset(&w->reqs[k], 0, sizeof(w->reqs[k]));
+    w->hdrs[k] = xcalloc(nh, sizeof(**w->hdrs));
+    w->ups[k] = u;
+    w->calls[k] = c;
+    build_req(u, c, &w->reqs[k], w->hdrs[k], nh, &w->urls[k]);
+}
+
+/* Send the wave (every request has its own upstream's timeouts), take the
+ * answers, empty it. */
+static void wave_send(struct wave *w)
+{
+    if (w->m == 0)
+        return;
+    int64_t at = clock_wall_ms();
+    httpc_run(w->ups[0]->http, w->reqs, w->m, w->ups[0]->conf.timeout_ms);
+    for (size_t k = 0; k < w->m; k++) {
+        wave_take(w->ups[k], w->calls[k], &w->reqs[k], at);
+        free(w->hdrs[k]);
+        free(w->urls[k]);
+    }
+    w->m = 0;
+}
+
+static void wave_free(struct wave *w)
+{
+    free(w->reqs);
+    free(w->hdrs);
+    free(w->urls);
+    free(w->ups);
+    free(w->calls);
+}
+
+/* Send calls[idx[0..m)] at once. */
 static void send_wave(struct ups *u, struct ups_call *calls, const size_t *idx, size_t m)
 {
-    struct httpc_req *reqs = xcalloc(m, sizeof(*reqs));
-    const char ***hdrs = xcalloc(m, sizeof(*hdrs));
-    char **urls = xcalloc(m, sizeof(*urls));
-    int64_t at = clock_wall_ms();
-    for (size_t k = 0; k < m; k++) {
-        struct ups_call *c = &calls[idx[k]];
-        size_t nh = count_headers(c) + 2;
-        hdrs[k] = xcalloc(nh, sizeof(**hdrs));
-        build_req(u, c, &reqs[k], hdrs[k], nh, &urls[k]);
-    }
-    httpc_run(u->http, reqs, m, u->conf.timeout_ms);
-    for (size_t k = 0; k < m; k++) {
-        struct ups_call *c = &calls[idx[k]];
-        struct httpc_req *r = &reqs[k];
-        log_request(u, r, c, at);
-        FREE_NULL(c->resp);
-        c->outcome = UPS_DONE;
-        c->cls = r->cls;
-        c->rc = r->rc;
-        c->status = r->status;
-        c->retry_after_ms = r->retry_after_ms;
-        c->delay_ms = r->cls == HTTPC_THROTTLED ? r->retry_after_ms : 0;
-        c->duration_ms = r->timing.total_us / 1000;
-        c->resp = r->resp;
-        c->resp_len = r->resp_len;
-        r->resp = NULL;
-        snprintf(c->error, sizeof(c->error), "%s", r->error);
-        free(hdrs[k]);
-        free(urls[k]);
-    }
-    free(reqs);
-    free(hdrs);
-    free(urls);
+    struct wave w = { 0 };
+    for (size_t k = 0; k < m; k++)
+        wave_add(&w, u, &calls[idx[k]]);
+    wave_send(&w);
+    wave_free(&w);
 }
 
 static void sleep_ms(int64_t ms)
@@ -312,11 +354,10 @@ static void take_rate(struct ups *u, struct ups_call *calls, size_t n, int *go, 
 /* Steps 3-4: credentials, then send in waves ordered by rate wait. Returns the
  * token used (malloc'd) or NULL. */
 static void send_all(struct ups *u, struct ups_call *calls, size_t n, int *go,
-                     const int64_t *wait_at, const char *token)
+                     const int64_t *wait_at, const char *token, int *sent)
 {
     size_t *idx = xmalloc(sizeof(*idx) * (n ? n : 1));
     int64_t t0 = clock_mono_ms();
-    int *sent = xcalloc(n ? n : 1, sizeof(*sent));
     for (;;) {
         int64_t next = -1;
         for (size_t i = 0; i < n; i++) {
@@ -339,7 +380,6 @@ static void send_all(struct ups *u, struct ups_call *calls, size_t n, int *go,
         }
         send_wave(u, calls, idx, m);
     }
-    free(sent);
     free(idx);
 }
 
@@ -400,44 +440,100 @@ static void note_last(struct ups *u, const struct ups_call *calls, size_t n, con
     rds_reply_free(r);
 }
 
-void ups_run(struct ups *u, struct ups_call *calls, size_t n)
+/* One group's part of a run: steps 1-3 before the send, the rest after. */
+struct grp {
+    struct ups *u;
+    struct ups_call *calls;
+    size_t n;
+    int *go, *sent;
+    int64_t *wait_at;
+    char *token;
+    size_t probe;
+};
+
+static void grp_begin(struct grp *g)
 {
-    int *go = xcalloc(n ? n : 1, sizeof(*go));
-    int64_t *wait_at = xcalloc(n ? n : 1, sizeof(*wait_at));
-    char *token = NULL;
+    struct ups *u = g->u;
+    size_t n = g->n;
+    g->go = xcalloc(n ? n : 1, sizeof(*g->go));
+    g->sent = xcalloc(n ? n : 1, sizeof(*g->sent));
+    g->wait_at = xcalloc(n ? n : 1, sizeof(*g->wait_at));
+    g->token = NULL;
     for (size_t i = 0; i < n; i++)
-        reset_out(&calls[i]);
-    size_t probe = check_breaker(u, calls, n, go);
-    take_rate(u, calls, n, go, wait_at);
+        reset_out(&g->calls[i]);
+    g->probe = check_breaker(u, g->calls, n, g->go);
+    take_rate(u, g->calls, n, g->go, g->wait_at);
     if (u->auth->fetch_token) {
         int any = 0;
         for (size_t i = 0; i < n; i++)
-            any |= go[i];
+            any |= g->go[i];
         char err[128] = "";
-        enum cv_rc rc = any ? ups_token_get(u, &token, err, sizeof(err)) : CV_OK;
+        enum cv_rc rc = any ? ups_token_get(u, &g->token, err, sizeof(err)) : CV_OK;
         if (rc != CV_OK) {
             for (size_t i = 0; i < n; i++) {
-                if (go[i]) {
-                    fail(&calls[i], rc, err[0] ? err : "no credentials");
-                    go[i] = 0;
+                if (g->go[i]) {
+                    fail(&g->calls[i], rc, err[0] ? err : "no credentials");
+                    g->go[i] = 0;
                 }
             }
-            if (probe != (size_t)-1) /* give the probe back: nothing was learnt */
+            if (g->probe != (size_t)-1) /* give the probe back: nothing was learnt */
                 ups_breaker_record(u, HTTPC_THROTTLED, 1);
-            probe = (size_t)-1;
+            g->probe = (size_t)-1;
         }
     }
-    send_all(u, calls, n, go, wait_at, token);
+}
+
+static void grp_end(struct grp *g)
+{
+    struct ups *u = g->u;
+    send_all(u, g->calls, g->n, g->go, g->wait_at, g->token, g->sent);
     if (u->auth->fetch_token)
-        retry_auth(u, calls, n, go, token);
+        retry_auth(u, g->calls, g->n, g->go, g->token);
     if (u->conf.breaker_failures > 0 || u->conf.breaker_rate > 0) {
-        for (size_t i = 0; i < n; i++) {
-            if (go[i] && calls[i].outcome == UPS_DONE)
-                ups_breaker_record(u, calls[i].cls, i == probe);
+        for (size_t i = 0; i < g->n; i++) {
+            if (g->go[i] && g->calls[i].outcome == UPS_DONE)
+                ups_breaker_record(u, g->calls[i].cls, i == g->probe);
         }
     }
-    note_last(u, calls, n, go);
-    free(token);
-    free(go);
-    free(wait_at);
+    note_last(u, g->calls, g->n, g->go);
+    free(g->token);
+    free(g->go);
+    free(g->sent);
+    free(g->wait_at);
+}
+
+void ups_run_groups(const struct ups_group *groups, size_t ng)
+{
+    struct grp *g = xcalloc(ng ? ng : 1, sizeof(*g));
+    struct wave w = { 0 };
+    for (size_t k = 0; k < ng; k++) {
+        g[k].u = groups[k].u;
+        g[k].calls = groups[k].calls;
+        g[k].n = groups[k].n;
+        grp_begin(&g[k]);
+    }
+    /* Every call that may go now, of every group, in one wave: the calls to
+     * different systems overlap instead of waiting for each other. Calls
+     * with a rate wait follow in their group's own waves. */
+    for (size_t k = 0; k < ng; k++) {
+        CV_ASSERT(g[k].u->http == g[0].u->http);
+        for (size_t i = 0; i < g[k].n; i++) {
+            if (g[k].go[i] && g[k].wait_at[i] == 0) {
+                attach(g[k].u, &g[k].calls[i], g[k].token);
+                wave_add(&w, g[k].u, &g[k].calls[i]);
+                g[k].sent[i] = 1;
+            }
+        }
+    }
+    wave_send(&w);
+    wave_free(&w);
+    for (size_t k = 0; k < ng; k++)
+        grp_end(&g[k]);
+    free(g);
+}
+
+void ups_run(struct ups *u, struct ups_call *calls, size_t n)
+{
+    struct ups_group one = { u, calls, n };
+    ups_run_groups(&one, 1);
 }

@@ -166,6 +166,17 @@ struct rds *ups_rds(struct ups *u);
 /* Run n calls (see the top of this file). Every call gets its outcome. */
 void ups_run(struct ups *u, struct ups_call *calls, size_t n);
 
+/* Calls to several upstreams at once: each group goes through its own
+ * breaker, rate limit and credentials, and then every call that may go is
+ * sent in one wave, so a batch that posts to four carriers waits for the
+ * slowest, not for the sum. The upstreams must share one httpc. */
+struct ups_group {
+    struct ups *u;
+    struct ups_call *calls;
+    size_t n;
+};
+void ups_run_groups(const struct ups_group *groups, size_t ng);
+
 /* One call without breaker, rate limit or auth (the token endpoint itself),
  * logged in comm_log. The caller fills an httpc_req; the upstream's timeouts
  * apply when the request has none. Free the response with httpc_req_cleanup. */

@@ -86,6 +86,12 @@ enum cv_rc ord_move(struct wrk_ctx *ctx, const struct job *j, struct ostore_chan
         wrk_fail(r, CV_ERR_UNAVAILABLE, "orders store: %s", cv_rc_str(rc));
         return CV_ERR_UNAVAILABLE;
     }
+    return ord_moved_rc(ctx, j, c, moved, r);
+}
+
+enum cv_rc ord_moved_rc(struct wrk_ctx *ctx, const struct job *j, const struct ostore_change *c,
+                        const struct ostore_moved *moved, struct wrk_result *r)
+{
     switch (moved->result) {
     case OSTORE_OK:
         if (ostate_failed(c->to))
@@ -140,7 +146,15 @@ enum cv_rc ord_follow_push(struct wrk_ctx *ctx, const struct job *j, const char 
 void ord_car_order(const struct ostore_order *o, struct car_order *out, char *name,
                    size_t name_cap, char *street, char *city, char *zip, size_t cap)
 {
-    cJSON *cust = o->customer ? json_parse(o->customer, strlen(o->customer)) : NULL;
+    ord_car_order_of(o->order_id, o->customer, o->country, o->weight_kg, out, name, name_cap,
+                     street, city, zip, cap);
+}
+
+void ord_car_order_of(const char *order_id, const char *customer, const char *country,
+                      const char *weight_kg, struct car_order *out, char *name, size_t name_cap,
+                      char *street, char *city, char *zip, size_t cap)
+{
+    cJSON *cust = customer ? json_parse(customer, strlen(customer)) : NULL;
     const cJSON *addr = cJSON_GetObjectItemCaseSensitive(cust, "shipping_address");
     char first[64], last[64];
     car_json_str(cust, "firstname", first, sizeof(first));
@@ -151,13 +165,13 @@ void ord_car_order(const struct ostore_order *o, struct car_order *out, char *na
     car_json_str(addr, "zip_code", zip, cap);
     cJSON_Delete(cust);
     memset(out, 0, sizeof(*out));
-    out->order_id = o->order_id;
+    out->order_id = order_id;
     out->name = name;
     out->street = street;
     out->city = city;
     out->zip = zip;
-    out->country = o->country ? o->country : "";
-    out->weight_kg = o->weight_kg ? atof(o->weight_kg) : 0;
+    out->country = country ? country : "";
+    out->weight_kg = weight_kg ? atof(weight_kg) : 0;
 }
 
 /* ---- carrier rules ------------------------------------------------------------ */

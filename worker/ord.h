@@ -34,6 +34,16 @@ void ord_release(struct wrk_ctx *ctx, const struct job *j, const char *order_id)
 enum cv_rc ord_move(struct wrk_ctx *ctx, const struct job *j, struct ostore_change *c,
                     struct ostore_moved *moved, struct wrk_result *r);
 
+/* The job result for a move that came back as moved (ostore_transition or a
+ * plan of ostore_move_many): CV_OK for OK and SAME (an order that entered a
+ * FAILED_* state is announced), else r filled as ord_move says. */
+enum cv_rc ord_moved_rc(struct wrk_ctx *ctx, const struct job *j, const struct ostore_change *c,
+                        const struct ostore_moved *moved, struct wrk_result *r);
+
+/* The order as a carrier needs it, from its columns (strings point into them). */
+void ord_car_order_of(const char *order_id, const char *customer, const char *country,
+                      const char *weight_kg, struct car_order *out, char *name, size_t name_cap,
+                      char *street, char *city, char *zip, size_t cap);
 /* The order as a carrier needs it; strings point into o. */
 void ord_car_order(const struct ostore_order *o, struct car_order *out, char *name,
                    size_t name_cap, char *street, char *city, char *zip, size_t cap);

@@ -795,7 +795,19 @@ Test(http_hardening, connections_over_the_cap_are_refused_with_503)
         if (held[i] >= 0)
             close(held[i]);
 
-    struct hn_resp *r = call(&st, "GET", "/metrics", NULL, NULL, NULL);
+    /* the closes above reach the server's loop a moment later: until then a new
+     * connection may still be over the cap, so wait for one to be admitted */
+    struct health_ctx m = { st.api_port, -1 };
+    cr_assert(hn_wait_until(conn_admitted, &m, 5000, 50), "a connection once all left");
+    close(m.fd);
+    struct hn_resp *r = NULL;
+    for (int tries = 0; tries < 50; tries++) {
+        hn_resp_free(r);
+        r = call(&st, "GET", "/metrics", NULL, NULL, NULL);
+        if (r->status == 200)
+            break;
+        usleep(100 * 1000);   /* poll (bounded): the counted-out close may still be on its way */
+    }
     cr_expect(strstr(r->body, "conveyor_http_connections_closed_total{reason=\"over_capacity\"}") !=
                   NULL,
               "%s", r->body);
