@@ -150,41 +150,66 @@ wait_http "http://127.0.0.1:$SP/health" 20
 wait_http "http://127.0.0.1:$AP/health" 20
 SIM=http://127.0.0.1:$SP
 
-orders_bench() { # LATENCY_MS
-    local l=$1 t0 t_post=0 t_done=0 posted done pid rss sys
+# orders_reset LATENCY_MS: empty order tables, a fresh sim at that latency with N orders
+orders_reset() {
+    local sys
     flush
     psql_q "TRUNCATE orders, operations, tracking_pending, comm_log, webhook_seen"
     curl -fsS -X POST "$SIM/admin/reset" >/dev/null
     for sys in mirakl seur ontime tipsa cex; do
-        curl -fsS -X POST -d "{\"latency_ms\":$l}" "$SIM/admin/$sys/faults" >/dev/null
+        curl -fsS -X POST -d "{\"latency_ms\":$1}" "$SIM/admin/$sys/faults" >/dev/null
     done
     curl -fsS -X POST -d "{\"generate\":$ORDERS,\"seed\":7}" "$SIM/admin/mirakl/orders" >/dev/null
+}
+
+# orders_wait SQL_CONDITION: seconds until every order matches it (0 when the deadline passed)
+orders_wait() {
+    local t0 n deadline=$(($(date +%s) + ORDER_DEADLINE_S))
+    t0=$(date +%s.%N)
+    while [ "$(date +%s)" -lt "$deadline" ]; do
+        n=$(psql_q "SELECT count(*) FROM orders WHERE $1")
+        if [ "$n" -ge "$ORDERS" ]; then
+            awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.3f", b - a}'
+            return
+        fi
+        sleep 0.1
+    done
+    echo "bench: only $n of $ORDERS orders reached ($1)" >&2
+    echo 0
+}
+
+fetch_all() {
+    curl -fsS -X POST -H "Authorization: Bearer $KEY" \
+        "$API/api/v1/orchestrator/fetch-orders" >/dev/null
+}
+
+orders_bench() { # LATENCY_MS
+    local l=$1 s pid rss failed
+    # 1. carrier posts alone: the orders fetched first, then one carrier-post worker
+    orders_reset "$l"
+    start_bg worker1 "$T/worker1.log" "$BIN/conveyor-worker" --concurrency 64 --types order-fetch
+    fetch_all
+    s=$(orders_wait "internal_state = 'PENDING_POST'")
+    stop_pids "$T" 20 worker
+    start_bg worker1 "$T/worker1.log" "$BIN/conveyor-worker" --concurrency 64 --types carrier-post
+    pid=$(pidfile_pid "$T/pids/worker1.pid")
+    s=$(orders_wait "internal_state NOT IN ('PENDING_POST')")
+    rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+    stop_pids "$T" 20 worker
+    [ "$s" = 0 ] || figure "carrier_posts_${l}ms" "$(awk -v n="$ORDERS" -v s="$s" \
+        'BEGIN {printf "%.0f", n / s}')" "posts/s"
+    figure "worker_rss_posts_${l}ms" "$((rss / 1024))" "MB"
+    # 2. the whole pipeline in one worker process: fetch to COMPLETE
+    orders_reset "$l"
     start_bg worker1 "$T/worker1.log" "$BIN/conveyor-worker" --concurrency 64 \
         --types order-fetch,carrier-post,tracking-event,tracking-poll,tracking-push
     pid=$(pidfile_pid "$T/pids/worker1.pid")
-    t0=$(date +%s.%N)
-    curl -fsS -X POST -H "Authorization: Bearer $KEY" \
-        "$API/api/v1/orchestrator/fetch-orders" >/dev/null
-    local deadline=$(($(date +%s) + ORDER_DEADLINE_S))
-    while [ "$(date +%s)" -lt "$deadline" ]; do
-        read -r posted done < <(psql_q "SELECT count(*) FILTER (WHERE internal_state NOT IN
-            ('PENDING_POST','FAILED_POST')), count(*) FILTER (WHERE internal_state IN
-            ('COMPLETE','FAILED_POST','FAILED_TRACKING','FAILED_PUSH')) FROM orders" | tr '|' ' ')
-        if [ "$t_post" = 0 ] && [ "$posted" -ge "$ORDERS" ]; then t_post=$(date +%s.%N); fi
-        if [ "$done" -ge "$ORDERS" ]; then t_done=$(date +%s.%N); break; fi
-        sleep 0.2
-    done
+    fetch_all
+    s=$(orders_wait "internal_state IN ('COMPLETE','FAILED_POST','FAILED_TRACKING','FAILED_PUSH')")
     rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
     stop_pids "$T" 20 worker
-    if [ "$t_done" = 0 ]; then
-        echo "bench: orders at ${l} ms: only $done of $ORDERS finished" >&2
-        return
-    fi
-    [ "$t_post" = 0 ] && t_post=$t_done
-    figure "carrier_posts_${l}ms" "$(awk -v n="$ORDERS" -v a="$t0" -v b="$t_post" \
-        'BEGIN {printf "%.0f", n / (b - a)}')" "posts/s"
-    figure "orders_fetch_to_complete_${l}ms" "$(awk -v n="$ORDERS" -v a="$t0" -v b="$t_done" \
-        'BEGIN {printf "%.0f", n / (b - a)}')" "orders/s"
+    [ "$s" = 0 ] || figure "orders_fetch_to_complete_${l}ms" "$(awk -v n="$ORDERS" -v s="$s" \
+        'BEGIN {printf "%.0f", n / s}')" "orders/s"
     figure "worker_rss_orders_${l}ms" "$((rss / 1024))" "MB"
     failed=$(psql_q "SELECT count(*) FROM orders WHERE internal_state LIKE 'FAILED%'")
     [ "$failed" = 0 ] || echo "bench: $failed orders failed at ${l} ms" >&2
