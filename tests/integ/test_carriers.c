@@ -466,7 +466,7 @@ Test(carriers, tracking_poll_applies_tipsa_changes_and_leaves_busy_orders_for_la
     job_free(j);
     /* MK-TR-1's ACCEPTED was applied once; read again, it is a duplicate */
     cr_assert_eq(hn_psql_int("SELECT count(*) FROM operations WHERE order_id = 'MK-TR-1'"
-                             " AND action = 'tracking_event' AND status = 'OK'"),
+                             " AND action = 'webhook_received' AND status = 'OK'"),
                  1);
 
     /* the change of an order we do not have yet is kept once, however often it is read */

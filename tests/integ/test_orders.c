@@ -454,17 +454,15 @@ Test(orders, whole_loop_fetch_to_complete)
                            "mirakl_tracking_updated"),
                  o.n);
 
-    /* seed 004's actions, in order, for one order: fetch, create, tracking, push. Seed 004
-     * names step 4's row carrier.webhook_received; 0002_orders.sql's cv_order_track writes
-     * carrier.tracking_event for every event source (webhook or change feed), with the
-     * status in message. */
+    /* seed 004's actions, in order, for one order: fetch, create, tracking
+     * (carrier.webhook_received, 0006), push. */
     const char *one = o.id[3];
     static const char *const want[][3] = {
         /* scope, action, to_state ("" = not a move) */
         { "mirakl", "fetch_order", "" },
         { "carrier", "create_shipment", "POSTED" },
         { "carrier", "await_tracking", "AWAITING_TRACKING" },
-        { "carrier", "tracking_event", "TRACKED" },
+        { "carrier", "webhook_received", "TRACKED" },
         { "mirakl", "update_tracking", "MIRAKL_OK" },
         { "mirakl", "ship", "COMPLETE" },
     };
@@ -525,7 +523,7 @@ Test(orders, whole_loop_fetch_to_complete)
     }
     cr_assert_eq(sql_count("SELECT count(*) FROM orders WHERE internal_state = 'COMPLETE'"),
                  o.n);
-    cr_assert_eq(sql_count("SELECT count(*) FROM operations WHERE action = 'tracking_event' "
+    cr_assert_eq(sql_count("SELECT count(*) FROM operations WHERE action = 'webhook_received' "
                            "AND status = 'OK'"),
                  3 * o.n, "ACCEPTED, IN_TRANSIT, DELIVERED each applied once");
     cr_assert_eq(sql_count("SELECT count(*) FROM operations WHERE to_state = 'TRACKED'"), o.n);
@@ -890,7 +888,7 @@ Test(orders, webhook_signature_stale_schema_and_duplicates)
     cr_assert_str_eq(job1, job2);
     wait_state(id, "COMPLETE", WAIT_MS);
     wait_job(job1, "succeeded", 10000);
-    cr_assert_eq(ops_count(id, "action = 'tracking_event'"), 1, "one tracking row");
+    cr_assert_eq(ops_count(id, "action = 'webhook_received'"), 1, "one tracking row");
     cr_assert_eq(ops_count(id, "to_state = 'TRACKED'"), 1, "one transition to TRACKED");
     cr_assert_eq(mk_stat(id, "or23"), 1);
     assert_carrier_status(id, "ACCEPTED");
@@ -958,7 +956,7 @@ Test(orders, webhook_before_posted_is_kept_then_applied)
     wait_state(id, "PENDING_POST", 1000);
     cr_assert_eq(sql_count(q("SELECT count(*) FROM tracking_pending WHERE order_id = '%s'", id)),
                  1, "the event is kept");
-    cr_assert_eq(ops_count(id, "action = 'tracking_event' AND status = 'PENDING'"), 1);
+    cr_assert_eq(ops_count(id, "action = 'webhook_received' AND status = 'PENDING'"), 1);
 
     /* posting moves it to AWAITING_TRACKING, where the kept event applies: no sim webhook
      * exists here, so TRACKED can only come from it */
@@ -987,7 +985,7 @@ Test(orders, delivered_then_in_transit_never_moves_back)
     wait_state(id, "COMPLETE", WAIT_MS);
 
     assert_carrier_status(id, "DELIVERED");
-    cr_assert_eq(ops_count(id, "action = 'tracking_event' AND status = 'STALE' AND "
+    cr_assert_eq(ops_count(id, "action = 'webhook_received' AND status = 'STALE' AND "
                                "meta->>'carrier_status' = 'IN_TRANSIT'"),
                  1, "the late event is history only");
     cr_assert_eq(ops_count(id, "to_state = 'TRACKED'"), 1);
@@ -1017,7 +1015,7 @@ Test(orders, reversed_and_duplicated_carrier_webhooks_apply_in_event_order_once)
         cr_assert_eq(mk_stat(a.id[i], "or23"), 1, "%s", a.id[i]);
     }
     /* each message made one job: three tracking rows per order, whatever their fate */
-    struct log_wait lw = { "SELECT count(*) FROM operations WHERE action = 'tracking_event'",
+    struct log_wait lw = { "SELECT count(*) FROM operations WHERE action = 'webhook_received'",
                            3 * a.n };
     cr_assert(hn_wait_until(log_has, &lw, WAIT_MS, 25), "tracking rows");
     cr_assert_eq(sql_count(lw.sql), 3 * a.n, "a duplicate webhook made a second row");

@@ -503,7 +503,7 @@ Test(ostore, duplicate_webhook_applies_once)
     cr_assert_eq(track("W1", OTRACK_ACCEPTED, "2025-05-01T00:00:00Z", "dup", job, 1, &st),
                  OSTORE_SAME);
     cr_assert_eq(hn_psql_int("SELECT count(*) FROM operations WHERE order_id = 'W1' AND "
-                             "action = 'tracking_event' AND status = 'OK'"), 1);
+                             "action = 'webhook_received' AND status = 'OK'"), 1);
     cr_assert_eq(hn_psql_int("SELECT count(*) FROM operations WHERE order_id = 'W1' AND "
                              "status = 'DUPLICATE'"), 1);
     cr_assert_eq(hn_psql_int("SELECT count(*) FROM webhook_seen"), 1);
