@@ -146,6 +146,11 @@ struct api_conn *api_conn_of_request(struct api_thread *t, struct evhttp_request
                                      struct req *r);
 /* The handler answered r (call before the reply is handed to evhttp). */
 void api_conn_replied(struct api_conn *c);
+/* Close the connection now, without finishing its reply: a stream that cannot
+ * go on (the client reads too slowly, the database failed mid-way) must end as
+ * a broken transfer, never as a complete-looking one. Its request is marked
+ * gone. NULL is fine. */
+void api_conn_abort(struct api_conn *c);
 /* Free the guards evhttp_free() left (teardown, after evhttp_free). */
 void api_conn_free_all(struct api_thread *t);
 /* Why the API closed a connection on its own (conveyor_http_connections_closed_total). */
@@ -199,6 +204,7 @@ struct req {
     int refs;
     int gone;                     /* the client left before the reply */
     int replied;
+    int streaming;                /* a chunked reply is under way (api_reply_stream_*) */
     int status;
     int64_t t0_us;
     const char *param[API_MAX_PARAMS];
@@ -217,7 +223,7 @@ struct req {
     int pub_calling;              /* inside broker_publish (batch): a callback now = unsent */
     struct job *pending_job;      /* built, waiting for a check before it is published */
     struct sbuf *acc;             /* a reply assembled over several queries (freed with r) */
-    char key_param[128];          /* a path or query value kept across async calls */
+    char key_param[192];          /* a path or query value kept across async calls */
     int batch_idem;               /* the batch had an Idempotency-Key */
     size_t batch_n;
     char (*batch_ids)[UUID_STR_LEN]; /* the batch's ids, for an unknown-outcome reply */
@@ -242,6 +248,15 @@ void api_add_header(struct req *r, const char *name, const char *value);
 void api_reply(struct req *r, int status, const char *content_type, const char *body,
                size_t len);
 void api_reply_json(struct req *r, int status, const struct sbuf *body);
+/* A chunked reply: start (0, or -1 when the client is gone: nothing to send),
+ * chunks (-1 once the client is gone or reads too slowly: the connection is
+ * then closed without the last chunk, so the client sees a broken transfer;
+ * stop producing), end (also done by the request's last release). To stop
+ * on an error mid-way, api_reply_stream_abort(). */
+void api_reply_stream_abort(struct req *r);
+int api_reply_stream_start(struct req *r, int status, const char *content_type);
+int api_reply_stream_chunk(struct req *r, const void *data, size_t len);
+void api_reply_stream_end(struct req *r);
 /* The JSON error for rc from the table in api_err.c; field may be NULL. */
 void api_reply_err(struct req *r, enum cv_rc rc, const char *message, const char *field);
 /* Same with an explicit status (405). */

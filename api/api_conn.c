@@ -196,6 +196,12 @@ static void close_now(struct api_conn *c)
     evhttp_connection_free(c->evcon);
 }
 
+void api_conn_abort(struct api_conn *c)
+{
+    if (c)
+        close_now(c);
+}
+
 /* ==== deadlines ================================================================== */
 
 static void arm(struct api_conn *c, int64_t at_ms)

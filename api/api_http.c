@@ -210,8 +210,8 @@ void api_add_header(struct req *r, const char *name, const char *value)
         evhttp_add_header(evhttp_request_get_output_headers(r->http), name, value);
 }
 
-void api_reply(struct req *r, int status, const char *content_type, const char *body,
-               size_t len)
+/* What every reply counts and logs, once. */
+static void reply_account(struct req *r, int status)
 {
     struct api_thread *t = r->t;
     CV_ASSERT(!r->replied);
@@ -235,6 +235,13 @@ void api_reply(struct req *r, int status, const char *content_type, const char *
                   r->id[0] ? " job_id=" : "", r->id, r->type[0] ? " type=" : "", r->type,
                   r->trace_id[0] ? " trace_id=" : "", r->trace_id);
     }
+}
+
+void api_reply(struct req *r, int status, const char *content_type, const char *body,
+               size_t len)
+{
+    struct api_thread *t = r->t;
+    reply_account(r, status);
     if (r->gone || !r->http)
         return;
     struct evhttp_request *hr = r->http;
@@ -265,6 +272,70 @@ void api_reply(struct req *r, int status, const char *content_type, const char *
 void api_reply_json(struct req *r, int status, const struct sbuf *body)
 {
     api_reply(r, status, "application/json", body->p ? body->p : "", body->len);
+}
+
+/* Streaming. The request stays the connection guard's current one until the
+ * end (its deadlines stay off, and should the client go, the guard clears
+ * r->http: every chunk checks it). A chunk that finds more than
+ * API_STREAM_PENDING_MAX bytes still unsent ends the stream: a client that
+ * reads slower than we produce is cut, not buffered without bound. */
+#define API_STREAM_PENDING_MAX (16 * 1024 * 1024)
+
+int api_reply_stream_start(struct req *r, int status, const char *content_type)
+{
+    reply_account(r, status);
+    if (r->gone || !r->http)
+        return -1;
+    struct evkeyvalq *h = evhttp_request_get_output_headers(r->http);
+    evhttp_add_header(h, "Content-Type", content_type);
+    if (r->t->stopping)
+        evhttp_add_header(h, "Connection", "close");
+    r->streaming = 1;
+    evhttp_send_reply_start(r->http, status, api_status_reason(status));
+    return 0;
+}
+
+int api_reply_stream_chunk(struct req *r, const void *data, size_t len)
+{
+    if (!r->streaming || r->gone || !r->http)
+        return -1;
+    struct evhttp_connection *c = evhttp_request_get_connection(r->http);
+    struct bufferevent *bev = c ? evhttp_connection_get_bufferevent(c) : NULL;
+    if (bev && evbuffer_get_length(bufferevent_get_output(bev)) > API_STREAM_PENDING_MAX) {
+        LOG_WARN("http.stream_cut", "route=\"%s\" why=client_too_slow",
+                 r->route ? r->route->name : "other");
+        api_reply_stream_abort(r);
+        return -1;
+    }
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add(b, data, len);
+    evhttp_send_reply_chunk(r->http, b);
+    evbuffer_free(b);
+    return 0;
+}
+
+void api_reply_stream_abort(struct req *r)
+{
+    if (!r->streaming)
+        return;
+    r->streaming = 0;
+    if (!r->gone && r->http)
+        api_conn_abort(r->conn);   /* marks r gone and forgets its http */
+}
+
+void api_reply_stream_end(struct req *r)
+{
+    if (!r->streaming)
+        return;
+    r->streaming = 0;
+    if (r->gone || !r->http)
+        return;
+    struct evhttp_request *hr = r->http;
+    struct api_conn *conn = r->conn;
+    r->http = NULL;
+    r->conn = NULL;
+    evhttp_send_reply_end(hr);
+    api_conn_replied(conn);
 }
 
 void api_reply_err_status(struct req *r, int status, enum cv_rc rc, const char *message,
@@ -435,6 +506,7 @@ void api_req_release(struct req *r)
         LOG_ERROR("api.no_reply", "route=%s", r->route ? r->route->name : "other");
         api_reply_err(r, CV_ERR_INTERNAL, NULL, NULL);
     }
+    api_reply_stream_end(r);   /* a stream is always ended, once */
     free(r->batch_ids);
     job_free(r->pending_job);
     if (r->acc) {

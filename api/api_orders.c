@@ -11,7 +11,7 @@
  *   GET  /api/v1/logs/operations?limit=&order_id=&after=  the operations log, newest
  *                                                   first (after=ID: newer rows, oldest
  *                                                   first, for `conveyorctl ops tail`)
- *   GET  /api/v1/logs/exports/orders-view.csv?state=&cursor=  RFC 4180 CSV
+ *   GET  /api/v1/logs/exports/orders-view.csv?state=  RFC 4180 CSV, streamed (chunked)
  *   GET  /api/v1/orders/{id}                         one order, its operations and its
  *                                                   outbound calls
  *
@@ -33,7 +33,7 @@
 #include "met.h"
 #include "ostore.h"
 
-#define CSV_ROWS_MAX 1000       /* per CSV response: larger exports follow the Link header */
+#define CSV_ROWS_MAX 1000       /* rows per query (and per chunk) of the streamed export */
 
 /* ---- rendering ------------------------------------------------------------------ */
 
@@ -425,19 +425,34 @@ static void csv_field(struct sbuf *b, const char *v)
     sbuf_add(b, "\"", 1);
 }
 
+/* The export streams: a page of CSV_PAGE rows is one query and one chunk,
+ * the next query is sent when the chunk is handed over, and a client that
+ * reads slower than that is cut (api_reply_stream_chunk). r->type holds the
+ * state filter ("" = all), r->key_param the cursor of the next page. */
+static void csv_next(struct req *r);
+
 static void on_csv(void *arg, enum cv_rc rc, const struct db_res *res)
 {
     struct req *r = arg;
-    if (failed(r, rc, res))
-        goto out;
     struct sbuf b;
-    char cur[160];
     sbuf_init(&b);
-    for (size_t c = 0; c < NCSV; c++) {
-        sbuf_adds(&b, c ? "," : "");
-        sbuf_adds(&b, csv_cols[c]);
+    if (rc != CV_OK || !res) {
+        if (!r->streaming && !r->replied)
+            failed(r, rc, res);           /* nothing sent yet: an ordinary error */
+        else
+            api_reply_stream_abort(r);    /* mid-way: a broken transfer, never a short file */
+        goto out;
     }
-    sbuf_adds(&b, "\r\n");
+    if (!r->streaming) {
+        api_add_header(r, "Content-Disposition", "attachment; filename=\"orders-view.csv\"");
+        if (api_reply_stream_start(r, 200, "text/csv; charset=utf-8; header=present") != 0)
+            goto out;
+        for (size_t c = 0; c < NCSV; c++) {
+            sbuf_adds(&b, c ? "," : "");
+            sbuf_adds(&b, csv_cols[c]);
+        }
+        sbuf_adds(&b, "\r\n");
+    }
     int idx[NCSV];
     for (size_t c = 0; c < NCSV; c++)
         idx[c] = db_res_col(res, csv_cols[c]);
@@ -449,26 +464,31 @@ static void on_csv(void *arg, enum cv_rc rc, const struct db_res *res)
         }
         sbuf_adds(&b, "\r\n");
     }
+    if (b.len && api_reply_stream_chunk(r, b.p, b.len) != 0)
+        goto out;                         /* the client went or was cut */
+    char cur[160];
     next_cursor(res, CSV_ROWS_MAX, cur, sizeof(cur));
-    if (cur[0]) {
-        /* the next part of the export: RFC 8288 */
-        struct sbuf link;
-        sbuf_init(&link);
-        sbuf_adds(&link, "</api/v1/logs/exports/orders-view.csv?cursor=");
-        sbuf_adds(&link, cur);   /* digits, ':' and an order id of [A-Za-z0-9._:-] */
-        if (r->key_param[0]) {
-            sbuf_adds(&link, "&state=");
-            sbuf_adds(&link, r->key_param);
-        }
-        sbuf_adds(&link, ">; rel=\"next\"");
-        api_add_header(r, "Link", link.p);
-        sbuf_cleanup(&link);
+    if (!cur[0] || r->t->closing) {
+        api_reply_stream_end(r);
+        goto out;
     }
-    api_add_header(r, "Content-Disposition", "attachment; filename=\"orders-view.csv\"");
-    api_reply(r, 200, "text/csv; charset=utf-8; header=present", b.p, b.len);
-    sbuf_cleanup(&b);
+    snprintf(r->key_param, sizeof(r->key_param), "%s", cur);
+    csv_next(r);
 out:
+    sbuf_cleanup(&b);
     api_req_release(r);
+}
+
+static void csv_next(struct req *r)
+{
+    char us[24], lim[16];
+    const char *after = NULL;
+    snprintf(lim, sizeof(lim), "%d", CSV_ROWS_MAX);
+    if (r->key_param[0])
+        ostore_cursor_split(r->key_param, us, &after);
+    const char *params[] = { r->type[0] ? r->type : NULL, r->key_param[0] ? us : NULL, after,
+                             lim };
+    query(r, ostore_sql_list, 4, params, on_csv);
 }
 
 void api_h_orders_csv(struct req *r)
@@ -478,10 +498,9 @@ void api_h_orders_csv(struct req *r)
     if (db_ready_or_reply(r) ||
         list_params_or_reply(r, CSV_ROWS_MAX, state, lim, cursor, us, params))
         return;
-    snprintf(lim, sizeof(lim), "%d", CSV_ROWS_MAX);
-    params[3] = lim;
-    snprintf(r->key_param, sizeof(r->key_param), "%s", state);
-    query(r, ostore_sql_list, 4, params, on_csv);
+    snprintf(r->type, sizeof(r->type), "%s", state);
+    snprintf(r->key_param, sizeof(r->key_param), "%s", cursor);
+    csv_next(r);
 }
 
 /* ---- GET /api/v1/orders/{id} ----------------------------------------------------------- */
