@@ -94,31 +94,10 @@ static void post_retry(struct post *p, enum cv_rc rc, int64_t delay_ms, const ch
 /* Round 1 for one claimed order: decide what to do with it. */
 static void decide(struct wrk_ctx *ctx, struct post *p, const cJSON *payload)
 {
-    enum ostate st = (enum ostate)p->cl.state;
-    if (st == OSTATE_FAILED_POST && p->job->attempt == 1 && p->job->deliveries <= 1) {
-        /* a fresh life of the job (a replay, a new job): take the retry edge */
-        struct ostore_change c;
-        struct ostore_moved m;
-        memset(&c, 0, sizeof(c));
-        c.order_id = p->order_id;
-        c.to = OSTATE_PENDING_POST;
-        c.scope = "carrier";
-        c.action = "retry_post";
-        c.mirakl_tracking_updated = -1;
-        if (ord_move(ctx, p->job, &c, &m, p->res) != CV_OK)
-            return;
-        st = OSTATE_PENDING_POST;
-    }
-    if (st != OSTATE_PENDING_POST) {
-        /* posted already (a duplicate job, a redelivery after the move), or
-         * failed by an earlier life: nothing to do, and nothing contradicts */
-        if (st == OSTATE_FAILED_POST)
-            wrk_fail(p->res, CV_ERR_PERMANENT, "order %s is FAILED_POST: %s", p->order_id,
-                     p->cl.last_error ? p->cl.last_error : "");
-        else
-            p->res->rc = CV_OK;
+    if (!ord_step_start(ctx, p->job, p->order_id, (enum ostate)p->cl.state,
+                        OSTATE_PENDING_POST, OSTATE_FAILED_POST, "carrier", "retry_post",
+                        p->cl.last_error, p->res))
         return;
-    }
     const cJSON *cj = cJSON_GetObjectItemCaseSensitive(payload, "carrier");
     const char *carrier = cJSON_IsString(cj) ? cj->valuestring : p->cl.carrier_code;
     if (!carrier || !*carrier) {

@@ -6,7 +6,8 @@
  * ORDER_INVALID_STATE because the order is shipped already, which we take as
  * done. So a redelivery at any point makes no second effect, and the order
  * never sits in MIRAKL_OK with a ship that failed. The calls of the whole
- * batch are in flight together: every OR23, then every OR24.
+ * batch are in flight together: every OR23, then every OR24; PostgreSQL sees
+ * two statements per batch (claim and read all, move and release all).
  * Failures: Mirakl refusing the data (4xx) -> FAILED_PUSH, the job fails;
  * 429 -> the job waits Retry-After; network, 5xx -> retry, on the last
  * attempt FAILED_PUSH and dead. FAILED_PUSH on a fresh life of the job (a
@@ -25,75 +26,71 @@ struct push {
     struct job *job;
     struct wrk_result *res;
     char order_id[80];
-    struct ostore_order *order;
+    char trace[33];
+    struct ostore_claimed cl;
     const struct car *car;
     int claimed;
     int active;
+    int failed;                  /* ends FAILED_PUSH with why (round 4) */
+    enum cv_rc fail_rc;
+    char why[JOB_ERROR_MAX];
     struct sbuf path, body;
 };
 
-static void fail_push(struct wrk_ctx *ctx, struct push *p, enum cv_rc rc, const char *why)
+static void fail_push(struct push *p, enum cv_rc rc, const char *why)
 {
-    struct ostore_change c;
-    struct ostore_moved m;
-    memset(&c, 0, sizeof(c));
-    c.order_id = p->order_id;
-    c.to = OSTATE_FAILED_PUSH;
-    c.scope = "mirakl";
-    c.action = "update_tracking";
-    c.status = "ERROR";
-    c.message = why;
-    c.last_error = why;
-    c.mirakl_tracking_updated = -1;
-    if (ord_move(ctx, p->job, &c, &m, p->res) != CV_OK)
-        return;
-    wrk_fail(p->res, rc, "%s", why);
-    LOG_WARN("order.failed_push", "order_id=%s error=%s", p->order_id, why);
+    p->active = 0;
+    p->failed = 1;
+    p->fail_rc = rc;
+    snprintf(p->why, sizeof(p->why), "%s", why);
 }
 
-static void prepare(struct wrk_ctx *ctx, struct push *p)
+/* Round 1: claim and read every order in one statement, then decide. */
+static void prepare(struct wrk_ctx *ctx, struct push *ps, size_t n)
 {
-    cJSON *pl = json_parse(p->job->payload, p->job->payload_len);
-    car_json_str(pl, "order_id", p->order_id, sizeof(p->order_id));
-    cJSON_Delete(pl);
-    if (ord_claim(ctx, p->job, p->order_id, p->res) != CV_OK)
-        return;
-    p->claimed = 1;
-    struct ostore_op *ops = NULL;
-    size_t nops = 0;
-    enum cv_rc rc = ostore_get(ctx->db, p->order_id, 0, &p->order, &ops, &nops);
-    ostore_ops_free(ops, nops);
-    if (rc != CV_OK) {
-        wrk_fail(p->res, rc == CV_ERR_NOT_FOUND ? CV_ERR_PERMANENT : CV_ERR_UNAVAILABLE,
-                 "order %s: %s", p->order_id, cv_rc_str(rc));
-        return;
+    struct ostore_claim_in *in = xcalloc(n, sizeof(*in));
+    struct ostore_claimed *cl = xcalloc(n, sizeof(*cl));
+    for (size_t i = 0; i < n; i++) {
+        cJSON *pl = json_parse(ps[i].job->payload, ps[i].job->payload_len);
+        car_json_str(pl, "order_id", ps[i].order_id, sizeof(ps[i].order_id));
+        cJSON_Delete(pl);
+        ord_trace_id(ps[i].job, ps[i].trace);
+        in[i].order_id = ps[i].order_id;
+        in[i].job_id = ps[i].job->id;
+        in[i].epoch = ps[i].job->epoch;
     }
-    enum ostate st = p->order->state;
-    if (st == OSTATE_FAILED_PUSH && p->job->attempt == 1 && p->job->deliveries <= 1) {
-        struct ostore_change c;
-        struct ostore_moved m;
-        memset(&c, 0, sizeof(c));
-        c.order_id = p->order_id;
-        c.to = OSTATE_TRACKED;
-        c.scope = "mirakl";
-        c.action = "retry_push";
-        c.mirakl_tracking_updated = -1;
-        if (ord_move(ctx, p->job, &c, &m, p->res) != CV_OK)
-            return;
-        st = OSTATE_TRACKED;
+    enum cv_rc rc = ostore_claim_many(ctx->db, in, n, ctx->cfg->visibility_timeout_ms, cl);
+    for (size_t i = 0; i < n; i++) {
+        struct push *p = &ps[i];
+        p->cl = cl[i];
+        if (rc != CV_OK) {
+            wrk_fail(p->res, CV_ERR_UNAVAILABLE, "orders store: %s", cv_rc_str(rc));
+            continue;
+        }
+        if (p->cl.result == OSTORE_BUSY) {
+            wrk_fail(p->res, CV_ERR_BUSY, "order %s is held by another job", p->order_id);
+            p->res->delay_ms = 500;
+            continue;
+        }
+        if (p->cl.result == OSTORE_FENCED) {
+            wrk_fail(p->res, CV_ERR_FENCED, "a newer delivery holds order %s", p->order_id);
+            continue;
+        }
+        if (p->cl.result != OSTORE_OK) {
+            wrk_fail(p->res, CV_ERR_PERMANENT, "no such order: %s", p->order_id);
+            continue;
+        }
+        p->claimed = 1;
+        if (!ord_step_start(ctx, p->job, p->order_id, (enum ostate)p->cl.state, OSTATE_TRACKED,
+                            OSTATE_FAILED_PUSH, "mirakl", "retry_push", p->cl.last_error,
+                            p->res))
+            continue;
+        p->car = car_find(p->cl.carrier_code);
+        p->active = 1;
+        p->res->rc = CV_OK;
     }
-    if (st != OSTATE_TRACKED) {
-        /* pushed already, or not tracked yet (a push sweep racing the event) */
-        if (st == OSTATE_FAILED_PUSH)
-            wrk_fail(p->res, CV_ERR_PERMANENT, "order %s is FAILED_PUSH: %s", p->order_id,
-                     p->order->last_error ? p->order->last_error : "");
-        else
-            p->res->rc = CV_OK;
-        return;
-    }
-    p->car = car_find(p->order->carrier_code);
-    p->active = 1;
-    p->res->rc = CV_OK;
+    free(cl);
+    free(in);
 }
 
 static void call_init(struct ups_call *c, struct push *p)
@@ -101,11 +98,12 @@ static void call_init(struct ups_call *c, struct push *p)
     memset(c, 0, sizeof(*c));
     c->traceparent = p->job->traceparent;
     c->job_id = p->job->id;
+    c->trace_id = p->trace;
     c->order_id = p->order_id;
     c->attempt = p->job->attempt;
 }
 
-/* One round: OR23 (ship = 0) or OR24 (ship = 1) for every active push. */
+/* Rounds 2 and 3: OR23 (ship = 0) or OR24 (ship = 1) for every active push. */
 static void round_(struct wrk_ctx *ctx, struct push **ps, size_t n, int ship)
 {
     struct ups_call *calls = xcalloc(n ? n : 1, sizeof(*calls));
@@ -118,10 +116,9 @@ static void round_(struct wrk_ctx *ctx, struct push **ps, size_t n, int ship)
             mkl_ship_req(&calls[i], &p->path, p->order_id);
         else
             mkl_tracking_req(&calls[i], &p->path, &p->body, p->order_id,
-                             p->order->carrier_code ? p->order->carrier_code : "",
-                             p->car ? p->car->label : "",
-                             p->car ? p->car->tracking_url : "",
-                             p->order->tracking_number ? p->order->tracking_number : "");
+                             p->cl.carrier_code ? p->cl.carrier_code : "",
+                             p->car ? p->car->label : "", p->car ? p->car->tracking_url : "",
+                             p->cl.tracking_number ? p->cl.tracking_number : "");
     }
     ups_run(wrk_ups(ctx, CFG_UPS_MIRAKL), calls, n);
     for (size_t i = 0; i < n; i++) {
@@ -130,16 +127,15 @@ static void round_(struct wrk_ctx *ctx, struct push **ps, size_t n, int ship)
         char code[64], msg[160], why[JOB_ERROR_MAX];
         if (c->outcome == UPS_DONE && c->cls == HTTPC_OK)
             goto next;
-        p->active = 0;
         if (c->outcome == UPS_DEFERRED) {
+            p->active = 0;
             wrk_fail(p->res, CV_ERR_BUSY, "mirakl: %s", c->error);
             p->res->delay_ms = c->delay_ms;
             goto next;
         }
         mkl_error_code(c->resp, c->resp_len, code, sizeof(code), msg, sizeof(msg));
-        if (ship && strcmp(code, "ORDER_INVALID_STATE") == 0 && p->order->tracking_number) {
+        if (ship && strcmp(code, "ORDER_INVALID_STATE") == 0 && p->cl.tracking_number) {
             /* shipped already: our earlier OR24 went through before a crash */
-            p->active = 1;
             LOG_INFO("order.ship_already_done", "order_id=%s", p->order_id);
             goto next;
         }
@@ -147,10 +143,11 @@ static void round_(struct wrk_ctx *ctx, struct push **ps, size_t n, int ship)
                  code[0] ? code : httpc_class_str(c->cls), msg[0] ? ": " : "", msg);
         if (c->outcome == UPS_DONE && (c->cls == HTTPC_PERMANENT || c->cls == HTTPC_AUTH ||
                                        c->cls == HTTPC_BODY_ERROR)) {
-            fail_push(ctx, p, CV_ERR_PERMANENT, why);
+            fail_push(p, CV_ERR_PERMANENT, why);
         } else if (p->job->attempt >= p->job->max_attempts) {
-            fail_push(ctx, p, CV_ERR_TRANSIENT, why);
+            fail_push(p, CV_ERR_TRANSIENT, why);
         } else {
+            p->active = 0;
             wrk_fail(p->res, c->cls == HTTPC_THROTTLED ? CV_ERR_RATE : CV_ERR_TRANSIENT, "%s",
                      why);
             p->res->delay_ms = c->retry_after_ms;
@@ -161,58 +158,101 @@ static void round_(struct wrk_ctx *ctx, struct push **ps, size_t n, int ship)
     free(calls);
 }
 
-static void finish(struct wrk_ctx *ctx, struct push *p)
+/* Round 4: the moves and every release in one statement. */
+static void finish(struct wrk_ctx *ctx, struct push *ps, size_t n)
 {
-    struct ostore_change c;
-    struct ostore_moved m;
-    memset(&c, 0, sizeof(c));
-    c.order_id = p->order_id;
-    c.to = OSTATE_MIRAKL_OK;
-    c.scope = "mirakl";
-    c.action = "update_tracking";
-    c.mirakl_tracking_updated = 1;
-    c.last_error = ostore_null;
-    if (ord_move(ctx, p->job, &c, &m, p->res) != CV_OK)
-        return;
-    memset(&c, 0, sizeof(c));
-    c.order_id = p->order_id;
-    c.to = OSTATE_COMPLETE;
-    c.scope = "mirakl";
-    c.action = "ship";
-    c.mirakl_tracking_updated = -1;
-    if (ord_move(ctx, p->job, &c, &m, p->res) != CV_OK)
-        return;
-    p->res->rc = CV_OK;
-    LOG_INFO("order.complete", "order_id=%s carrier=%s", p->order_id,
-             p->order->carrier_code ? p->order->carrier_code : "");
+    struct ostore_plan *plans = xcalloc(n ? n : 1, sizeof(*plans));
+    struct ostore_change *steps = xcalloc(2 * (n ? n : 1), sizeof(*steps));
+    struct ostore_moved *moved = xcalloc(n ? n : 1, sizeof(*moved));
+    struct push **who = xcalloc(n ? n : 1, sizeof(*who));
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct push *p = &ps[i];
+        if (!p->claimed || p->res->rc == CV_ERR_FENCED)
+            continue;
+        struct ostore_plan *pl = &plans[m];
+        struct ostore_change *c = &steps[2 * m];
+        pl->order_id = p->order_id;
+        pl->job_id = p->job->id;
+        pl->epoch = p->job->epoch;
+        pl->trace_id = p->trace;
+        pl->release = 1;
+        pl->steps = c;
+        if (p->active) {
+            c[0].order_id = p->order_id;
+            c[0].to = OSTATE_MIRAKL_OK;
+            c[0].scope = "mirakl";
+            c[0].action = "update_tracking";
+            c[0].mirakl_tracking_updated = 1;
+            c[0].last_error = ostore_null;
+            c[1].order_id = p->order_id;
+            c[1].to = OSTATE_COMPLETE;
+            c[1].scope = "mirakl";
+            c[1].action = "ship";
+            c[1].mirakl_tracking_updated = -1;
+            pl->nsteps = 2;
+        } else if (p->failed) {
+            c[0].order_id = p->order_id;
+            c[0].to = OSTATE_FAILED_PUSH;
+            c[0].scope = "mirakl";
+            c[0].action = "update_tracking";
+            c[0].status = "ERROR";
+            c[0].message = p->why;
+            c[0].last_error = p->why;
+            c[0].mirakl_tracking_updated = -1;
+            pl->nsteps = 1;
+        }
+        who[m++] = p;
+    }
+    enum cv_rc rc = ostore_move_many(ctx->db, plans, m, moved);
+    for (size_t k = 0; k < m; k++) {
+        struct push *p = who[k];
+        if (!p->active && !p->failed)
+            continue;
+        if (rc != CV_OK) {
+            wrk_fail(p->res, CV_ERR_UNAVAILABLE, "orders store: %s", cv_rc_str(rc));
+            continue;
+        }
+        if (ord_moved_rc(ctx, p->job, &plans[k].steps[plans[k].nsteps - 1], &moved[k], p->res) !=
+            CV_OK)
+            continue;
+        if (p->failed) {
+            wrk_fail(p->res, p->fail_rc, "%s", p->why);
+            LOG_WARN("order.failed_push", "order_id=%s error=%s", p->order_id, p->why);
+            continue;
+        }
+        p->res->rc = CV_OK;
+        LOG_INFO("order.complete", "order_id=%s carrier=%s", p->order_id,
+                 p->cl.carrier_code ? p->cl.carrier_code : "");
+    }
+    free(plans);
+    free(steps);
+    free(moved);
+    free(who);
 }
 
 void h_tracking_push(struct wrk_ctx *ctx, struct job **jobs, size_t n, struct wrk_result *res)
 {
     struct push *ps = xcalloc(n, sizeof(*ps));
     struct push **act = xcalloc(n, sizeof(*act));
-    size_t na = 0;
     for (size_t i = 0; i < n; i++) {
         ps[i].job = jobs[i];
         ps[i].res = &res[i];
         sbuf_init(&ps[i].path);
         sbuf_init(&ps[i].body);
-        prepare(ctx, &ps[i]);
     }
+    prepare(ctx, ps, n);
     for (int ship = 0; ship <= 1; ship++) {
-        na = 0;
+        size_t na = 0;
         for (size_t i = 0; i < n; i++)
             if (ps[i].active)
                 act[na++] = &ps[i];
         if (na)
             round_(ctx, act, na, ship);
     }
+    finish(ctx, ps, n);
     for (size_t i = 0; i < n; i++) {
-        if (ps[i].active)
-            finish(ctx, &ps[i]);
-        if (ps[i].claimed && res[i].rc != CV_ERR_FENCED)
-            ord_release(ctx, ps[i].job, ps[i].order_id);
-        ostore_orders_free(ps[i].order, ps[i].order ? 1 : 0);
+        ostore_claimed_free(&ps[i].cl, 1);
         sbuf_cleanup(&ps[i].path);
         sbuf_cleanup(&ps[i].body);
     }

@@ -234,3 +234,35 @@ const char *ord_rules_pick(struct wrk_ctx *ctx, const char *country, double kg, 
     *rc = CV_ERR_NOT_FOUND;
     return NULL;
 }
+
+int ord_step_start(struct wrk_ctx *ctx, const struct job *j, const char *order_id,
+                   enum ostate state, enum ostate from, enum ostate failed, const char *scope,
+                   const char *retry_action, const char *last_error, struct wrk_result *r)
+{
+    if (state == failed && j->attempt == 1 && j->deliveries <= 1) {
+        /* a fresh life of the job (a replay, an operator's new job): take the
+         * retry edge back to where the step starts */
+        struct ostore_change c;
+        struct ostore_moved m;
+        memset(&c, 0, sizeof(c));
+        c.order_id = order_id;
+        c.to = from;
+        c.scope = scope;
+        c.action = retry_action;
+        c.mirakl_tracking_updated = -1;
+        if (ord_move(ctx, j, &c, &m, r) != CV_OK)
+            return 0;
+        state = from;
+    }
+    if (state == from)
+        return 1;
+    /* done already (a duplicate job, a redelivery after the move), not there
+     * yet (a sweep racing the pipeline), or failed by an earlier life: nothing
+     * to do here, and the job's end says which */
+    if (state == failed)
+        wrk_fail(r, CV_ERR_PERMANENT, "order %s is %s: %s", order_id, ostate_str(failed),
+                 last_error ? last_error : "");
+    else
+        r->rc = CV_OK;
+    return 0;
+}

@@ -61,6 +61,17 @@ const char *ord_rules_pick(struct wrk_ctx *ctx, const char *country, double weig
 enum cv_rc ord_follow_push(struct wrk_ctx *ctx, const struct job *j, const char *order_id,
                            struct wrk_result *r);
 
+/* Where a step starts: 1 when the order (in state) is where the step begins
+ * (from) and the step should run. A `failed` order on a fresh life of the job
+ * (attempt 1, first delivery: a replay, a new job) first takes the retry edge
+ * back to from (retry_action in the operations log). Otherwise 0, with r set:
+ * CV_OK when the step is done already or not due, CV_ERR_PERMANENT naming
+ * last_error when the order is `failed` from an earlier life, or what ord_move
+ * said. */
+int ord_step_start(struct wrk_ctx *ctx, const struct job *j, const char *order_id,
+                   enum ostate state, enum ostate from, enum ostate failed, const char *scope,
+                   const char *retry_action, const char *last_error, struct wrk_result *r);
+
 /* The job's trace id (32 hex) into out[33]. */
 void ord_trace_id(const struct job *j, char out[33]);
 
