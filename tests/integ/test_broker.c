@@ -684,6 +684,45 @@ Test(broker, a_read_with_fewer_slots_than_types_takes_turns)
     free(o);
 }
 
+/* Slots a type leaves unused go to the types with work waiting: with two
+ * types and 64 slots, a busy queue gives 64 jobs a read, not 32; both shares
+ * together never pass the slots. */
+Test(broker, idle_types_lend_their_slots_to_busy_ones)
+{
+    const char *types[] = { "noop", "t2" };
+    struct pub_out *o = calloc(1, sizeof(*o));
+    struct job *js[100];
+    for (int i = 0; i < 100; i++)
+        js[i] = mk("noop", "{}");
+    broker_publish(b, js, 100, 60, on_pub, o);
+    cr_assert_eq(o->rc, CV_OK);
+    for (int i = 0; i < 100; i++)
+        job_free(js[i]);
+    struct job *got[64] = { NULL };
+    size_t n = 0;
+    cr_assert_eq(broker_consume(b, "c1", types, 2, 64, 10, got, &n), CV_OK);
+    cr_assert_eq(n, 64, "one read takes every free slot: %zu", n);
+    for (size_t k = 0; k < n; k++)
+        job_free(got[k]);
+    /* with both types busy, each keeps its share */
+    struct job *t2[40];
+    for (int i = 0; i < 40; i++)
+        t2[i] = mk("t2", "{}");
+    broker_publish(b, t2, 40, 60, on_pub, o);
+    for (int i = 0; i < 40; i++)
+        job_free(t2[i]);
+    n = 0;
+    cr_assert_eq(broker_consume(b, "c1", types, 2, 64, 10, got, &n), CV_OK);
+    int nt2 = 0;
+    for (size_t k = 0; k < n; k++) {
+        nt2 += !strcmp(got[k]->type, "t2");
+        job_free(got[k]);
+    }
+    cr_assert_eq(n, 64, "%zu", n);
+    cr_assert_geq(nt2, 32, "t2 keeps its half: %d", nt2);
+    free(o);
+}
+
 /* Issue 5: consumers of SIGKILLed workers were never removed. */
 Test(broker, consumers_of_dead_workers_are_removed)
 {
