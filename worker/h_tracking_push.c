@@ -1,13 +1,18 @@
 /* h_tracking_push.c - tell the marketplace: Mirakl OR23 (tracking) then OR24
  * (ship), then TRACKED -> MIRAKL_OK -> COMPLETE (seed 004, step 5).
  *
- * Both calls are made before the order moves: OR23 is a PUT (repeating it
- * sets the same tracking), and an OR24 repeated after a crash is answered
- * ORDER_INVALID_STATE because the order is shipped already, which we take as
- * done. So a redelivery at any point makes no second effect, and the order
- * never sits in MIRAKL_OK with a ship that failed. The calls of the whole
- * batch are in flight together: every OR23, then every OR24; PostgreSQL sees
- * two statements per batch (claim and read all, move and release all).
+ * Each call's success is recorded before the next is made: OR23 done ->
+ * MIRAKL_OK (mirakl_tracking_updated), OR24 done -> COMPLETE. A job that stops
+ * between them (Mirakl's call budget spent, a crash) starts again from
+ * MIRAKL_OK with OR24 only, so a tight budget is never spent on OR23 again
+ * and again. OR23 is a PUT (repeating it sets the same tracking), and an OR24
+ * repeated after a crash is answered ORDER_INVALID_STATE because the order is
+ * shipped already, which we take as done: a redelivery at any point makes no
+ * second effect. An OR24 that Mirakl refuses leaves the order MIRAKL_OK (its
+ * tracking is there; the table has no failed edge out of MIRAKL_OK) and fails
+ * the job with Mirakl's message; a replay tries OR24 again. The calls of the
+ * whole batch are in flight together: every OR23, then every OR24; PostgreSQL
+ * sees at most three statements per batch.
  * Failures: Mirakl refusing the data (4xx) -> FAILED_PUSH, the job fails;
  * 429 -> the job waits Retry-After; network, 5xx -> retry, on the last
  * attempt FAILED_PUSH and dead. FAILED_PUSH on a fresh life of the job (a
@@ -31,7 +36,8 @@ struct push {
     const struct car *car;
     int claimed;
     int active;
-    int failed;                  /* ends FAILED_PUSH with why (round 4) */
+    int tracked_done;            /* OR23 done: MIRAKL_OK (or it started there) */
+    int failed;                  /* ends FAILED_PUSH (or, after OR23, the job fails) */
     enum cv_rc fail_rc;
     char why[JOB_ERROR_MAX];
     struct sbuf path, body;
@@ -81,10 +87,13 @@ static void prepare(struct wrk_ctx *ctx, struct push *ps, size_t n)
             continue;
         }
         p->claimed = 1;
-        if (!ord_step_start(ctx, p->job, p->order_id, (enum ostate)p->cl.state, OSTATE_TRACKED,
-                            OSTATE_FAILED_PUSH, "mirakl", "retry_push", p->cl.last_error,
-                            p->res))
+        if (p->cl.state == OSTATE_MIRAKL_OK) {
+            p->tracked_done = 1;   /* OR23 went through before: OR24 only */
+        } else if (!ord_step_start(ctx, p->job, p->order_id, (enum ostate)p->cl.state,
+                                   OSTATE_TRACKED, OSTATE_FAILED_PUSH, "mirakl", "retry_push",
+                                   p->cl.last_error, p->res)) {
             continue;
+        }
         p->car = car_find(p->cl.carrier_code);
         p->active = 1;
         p->res->rc = CV_OK;
@@ -158,11 +167,15 @@ static void round_(struct wrk_ctx *ctx, struct push **ps, size_t n, int ship)
     free(calls);
 }
 
-/* Round 4: the moves and every release in one statement. */
-static void finish(struct wrk_ctx *ctx, struct push *ps, size_t n)
+/* Apply one step per push in one statement: ok_to for the active ones (with
+ * set_tracked: mirakl_tracking_updated), FAILED_PUSH for the failed ones that
+ * may still take it, and every claim released when release is set. Pushes
+ * whose move did not happen as asked stop (res says why). */
+static void move_round(struct wrk_ctx *ctx, struct push *ps, size_t n, enum ostate ok_to,
+                       int release)
 {
     struct ostore_plan *plans = xcalloc(n ? n : 1, sizeof(*plans));
-    struct ostore_change *steps = xcalloc(2 * (n ? n : 1), sizeof(*steps));
+    struct ostore_change *steps = xcalloc(n ? n : 1, sizeof(*steps));
     struct ostore_moved *moved = xcalloc(n ? n : 1, sizeof(*moved));
     struct push **who = xcalloc(n ? n : 1, sizeof(*who));
     size_t m = 0;
@@ -170,36 +183,38 @@ static void finish(struct wrk_ctx *ctx, struct push *ps, size_t n)
         struct push *p = &ps[i];
         if (!p->claimed || p->res->rc == CV_ERR_FENCED)
             continue;
+        /* the MIRAKL_OK round moves the pushes whose OR23 just went through;
+         * the last round moves what OR24 finished, and the failures */
+        int move = p->active ? ok_to != OSTATE_MIRAKL_OK || !p->tracked_done
+                             : release && p->failed && !p->tracked_done;
+        if (!move && !release)
+            continue;
         struct ostore_plan *pl = &plans[m];
-        struct ostore_change *c = &steps[2 * m];
+        struct ostore_change *c = &steps[m];
         pl->order_id = p->order_id;
         pl->job_id = p->job->id;
         pl->epoch = p->job->epoch;
         pl->trace_id = p->trace;
-        pl->release = 1;
+        pl->release = release;
         pl->steps = c;
-        if (p->active) {
-            c[0].order_id = p->order_id;
-            c[0].to = OSTATE_MIRAKL_OK;
-            c[0].scope = "mirakl";
-            c[0].action = "update_tracking";
-            c[0].mirakl_tracking_updated = 1;
-            c[0].last_error = ostore_null;
-            c[1].order_id = p->order_id;
-            c[1].to = OSTATE_COMPLETE;
-            c[1].scope = "mirakl";
-            c[1].action = "ship";
-            c[1].mirakl_tracking_updated = -1;
-            pl->nsteps = 2;
-        } else if (p->failed) {
-            c[0].order_id = p->order_id;
-            c[0].to = OSTATE_FAILED_PUSH;
-            c[0].scope = "mirakl";
-            c[0].action = "update_tracking";
-            c[0].status = "ERROR";
-            c[0].message = p->why;
-            c[0].last_error = p->why;
-            c[0].mirakl_tracking_updated = -1;
+        c->order_id = p->order_id;
+        c->mirakl_tracking_updated = -1;
+        if (move && p->active) {
+            c->to = ok_to;
+            c->scope = "mirakl";
+            c->action = ok_to == OSTATE_MIRAKL_OK ? "update_tracking" : "ship";
+            if (ok_to == OSTATE_MIRAKL_OK) {
+                c->mirakl_tracking_updated = 1;
+                c->last_error = ostore_null;
+            }
+            pl->nsteps = 1;
+        } else if (move) {
+            c->to = OSTATE_FAILED_PUSH;
+            c->scope = "mirakl";
+            c->action = "update_tracking";
+            c->status = "ERROR";
+            c->message = p->why;
+            c->last_error = p->why;
             pl->nsteps = 1;
         }
         who[m++] = p;
@@ -207,23 +222,36 @@ static void finish(struct wrk_ctx *ctx, struct push *ps, size_t n)
     enum cv_rc rc = ostore_move_many(ctx->db, plans, m, moved);
     for (size_t k = 0; k < m; k++) {
         struct push *p = who[k];
-        if (!p->active && !p->failed)
+        if (plans[k].nsteps == 0)
             continue;
         if (rc != CV_OK) {
+            p->active = 0;
+            p->failed = 0;
             wrk_fail(p->res, CV_ERR_UNAVAILABLE, "orders store: %s", cv_rc_str(rc));
             continue;
         }
-        if (ord_moved_rc(ctx, p->job, &plans[k].steps[plans[k].nsteps - 1], &moved[k], p->res) !=
-            CV_OK)
-            continue;
-        if (p->failed) {
-            wrk_fail(p->res, p->fail_rc, "%s", p->why);
-            LOG_WARN("order.failed_push", "order_id=%s error=%s", p->order_id, p->why);
+        if (ord_moved_rc(ctx, p->job, &steps[k], &moved[k], p->res) != CV_OK) {
+            p->active = 0;
+            p->failed = 0;
             continue;
         }
-        p->res->rc = CV_OK;
-        LOG_INFO("order.complete", "order_id=%s carrier=%s", p->order_id,
-                 p->cl.carrier_code ? p->cl.carrier_code : "");
+        if (p->active && ok_to == OSTATE_MIRAKL_OK) {
+            p->tracked_done = 1;
+        } else if (p->active) {
+            p->res->rc = CV_OK;
+            LOG_INFO("order.complete", "order_id=%s carrier=%s", p->order_id,
+                     p->cl.carrier_code ? p->cl.carrier_code : "");
+        }
+    }
+    /* a failure that could not take FAILED_PUSH (after OR23: MIRAKL_OK has no
+     * failed edge) or that did: the job ends with Mirakl's word */
+    for (size_t i = 0; release && i < n; i++) {
+        struct push *p = &ps[i];
+        if (p->failed && p->res->rc != CV_ERR_FENCED && p->res->rc != CV_ERR_UNAVAILABLE) {
+            wrk_fail(p->res, p->fail_rc, "%s", p->why);
+            LOG_WARN("order.failed_push", "order_id=%s state=%s error=%s", p->order_id,
+                     p->tracked_done ? "MIRAKL_OK" : "FAILED_PUSH", p->why);
+        }
     }
     free(plans);
     free(steps);
@@ -242,15 +270,21 @@ void h_tracking_push(struct wrk_ctx *ctx, struct job **jobs, size_t n, struct wr
         sbuf_init(&ps[i].body);
     }
     prepare(ctx, ps, n);
-    for (int ship = 0; ship <= 1; ship++) {
-        size_t na = 0;
-        for (size_t i = 0; i < n; i++)
-            if (ps[i].active)
-                act[na++] = &ps[i];
-        if (na)
-            round_(ctx, act, na, ship);
+    size_t na = 0;
+    for (size_t i = 0; i < n; i++)
+        if (ps[i].active && !ps[i].tracked_done)
+            act[na++] = &ps[i];
+    if (na) {
+        round_(ctx, act, na, 0);                       /* OR23 */
+        move_round(ctx, ps, n, OSTATE_MIRAKL_OK, 0);   /* recorded before OR24 */
     }
-    finish(ctx, ps, n);
+    na = 0;
+    for (size_t i = 0; i < n; i++)
+        if (ps[i].active)
+            act[na++] = &ps[i];
+    if (na)
+        round_(ctx, act, na, 1);                       /* OR24 */
+    move_round(ctx, ps, n, OSTATE_COMPLETE, 1);        /* and every release */
     for (size_t i = 0; i < n; i++) {
         ostore_claimed_free(&ps[i].cl, 1);
         sbuf_cleanup(&ps[i].path);

@@ -284,6 +284,12 @@ static void run_batch(struct wrk *w, struct job **jobs, size_t n)
         if (o == BROKER_ACK) {
             LOG_DEBUG("job.succeeded", "job_id=%s type=%s attempt=%d", j->id, j->type,
                       j->attempt);
+        } else if (res[i].rc == CV_ERR_BUSY) {
+            /* flow control (an order held by another job, a circuit open, a rate
+             * budget spent): expected, counted as deferred in the metrics */
+            char e[LOG_STR_MAX];
+            LOG_DEBUG("job.deferred", "job_id=%s type=%s attempt=%d delay_ms=%lld error=%s",
+                      j->id, j->type, j->attempt, (long long)delay, log_str(e, res[i].error));
         } else {
             char e[LOG_STR_MAX];
             LOG_WARN(o == BROKER_RETRY   ? "job.retry_scheduled"

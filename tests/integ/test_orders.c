@@ -1334,3 +1334,35 @@ Test(orders, csv_export_streams_every_page)
     free(cp);
     hn_stop_stack(&st);
 }
+
+/* OR23's success is recorded (MIRAKL_OK) before OR24 is called: a push that
+ * stopped between them (Mirakl's budget spent, a crash) goes on with OR24
+ * alone, so a tight budget is never spent on OR23 again and again. */
+Test(orders, a_push_that_stopped_after_or23_goes_on_with_or24_alone)
+{
+    struct opts o = { .workers = 1, .types = "order-fetch,carrier-post,tracking-event" };
+    start(&o);
+    char id[32];
+    make_order("", id);
+    fetch(LONG_AGO, NULL);
+    wait_state(id, "TRACKED", WAIT_MS);
+    /* what an earlier push did before it stopped: OR23 at Mirakl, MIRAKL_OK here */
+    char url[256];
+    snprintf(url, sizeof(url), "%s/mirakl/api/orders/%s/tracking", st.sim_url, id);
+    const char *const hdr[] = { "Authorization: mirakl-demo-shop-key-0001", NULL };
+    const char *body = "{\"carrier_code\":\"seur\",\"carrier_name\":\"SEUR\","
+                       "\"carrier_url\":\"\",\"tracking_number\":\"T1\"}";
+    struct hn_resp *r = hn_http("PUT", url, hdr, body, strlen(body), 5000);
+    cr_assert_eq(r->status, 204, "%d %s", r->status, r->body);
+    hn_resp_free(r);
+    hn_psql_exec(q("SELECT * FROM cv_order_transition('%s', 'MIRAKL_OK', NULL, NULL, 'operator',"
+                   " 'test', NULL, NULL, NULL, NULL, '{\"mirakl_tracking_updated\":true}')",
+                   id));
+    cr_assert_eq(mk_stat(id, "or23"), 1);
+    add_worker("tracking-push");   /* takes the follow-up the TRACKED event enqueued */
+    wait_state(id, "COMPLETE", WAIT_MS);
+    cr_assert_eq(mk_stat(id, "or23"), 1, "no second OR23");
+    cr_assert_eq(mk_stat(id, "or24"), 1);
+    cr_assert_eq(ops_count(id, "action = 'ship' AND to_state = 'COMPLETE'"), 1);
+    hn_stop_stack(&st);
+}
