@@ -23,6 +23,7 @@
 #include "clock.h"
 #include "job.h"
 #include "json.h"
+#include "jobtype.h"
 #include "mem.h"
 #include "sbuf.h"
 #include "uuid.h"
@@ -144,10 +145,13 @@ static void check_payload(const char *s, size_t len)
     if (!cJSON_IsObject(root))
         goto out;
     struct sbuf canon;
-    int64_t au, ao;
+    int64_t au = 0, ao = 0;
     const char *why;
     sbuf_init(&canon);
-    if (api_activation_payload(root, id, &canon, &au, &ao, &field, &why) == CV_OK) {
+    /* the one validator the API and the worker share (common/jobtype.c) */
+    if (jobtype_check(jobtype_at(JT_ACTIVATION), root, id, &canon, &field, &why) == CV_OK) {
+        json_get_int64(root, "user_id", 1, INT64_MAX, &au, &field);
+        json_get_int64(root, "offer_id", 1, INT64_MAX, &ao, &field);
         j.payload = canon.p;
         j.payload_len = canon.len;
         if (h_activation_parse(&j, txn, &u, &o, &field) != 0)
