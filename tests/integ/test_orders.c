@@ -699,6 +699,36 @@ Test(orders, create_timed_out_after_apply_is_looked_up_not_resent)
     hn_stop_stack(&st);
 }
 
+/* A create whose outcome is unknown on the last attempt leaves the order FAILED_POST while
+ * the carrier may hold the shipment; the operator's replay (a fresh life of the job) must
+ * look it up before creating, as a redelivery does (found by the chaos kit's replays). */
+Test(orders, replay_after_an_unknown_create_outcome_looks_up_not_resent)
+{
+    static const char *const wenv[] = { WORKER_ENV_BASE, "CONVEYOR_UPSTREAMS_SEUR_TIMEOUT_MS=700",
+                                        "CONVEYOR_JOBS_TYPES_CARRIER_POST_MAX_ATTEMPTS=1", NULL };
+    struct opts o = { .workers = 1, .worker_env = wenv };
+    start(&o);
+    sim_admin("/admin/seur/faults", "{\"apply_then_timeout_next\":1}");
+    char id[32], key[64], job[UUID_STR_LEN], path[128];
+    make_order("", id);
+    fetch(LONG_AGO, NULL);
+    wait_state(id, "FAILED_POST", WAIT_MS);
+    snprintf(key, sizeof(key), "%s:post:0", id);
+    derived_id("carrier-post", key, job);
+    wait_job(job, "dead", 10000);
+    cr_assert_eq(ref_stat("seur", id, "creates"), 1, "the held create was applied");
+
+    snprintf(path, sizeof(path), "/v1/dead/%s/retry", job);
+    cJSON_Delete(api_json("POST", path, NULL, 202));
+    wait_state(id, "COMPLETE", WAIT_MS);
+    cr_assert_eq(ref_stat("seur", id, "creates"), 1, "one shipment, not two");
+    cr_assert_eq(ops_count(id, "from_state = 'FAILED_POST' AND to_state = 'PENDING_POST'"), 1);
+    cr_assert_eq(ops_count(id, "action = 'create_shipment' AND to_state = 'POSTED' AND "
+                               "meta->>'looked_up' = 'true'"),
+                 1, "posted from the lookup");
+    hn_stop_stack(&st);
+}
+
 /* =========================================================================================
  * 5. Mirakl throttles OR23
  * ========================================================================================= */
