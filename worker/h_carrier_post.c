@@ -10,10 +10,9 @@
  *      FAILED_POST on a fresh life of the job (a replay, an operator's new
  *      job) -> back to PENDING_POST first (the retry edge); no carrier yet ->
  *      the carrier rules;
- *   2. lookups: a job that may have sent its create before (attempt > 1,
- *      delivered again after a crash, or a replay that took the retry edge: an
- *      earlier life may have timed out on an applied create) looks the shipment
- *      up by our reference first, because carriers take no idempotency key: found -> use it, no
+ *   2. lookups: a job that may have sent its create before (attempt > 1, or
+ *      any delivery before this one: a crash, a re-run after our own outage, a
+ *      replay) looks the shipment up by our reference first, because carriers take no idempotency key: found -> use it, no
  *      second create;
  *   3. creates, grouped by carrier, several orders per request where the
  *      carrier takes batches (OnTime: up to upstreams.ontime.batch_max), every
@@ -96,7 +95,6 @@ static void post_retry(struct post *p, enum cv_rc rc, int64_t delay_ms, const ch
 static void decide(struct wrk_ctx *ctx, struct post *p, const cJSON *payload)
 {
     enum ostate st = (enum ostate)p->cl.state;
-    int retried = 0;
     if (st == OSTATE_FAILED_POST && p->job->attempt == 1 && p->job->deliveries <= 1) {
         /* a fresh life of the job (a replay, a new job): take the retry edge */
         struct ostore_change c;
@@ -110,7 +108,6 @@ static void decide(struct wrk_ctx *ctx, struct post *p, const cJSON *payload)
         if (ord_move(ctx, p->job, &c, &m, p->res) != CV_OK)
             return;
         st = OSTATE_PENDING_POST;
-        retried = 1;
     }
     if (st != OSTATE_PENDING_POST) {
         /* posted already (a duplicate job, a redelivery after the move), or
@@ -145,10 +142,13 @@ static void decide(struct wrk_ctx *ctx, struct post *p, const cJSON *payload)
     }
     ord_car_order_of(p->order_id, p->cl.customer, p->cl.country, p->cl.weight_kg, &p->co, p->name,
                      sizeof(p->name), p->street, p->city, p->zip, ADDR_MAX);
-    /* An earlier life that ended FAILED_POST may have sent a create whose outcome was
-     * unknown (a timeout on its last attempt): the carrier may hold the shipment, so a
-     * replay looks first too (found by the chaos kit's replays, tests/chaos). */
-    p->look_first = p->job->attempt > 1 || p->job->deliveries > 1 || retried;
+    /* Any earlier delivery of this job may have sent the create: a redelivery after a
+     * crash, a re-run after our PostgreSQL refused the move (CV_ERR_UNAVAILABLE defers
+     * without spending an attempt, and the settle resets `deliveries`), or a replay of a
+     * life that ended FAILED_POST on an unknown outcome. The epoch counts every delivery
+     * over all the job's lives, so look first whenever there was one before (both holes
+     * were found by the chaos kit, tests/chaos). */
+    p->look_first = p->job->attempt > 1 || p->job->epoch > 1;
     p->active = 1;
     p->res->rc = CV_OK;
 }

@@ -9,7 +9,9 @@
  * batch are in flight together: every OR23, then every OR24.
  * Failures: Mirakl refusing the data (4xx) -> FAILED_PUSH, the job fails;
  * 429 -> the job waits Retry-After; network, 5xx -> retry, on the last
- * attempt FAILED_PUSH and dead. FAILED_PUSH on a fresh life of the job (a
+ * attempt FAILED_PUSH and dead. The two moves are two transactions: a delivery
+ * that finds the order MIRAKL_OK (its predecessor crashed in between) only
+ * moves it on to COMPLETE. FAILED_PUSH on a fresh life of the job (a
  * replay) takes the retry edge back to TRACKED first. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +31,7 @@ struct push {
     const struct car *car;
     int claimed;
     int active;
+    int resume;          /* found MIRAKL_OK: only the move to COMPLETE is left */
     struct sbuf path, body;
 };
 
@@ -81,6 +84,13 @@ static void prepare(struct wrk_ctx *ctx, struct push *p)
         if (ord_move(ctx, p->job, &c, &m, p->res) != CV_OK)
             return;
         st = OSTATE_TRACKED;
+    }
+    if (st == OSTATE_MIRAKL_OK) {
+        /* a crash between the two moves of finish(): OR23 and OR24 are done, and without
+         * this the order would stay MIRAKL_OK (found by the chaos kit, tests/chaos) */
+        p->resume = 1;
+        p->res->rc = CV_OK;
+        return;
     }
     if (st != OSTATE_TRACKED) {
         /* pushed already, or not tracked yet (a push sweep racing the event) */
@@ -161,6 +171,9 @@ static void round_(struct wrk_ctx *ctx, struct push **ps, size_t n, int ship)
     free(calls);
 }
 
+static void complete(struct wrk_ctx *ctx, struct push *p);
+
+/* TRACKED -> MIRAKL_OK (both calls done), then COMPLETE. */
 static void finish(struct wrk_ctx *ctx, struct push *p)
 {
     struct ostore_change c;
@@ -174,6 +187,14 @@ static void finish(struct wrk_ctx *ctx, struct push *p)
     c.last_error = ostore_null;
     if (ord_move(ctx, p->job, &c, &m, p->res) != CV_OK)
         return;
+    complete(ctx, p);
+}
+
+/* MIRAKL_OK -> COMPLETE. */
+static void complete(struct wrk_ctx *ctx, struct push *p)
+{
+    struct ostore_change c;
+    struct ostore_moved m;
     memset(&c, 0, sizeof(c));
     c.order_id = p->order_id;
     c.to = OSTATE_COMPLETE;
@@ -210,6 +231,8 @@ void h_tracking_push(struct wrk_ctx *ctx, struct job **jobs, size_t n, struct wr
     for (size_t i = 0; i < n; i++) {
         if (ps[i].active)
             finish(ctx, &ps[i]);
+        else if (ps[i].resume)
+            complete(ctx, &ps[i]);
         if (ps[i].claimed && res[i].rc != CV_ERR_FENCED)
             ord_release(ctx, ps[i].job, ps[i].order_id);
         ostore_orders_free(ps[i].order, ps[i].order ? 1 : 0);
