@@ -56,6 +56,7 @@ struct mk_order {
     struct mk_line lines[LINES_MAX];
     char carrier_code[32], carrier_name[48], carrier_url[128], tracking[48];
     int32_t or21, or23, or24;
+    int32_t ships;               /* OR24 calls that shipped the order (the effect) */
 };
 
 struct sim_mirakl {
@@ -443,6 +444,7 @@ static void h_order_op(struct sim *s, struct sim_mirakl *m, const struct sim_cal
             return;
         }
         o->state = MK_SHIPPED;
+        o->ships++;
     }
     order_touch(o);
     sim_sys_answer(s, &m->sys, c, 204, 1);
@@ -700,10 +702,11 @@ static void put_stats(struct sim *s, struct sim_sys *y, struct evbuffer *b)
         by_state[o->state]++;
         if (i >= STATS_ORDERS)
             continue;
+        /* or24: every OR24 call, refused ones too; ships: the calls that shipped */
         evbuffer_add_printf(b, "%s\"%s\":{\"state\":\"%s\",\"or23\":%d,\"or24\":%d,"
-                               "\"tracking_number\":",
+                               "\"ships\":%d,\"tracking_number\":",
                             i ? "," : "", o->id, state_names[o->state], (int)o->or23,
-                            (int)o->or24);
+                            (int)o->or24, (int)o->ships);
         sim_put_json_str(b, o->tracking);
         evbuffer_add_printf(b, ",\"carrier_code\":");
         sim_put_json_str(b, o->carrier_code);

@@ -34,7 +34,8 @@
  *   POST /admin/mirakl/order_rate  {"per_second":x} (0..10000)
  *
  * /admin/mirakl/stats adds "operations":{"OR11":n,...}, "orders_count", "orders_by_state"
- * and "orders":{"<id>":{"state","or23","or24","tracking_number","carrier_code"}} for the
+ * and "orders":{"<id>":{"state","or23","or24" (calls),"ships" (OR24s that shipped),
+ *                                  "tracking_number","carrier_code"}} for the
  * first 10000 orders. Loop thread only. */
 #ifndef SIM_MIRAKL_H
 #define SIM_MIRAKL_H

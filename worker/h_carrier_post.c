@@ -10,9 +10,9 @@
  *      FAILED_POST on a fresh life of the job (a replay, an operator's new
  *      job) -> back to PENDING_POST first (the retry edge); no carrier yet ->
  *      the carrier rules;
- *   2. lookups: a job that may have sent its create before (attempt > 1 or
- *      delivered again after a crash) looks the shipment up by our reference
- *      first, because carriers take no idempotency key: found -> use it, no
+ *   2. lookups: a job that may have sent its create before (attempt > 1, or
+ *      any delivery before this one: a crash, a re-run after our own outage, a
+ *      replay) looks the shipment up by our reference first, because carriers take no idempotency key: found -> use it, no
  *      second create;
  *   3. creates, grouped by carrier, several orders per request where the
  *      carrier takes batches (OnTime: up to upstreams.ontime.batch_max), every
@@ -121,7 +121,13 @@ static void decide(struct wrk_ctx *ctx, struct post *p, const cJSON *payload)
     }
     ord_car_order_of(p->order_id, p->cl.customer, p->cl.country, p->cl.weight_kg, &p->co, p->name,
                      sizeof(p->name), p->street, p->city, p->zip, ADDR_MAX);
-    p->look_first = p->job->attempt > 1 || p->job->deliveries > 1;
+    /* Any earlier delivery of this job may have sent the create: a redelivery after a
+     * crash, a re-run after our PostgreSQL refused the move (CV_ERR_UNAVAILABLE defers
+     * without spending an attempt, and the settle resets `deliveries`), or a replay of a
+     * life that ended FAILED_POST on an unknown outcome. The epoch counts every delivery
+     * over all the job's lives, so look first whenever there was one before (both holes
+     * were found by the chaos kit, tests/chaos). */
+    p->look_first = p->job->attempt > 1 || p->job->epoch > 1;
     p->active = 1;
     p->res->rc = CV_OK;
 }

@@ -5,7 +5,10 @@
  * MIRAKL_OK (mirakl_tracking_updated), OR24 done -> COMPLETE. A job that stops
  * between them (Mirakl's call budget spent, a crash) starts again from
  * MIRAKL_OK with OR24 only, so a tight budget is never spent on OR23 again
- * and again. OR23 is a PUT (repeating it sets the same tracking), and an OR24
+ * and again. Whether an earlier OR24 went out before the stop cannot be
+ * known from here, so an order found in MIRAKL_OK is first looked up (one
+ * OR11 by order ids for the batch): shipped already -> COMPLETE with no
+ * second OR24. OR23 is a PUT (repeating it sets the same tracking), and an OR24
  * repeated after a crash is answered ORDER_INVALID_STATE because the order is
  * shipped already, which we take as done: a redelivery at any point makes no
  * second effect. An OR24 that Mirakl refuses leaves the order MIRAKL_OK (its
@@ -37,6 +40,8 @@ struct push {
     int claimed;
     int active;
     int tracked_done;            /* OR23 done: MIRAKL_OK (or it started there) */
+    int resumed;                 /* started in MIRAKL_OK: look it up before OR24 */
+    int shipped;                 /* the lookup found it shipped: no OR24 */
     int failed;                  /* ends FAILED_PUSH (or, after OR23, the job fails) */
     enum cv_rc fail_rc;
     char why[JOB_ERROR_MAX];
@@ -89,6 +94,7 @@ static void prepare(struct wrk_ctx *ctx, struct push *ps, size_t n)
         p->claimed = 1;
         if (p->cl.state == OSTATE_MIRAKL_OK) {
             p->tracked_done = 1;   /* OR23 went through before: OR24 only */
+            p->resumed = 1;
         } else if (!ord_step_start(ctx, p->job, p->order_id, (enum ostate)p->cl.state,
                                    OSTATE_TRACKED, OSTATE_FAILED_PUSH, "mirakl", "retry_push",
                                    p->cl.last_error, p->res)) {
@@ -110,6 +116,62 @@ static void call_init(struct ups_call *c, struct push *p)
     c->trace_id = p->trace;
     c->order_id = p->order_id;
     c->attempt = p->job->attempt;
+}
+
+/* Orders shipped at Mirakl, from an OR11 answer: marks the pushes among ps. */
+static void mark_shipped(const struct ups_call *c, struct push **ps, size_t n)
+{
+    cJSON *root = c->resp ? json_parse(c->resp, c->resp_len) : NULL;
+    const cJSON *o;
+    cJSON_ArrayForEach(o, cJSON_GetObjectItemCaseSensitive(root, "orders"))
+    {
+        char id[80], state[40];
+        car_json_str(o, "order_id", id, sizeof(id));
+        car_json_str(o, "order_state", state, sizeof(state));
+        /* SHIPPED and the states Mirakl moves a shipped order on to */
+        int done = strcmp(state, "SHIPPED") == 0 || strcmp(state, "TO_COLLECT") == 0 ||
+                   strcmp(state, "RECEIVED") == 0 || strcmp(state, "CLOSED") == 0;
+        for (size_t i = 0; done && i < n; i++)
+            if (strcmp(ps[i]->order_id, id) == 0)
+                ps[i]->shipped = 1;
+    }
+    cJSON_Delete(root);
+}
+
+/* Before OR24 for orders found in MIRAKL_OK: one OR11 by their ids. An order
+ * that cannot be looked up is not shipped blindly: its job waits or retries. */
+static void lookups(struct wrk_ctx *ctx, struct push **ps, size_t n)
+{
+    const char **ids = xcalloc(n, sizeof(*ids));
+    struct sbuf path;
+    struct ups_call c;
+    sbuf_init(&path);
+    for (size_t i = 0; i < n; i++)
+        ids[i] = ps[i]->order_id;
+    call_init(&c, ps[0]);
+    c.order_id = n == 1 ? ps[0]->order_id : NULL;
+    mkl_ids_req(&c, &path, ids, n);
+    ups_run(wrk_ups(ctx, CFG_UPS_MIRAKL), &c, 1);
+    if (c.outcome == UPS_DONE && c.cls == HTTPC_OK) {
+        mark_shipped(&c, ps, n);
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            struct push *p = ps[i];
+            p->active = 0;
+            if (c.outcome == UPS_DEFERRED) {
+                wrk_fail(p->res, CV_ERR_BUSY, "mirakl: %s", c.error);
+                p->res->delay_ms = c.delay_ms;
+            } else {
+                wrk_fail(p->res, c.cls == HTTPC_THROTTLED ? CV_ERR_RATE : CV_ERR_TRANSIENT,
+                         "mirakl OR11 (looking the order up): %s",
+                         c.error[0] ? c.error : httpc_class_str(c.cls));
+                p->res->delay_ms = c.retry_after_ms;
+            }
+        }
+    }
+    ups_call_cleanup(&c);
+    sbuf_cleanup(&path);
+    free(ids);
 }
 
 /* Rounds 2 and 3: OR23 (ship = 0) or OR24 (ship = 1) for every active push. */
@@ -280,7 +342,13 @@ void h_tracking_push(struct wrk_ctx *ctx, struct job **jobs, size_t n, struct wr
     }
     na = 0;
     for (size_t i = 0; i < n; i++)
-        if (ps[i].active)
+        if (ps[i].active && ps[i].resumed)
+            act[na++] = &ps[i];
+    if (na)
+        lookups(ctx, act, na);                         /* shipped before a stop? */
+    na = 0;
+    for (size_t i = 0; i < n; i++)
+        if (ps[i].active && !ps[i].shipped)
             act[na++] = &ps[i];
     if (na)
         round_(ctx, act, na, 1);                       /* OR24 */

@@ -24,6 +24,20 @@ void mkl_list_req(struct ups_call *c, struct sbuf *path, const char *states, con
     c->content_type = HTTPC_CT_NONE;
 }
 
+void mkl_ids_req(struct ups_call *c, struct sbuf *path, const char *const *ids, size_t n)
+{
+    sbuf_adds(path, "/api/orders?order_ids=");
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            sbuf_adds(path, "%2C");
+        car_url_escape(path, ids[i]);
+    }
+    sbuf_addf(path, "&max=%zu", n > 100 ? (size_t)100 : n);
+    c->method = "GET";
+    c->path = path->p;
+    c->content_type = HTTPC_CT_NONE;
+}
+
 static const char *own(struct mkl_page *p, char *s)
 {
     p->owned = xrealloc(p->owned, (p->nowned + 1) * sizeof(*p->owned));

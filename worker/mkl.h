@@ -31,6 +31,8 @@ struct mkl_page {
 /* Build an OR11 call into c (its path into path). since may be NULL. */
 void mkl_list_req(struct ups_call *c, struct sbuf *path, const char *states, const char *since,
                   long long offset, int max);
+/* Build an OR11 call for the orders ids[0..n) (order_ids, at most 100). */
+void mkl_ids_req(struct ups_call *c, struct sbuf *path, const char *const *ids, size_t n);
 /* Parse an OR11 answer; 0, or -1 when it is not the expected shape. Free with
  * mkl_page_free (also after a failure). */
 int mkl_page_parse(const char *resp, size_t len, struct mkl_page *out);

@@ -30,7 +30,15 @@
  *  - dead letters are exactly the jobs that exhausted their attempts, plus the activations
  *    whose transaction was rejected or declined (failed, permanent);
  *  - no attempt is spent on an outage of our own Redis or PostgreSQL: no noop job, and no
- *    activation that never reached the reserve step (no transaction row), ends dead. */
+ *    activation that never reached the reserve step (no transaction row), ends dead.
+ *
+ * With --orders N (the orders the run put in the simulator's Mirakl), the order pipeline's
+ * invariants follow (chaos_orders.c): every order ends COMPLETE or FAILED_* with its reason;
+ * one shipment per order reference across all carriers; at most one OR24 per order and
+ * COMPLETE = shipped at Mirakl; every order's moves in operations follow order_edges to its
+ * internal_state; the jobs that made an order's end state agree with it; no tracking event
+ * left in tracking_pending. With --replays R (and --api), the dead and failed order jobs are
+ * then replayed R times and the same invariants judged again, "(after replays)". */
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -49,7 +57,7 @@
 #define PROGRESS_EVERY_MS 10000
 #define SIM_PARALLEL 16
 #define SIM_TIMEOUT_MS 5000
-#define MAX_VERDICTS 16
+#define MAX_VERDICTS 40
 
 /* One acknowledged job and what Redis says about it at the end. */
 struct cj {
@@ -64,14 +72,15 @@ struct cj {
 };
 
 struct verdict {
-    const char *name;
+    char name[160];
     int ok;
     char detail[1024];
     const char *more_title, *more_sql;   /* a breakdown printed under a FAIL, or NULL */
 };
 
 struct check {
-    const char *acked_path, *sim_url;
+    const char *acked_path, *sim_url, *api_url;
+    long long orders, replays;     /* --orders (0: no order invariants), --replays */
     long long jobs, drain_s, held_wait_s, kills, stops, redis_restarts, pg_restarts, started;
     struct cfg cfg;
     int cfg_loaded;
@@ -98,7 +107,7 @@ static void verdict(struct check *c, const char *name, int ok, const char *fmt, 
     CV_ASSERT(c->nv < MAX_VERDICTS);
     struct verdict *v = &c->v[c->nv++];
     va_list ap;
-    v->name = name;
+    snprintf(v->name, sizeof(v->name), "%s", name);
     v->ok = ok;
     va_start(ap, fmt);
     vsnprintf(v->detail, sizeof(v->detail), fmt, ap);
@@ -116,25 +125,10 @@ static void verdict_more(struct check *c, const char *title, const char *sql)
 
 /* ==== PostgreSQL helpers ================================================================= */
 
-/* Run sql and copy the first row's n columns as numbers (SQL NULL = 0). -1 on error. */
 static int sql_row(struct check *c, const char *sql, int np, const char *const *params,
                    long long *out, int n)
 {
-    enum cv_rc rc;
-    struct db_res *r = db_exec(c->db, sql, np, params, &rc);
-    if (!r) {
-        fprintf(stderr, "chaos check: SQL failed: %s\n  %s\n", db_last_error(c->db), sql);
-        return -1;
-    }
-    int ok = db_res_rows(r) == 1 && db_res_cols(r) >= n;
-    for (int i = 0; ok && i < n; i++) {
-        const char *v = db_res_get(r, 0, i);
-        out[i] = v ? strtoll(v, NULL, 10) : 0;
-    }
-    db_res_free(r);
-    if (!ok)
-        fprintf(stderr, "chaos check: SQL gave no row of %d values: %s\n", n, sql);
-    return ok ? 0 : -1;
+    return chaos_sql_row(c->db, sql, np, params, out, n);
 }
 
 /* One text value (the first column of the first row) into out; "" when none. */
@@ -153,25 +147,9 @@ static int sql_text(struct check *c, const char *sql, char *out, size_t cap)
     return 0;
 }
 
-/* Print every row of sql as "  prefix a / b / ... : last" (the last column is a count). */
 static void sql_print(struct check *c, const char *prefix, const char *sql)
 {
-    enum cv_rc rc;
-    struct db_res *r = db_exec(c->db, sql, 0, NULL, &rc);
-    if (!r) {
-        fprintf(stderr, "chaos check: SQL failed: %s\n  %s\n", db_last_error(c->db), sql);
-        return;
-    }
-    int cols = db_res_cols(r);
-    for (int row = 0; row < db_res_rows(r); row++) {
-        printf("        %s", prefix);
-        for (int k = 0; k < cols; k++) {
-            const char *v = db_res_get(r, row, k);
-            printf("%s%s", k == 0 ? "" : k == cols - 1 ? ": " : " / ", v ? v : "-");
-        }
-        printf("\n");
-    }
-    db_res_free(r);
+    chaos_sql_print(c->db, prefix, sql);
 }
 
 /* ==== inputs ============================================================================ */
@@ -289,7 +267,7 @@ static void on_dead_list(void *arg, enum cv_rc rc, const struct job_status *st, 
                 break;
         if (i < c->n)
             c->cj[i].in_dead = 1;
-        else
+        else if (!chaos_order_type(st[k].type))   /* the pipeline's own jobs: chaos_orders.c */
             c->dead_unknown++;
     }
 }
@@ -437,18 +415,6 @@ out:
 
 /* ==== the invariants ===================================================================== */
 
-/* One invariant: a query over the run's tables that returns one row. Its first `zero`
- * columns count violations (all 0 = PASS); every column is printed after its label. A query
- * with sim_params gets $1 = activations the simulator counts, $2 = failed lookups there. */
-struct inv_def {
-    const char *name;
-    int zero;
-    int sim_params;
-    const char *labels[8];
-    const char *sql;
-    const char *more_title, *more_sql;   /* a breakdown printed under a FAIL */
-};
-
 /* The jobs whose dead-letter state is wrong (used twice below). */
 #define DEAD_BAD_COUNTS                                                                        \
     "count(*) FILTER (WHERE j.in_dead AND j.state NOT IN ('dead', 'failed')), "                \
@@ -475,7 +441,7 @@ struct inv_def {
 enum { INV_TERMINAL, INV_AGREE, INV_BALANCE, INV_DEBITS, INV_SIM, INV_HELD, INV_DEAD, INV_OUTAGE,
        INV_COUNT };
 
-static const struct inv_def invariants[INV_COUNT] = {
+static const struct chaos_inv invariants[INV_COUNT] = {
     [INV_TERMINAL] = {
         "every acknowledged job is terminal", 2, 0,
         { "unknown to Redis", "not finished", "terminal" },
@@ -589,10 +555,12 @@ static const struct inv_def invariants[INV_COUNT] = {
         "GROUP BY 1, 2 ORDER BY 3 DESC" },
 };
 
-/* Run one invariant's query into a verdict; vals gets its numeric columns. */
-static void judge(struct check *c, const struct inv_def *d, long long vals[8])
+/* Run one invariant's query into a verdict named d->name + suffix; vals gets its numeric
+ * columns. */
+static void judge(struct check *c, const struct chaos_inv *d, const char *suffix,
+                  long long vals[8])
 {
-    char p1[24], p2[24], detail[1024];
+    char p1[24], p2[24], detail[1024], name[160];
     const char *params[] = { p1, p2 };
     enum cv_rc rc;
     size_t o = 0;
@@ -600,10 +568,11 @@ static void judge(struct check *c, const struct inv_def *d, long long vals[8])
     snprintf(p1, sizeof(p1), "%lld", c->sim_activations);
     snprintf(p2, sizeof(p2), "%lld", c->sim_lookup_errors);
     memset(vals, 0, 8 * sizeof(*vals));
+    snprintf(name, sizeof(name), "%s%s", d->name, suffix);
     struct db_res *r = db_exec(c->db, d->sql, d->sim_params ? 2 : 0, d->sim_params ? params : NULL,
                                &rc);
     if (!r || db_res_rows(r) != 1 || db_res_cols(r) > 8) {
-        verdict(c, d->name, 0, "query failed: %s", db_last_error(c->db));
+        verdict(c, name, 0, "query failed: %s", db_last_error(c->db));
         db_res_free(r);
         return;
     }
@@ -618,7 +587,7 @@ static void judge(struct check *c, const struct inv_def *d, long long vals[8])
                                   v ? v : "?", d->labels[k] ? d->labels[k] : "");
     }
     db_res_free(r);
-    verdict(c, d->name, ok, "%s", detail);
+    verdict(c, name, ok, "%s", detail);
     verdict_more(c, d->more_title, d->more_sql);
 }
 
@@ -685,6 +654,9 @@ static int parse_args(struct check *c, int argc, char **argv)
         { "redis-restarts", required_argument, NULL, 'r' },
         { "pg-restarts", required_argument, NULL, 'p' },
         { "workers-started", required_argument, NULL, 'w' },
+        { "orders", required_argument, NULL, 'o' },
+        { "api", required_argument, NULL, 'A' },
+        { "replays", required_argument, NULL, 'R' },
         { NULL, 0, NULL, 0 },
     };
     int ch, bad = 0;
@@ -706,6 +678,9 @@ static int parse_args(struct check *c, int argc, char **argv)
             break;
         case 'p': bad |= chaos_int_arg("--pg-restarts", optarg, 0, big, &c->pg_restarts); break;
         case 'w': bad |= chaos_int_arg("--workers-started", optarg, 0, big, &c->started); break;
+        case 'o': bad |= chaos_int_arg("--orders", optarg, 0, 10000, &c->orders); break;
+        case 'A': c->api_url = optarg; break;
+        case 'R': bad |= chaos_int_arg("--replays", optarg, 0, 10, &c->replays); break;
         default: bad = 1; break;
         }
     }
@@ -713,7 +688,24 @@ static int parse_args(struct check *c, int argc, char **argv)
         fprintf(stderr, "chaos check: --acked, --jobs and --sim are required\n");
         bad = 1;
     }
+    if (!bad && c->replays > 0 && (!c->orders || !c->api_url)) {
+        fprintf(stderr, "chaos check: --replays needs --orders and --api\n");
+        bad = 1;
+    }
     return bad ? -1 : 0;
+}
+
+/* Print the verdicts from `from` on, each FAIL with its breakdown; how many failed. */
+static int print_verdicts(struct check *c, int from)
+{
+    int failed = 0;
+    for (int i = from; i < c->nv; i++) {
+        printf("%s  %s: %s\n", c->v[i].ok ? "PASS" : "FAIL", c->v[i].name, c->v[i].detail);
+        if (!c->v[i].ok && c->v[i].more_sql)
+            sql_print(c, c->v[i].more_title, c->v[i].more_sql);
+        failed += !c->v[i].ok;
+    }
+    return failed;
 }
 
 static int connect_all(struct check *c)
@@ -754,19 +746,46 @@ int chaos_check(int argc, char **argv)
     if (c.dead_unknown < 0 || store_jobs(&c) || store_sim(&c))
         goto out;
 
-    long long vals[INV_COUNT][8];
+    double orders_secs = -1;
+    if (c.orders > 0)
+        chaos_orders_settle(c.db, c.broker, c.orders, c.drain_s, &orders_secs);
+
+    long long vals[INV_COUNT][8], ovals[8];
     for (int i = 0; i < INV_COUNT; i++)
-        judge(&c, &invariants[i], vals[i]);
+        judge(&c, &invariants[i], "", vals[i]);
     c.lost = vals[INV_TERMINAL][0] + vals[INV_TERMINAL][1];
     c.duplicated = vals[INV_DEBITS][0] + vals[INV_DEBITS][1];
+    if (c.orders > 0) {
+        if (chaos_orders_store(c.db, c.broker, c.sim_url))
+            goto out;
+        for (int i = 0; i < chaos_order_ninv; i++)
+            judge(&c, &chaos_order_invs[i], "", ovals);
+    }
 
-    int failed = 0;
     print_figures(&c);
-    for (int i = 0; i < c.nv; i++) {
-        printf("%s  %s: %s\n", c.v[i].ok ? "PASS" : "FAIL", c.v[i].name, c.v[i].detail);
-        if (!c.v[i].ok && c.v[i].more_sql)
-            sql_print(&c, c.v[i].more_title, c.v[i].more_sql);
-        failed += !c.v[i].ok;
+    if (c.orders > 0) {
+        if (orders_secs >= 0)
+            printf("chaos: orders: %lld in the simulator's Mirakl, settled %.1f s after the "
+                   "jobs drained\n", c.orders, orders_secs);
+        else
+            printf("chaos: orders: %lld in the simulator's Mirakl, not settled within %lld s\n",
+                   c.orders, c.drain_s);
+        chaos_orders_figures(c.db);
+    }
+    int failed = print_verdicts(&c, 0);
+    if (c.replays > 0) {
+        /* the pipeline's invariants must survive an operator replaying every dead and
+         * failed order job: the retry edges may complete a FAILED order, never ship twice */
+        int from = c.nv;
+        fflush(stdout);
+        if (chaos_orders_replay(c.db, c.broker, c.api_url, c.sim_url, (int)c.replays, c.orders,
+                                c.drain_s) ||
+            chaos_orders_store(c.db, c.broker, c.sim_url))
+            goto out;
+        for (int i = 0; i < chaos_order_ninv; i++)
+            judge(&c, &chaos_order_invs[i], " (after replays)", ovals);
+        chaos_orders_figures(c.db);
+        failed += print_verdicts(&c, from);
     }
     code = failed ? CHAOS_EXIT_FAIL : CHAOS_EXIT_OK;
 out:

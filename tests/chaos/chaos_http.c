@@ -11,7 +11,7 @@
 #include "chaos.h"
 #include "mem.h"
 
-#define RESP_MAX (64 * 1024)
+#define RESP_MAX (16 * 1024 * 1024)   /* the sim's stats list up to 10,000 orders */
 
 struct ch_http {
     CURLM *multi;
@@ -34,7 +34,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
     if (r->resp_len + take > RESP_MAX)
         take = RESP_MAX - r->resp_len;     /* keep the head, drop the rest */
     if (r->resp_len + take + 1 > x->cap) {
-        x->cap = r->resp_len + take + 1 + 1024;
+        x->cap = r->resp_len + take + 1 + x->cap;   /* at least doubles */
         r->resp = xrealloc(r->resp, x->cap);
     }
     memcpy(r->resp + r->resp_len, data, take);

@@ -10,13 +10,23 @@
 #      91..100 and to answer 5 % of the calls 503), conveyor-api and CHAOS_WORKERS workers.
 #   2. `cv-chaos load` submits CHAOS_JOBS jobs through the API over HTTP, paced over
 #      CHAOS_SECONDS: half activations (users 1..100, the seeded offers), half noop.
+#      Meanwhile the order pipeline runs too (every worker runs every type): CHAOS_ORDERS
+#      orders appear in the sim's Mirakl (a twentieth at the start, shipping to a postal code
+#      every carrier refuses; the rest generated in batches every 2 s over the first 60 % of
+#      the window, weights and countries cycling through every carrier rule); the fleet
+#      fetches them every 2 s, and the loop below also POSTs
+#      /api/v1/orchestrator/fetch-orders every 5 s (re-fetches must be harmless); TIPSA's
+#      feed is polled every 2 s; the sim answers 5 % of every system's calls 503.
 #   3. Meanwhile, every second: SIGKILL a random worker and start a replacement. Once each,
 #      at 15 % of the window: SIGSTOP a worker for the visibility timeout + 3 s, then SIGCONT
 #      it; at 40 %: SIGKILL redis-server, restart it from its AOF a second later; at 65 %:
 #      `pg_ctl restart -m immediate`.
 #   4. `cv-chaos check` waits until every acknowledged job is terminal (deadline
 #      CHAOS_DRAIN_S), then checks the invariants and prints jobs, kills, restarts, lost,
-#      duplicated, seconds to drain and PASS/FAIL per invariant (tests/chaos/chaos_check.c).
+#      duplicated, seconds to drain and PASS/FAIL per invariant (tests/chaos/chaos_check.c);
+#      then it waits for the orders to settle, checks the pipeline's invariants, clears the
+#      carriers' refusals, replays every dead and failed order job CHAOS_REPLAYS times
+#      through POST /v1/dead/{id}/retry and checks them again (tests/chaos/chaos_orders.c).
 #   5. Stop everything this script started, by PID, however it exits. A sanitizer report in
 #      any log fails the run. The temp dir is removed on success, kept and named otherwise.
 #
@@ -26,7 +36,8 @@
 # CHAOS_DRAIN_S (180), CHAOS_HELD_WAIT_S (30: how long held money may take to settle after
 # the jobs ended), CHAOS_KEEP=1 (keep the temp dir), CHAOS_SELFTEST=1 (after the check,
 # tests/chaos/selftest.sh plants defects one at a time and proves the check catches each;
-# the exit status is then the self-test's).
+# the exit status is then the self-test's), CHAOS_ORDERS (CHAOS_JOBS / 10, at most 10000;
+# 0 = no orders), CHAOS_REPLAYS (2).
 # Exit status: 0 every invariant holds, 1 one fails, 2 the kit could not run.
 set -euo pipefail
 
@@ -47,13 +58,21 @@ SEED=${CHAOS_SEED:-$(($(date +%s) % 1000000))}
 VIS_MS=${CHAOS_VISIBILITY_MS:-5000}
 DRAIN_S=${CHAOS_DRAIN_S:-180}
 HELD_WAIT_S=${CHAOS_HELD_WAIT_S:-30}
+ORDERS=${CHAOS_ORDERS:-$((JOBS / 10))}
+[ "$ORDERS" -le 10000 ] || ORDERS=10000       # what the sim makes (and reports) at most
+REPLAYS=${CHAOS_REPLAYS:-2}
+ORDERS_REFUSED=$(((ORDERS + 19) / 20))
+ORDERS_GEN=$((ORDERS - ORDERS_REFUSED))
+ORDER_CHUNKS=$((WINDOW_S * 60 / 100 / 2))    # one batch every 2 s over 60 % of the window
 BIN=${CHAOS_BIN:-bin}
 [[ $BIN == /* ]] || BIN=$ROOT/$BIN
 TOOL=$ROOT/build/san/tests/cv-chaos
 CONCURRENCY=32
+TYPES=activation,noop,order-fetch,carrier-post,tracking-event,tracking-poll,tracking-push
+FETCH_EVERY_S=5      # an explicit POST /api/v1/orchestrator/fetch-orders this often
 DECLINE_USERS=$(seq -s, 91 100)
 
-for v in JOBS WINDOW_S NWORKERS SEED VIS_MS DRAIN_S HELD_WAIT_S; do
+for v in JOBS WINDOW_S NWORKERS SEED VIS_MS DRAIN_S HELD_WAIT_S ORDERS REPLAYS; do
     [[ ${!v} =~ ^[0-9]+$ ]] || { cv_err "$v must be a whole number, not '${!v}'"; exit 2; }
 done
 if [ "$JOBS" -lt 1 ] || [ "$WINDOW_S" -lt 10 ] || [ "$NWORKERS" -lt 2 ]; then
@@ -71,7 +90,7 @@ mkdir -p "$LOG"
 export CV_STATE_DIR=$T
 status=2 checked=0 LOADER='' STOPPED=''
 KILLS=0 STOPS=0 R_REDIS=0 R_PG=0 STARTED=0 EXITED=0
-WPIDS=() WNAMES=() NEXT_W=0 OUTAGES=()
+WPIDS=() WNAMES=() NEXT_W=0 OUTAGES=() FETCHES=()
 
 say() { printf 'chaos: %s\n' "$*"; }
 die() { cv_err "$*"; exit 2; }
@@ -124,7 +143,7 @@ trap 'status=143; exit' TERM
 sql() { psql "$CONVEYOR_PG_DSN" -XtAq -v ON_ERROR_STOP=1 "$@"; }
 
 start_stack() {
-    local port try key
+    local port try key w sys
     REDIS_PORT=$(start_on_free_port start_redis "$T/redis") || die "redis did not start"
     PG_PORT=$(start_on_free_port start_pg "$T") || die "postgres did not start"
     export CONVEYOR_REDIS_URL=redis://127.0.0.1:$REDIS_PORT
@@ -141,39 +160,98 @@ start_stack() {
     USERS=$(sql -c 'SELECT max(user_id) FROM accounts')
     OFFERS=$(sql -c "SELECT string_agg(id::text, ',' ORDER BY id) FROM offers")
 
-    start_bg sim "$LOG/sim.log" "$BIN/conveyor-sim" --port 0 --port-file "$T/sim.port" ||
-        die "conveyor-sim did not start"
-    for ((try = 0; try < 100; try++)); do
-        [ -s "$T/sim.port" ] && break
-        sleep 0.1
-    done
-    SIM_URL=http://127.0.0.1:$(cat "$T/sim.port" 2>/dev/null)
-    wait_http "$SIM_URL/health" 20 || die "conveyor-sim does not answer"
-    curl -fsS -o /dev/null -X POST "$SIM_URL/admin/config" -H 'Content-Type: application/json' \
-        -d "{\"decline_users\":[$DECLINE_USERS],\"error_rate\":0.05,\"error_status\":503}" ||
-        die "POST $SIM_URL/admin/config failed"
-
     key=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
     export CHAOS_API_KEY=$key
     CONVEYOR_API_KEYS="chaos:$(printf '%s' "$key" | sha256sum | cut -d' ' -f1):*"
     export CONVEYOR_API_KEYS
+    # The simulator sends its carriers' webhooks to the API, which starts after it: the API's
+    # port is chosen first (a retry starts both again on a new one).
     for try in 1 2 3; do
         port=$(free_port 1)
+        rm -f "$T/sim.port"
+        export CONVEYOR_SIM_WEBHOOK_URL=http://127.0.0.1:$port
+        start_bg sim "$LOG/sim.log" "$BIN/conveyor-sim" --port 0 --port-file "$T/sim.port" || die "conveyor-sim did not start"
+        for ((w = 0; w < 100; w++)); do
+            [ -s "$T/sim.port" ] && break
+            sleep 0.1
+        done
+        SIM_PORT=$(cat "$T/sim.port" 2>/dev/null || true)
+        SIM_URL=http://127.0.0.1:$SIM_PORT
+        wait_http "$SIM_URL/health" 20 || die "conveyor-sim does not answer"
+        # the workers and the API reach every upstream on the sim's port (deploy/demo.env)
+        pipeline_env "$SIM_PORT" "$port"
         if start_bg api "$LOG/api.log" "$BIN/conveyor-api" --port "$port" &&
             wait_http "http://127.0.0.1:$port/health" 20; then
             API_URL=http://127.0.0.1:$port
             break
         fi
-        CV_QUIET=1 stop_pids "$T" 5 api
+        CV_QUIET=1 stop_pids "$T" 5 api sim
+        unset CONVEYOR_SIM_WEBHOOK_URL
+        while read -r v; do unset "$v"; done < <(compgen -e | grep '^CONVEYOR_UPSTREAMS_.*_URL$')
     done
     [ -n "${API_URL:-}" ] || die "conveyor-api did not start"
+    curl -fsS -o /dev/null -X POST "$SIM_URL/admin/config" -H 'Content-Type: application/json' \
+        -d "{\"decline_users\":[$DECLINE_USERS],\"error_rate\":0.05,\"error_status\":503}" ||
+        die "POST $SIM_URL/admin/config failed"
+    # the order pipeline's systems answer 5 % of the calls 503 too
+    for sys in mirakl tipsa seur cex ontime; do
+        curl -fsS -o /dev/null -X POST "$SIM_URL/admin/$sys/faults" \
+            -H 'Content-Type: application/json' -d '{"error_rate":0.05,"error_status":503}' ||
+            die "POST $SIM_URL/admin/$sys/faults failed"
+    done
+    if [ "$ORDERS" -gt 0 ]; then
+        # A twentieth of the orders ship to a postal code every carrier refuses until the
+        # check's replays (which clear the list first): FAILED_POST orders that a replay
+        # must complete through the retry edge, with one shipment still. Weights and
+        # countries cycle through every carrier rule.
+        local refused='' i w
+        for ((i = 0; i < ORDERS_REFUSED; i++)); do
+            case $((i % 4)) in
+            0) w='"weight":0.5,"country_iso_code":"ES","zip_code":"00000"' ;;
+            1) w='"weight":3,"country_iso_code":"ES","zip_code":"00000"' ;;
+            2) w='"weight":12,"country_iso_code":"ES","zip_code":"00000"' ;;
+            *) w='"weight":2,"country_iso_code":"PT","zip_code":"0000-000"' ;;
+            esac
+            refused+="${refused:+,}{$w}"
+        done
+        curl -fsS -X POST "$SIM_URL/admin/mirakl/orders" -H 'Content-Type: application/json' \
+            -d "{\"orders\":[$refused]}" >>"$T/made" || die "POST $SIM_URL/admin/mirakl/orders failed"
+        echo >>"$T/made"
+        for sys in tipsa seur cex ontime; do
+            curl -fsS -o /dev/null -X POST "$SIM_URL/admin/$sys/faults" \
+                -H 'Content-Type: application/json' -d '{"fail_keys":["00000","0000-000"]}' ||
+                die "POST $SIM_URL/admin/$sys/faults failed"
+        done
+        make_orders 0
+    fi
 
     export CONVEYOR_ACTIVATION_URL=$SIM_URL
+    # The order pipeline: fetched every 2 s across the fleet (and on POST fetch-orders from
+    # the loop below), TIPSA's feed polled every 2 s, short backoffs so that the drain fits,
+    # Mirakl's budget out of the way (the kit judges effects, not throttling).
+    export CONVEYOR_JOBS_TYPES_ORDER_FETCH_EVERY_S=2 CONVEYOR_JOBS_TYPES_TRACKING_POLL_EVERY_S=2
+    for t in ORDER_FETCH CARRIER_POST TRACKING_EVENT TRACKING_POLL TRACKING_PUSH; do
+        export "CONVEYOR_JOBS_TYPES_${t}_RETRY_BASE_MS=200" "CONVEYOR_JOBS_TYPES_${t}_RETRY_MAX_MS=2000"
+    done
+    export CONVEYOR_UPSTREAMS_MIRAKL_RATE_PER_MIN=100000
     export CONVEYOR_VISIBILITY_TIMEOUT_MS=$VIS_MS CONVEYOR_RECLAIM_INTERVAL_MS=1000
     # held money is looked at after 5 s, every second: the check waits CHAOS_HELD_WAIT_S
     export CONVEYOR_RECONCILE_HELD_AFTER_S=5 CONVEYOR_RECONCILE_INTERVAL_MS=1000
     top_up
     [ ${#WPIDS[@]} -eq "$NWORKERS" ] || die "the workers did not start"
+}
+
+# make_orders CHUNK: the CHUNK-th batch of generated orders in the sim's Mirakl (its ids
+# appended to $T/made). The batches are spread over ORDER_CHUNKS ticks of 2 s from the start,
+# so that orders flow through the pipeline while the kit kills and restarts things.
+make_orders() {
+    local k=$1 n=$((ORDERS_GEN / ORDER_CHUNKS))
+    [ "$k" -ne $((ORDER_CHUNKS - 1)) ] || n=$((ORDERS_GEN - n * (ORDER_CHUNKS - 1)))
+    [ "$n" -gt 0 ] || return 0
+    curl -sS --max-time 10 -X POST "$SIM_URL/admin/mirakl/orders" \
+        -H 'Content-Type: application/json' \
+        -d "{\"generate\":$n,\"seed\":$((SEED * 1000 + k + 1))}" >>"$T/made" 2>>"$LOG/chaos.log"
+    echo >>"$T/made"
 }
 
 # ---- the workers ------------------------------------------------------------------------
@@ -201,7 +279,7 @@ start_worker() {
     local name pid stat f
     NEXT_W=$((NEXT_W + 1))
     name=worker-$NEXT_W
-    (exec setsid "$BIN/conveyor-worker" --types activation,noop --concurrency "$CONCURRENCY" \
+    (exec setsid "$BIN/conveyor-worker" --types "$TYPES" --concurrency "$CONCURRENCY" \
         >>"$LOG/$name.log" 2>&1 </dev/null) &
     pid=$!
     disown "$pid" 2>/dev/null || true
@@ -382,6 +460,17 @@ while :; do
         OUTAGES+=("$!")
         done_pg=1
     fi
+    if [ "$ORDERS" -gt 0 ] && ((tick % 2 == 0 && tick / 2 < ORDER_CHUNKS)); then
+        make_orders $((tick / 2)) &
+        FETCHES+=("$!")
+    fi
+    if [ "$ORDERS" -gt 0 ] && ((tick % FETCH_EVERY_S == 0)); then
+        # re-fetches must be harmless: an explicit fetch on top of the schedule's
+        curl -sS -o /dev/null -w '%{http_code}\n' --max-time 5 -X POST \
+            -H "Authorization: Bearer $CHAOS_API_KEY" \
+            "$API_URL/api/v1/orchestrator/fetch-orders" >>"$T/fetches" 2>>"$LOG/chaos.log" &
+        FETCHES+=("$!")
+    fi
     if ((tick % 10 == 0)); then
         n=0
         [ ! -r "$T/acked.tsv" ] || { mapfile -t acked <"$T/acked.tsv"; n=${#acked[@]}; }
@@ -408,6 +497,14 @@ set -e
 LOADER=''
 cat "$LOG/load.out"
 [ "$load_rc" -eq 0 ] || { log_tail "$LOG/load.log"; die "cv-chaos load failed (status $load_rc)"; }
+if [ "$ORDERS" -gt 0 ]; then
+    for p in "${FETCHES[@]}"; do wait "$p" || true; done   # each bounded by --max-time
+    made=$(grep -o '"[^"]*"' "$T/made" | grep -vc '"created"' || true)
+    [ "$made" -eq "$ORDERS" ] || say "the sim made $made orders of $ORDERS (see $LOG/chaos.log)"
+    ORDERS=$made
+    say "POST /api/v1/orchestrator/fetch-orders: $(sort "$T/fetches" 2>/dev/null | uniq -c |
+        awk '{printf "%s%s x HTTP %s", (NR > 1 ? ", " : ""), $1, $2}')"
+fi
 say "workers: $STARTED started, $KILLS SIGKILLed, $EXITED exited by themselves" \
     "(see $LOG/chaos.log); draining (deadline ${DRAIN_S}s)"
 
@@ -415,13 +512,14 @@ checked=1
 set +e
 "$TOOL" check --acked "$T/acked.tsv" --jobs "$JOBS" --sim "$SIM_URL" --drain-s "$DRAIN_S" \
     --held-wait-s "$HELD_WAIT_S" --kills "$KILLS" --stops "$STOPS" --redis-restarts "$R_REDIS" \
-    --pg-restarts "$R_PG" --workers-started "$STARTED" 2> >(tee "$LOG/check.log" >&2)
+    --pg-restarts "$R_PG" --workers-started "$STARTED" --orders "$ORDERS" --api "$API_URL" \
+    --replays "$REPLAYS" 2> >(tee "$LOG/check.log" >&2)
 status=$?
 set -e
 [ "$status" -le 1 ] || status=2
 if [ "${CHAOS_SELFTEST:-0}" = 1 ]; then
     # the self-test judges the checker, not the code under test: its status is the run's
-    export T TOOL JOBS SIM_URL
+    export T TOOL JOBS SIM_URL ORDERS
     if bash "$ROOT/tests/chaos/selftest.sh"; then status=0; else status=1; fi
 fi
 exit "$status"

@@ -7,12 +7,16 @@
 # simulator (a job that never finished, a lost job, a job that contradicts its transaction,
 # money moved without a status change, a second debit, held money, a dead letter missing,
 # a job dead before its last attempt, a noop dead, an activation the simulator made for no
-# transaction or for a rejected one) and asserts that the invariant meant to catch it now
+# transaction or for a rejected one; with ORDERS > 0 also an order stuck in TRACKED, a move
+# that is not an order_edges row, a tracking event left kept, a completing job that failed,
+# a FAILED order without its reason, and at the simulator a second shipment for one
+# reference and a second OR24) and asserts that the invariant meant to catch it now
 # fails, or fails with a different count when it already failed. Every defect but the
 # simulator ones is undone, and the verdicts must then equal the baseline again; the
 # simulator ones cannot be undone and come last. Exit 0 when every case was caught.
 set -euo pipefail
 : "${T:?}" "${TOOL:?}" "${JOBS:?}" "${SIM_URL:?}" "${CONVEYOR_PG_DSN:?}" "${CONVEYOR_REDIS_URL:?}"
+ORDERS=${ORDERS:-0}
 
 OUT=$T/selftest
 mkdir -p "$OUT"
@@ -24,7 +28,7 @@ rcli() { redis-cli -p "$REDIS_PORT" "$@" >/dev/null; }
 
 check() { # NAME -> $OUT/NAME.out
     "$TOOL" check --acked "$T/acked.tsv" --jobs "$JOBS" --sim "$SIM_URL" --drain-s 0 \
-        --held-wait-s 0 >"$OUT/$1.out" 2>"$OUT/$1.err" || true
+        --held-wait-s 0 --orders "$ORDERS" >"$OUT/$1.out" 2>"$OUT/$1.err" || true
 }
 
 # expect CASE INVARIANT...: each INVARIANT (the start of its verdict line) fails in CASE's
@@ -54,6 +58,12 @@ SIM="one activation per transaction at the simulator"
 HELD="held money zero"
 DEAD="dead letters ="
 OUTAGE="no attempt spent on our own outage"
+O_END="every order ends COMPLETE"
+O_SHIP="exactly one shipment per order reference"
+O_MIRAKL="at most one OR24 per order"
+O_EDGES="no order moved backwards"
+O_JOBS="order jobs agree with their orders"
+O_PENDING="nothing lost: no tracking event left"
 
 check baseline
 NOOP=$(sql "SELECT id FROM chaos_jobs WHERE type = 'noop' AND state = 'succeeded' LIMIT 1")
@@ -143,6 +153,51 @@ expect noop-dead "$OUTAGE"
 rcli HSET "cv:job:$NOOP" state succeeded attempt 1
 rcli ZREM cv:dead "$NOOP"
 
+if [ "$ORDERS" -gt 0 ]; then
+    # an order, the job that completed it, and one that ended FAILED_* (a replay may have
+    # completed them all: then that case is skipped)
+    read -r ORD PUSHJOB < <(sql "SELECT o.order_id, x.job_id FROM orders o JOIN operations x
+        USING (order_id) WHERE o.internal_state = 'COMPLETE' AND x.to_state = 'COMPLETE'
+        AND x.status <> 'REFUSED' ORDER BY o.order_id LIMIT 1" | tr '|' ' ')
+    [ -n "$ORD" ] || { echo "selftest: the run has no COMPLETE order"; exit 2; }
+
+    sql "UPDATE orders SET internal_state = 'TRACKED' WHERE order_id = '$ORD'"
+    check order-stuck
+    expect order-stuck "$O_END" "$O_EDGES"
+    sql "UPDATE orders SET internal_state = 'COMPLETE' WHERE order_id = '$ORD'"
+
+    # operations is append-only (a trigger): the undo switches the trigger off for its DELETE
+    sql "INSERT INTO operations (scope, action, order_id, status, from_state, to_state)
+         VALUES ('selftest', 'backwards', '$ORD', 'OK', 'COMPLETE', 'PENDING_POST')"
+    check order-backwards
+    expect order-backwards "$O_EDGES"
+    sql "BEGIN; ALTER TABLE operations DISABLE TRIGGER operations_append_only;
+         DELETE FROM operations WHERE scope = 'selftest';
+         ALTER TABLE operations ENABLE TRIGGER operations_append_only; COMMIT"
+
+    sql "INSERT INTO tracking_pending (order_id, carrier, status, event_at)
+         VALUES ('$ORD', 'seur', 'DELIVERED', now())"
+    check order-kept
+    expect order-kept "$O_PENDING"
+    sql "DELETE FROM tracking_pending WHERE order_id = '$ORD'"
+
+    rcli HSET "cv:job:$PUSHJOB" state failed
+    check order-job
+    expect order-job "$O_JOBS"
+    rcli HSET "cv:job:$PUSHJOB" state succeeded
+
+    ERR=$(sql "SELECT coalesce(last_error, '') FROM orders WHERE order_id = '$ORD'")
+    sql "UPDATE orders SET internal_state = 'FAILED_PUSH', last_error = NULL
+         WHERE order_id = '$ORD'"
+    check order-no-reason
+    expect order-no-reason "$O_END"
+    # (psql interpolates :'err' only in what it reads, not in -c)
+    psql "$CONVEYOR_PG_DSN" -XtAq -v ON_ERROR_STOP=1 -v err="$ERR" <<EOF
+UPDATE orders SET internal_state = 'COMPLETE', last_error = nullif(:'err', '')
+ WHERE order_id = '$ORD';
+EOF
+fi
+
 check undone
 cases=$((cases + 1))
 if [ "$(verdicts "$OUT/undone.out")" = "$(verdicts "$OUT/baseline.out")" ]; then
@@ -169,6 +224,25 @@ if [ "$(sql "SELECT error FROM transactions WHERE transaction_id = '$REJ'")" = \
     expect rejected-activated "$SIM"
 else
     echo "selftest: skip rejected-activated: no activation was rejected for its balance"
+fi
+
+if [ "$ORDERS" -gt 0 ]; then
+    # the carriers and Mirakl keep what they were told, too
+    for sys in mirakl cex; do
+        curl -fsS -o /dev/null -X POST "$SIM_URL/admin/$sys/faults" \
+            -H 'Content-Type: application/json' -d '{"error_rate":0}'
+    done
+    curl -fsS -o /dev/null -u cex-demo-user:cex-demo-password -X POST \
+        "$SIM_URL/cex/WSEnvio_REST/grabacionEnvio" -H 'Content-Type: application/json' \
+        -d "{\"ref\":\"$ORD\",\"codPosNacDest\":\"28013\",\"paisISODest\":\"ES\"}"
+    check second-shipment
+    expect second-shipment "$O_SHIP"
+
+    # answered 400 ORDER_INVALID_STATE (shipped already), and counted
+    curl -sS -o /dev/null -X PUT "$SIM_URL/mirakl/api/orders/$ORD/ship" \
+        -H "Authorization: $CONVEYOR_UPSTREAMS_MIRAKL_AUTH_SECRET" || true
+    check second-or24
+    expect second-or24 "$O_MIRAKL"
 fi
 
 echo "selftest: $((cases - fails)) of $cases cases caught; outputs in $OUT"
