@@ -714,7 +714,7 @@ enum cv_rc ostore_claim_many(struct db *d, const struct ostore_claim_in *in, siz
     const char *params[] = { items.p, ttl };
     r = run(d,
             "SELECT i, result, internal_state, carrier_code, tracking_number, country,"
-            " weight_kg, customer, attempts, last_error"
+            " weight_kg, customer, attempts, last_error, mirakl_tracking_updated"
             "  FROM cv_order_claim_many($1::jsonb, $2::int)",
             2, params, &rc);
     if (rc != CV_OK)
@@ -745,6 +745,8 @@ enum cv_rc ostore_claim_many(struct db *d, const struct ostore_claim_in *in, siz
             const char *v = db_res_get(r, row, (int)k + 3);
             *(char **)((char *)c + offs[k]) = v ? xstrdup(v) : NULL;
         }
+        const char *tu = db_res_get(r, row, 10);
+        c->tracking_pushed = tu && tu[0] == 't';
     }
 out:
     db_res_free(r);
@@ -834,5 +836,22 @@ out:
     db_res_free(r);
     sbuf_cleanup(&items);
     sbuf_cleanup(&set);
+    return rc;
+}
+
+enum cv_rc ostore_mark_tracking_pushed(struct db *d, const char *order_id, const char *job_id,
+                                       int64_t epoch, const char *trace_id,
+                                       enum ostore_result *res)
+{
+    enum cv_rc rc;
+    char ep[24];
+    snprintf(ep, sizeof(ep), "%" PRId64, epoch);
+    const char *params[] = { order_id, job_id, ep, trace_id };
+    struct db_res *r = run(d,
+                           "SELECT cv_order_mark_tracking_pushed($1, $2::uuid, $3::bigint, $4)",
+                           4, params, &rc);
+    if (rc == CV_OK)
+        rc = first_result(r, 0, res);
+    db_res_free(r);
     return rc;
 }

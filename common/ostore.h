@@ -161,6 +161,7 @@ struct ostore_claimed {
     int state;                     /* enum ostate when OK */
     char *carrier_code, *tracking_number, *country, *weight_kg, *customer, *attempts,
         *last_error;
+    int tracking_pushed;           /* mirakl_tracking_updated: OR23 went through */
 };
 /* Claim in[0..n) for ttl_ms and read each claimed order; out has n entries. */
 enum cv_rc ostore_claim_many(struct db *d, const struct ostore_claim_in *in, size_t n, int ttl_ms,
@@ -183,6 +184,13 @@ struct ostore_plan {
 /* Apply n plans in one statement; out[i] says how plan i ended (its last step). */
 enum cv_rc ostore_move_many(struct db *d, const struct ostore_plan *plans, size_t n,
                             struct ostore_moved *out);
+
+/* Remember that Mirakl took the order's tracking (OR23) without a state change
+ * (0007_tracking_pushed.sql): the order stays TRACKED until OR24 is done too.
+ * *res: OK, SAME (marked before), FENCED, BUSY, MISSING. */
+enum cv_rc ostore_mark_tracking_pushed(struct db *d, const char *order_id, const char *job_id,
+                                       int64_t epoch, const char *trace_id,
+                                       enum ostore_result *res);
 
 /* ---- tracking ------------------------------------------------------------------------ */
 

@@ -1,25 +1,25 @@
 /* h_tracking_push.c - tell the marketplace: Mirakl OR23 (tracking) then OR24
  * (ship), then TRACKED -> MIRAKL_OK -> COMPLETE (seed 004, step 5).
  *
- * Each call's success is recorded before the next is made: OR23 done ->
- * MIRAKL_OK (mirakl_tracking_updated), OR24 done -> COMPLETE. A job that stops
- * between them (Mirakl's call budget spent, a crash) starts again from
- * MIRAKL_OK with OR24 only, so a tight budget is never spent on OR23 again
- * and again. Whether an earlier OR24 went out before the stop cannot be
- * known from here, so an order found in MIRAKL_OK is first looked up (one
- * OR11 by order ids for the batch): shipped already -> COMPLETE with no
- * second OR24. OR23 is a PUT (repeating it sets the same tracking), and an OR24
- * repeated after a crash is answered ORDER_INVALID_STATE because the order is
- * shipped already, which we take as done: a redelivery at any point makes no
- * second effect. An OR24 that Mirakl refuses leaves the order MIRAKL_OK (its
- * tracking is there; the table has no failed edge out of MIRAKL_OK) and fails
- * the job with Mirakl's message; a replay tries OR24 again. The calls of the
- * whole batch are in flight together: every OR23, then every OR24; PostgreSQL
- * sees at most three statements per batch.
+ * The order stays TRACKED until both calls are done (seed 004's table has one
+ * failed edge for a push, TRACKED -> FAILED_PUSH, and none out of MIRAKL_OK),
+ * then moves TRACKED -> MIRAKL_OK -> COMPLETE in one statement. OR23's success
+ * is remembered on the order itself (mirakl_tracking_updated, under the job's
+ * claim: 0007_tracking_pushed.sql), so a push that stops between the calls
+ * (Mirakl's call budget spent, a 5xx, a crash) goes on with OR24 alone: a
+ * tight budget is never spent on OR23 again and again. Whether an OR24 went
+ * out before such a stop cannot be known from here, so that order is first
+ * looked up (one OR11 by order ids for the batch): shipped already -> no
+ * second OR24. OR23 is a PUT (repeating it sets the same tracking); an OR24
+ * Mirakl refuses as ORDER_INVALID_STATE while we hold its tracking number
+ * means shipped already. So a redelivery at any point makes no second effect.
  * Failures: Mirakl refusing the data (4xx) -> FAILED_PUSH, the job fails;
- * 429 -> the job waits Retry-After; network, 5xx -> retry, on the last
- * attempt FAILED_PUSH and dead. FAILED_PUSH on a fresh life of the job (a
- * replay) takes the retry edge back to TRACKED first. */
+ * 429 or a spent budget -> the job waits (Retry-After); network, 5xx -> retry,
+ * on the last attempt FAILED_PUSH and dead. FAILED_PUSH on a fresh life of the
+ * job (a replay) takes the retry edge back to TRACKED first, keeping the mark.
+ * The calls of the whole batch are in flight together (every OR23, every
+ * lookup, every OR24); PostgreSQL sees two statements per batch plus one per
+ * OR23 done. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,8 +39,9 @@ struct push {
     const struct car *car;
     int claimed;
     int active;
-    int tracked_done;            /* OR23 done: MIRAKL_OK (or it started there) */
-    int resumed;                 /* started in MIRAKL_OK: look it up before OR24 */
+    int tracked_done;            /* OR23 done (now, or by an earlier delivery) */
+    int resumed;                 /* an earlier delivery did OR23: look up before OR24 */
+    int at_mirakl_ok;            /* found MIRAKL_OK (a stop inside the final move) */
     int shipped;                 /* the lookup found it shipped: no OR24 */
     int failed;                  /* ends FAILED_PUSH (or, after OR23, the job fails) */
     enum cv_rc fail_rc;
@@ -93,13 +94,14 @@ static void prepare(struct wrk_ctx *ctx, struct push *ps, size_t n)
         }
         p->claimed = 1;
         if (p->cl.state == OSTATE_MIRAKL_OK) {
-            p->tracked_done = 1;   /* OR23 went through before: OR24 only */
-            p->resumed = 1;
+            p->at_mirakl_ok = 1;   /* both calls went out before: make sure, then COMPLETE */
         } else if (!ord_step_start(ctx, p->job, p->order_id, (enum ostate)p->cl.state,
                                    OSTATE_TRACKED, OSTATE_FAILED_PUSH, "mirakl", "retry_push",
                                    p->cl.last_error, p->res)) {
             continue;
         }
+        p->tracked_done = p->cl.tracking_pushed || p->at_mirakl_ok;
+        p->resumed = p->tracked_done;
         p->car = car_find(p->cl.carrier_code);
         p->active = 1;
         p->res->rc = CV_OK;
@@ -229,15 +231,37 @@ static void round_(struct wrk_ctx *ctx, struct push **ps, size_t n, int ship)
     free(calls);
 }
 
-/* Apply one step per push in one statement: ok_to for the active ones (with
- * set_tracked: mirakl_tracking_updated), FAILED_PUSH for the failed ones that
- * may still take it, and every claim released when release is set. Pushes
- * whose move did not happen as asked stop (res says why). */
-static void move_round(struct wrk_ctx *ctx, struct push *ps, size_t n, enum ostate ok_to,
-                       int release)
+/* Remember OR23 on every order whose OR23 just went through. */
+static void mark_tracked(struct wrk_ctx *ctx, struct push **ps, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct push *p = ps[i];
+        if (!p->active)
+            continue;
+        enum ostore_result r;
+        enum cv_rc rc = ostore_mark_tracking_pushed(ctx->db, p->order_id, p->job->id,
+                                                    p->job->epoch, p->trace, &r);
+        if (rc != CV_OK) {
+            p->active = 0;
+            wrk_fail(p->res, CV_ERR_UNAVAILABLE, "orders store: %s", cv_rc_str(rc));
+        } else if (r == OSTORE_FENCED || r == OSTORE_BUSY || r == OSTORE_MISSING) {
+            p->active = 0;
+            wrk_fail(p->res, r == OSTORE_FENCED ? CV_ERR_FENCED : CV_ERR_BUSY,
+                     "order %s: %s", p->order_id, ostore_result_str(r));
+            if (r == OSTORE_BUSY)
+                p->res->delay_ms = 500;
+        } else {
+            p->tracked_done = 1;
+        }
+    }
+}
+
+/* The last statement: TRACKED -> MIRAKL_OK -> COMPLETE for the pushes done,
+ * FAILED_PUSH for the failed ones, and every claim released. */
+static void finish(struct wrk_ctx *ctx, struct push *ps, size_t n)
 {
     struct ostore_plan *plans = xcalloc(n ? n : 1, sizeof(*plans));
-    struct ostore_change *steps = xcalloc(n ? n : 1, sizeof(*steps));
+    struct ostore_change *steps = xcalloc(2 * (n ? n : 1), sizeof(*steps));
     struct ostore_moved *moved = xcalloc(n ? n : 1, sizeof(*moved));
     struct push **who = xcalloc(n ? n : 1, sizeof(*who));
     size_t m = 0;
@@ -245,38 +269,40 @@ static void move_round(struct wrk_ctx *ctx, struct push *ps, size_t n, enum osta
         struct push *p = &ps[i];
         if (!p->claimed || p->res->rc == CV_ERR_FENCED)
             continue;
-        /* the MIRAKL_OK round moves the pushes whose OR23 just went through;
-         * the last round moves what OR24 finished, and the failures */
-        int move = p->active ? ok_to != OSTATE_MIRAKL_OK || !p->tracked_done
-                             : release && p->failed && !p->tracked_done;
-        if (!move && !release)
-            continue;
         struct ostore_plan *pl = &plans[m];
-        struct ostore_change *c = &steps[m];
+        struct ostore_change *c = &steps[2 * m];
         pl->order_id = p->order_id;
         pl->job_id = p->job->id;
         pl->epoch = p->job->epoch;
         pl->trace_id = p->trace;
-        pl->release = release;
+        pl->release = 1;
         pl->steps = c;
-        c->order_id = p->order_id;
-        c->mirakl_tracking_updated = -1;
-        if (move && p->active) {
-            c->to = ok_to;
-            c->scope = "mirakl";
-            c->action = ok_to == OSTATE_MIRAKL_OK ? "update_tracking" : "ship";
-            if (ok_to == OSTATE_MIRAKL_OK) {
-                c->mirakl_tracking_updated = 1;
-                c->last_error = ostore_null;
+        if (p->active) {
+            size_t k = 0;
+            if (!p->at_mirakl_ok) {
+                c[k].order_id = p->order_id;
+                c[k].to = OSTATE_MIRAKL_OK;
+                c[k].scope = "mirakl";
+                c[k].action = "update_tracking";
+                c[k].mirakl_tracking_updated = 1;
+                c[k].last_error = ostore_null;
+                k++;
             }
-            pl->nsteps = 1;
-        } else if (move) {
-            c->to = OSTATE_FAILED_PUSH;
-            c->scope = "mirakl";
-            c->action = "update_tracking";
-            c->status = "ERROR";
-            c->message = p->why;
-            c->last_error = p->why;
+            c[k].order_id = p->order_id;
+            c[k].to = OSTATE_COMPLETE;
+            c[k].scope = "mirakl";
+            c[k].action = "ship";
+            c[k].mirakl_tracking_updated = -1;
+            pl->nsteps = k + 1;
+        } else if (p->failed && !p->at_mirakl_ok) {
+            c[0].order_id = p->order_id;
+            c[0].to = OSTATE_FAILED_PUSH;
+            c[0].scope = "mirakl";
+            c[0].action = "update_tracking";
+            c[0].status = "ERROR";
+            c[0].message = p->why;
+            c[0].last_error = p->why;
+            c[0].mirakl_tracking_updated = -1;
             pl->nsteps = 1;
         }
         who[m++] = p;
@@ -284,36 +310,24 @@ static void move_round(struct wrk_ctx *ctx, struct push *ps, size_t n, enum osta
     enum cv_rc rc = ostore_move_many(ctx->db, plans, m, moved);
     for (size_t k = 0; k < m; k++) {
         struct push *p = who[k];
-        if (plans[k].nsteps == 0)
+        if (!p->active && !p->failed)
             continue;
         if (rc != CV_OK) {
-            p->active = 0;
-            p->failed = 0;
             wrk_fail(p->res, CV_ERR_UNAVAILABLE, "orders store: %s", cv_rc_str(rc));
             continue;
         }
-        if (ord_moved_rc(ctx, p->job, &steps[k], &moved[k], p->res) != CV_OK) {
-            p->active = 0;
-            p->failed = 0;
+        if (plans[k].nsteps > 0 &&
+            ord_moved_rc(ctx, p->job, &plans[k].steps[plans[k].nsteps - 1], &moved[k], p->res) !=
+                CV_OK)
+            continue;
+        if (p->failed) {
+            wrk_fail(p->res, p->fail_rc, "%s", p->why);
+            LOG_WARN("order.failed_push", "order_id=%s error=%s", p->order_id, p->why);
             continue;
         }
-        if (p->active && ok_to == OSTATE_MIRAKL_OK) {
-            p->tracked_done = 1;
-        } else if (p->active) {
-            p->res->rc = CV_OK;
-            LOG_INFO("order.complete", "order_id=%s carrier=%s", p->order_id,
-                     p->cl.carrier_code ? p->cl.carrier_code : "");
-        }
-    }
-    /* a failure that could not take FAILED_PUSH (after OR23: MIRAKL_OK has no
-     * failed edge) or that did: the job ends with Mirakl's word */
-    for (size_t i = 0; release && i < n; i++) {
-        struct push *p = &ps[i];
-        if (p->failed && p->res->rc != CV_ERR_FENCED && p->res->rc != CV_ERR_UNAVAILABLE) {
-            wrk_fail(p->res, p->fail_rc, "%s", p->why);
-            LOG_WARN("order.failed_push", "order_id=%s state=%s error=%s", p->order_id,
-                     p->tracked_done ? "MIRAKL_OK" : "FAILED_PUSH", p->why);
-        }
+        p->res->rc = CV_OK;
+        LOG_INFO("order.complete", "order_id=%s carrier=%s", p->order_id,
+                 p->cl.carrier_code ? p->cl.carrier_code : "");
     }
     free(plans);
     free(steps);
@@ -338,7 +352,7 @@ void h_tracking_push(struct wrk_ctx *ctx, struct job **jobs, size_t n, struct wr
             act[na++] = &ps[i];
     if (na) {
         round_(ctx, act, na, 0);                       /* OR23 */
-        move_round(ctx, ps, n, OSTATE_MIRAKL_OK, 0);   /* recorded before OR24 */
+        mark_tracked(ctx, act, na);                    /* remembered before OR24 */
     }
     na = 0;
     for (size_t i = 0; i < n; i++)
@@ -352,7 +366,7 @@ void h_tracking_push(struct wrk_ctx *ctx, struct job **jobs, size_t n, struct wr
             act[na++] = &ps[i];
     if (na)
         round_(ctx, act, na, 1);                       /* OR24 */
-    move_round(ctx, ps, n, OSTATE_COMPLETE, 1);        /* and every release */
+    finish(ctx, ps, n);                                /* and every release */
     for (size_t i = 0; i < n; i++) {
         ostore_claimed_free(&ps[i].cl, 1);
         sbuf_cleanup(&ps[i].path);

@@ -144,8 +144,10 @@ static size_t unfinished(struct broker *b, const struct ids *l)
 
 /* 1 when the orders look settled: all fetched, none in an intermediate state, no kept event
  * for an order that may still take it (one kept for a FAILED_POST order waits for a replay,
- * and the pending invariant judges it). */
-static int orders_settled(struct db *db, long long orders, long long v[3])
+ * and the pending invariant judges it), and none changed in the last 3 s: a replayed
+ * job can take an order from FAILED_POST through AWAITING_TRACKING between two polls, and
+ * its carrier's webhook only comes later (a check that ran in that gap saw AWAITING). */
+static int orders_settled(struct db *db, long long orders, long long v[4])
 {
     if (chaos_sql_row(db,
                       "SELECT (SELECT count(*) FROM orders), "
@@ -153,10 +155,12 @@ static int orders_settled(struct db *db, long long orders, long long v[3])
                       "  'FAILED_POST', 'FAILED_TRACKING', 'FAILED_PUSH')), "
                       "(SELECT count(*) FROM tracking_pending p WHERE NOT EXISTS (SELECT 1 "
                       "  FROM orders o WHERE o.order_id = p.order_id "
-                      "  AND o.internal_state LIKE 'FAILED\\_%'))",
-                      0, NULL, v, 3))
+                      "  AND o.internal_state LIKE 'FAILED\\_%')), "
+                      "(SELECT count(*) FROM orders WHERE updated_at > clock_timestamp() - "
+                      "  interval '3 seconds')",
+                      0, NULL, v, 4))
         return 0;
-    return v[0] >= orders && v[1] == 0 && v[2] == 0;
+    return v[0] >= orders && v[1] == 0 && v[2] == 0 && v[3] == 0;
 }
 
 /* chaos_orders_settle, and also until every job of extra (may be NULL) is terminal. */
@@ -164,7 +168,7 @@ static void settle(struct db *db, struct broker *b, long long orders, long long 
                    const struct ids *extra, double *secs)
 {
     int64_t t0 = clock_mono_ms(), next_note = t0 + PROGRESS_EVERY_MS;
-    long long v[3] = { 0, 0, 0 };
+    long long v[4] = { 0, 0, 0, 0 };
     size_t left = 0;
     *secs = -1;
     for (;;) {

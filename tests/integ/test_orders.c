@@ -1397,9 +1397,10 @@ Test(orders, csv_export_streams_every_page)
     hn_stop_stack(&st);
 }
 
-/* OR23's success is recorded (MIRAKL_OK) before OR24 is called: a push that
- * stopped between them (Mirakl's budget spent, a crash) goes on with OR24
- * alone, so a tight budget is never spent on OR23 again and again. */
+/* OR23's success is remembered on the order (mirakl_tracking_updated, the state
+ * stays TRACKED) before OR24 is called: a push that stopped between them
+ * (Mirakl's budget spent, a crash) goes on with OR24 alone, so a tight budget is
+ * never spent on OR23 again and again. */
 Test(orders, a_push_that_stopped_after_or23_goes_on_with_or24_alone)
 {
     struct opts o = { .workers = 1, .types = "order-fetch,carrier-post,tracking-event" };
@@ -1417,14 +1418,13 @@ Test(orders, a_push_that_stopped_after_or23_goes_on_with_or24_alone)
     struct hn_resp *r = hn_http("PUT", url, hdr, body, strlen(body), 5000);
     cr_assert_eq(r->status, 204, "%d %s", r->status, r->body);
     hn_resp_free(r);
-    hn_psql_exec(q("SELECT * FROM cv_order_transition('%s', 'MIRAKL_OK', NULL, NULL, 'operator',"
-                   " 'test', NULL, NULL, NULL, NULL, '{\"mirakl_tracking_updated\":true}')",
-                   id));
+    hn_psql_exec(q("SELECT cv_order_mark_tracking_pushed('%s', NULL, NULL, NULL)", id));
     cr_assert_eq(mk_stat(id, "or23"), 1);
     add_worker("tracking-push");   /* takes the follow-up the TRACKED event enqueued */
     wait_state(id, "COMPLETE", WAIT_MS);
     cr_assert_eq(mk_stat(id, "or23"), 1, "no second OR23");
     cr_assert_eq(mk_stat(id, "or24"), 1);
     cr_assert_eq(ops_count(id, "action = 'ship' AND to_state = 'COMPLETE'"), 1);
+    cr_assert_eq(ops_count(id, "from_state = 'TRACKED' AND to_state = 'MIRAKL_OK'"), 1);
     hn_stop_stack(&st);
 }
