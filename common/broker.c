@@ -1,5 +1,5 @@
 /* broker.c - dispatch to the configured transport. */
-#include "broker.h"
+#include "broker_int.h"
 
 #include <string.h>
 

@@ -5,7 +5,9 @@
  * deliveries a dead worker left behind and promote due delayed jobs. The status
  * of every job (queued ... dead) is kept beside it and read through the same
  * interface. Nothing here names Redis: rstream.c implements it on Redis
- * Streams; a Kafka implementation plugs into the same ops table.
+ * Streams; a transport's internals (struct broker_ops, the base struct) live in
+ * the private header broker_int.h, which only the transports include. Callers
+ * see struct broker as an opaque handle.
  *
  * Two modes. broker_open(cfg, NULL) is synchronous (workers, conveyorctl,
  * tests): every call with a callback runs it before returning. broker_open(cfg,
@@ -212,41 +214,5 @@ int broker_lease(struct broker *b, const char *name, const char *owner, int64_t 
 
 enum cv_rc broker_heartbeat(struct broker *b, const struct worker_info *w, int ttl_ms);
 enum cv_rc broker_worker_gone(struct broker *b, const char *name);
-
-/* ---- the implementations behind the interface --------------------------- */
-struct broker_ops {
-    const char *name;
-    void (*close)(struct broker *b);
-    int (*ready)(struct broker *b);
-    void (*publish)(struct broker *, struct job *const *, size_t, int, broker_publish_cb, void *);
-    void (*get)(struct broker *, const char *, broker_status_cb, void *);
-    void (*dead_list)(struct broker *, const char *, int, broker_list_cb, void *);
-    void (*dead_retry)(struct broker *, const char *, broker_done_cb, void *);
-    void (*dead_purge)(struct broker *, const char *, broker_purge_cb, void *);
-    void (*queues)(struct broker *, broker_queues_cb, void *);
-    void (*workers)(struct broker *, int64_t, broker_workers_cb, void *);
-    void (*counters)(struct broker *, broker_counters_cb, void *);
-    enum cv_rc (*consume)(struct broker *, const char *, const char *const *, size_t, size_t,
-                          int, struct job **, size_t *);
-    enum cv_rc (*reclaim)(struct broker *, const char *, const char *, int64_t, size_t,
-                          struct job **, size_t *);
-    enum cv_rc (*settle)(struct broker *, struct job *const *, struct broker_settle *, size_t,
-                         int);
-    enum cv_rc (*promote)(struct broker *, size_t, size_t *);
-    enum cv_rc (*dead_expire)(struct broker *, const char *, int64_t, size_t, size_t *);
-    enum cv_rc (*held_ids)(struct broker *, size_t, char (*)[UUID_STR_LEN], size_t *);
-    enum cv_rc (*dead_unhold)(struct broker *, const char *);
-    enum cv_rc (*gc_consumers)(struct broker *, int64_t, int64_t, size_t *);
-    int (*lease)(struct broker *, const char *, const char *, int64_t);
-    enum cv_rc (*heartbeat)(struct broker *, const struct worker_info *, int);
-    enum cv_rc (*worker_gone)(struct broker *, const char *);
-};
-
-struct broker {
-    const struct broker_ops *ops;
-};
-
-/* Redis Streams (rstream.c). */
-struct broker *rstream_open(const struct cfg *cfg, struct event_base *base);
 
 #endif

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "broker.h"
+#include "broker_int.h"
 #include "clock.h"
 #include "log.h"
 #include "mem.h"
