@@ -1,9 +1,49 @@
-/* broker.c - dispatch to the configured transport. */
+/* broker.c - the table of transports, and dispatch to the one configured. */
 #include "broker_int.h"
 
+#include <stdio.h>
 #include <string.h>
 
+#include "log.h"
 #include "mem.h"
+
+/* Every transport this build has; broker.transport picks one by name. A new
+ * transport is one row here and one file that fills struct broker_ops. */
+struct transport {
+    const char *name;
+    struct broker *(*open)(const struct cfg *cfg, struct event_base *base);
+};
+
+static const struct transport transports[] = {
+    { "redis", rstream_open },
+};
+#define NTRANSPORTS (sizeof(transports) / sizeof(transports[0]))
+
+static const struct transport *transport_find(const char *name)
+{
+    for (size_t i = 0; name && i < NTRANSPORTS; i++)
+        if (strcmp(transports[i].name, name) == 0)
+            return &transports[i];
+    return NULL;
+}
+
+int broker_transport_known(const char *name)
+{
+    return transport_find(name) != NULL;
+}
+
+void broker_transport_names(char *out, size_t cap)
+{
+    size_t o = 0;
+    if (cap)
+        out[0] = '\0';
+    for (size_t i = 0; i < NTRANSPORTS && o < cap; i++) {
+        int n = snprintf(out + o, cap - o, "%s%s", i ? ", " : "", transports[i].name);
+        if (n < 0)
+            break;
+        o += (size_t)n;
+    }
+}
 
 const char *const broker_counter_names[BROKER_NCOUNTERS] = {
     [BROKER_C_ENQUEUED] = "enqueued", [BROKER_C_SUCCEEDED] = "succeeded",
@@ -15,7 +55,15 @@ const char *const broker_counter_names[BROKER_NCOUNTERS] = {
 
 struct broker *broker_open(const struct cfg *cfg, struct event_base *base)
 {
-    return rstream_open(cfg, base);
+    const struct transport *t = transport_find(cfg->broker_transport);
+    if (!t) {
+        char known[256];
+        broker_transport_names(known, sizeof(known));
+        LOG_ERROR("broker.unknown_transport", "transport=%s known=\"%s\"",
+                  cfg->broker_transport ? cfg->broker_transport : "", known);
+        return NULL;
+    }
+    return t->open(cfg, base);
 }
 
 void broker_close(struct broker *b)

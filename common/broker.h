@@ -85,7 +85,14 @@ struct broker_settle {
     int fenced;                       /* out: 1 when a newer delivery owns the job */
 };
 
-/* Open a broker from the config (redis.url). base NULL = synchronous mode.
+/* The transports this build has, by the name broker.transport gives ("redis",
+ * the default). broker_transport_known: 1 when name is one of them.
+ * broker_transport_names: their names, comma separated, into out (truncated to cap). */
+int broker_transport_known(const char *name);
+void broker_transport_names(char *out, size_t cap);
+
+/* Open a broker on the transport cfg->broker_transport names (cfg_load refuses
+ * an unknown one; here it is logged and NULL returned). base NULL = synchronous mode.
  * Returns NULL after logging when the transport cannot be reached in sync mode;
  * in async mode it connects in the background and fails calls until it is up. */
 struct broker *broker_open(const struct cfg *cfg, struct event_base *base);
