@@ -12,10 +12,13 @@
 struct transport {
     const char *name;
     struct broker *(*open)(const struct cfg *cfg, struct event_base *base);
+    unsigned caps;          /* enum broker_cap bits */
 };
 
 static const struct transport transports[] = {
-    { "redis", rstream_open },
+    { "redis", rstream_open,
+      BROKER_CAP_RECLAIM_IDLE | BROKER_CAP_ATOMIC_BATCH | BROKER_CAP_DELAYED_SET |
+          BROKER_CAP_CONSUMER_GC },
 };
 #define NTRANSPORTS (sizeof(transports) / sizeof(transports[0]))
 
@@ -63,7 +66,22 @@ struct broker *broker_open(const struct cfg *cfg, struct event_base *base)
                   cfg->broker_transport ? cfg->broker_transport : "", known);
         return NULL;
     }
-    return t->open(cfg, base);
+    struct broker *b = t->open(cfg, base);
+    if (b) {
+        b->transport = t->name;
+        b->caps = t->caps;
+    }
+    return b;
+}
+
+unsigned broker_caps(const struct broker *b)
+{
+    return b->caps;
+}
+
+const char *broker_transport(const struct broker *b)
+{
+    return b->transport;
 }
 
 void broker_close(struct broker *b)
@@ -147,6 +165,9 @@ enum cv_rc broker_consume(struct broker *b, const char *consumer, const char *co
 enum cv_rc broker_reclaim(struct broker *b, const char *consumer, const char *type,
                           int64_t min_idle_ms, size_t max, struct job **out, size_t *n)
 {
+    *n = 0;
+    if (!(b->caps & BROKER_CAP_RECLAIM_IDLE))
+        return CV_OK;
     return b->ops->reclaim(b, consumer, type, min_idle_ms, max, out, n);
 }
 
@@ -158,6 +179,10 @@ enum cv_rc broker_settle(struct broker *b, struct job *const *jobs, struct broke
 
 enum cv_rc broker_promote(struct broker *b, size_t max, size_t *moved)
 {
+    if (moved)
+        *moved = 0;
+    if (!(b->caps & BROKER_CAP_DELAYED_SET))
+        return CV_OK;
     return b->ops->promote(b, max, moved);
 }
 
@@ -195,6 +220,10 @@ enum cv_rc broker_dead_unhold(struct broker *b, const char *id)
 enum cv_rc broker_gc_consumers(struct broker *b, int64_t idle_ms, int64_t alive_ms,
                                size_t *removed)
 {
+    if (removed)
+        *removed = 0;
+    if (!(b->caps & BROKER_CAP_CONSUMER_GC))
+        return CV_OK;
     return b->ops->gc_consumers(b, idle_ms, alive_ms, removed);
 }
 

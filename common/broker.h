@@ -91,12 +91,38 @@ struct broker_settle {
 int broker_transport_known(const char *name);
 void broker_transport_names(char *out, size_t cap);
 
+/* What a transport can do, as bit flags (broker_caps). A caller that relies on
+ * one checks it first; the broker_* call of a capability the transport lacks
+ * does nothing and returns CV_OK with no result (n, *moved, *removed = 0).
+ * The worker's loop runs reclaim, promote and consumer GC only when they apply. */
+enum broker_cap {
+    /* broker_reclaim takes over deliveries idle longer than a given time (a dead
+     * or stalled worker's). Without it the transport redelivers by itself (on
+     * Kafka: the group rebalance after a member's session times out). */
+    BROKER_CAP_RECLAIM_IDLE = 1u << 0,
+    /* broker_publish of n jobs is one atomic step with their status records: all
+     * or none is queued and recorded. Without it a batch is recorded first and
+     * produced after, and a sweep produces again what was recorded but never
+     * produced (the transport says how in its file). */
+    BROKER_CAP_ATOMIC_BATCH = 1u << 1,
+    /* Scheduled jobs and retries wait in a delayed set that broker_promote moves
+     * to their queues when due (any number of workers may run it at once). */
+    BROKER_CAP_DELAYED_SET = 1u << 2,
+    /* Consumers of workers that died without leaving stay in the group until
+     * broker_gc_consumers removes them. */
+    BROKER_CAP_CONSUMER_GC = 1u << 3,
+};
+
 /* Open a broker on the transport cfg->broker_transport names (cfg_load refuses
  * an unknown one; here it is logged and NULL returned). base NULL = synchronous mode.
  * Returns NULL after logging when the transport cannot be reached in sync mode;
  * in async mode it connects in the background and fails calls until it is up. */
 struct broker *broker_open(const struct cfg *cfg, struct event_base *base);
 void broker_close(struct broker *b);
+/* The transport's capabilities: enum broker_cap bits. Any thread, any mode. */
+unsigned broker_caps(const struct broker *b);
+/* The transport's name as broker.transport spells it ("redis"). */
+const char *broker_transport(const struct broker *b);
 /* 1 when the transport answered recently (async) or answers a ping (sync). */
 int broker_ready(struct broker *b);
 

@@ -38,9 +38,13 @@ struct broker_ops {
     enum cv_rc (*worker_gone)(struct broker *, const char *);
 };
 
-/* The base every transport's struct starts with. */
+/* The base every transport's struct starts with. broker_open fills transport
+ * and caps from its table after the transport's open returns. An op of a
+ * capability the transport lacks (reclaim, promote, gc_consumers) may be NULL. */
 struct broker {
     const struct broker_ops *ops;
+    const char *transport;
+    unsigned caps;             /* enum broker_cap bits */
 };
 
 /* Redis Streams (rstream.c). NULL after logging when Redis cannot be reached

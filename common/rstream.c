@@ -904,7 +904,7 @@ static int rs_ready(struct broker *b)
 }
 
 static const struct broker_ops rstream_ops = {
-    .name = "redis-streams",
+    .name = "redis",
     .close = rs_close,
     .ready = rs_ready,
     .publish = rs_publish,

@@ -749,3 +749,15 @@ Test(broker, consumers_of_dead_workers_are_removed)
     cr_assert_eq(consumers_of("noop"), 1, "the worker with a heartbeat stays");
     free(o);
 }
+
+/* Issue 7: the transport is chosen by name and says what it can do. */
+Test(broker, redis_is_the_default_transport_with_every_capability)
+{
+    cr_assert_str_eq(broker_transport(b), "redis");
+    unsigned want = BROKER_CAP_RECLAIM_IDLE | BROKER_CAP_ATOMIC_BATCH | BROKER_CAP_DELAYED_SET |
+                    BROKER_CAP_CONSUMER_GC;
+    cr_assert_eq(broker_caps(b), want, "caps %#x", broker_caps(b));
+    struct cfg other = cfg;
+    other.broker_transport = (char *)"carrier-pigeon";
+    cr_assert_null(broker_open(&other, NULL), "an unknown transport opens nothing");
+}
