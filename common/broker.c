@@ -2,6 +2,7 @@
 #include "broker_int.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
@@ -110,6 +111,12 @@ void broker_dead_list(struct broker *b, const char *type, int limit, broker_list
                       void *arg)
 {
     b->ops->dead_list(b, type, limit, cb, arg);
+}
+
+void job_status_cleanup(struct job_status *st)
+{
+    FREE_NULL(st->payload);
+    FREE_NULL(st->idem_key);
 }
 
 struct get_copy {
