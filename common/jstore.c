@@ -7,6 +7,7 @@
  * return; on an async link the same code runs from the libevent loop. */
 #include "jstore.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,58 +28,125 @@ static void num(char *buf, size_t n, long long v)
     snprintf(buf, n, "%lld", v);
 }
 
-/* ---- status hashes --------------------------------------------------------- */
-
 static void copy_field(char *dst, size_t cap, const char *v)
 {
     snprintf(dst, cap, "%s", v);
 }
 
-/* Fill st from a flat HGETALL array. Returns 0 when it holds a job. */
-int jstore_status_decode(const struct rds_reply *h, struct job_status *st)
+/* ---- hashes decoded from field tables ------------------------------------------ */
+
+/* How a hash field's value lands in a struct. */
+enum fkind {
+    F_STR,      /* copied into a char[cap], truncated */
+    F_INT,      /* atoi into an int */
+    F_I64,      /* atoll into an int64_t */
+    F_LL,       /* atoll into a long long */
+    F_STATE,    /* job_state_parse into an enum job_state; unknown = queued */
+    F_DUP,      /* a heap copy of the whole value (binary-safe length) into a char * */
+    F_DUP_SET,  /* the same, but only when the value is not empty */
+};
+
+/* One row per field name we read: where it goes (offset into the struct) and
+ * how (kind); cap is the size of an F_STR array. Fields not listed are skipped
+ * (the hashes also hold fields only the scripts read: se, pr, worker). */
+struct field {
+    const char *name;
+    enum fkind kind;
+    size_t off;
+    size_t cap;
+};
+
+#define STR_AT(T, m) F_STR, offsetof(T, m), sizeof(((T *)0)->m)
+#define NUM_AT(kind, T, m) kind, offsetof(T, m), 0
+
+static const struct field status_fields[] = {
+    { "id", STR_AT(struct job_status, id) },
+    { "type", STR_AT(struct job_status, type) },
+    { "state", NUM_AT(F_STATE, struct job_status, state) },
+    { "attempt", NUM_AT(F_INT, struct job_status, attempt) },
+    { "max_attempts", NUM_AT(F_INT, struct job_status, max_attempts) },
+    { "created_ms", NUM_AT(F_I64, struct job_status, created_ms) },
+    { "updated_ms", NUM_AT(F_I64, struct job_status, updated_ms) },
+    { "not_before_ms", NUM_AT(F_I64, struct job_status, not_before_ms) },
+    { "started_ms", NUM_AT(F_I64, struct job_status, started_ms) },
+    { "finished_ms", NUM_AT(F_I64, struct job_status, finished_ms) },
+    { "epoch", NUM_AT(F_I64, struct job_status, epoch) },
+    { "last_error", STR_AT(struct job_status, last_error) },
+    { "tp", STR_AT(struct job_status, traceparent) },
+    { "payload", NUM_AT(F_DUP, struct job_status, payload) },
+    { "idem", NUM_AT(F_DUP_SET, struct job_status, idem_key) },
+    { "held", NUM_AT(F_INT, struct job_status, held) },
+};
+
+static const struct field worker_fields[] = {
+    { "name", STR_AT(struct worker_info, name) },
+    { "host", STR_AT(struct worker_info, host) },
+    { "types", STR_AT(struct worker_info, types) },
+    { "pid", NUM_AT(F_INT, struct worker_info, pid) },
+    { "concurrency", NUM_AT(F_INT, struct worker_info, concurrency) },
+    { "started_ms", NUM_AT(F_I64, struct worker_info, started_ms) },
+    { "last_seen_ms", NUM_AT(F_I64, struct worker_info, last_seen_ms) },
+    { "processed", NUM_AT(F_LL, struct worker_info, processed) },
+};
+
+#define NFIELDS(t) (sizeof(t) / sizeof((t)[0]))
+
+static const struct field *field_find(const struct field *t, size_t n, const char *name)
 {
-    memset(st, 0, sizeof(*st));
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(t[i].name, name) == 0)
+            return &t[i];
+    return NULL;
+}
+
+/* Decode a flat HGETALL array into the struct at base, by the table t. A field
+ * that appears twice (never, from our scripts) keeps its last value; an F_DUP
+ * copy it replaces is freed. */
+static void hash_decode(const struct rds_reply *h, const struct field *t, size_t nt, void *base)
+{
     size_t n = rds_reply_len(h);
     for (size_t i = 0; i + 1 < n; i += 2) {
         const char *k = rds_reply_at_str(h, i);
         size_t vlen = 0;
         const char *v = rds_reply_str(rds_reply_at(h, i + 1), &vlen);
-        if (!k || !v)
+        const struct field *f = k && v ? field_find(t, nt, k) : NULL;
+        if (!f)
             continue;
-        if (!strcmp(k, "id"))
-            copy_field(st->id, sizeof(st->id), v);
-        else if (!strcmp(k, "type"))
-            copy_field(st->type, sizeof(st->type), v);
-        else if (!strcmp(k, "state")) {
+        char *at = (char *)base + f->off;
+        switch (f->kind) {
+        case F_STR:
+            snprintf(at, f->cap, "%s", v);
+            break;
+        case F_INT:
+            *(int *)at = atoi(v);
+            break;
+        case F_I64:
+            *(int64_t *)at = atoll(v);
+            break;
+        case F_LL:
+            *(long long *)at = atoll(v);
+            break;
+        case F_STATE: {
             int x = job_state_parse(v);
-            st->state = x < 0 ? JOB_STATE_QUEUED : (enum job_state)x;
-        } else if (!strcmp(k, "attempt"))
-            st->attempt = atoi(v);
-        else if (!strcmp(k, "max_attempts"))
-            st->max_attempts = atoi(v);
-        else if (!strcmp(k, "created_ms"))
-            st->created_ms = atoll(v);
-        else if (!strcmp(k, "updated_ms"))
-            st->updated_ms = atoll(v);
-        else if (!strcmp(k, "not_before_ms"))
-            st->not_before_ms = atoll(v);
-        else if (!strcmp(k, "started_ms"))
-            st->started_ms = atoll(v);
-        else if (!strcmp(k, "finished_ms"))
-            st->finished_ms = atoll(v);
-        else if (!strcmp(k, "epoch"))
-            st->epoch = atoll(v);
-        else if (!strcmp(k, "last_error"))
-            copy_field(st->last_error, sizeof(st->last_error), v);
-        else if (!strcmp(k, "tp"))
-            copy_field(st->traceparent, sizeof(st->traceparent), v);
-        else if (!strcmp(k, "payload"))
-            st->payload = xstrndup(v, vlen);
-        else if (!strcmp(k, "idem") && *v)
-            st->idem_key = xstrdup(v);
-        else if (!strcmp(k, "held"))
-            st->held = atoi(v);
+            *(enum job_state *)at = x < 0 ? JOB_STATE_QUEUED : (enum job_state)x;
+            break;
+        }
+        case F_DUP_SET:
+            if (!*v)
+                break;
+            /* fall through */
+        case F_DUP:
+            free(*(char **)at);
+            *(char **)at = xstrndup(v, vlen);
+            break;
+        }
     }
+}
+
+int jstore_status_decode(const struct rds_reply *h, struct job_status *st)
+{
+    memset(st, 0, sizeof(*st));
+    hash_decode(h, status_fields, NFIELDS(status_fields), st);
     if (!st->updated_ms) /* not written at publish: the job is as old as it was made */
         st->updated_ms = st->created_ms;
     return st->id[0] ? 0 : -1;
@@ -195,30 +263,8 @@ static void workers_done(const struct rds_reply *r, void *arg)
     enum cv_rc rc = rds_reply_rc(r, "workers");
     size_t n = rc == CV_OK ? rds_reply_len(r) : 0;
     struct worker_info *w = xcalloc(n ? n : 1, sizeof(*w));
-    for (size_t i = 0; i < n; i++) {
-        const struct rds_reply *h = rds_reply_at(r, i);
-        for (size_t k = 0; k + 1 < rds_reply_len(h); k += 2) {
-            const char *f = rds_reply_at_str(h, k), *v = rds_reply_at_str(h, k + 1);
-            if (!f || !v)
-                continue;
-            if (!strcmp(f, "name"))
-                copy_field(w[i].name, sizeof(w[i].name), v);
-            else if (!strcmp(f, "host"))
-                copy_field(w[i].host, sizeof(w[i].host), v);
-            else if (!strcmp(f, "types"))
-                copy_field(w[i].types, sizeof(w[i].types), v);
-            else if (!strcmp(f, "pid"))
-                w[i].pid = atoi(v);
-            else if (!strcmp(f, "concurrency"))
-                w[i].concurrency = atoi(v);
-            else if (!strcmp(f, "started_ms"))
-                w[i].started_ms = atoll(v);
-            else if (!strcmp(f, "last_seen_ms"))
-                w[i].last_seen_ms = atoll(v);
-            else if (!strcmp(f, "processed"))
-                w[i].processed = atoll(v);
-        }
-    }
+    for (size_t i = 0; i < n; i++)
+        hash_decode(rds_reply_at(r, i), worker_fields, NFIELDS(worker_fields), &w[i]);
     c->cb(c->arg, rc, w, n);
     free(w);
     free(c);

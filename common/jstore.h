@@ -33,8 +33,9 @@ struct jstore *jstore_new(struct rds *sync, struct rds_async *as);
 void jstore_free(struct jstore *js);
 
 /* Decode one status hash (a flat HGETALL array) into st, whose strings the
- * caller then owns (job_status_cleanup). Returns 0 when the hash holds a job,
- * -1 when it is empty or has no id (st then holds nothing to free). */
+ * caller then owns: free them with job_status_cleanup whatever this returns.
+ * Returns 0 when the hash holds a job, -1 when it is empty or has no id. The
+ * fields and where they land are one table in jstore.c. */
 int jstore_status_decode(const struct rds_reply *h, struct job_status *st);
 
 /* ---- both modes: the broker_* calls of the same names (broker.h) -------- */

@@ -761,3 +761,80 @@ Test(broker, redis_is_the_default_transport_with_every_capability)
     other.broker_transport = (char *)"carrier-pigeon";
     cr_assert_null(broker_open(&other, NULL), "an unknown transport opens nothing");
 }
+
+/* Issue 7: status hashes are decoded from a field table. Every field the table
+ * lists lands in its member (a hash written here by hand, as the scripts do). */
+Test(broker, every_status_field_is_decoded)
+{
+    const char *id = "11111111-2222-4333-8444-555555555555";
+    struct rds_reply *x = rds_cmdf(
+        r,
+        "HSET cv:job:%s id %s type noop state dead attempt 3 max_attempts 7 created_ms 1000 "
+        "updated_ms 2000 not_before_ms 3000 started_ms 4000 finished_ms 5000 epoch 9 "
+        "last_error %s tp %s payload %b idem key-1 held 1 se 8 pr p1",
+        id, id, "carrier down", "00-0123456789abcdef0123456789abcdef-0123456789abcdef-01",
+        "{\"a\":[1,2]}", (size_t)11);
+    cr_assert_eq(rds_reply_type(x), RDS_INT);
+    rds_reply_free(x);
+    struct job_status st;
+    cr_assert_eq(broker_get_copy(b, id, &st), CV_OK);
+    cr_assert_str_eq(st.id, id);
+    cr_assert_str_eq(st.type, "noop");
+    cr_assert_eq(st.state, JOB_STATE_DEAD);
+    cr_assert_eq(st.attempt, 3);
+    cr_assert_eq(st.max_attempts, 7);
+    cr_assert_eq(st.created_ms, 1000);
+    cr_assert_eq(st.updated_ms, 2000);
+    cr_assert_eq(st.not_before_ms, 3000);
+    cr_assert_eq(st.started_ms, 4000);
+    cr_assert_eq(st.finished_ms, 5000);
+    cr_assert_eq(st.epoch, 9);
+    cr_assert_str_eq(st.last_error, "carrier down");
+    cr_assert_str_eq(st.traceparent, "00-0123456789abcdef0123456789abcdef-0123456789abcdef-01");
+    cr_assert_not_null(st.payload);
+    cr_assert_str_eq(st.payload, "{\"a\":[1,2]}");
+    cr_assert_str_eq(st.idem_key, "key-1");
+    cr_assert_eq(st.held, 1);
+    job_status_cleanup(&st);
+
+    /* unknown state reads as queued; an empty idem is no key; no updated_ms = created */
+    x = rds_cmdf(r, "HSET cv:job:%s state bogus idem %s updated_ms 0", id, "");
+    rds_reply_free(x);
+    cr_assert_eq(broker_get_copy(b, id, &st), CV_OK);
+    cr_assert_eq(st.state, JOB_STATE_QUEUED);
+    cr_assert_null(st.idem_key);
+    cr_assert_eq(st.updated_ms, 1000);
+    job_status_cleanup(&st);
+}
+
+static void on_worker_fields(void *arg, enum cv_rc rc, const struct worker_info *w, size_t n)
+{
+    struct worker_info *out = arg;
+    cr_assert_eq(rc, CV_OK);
+    cr_assert_eq(n, 1);
+    *out = w[0];
+}
+
+Test(broker, every_worker_field_is_decoded)
+{
+    struct worker_info w, got;
+    memset(&w, 0, sizeof(w));
+    memset(&got, 0, sizeof(got));
+    strcpy(w.name, "w-fields");
+    strcpy(w.host, "host-a");
+    strcpy(w.types, "noop,activation");
+    w.pid = 4242;
+    w.concurrency = 17;
+    w.started_ms = 123456789012LL;
+    w.processed = 5000000000LL;
+    cr_assert_eq(broker_heartbeat(b, &w, 5000), CV_OK);
+    broker_workers(b, 10000, on_worker_fields, &got);
+    cr_assert_str_eq(got.name, "w-fields");
+    cr_assert_str_eq(got.host, "host-a");
+    cr_assert_str_eq(got.types, "noop,activation");
+    cr_assert_eq(got.pid, 4242);
+    cr_assert_eq(got.concurrency, 17);
+    cr_assert_eq(got.started_ms, 123456789012LL);
+    cr_assert_eq(got.processed, 5000000000LL);
+    cr_assert(got.last_seen_ms > 0 && got.last_seen_ms <= clock_wall_ms());
+}
