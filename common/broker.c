@@ -1,9 +1,53 @@
-/* broker.c - dispatch to the configured transport. */
-#include "broker.h"
+/* broker.c - the table of transports, and dispatch to the one configured. */
+#include "broker_int.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "mem.h"
+
+/* Every transport this build has; broker.transport picks one by name. A new
+ * transport is one row here and one file that fills struct broker_ops. */
+struct transport {
+    const char *name;
+    struct broker *(*open)(const struct cfg *cfg, struct event_base *base);
+    unsigned caps;          /* enum broker_cap bits */
+};
+
+static const struct transport transports[] = {
+    { "redis", rstream_open,
+      BROKER_CAP_RECLAIM_IDLE | BROKER_CAP_ATOMIC_BATCH | BROKER_CAP_DELAYED_SET |
+          BROKER_CAP_CONSUMER_GC },
+};
+#define NTRANSPORTS (sizeof(transports) / sizeof(transports[0]))
+
+static const struct transport *transport_find(const char *name)
+{
+    for (size_t i = 0; name && i < NTRANSPORTS; i++)
+        if (strcmp(transports[i].name, name) == 0)
+            return &transports[i];
+    return NULL;
+}
+
+int broker_transport_known(const char *name)
+{
+    return transport_find(name) != NULL;
+}
+
+void broker_transport_names(char *out, size_t cap)
+{
+    size_t o = 0;
+    if (cap)
+        out[0] = '\0';
+    for (size_t i = 0; i < NTRANSPORTS && o < cap; i++) {
+        int n = snprintf(out + o, cap - o, "%s%s", i ? ", " : "", transports[i].name);
+        if (n < 0)
+            break;
+        o += (size_t)n;
+    }
+}
 
 const char *const broker_counter_names[BROKER_NCOUNTERS] = {
     [BROKER_C_ENQUEUED] = "enqueued", [BROKER_C_SUCCEEDED] = "succeeded",
@@ -15,7 +59,30 @@ const char *const broker_counter_names[BROKER_NCOUNTERS] = {
 
 struct broker *broker_open(const struct cfg *cfg, struct event_base *base)
 {
-    return rstream_open(cfg, base);
+    const struct transport *t = transport_find(cfg->broker_transport);
+    if (!t) {
+        char known[256];
+        broker_transport_names(known, sizeof(known));
+        LOG_ERROR("broker.unknown_transport", "transport=%s known=\"%s\"",
+                  cfg->broker_transport ? cfg->broker_transport : "", known);
+        return NULL;
+    }
+    struct broker *b = t->open(cfg, base);
+    if (b) {
+        b->transport = t->name;
+        b->caps = t->caps;
+    }
+    return b;
+}
+
+unsigned broker_caps(const struct broker *b)
+{
+    return b->caps;
+}
+
+const char *broker_transport(const struct broker *b)
+{
+    return b->transport;
 }
 
 void broker_close(struct broker *b)
@@ -44,6 +111,12 @@ void broker_dead_list(struct broker *b, const char *type, int limit, broker_list
                       void *arg)
 {
     b->ops->dead_list(b, type, limit, cb, arg);
+}
+
+void job_status_cleanup(struct job_status *st)
+{
+    FREE_NULL(st->payload);
+    FREE_NULL(st->idem_key);
 }
 
 struct get_copy {
@@ -99,6 +172,9 @@ enum cv_rc broker_consume(struct broker *b, const char *consumer, const char *co
 enum cv_rc broker_reclaim(struct broker *b, const char *consumer, const char *type,
                           int64_t min_idle_ms, size_t max, struct job **out, size_t *n)
 {
+    *n = 0;
+    if (!(b->caps & BROKER_CAP_RECLAIM_IDLE))
+        return CV_OK;
     return b->ops->reclaim(b, consumer, type, min_idle_ms, max, out, n);
 }
 
@@ -110,6 +186,10 @@ enum cv_rc broker_settle(struct broker *b, struct job *const *jobs, struct broke
 
 enum cv_rc broker_promote(struct broker *b, size_t max, size_t *moved)
 {
+    if (moved)
+        *moved = 0;
+    if (!(b->caps & BROKER_CAP_DELAYED_SET))
+        return CV_OK;
     return b->ops->promote(b, max, moved);
 }
 
@@ -147,6 +227,10 @@ enum cv_rc broker_dead_unhold(struct broker *b, const char *id)
 enum cv_rc broker_gc_consumers(struct broker *b, int64_t idle_ms, int64_t alive_ms,
                                size_t *removed)
 {
+    if (removed)
+        *removed = 0;
+    if (!(b->caps & BROKER_CAP_CONSUMER_GC))
+        return CV_OK;
     return b->ops->gc_consumers(b, idle_ms, alive_ms, removed);
 }
 

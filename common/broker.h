@@ -5,7 +5,9 @@
  * deliveries a dead worker left behind and promote due delayed jobs. The status
  * of every job (queued ... dead) is kept beside it and read through the same
  * interface. Nothing here names Redis: rstream.c implements it on Redis
- * Streams; a Kafka implementation plugs into the same ops table.
+ * Streams; a transport's internals (struct broker_ops, the base struct) live in
+ * the private header broker_int.h, which only the transports include. Callers
+ * see struct broker as an opaque handle.
  *
  * Two modes. broker_open(cfg, NULL) is synchronous (workers, conveyorctl,
  * tests): every call with a callback runs it before returning. broker_open(cfg,
@@ -83,11 +85,44 @@ struct broker_settle {
     int fenced;                       /* out: 1 when a newer delivery owns the job */
 };
 
-/* Open a broker from the config (redis.url). base NULL = synchronous mode.
+/* The transports this build has, by the name broker.transport gives ("redis",
+ * the default). broker_transport_known: 1 when name is one of them.
+ * broker_transport_names: their names, comma separated, into out (truncated to cap). */
+int broker_transport_known(const char *name);
+void broker_transport_names(char *out, size_t cap);
+
+/* What a transport can do, as bit flags (broker_caps). A caller that relies on
+ * one checks it first; the broker_* call of a capability the transport lacks
+ * does nothing and returns CV_OK with no result (n, *moved, *removed = 0).
+ * The worker's loop runs reclaim, promote and consumer GC only when they apply. */
+enum broker_cap {
+    /* broker_reclaim takes over deliveries idle longer than a given time (a dead
+     * or stalled worker's). Without it the transport redelivers by itself (on
+     * Kafka: the group rebalance after a member's session times out). */
+    BROKER_CAP_RECLAIM_IDLE = 1u << 0,
+    /* broker_publish of n jobs is one atomic step with their status records: all
+     * or none is queued and recorded. Without it a batch is recorded first and
+     * produced after, and a sweep produces again what was recorded but never
+     * produced (the transport says how in its file). */
+    BROKER_CAP_ATOMIC_BATCH = 1u << 1,
+    /* Scheduled jobs and retries wait in a delayed set that broker_promote moves
+     * to their queues when due (any number of workers may run it at once). */
+    BROKER_CAP_DELAYED_SET = 1u << 2,
+    /* Consumers of workers that died without leaving stay in the group until
+     * broker_gc_consumers removes them. */
+    BROKER_CAP_CONSUMER_GC = 1u << 3,
+};
+
+/* Open a broker on the transport cfg->broker_transport names (cfg_load refuses
+ * an unknown one; here it is logged and NULL returned). base NULL = synchronous mode.
  * Returns NULL after logging when the transport cannot be reached in sync mode;
  * in async mode it connects in the background and fails calls until it is up. */
 struct broker *broker_open(const struct cfg *cfg, struct event_base *base);
 void broker_close(struct broker *b);
+/* The transport's capabilities: enum broker_cap bits. Any thread, any mode. */
+unsigned broker_caps(const struct broker *b);
+/* The transport's name as broker.transport spells it ("redis"). */
+const char *broker_transport(const struct broker *b);
 /* 1 when the transport answered recently (async) or answers a ping (sync). */
 int broker_ready(struct broker *b);
 
@@ -212,41 +247,5 @@ int broker_lease(struct broker *b, const char *name, const char *owner, int64_t 
 
 enum cv_rc broker_heartbeat(struct broker *b, const struct worker_info *w, int ttl_ms);
 enum cv_rc broker_worker_gone(struct broker *b, const char *name);
-
-/* ---- the implementations behind the interface --------------------------- */
-struct broker_ops {
-    const char *name;
-    void (*close)(struct broker *b);
-    int (*ready)(struct broker *b);
-    void (*publish)(struct broker *, struct job *const *, size_t, int, broker_publish_cb, void *);
-    void (*get)(struct broker *, const char *, broker_status_cb, void *);
-    void (*dead_list)(struct broker *, const char *, int, broker_list_cb, void *);
-    void (*dead_retry)(struct broker *, const char *, broker_done_cb, void *);
-    void (*dead_purge)(struct broker *, const char *, broker_purge_cb, void *);
-    void (*queues)(struct broker *, broker_queues_cb, void *);
-    void (*workers)(struct broker *, int64_t, broker_workers_cb, void *);
-    void (*counters)(struct broker *, broker_counters_cb, void *);
-    enum cv_rc (*consume)(struct broker *, const char *, const char *const *, size_t, size_t,
-                          int, struct job **, size_t *);
-    enum cv_rc (*reclaim)(struct broker *, const char *, const char *, int64_t, size_t,
-                          struct job **, size_t *);
-    enum cv_rc (*settle)(struct broker *, struct job *const *, struct broker_settle *, size_t,
-                         int);
-    enum cv_rc (*promote)(struct broker *, size_t, size_t *);
-    enum cv_rc (*dead_expire)(struct broker *, const char *, int64_t, size_t, size_t *);
-    enum cv_rc (*held_ids)(struct broker *, size_t, char (*)[UUID_STR_LEN], size_t *);
-    enum cv_rc (*dead_unhold)(struct broker *, const char *);
-    enum cv_rc (*gc_consumers)(struct broker *, int64_t, int64_t, size_t *);
-    int (*lease)(struct broker *, const char *, const char *, int64_t);
-    enum cv_rc (*heartbeat)(struct broker *, const struct worker_info *, int);
-    enum cv_rc (*worker_gone)(struct broker *, const char *);
-};
-
-struct broker {
-    const struct broker_ops *ops;
-};
-
-/* Redis Streams (rstream.c). */
-struct broker *rstream_open(const struct cfg *cfg, struct event_base *base);
 
 #endif

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "broker.h"
 #include "log.h"
 #include "mem.h"
 
@@ -24,6 +25,8 @@ struct cfg_row {
 
 #define O(f) offsetof(struct cfg, f)
 static const struct cfg_row rows[] = {
+    { "broker.transport", "CONVEYOR_BROKER_TRANSPORT", T_STR, "redis", 0, 0, 0,
+      O(broker_transport) },
     { "redis.url", "CONVEYOR_REDIS_URL", T_STR, "redis://127.0.0.1:6379", 0, 0, 1, O(redis_url) },
     { "pg.dsn", "CONVEYOR_PG_DSN", T_STR, "", 0, 0, 1, O(pg_dsn) },
     { "pg.connect_timeout_ms", "CONVEYOR_PG_CONNECT_TIMEOUT_MS", T_INT, "5000", 100, 600000, 0,
@@ -355,6 +358,19 @@ int cfg_max_attempts(const struct cfg *c, const char *type)
     return cfg_type(c, type)->max_attempts;
 }
 
+/* An unknown transport would leave workers retrying broker_open forever:
+ * refuse it at start, naming the ones this build has. */
+static int check_transport(const struct cfg *c)
+{
+    char known[256];
+    if (broker_transport_known(c->broker_transport))
+        return 0;
+    broker_transport_names(known, sizeof(known));
+    fprintf(stderr, "conveyor: broker.transport: unknown transport '%s' (known: %s)\n",
+            c->broker_transport, known);
+    return -1;
+}
+
 int cfg_set(struct cfg *c, const char *key, const char *value)
 {
     const struct cfg_row *r = find_row(key);
@@ -365,7 +381,9 @@ int cfg_set(struct cfg *c, const char *key, const char *value)
         fprintf(stderr, "conveyor: unknown setting '%s'\n", key);
         return -1;
     }
-    return set_row(at, r, key, value, "flag");
+    if (set_row(at, r, key, value, "flag"))
+        return -1;
+    return strcmp(key, "broker.transport") ? 0 : check_transport(c);
 }
 
 static int hexval(int ch)
@@ -678,7 +696,7 @@ int cfg_load(struct cfg *c, const char *path)
         path = getenv("CONVEYOR_CONFIG");
     if (path && *path && load_file(c, path))
         return -1;
-    if (load_env(c) || check_unique_hashes(c))
+    if (load_env(c) || check_unique_hashes(c) || check_transport(c))
         return -1;
     groups_resolve(c);
     int lvl = log_level_parse(c->log_level);

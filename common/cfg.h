@@ -79,6 +79,7 @@ struct cfg_api_key {
 };
 
 struct cfg {
+    char *broker_transport;       /* broker.transport: a name in broker.c's table */
     char *redis_url;
     char *pg_dsn;
     int pg_connect_timeout_ms;

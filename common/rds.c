@@ -749,3 +749,52 @@ void rds_async_eval(struct rds_async *a, struct rds_script *s, rds_cb cb, void *
         cb(NULL, arg);
     }
 }
+
+/* ---- either mode ------------------------------------------------------ */
+
+void rds_either_cmd(struct rds *sync, struct rds_async *as, rds_cb cb, void *arg, int argc,
+                    const char **argv, const size_t *lens)
+{
+    if (sync) {
+        struct rds_reply *r = rds_cmd(sync, argc, argv, lens);
+        cb(r, arg);
+        rds_reply_free(r);
+    } else {
+        rds_async_cmd(as, cb, arg, argc, argv, lens);
+    }
+}
+
+void rds_either_eval(struct rds *sync, struct rds_async *as, struct rds_script *s, rds_cb cb,
+                     void *arg, int argc, const char **argv, const size_t *lens)
+{
+    if (sync) {
+        struct rds_reply *r = rds_eval(sync, s, 0, argc, argv, lens);
+        cb(r, arg);
+        rds_reply_free(r);
+    } else {
+        rds_async_eval(as, s, cb, arg, 0, argc, argv, lens);
+    }
+}
+
+/* The event keeps the name it had in rstream.c, where it began: alerts count it. */
+enum cv_rc rds_reply_rc(const struct rds_reply *r, const char *op)
+{
+    if (!r)
+        return CV_ERR_IO;
+    if (rds_reply_type(r) == RDS_ERR) {
+        LOG_ERROR("broker.redis_error", "op=%s err=\"%.200s\"", op, rds_reply_str(r, NULL));
+        return CV_ERR_IO;
+    }
+    return CV_OK;
+}
+
+enum cv_rc rds_eval_int(struct rds *r, struct rds_script *s, int argc, const char **argv,
+                        const char *op, long long *out)
+{
+    struct rds_reply *rep = rds_eval(r, s, 0, argc, argv, NULL);
+    enum cv_rc rc = rds_reply_rc(rep, op);
+    if (out)
+        *out = rc == CV_OK ? rds_reply_int(rep) : 0;
+    rds_reply_free(rep);
+    return rc;
+}

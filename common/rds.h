@@ -85,4 +85,22 @@ void rds_async_cmd(struct rds_async *a, rds_cb cb, void *arg, int argc, const ch
 void rds_async_eval(struct rds_async *a, struct rds_script *s, rds_cb cb, void *arg, int nkeys,
                     int argc, const char **argv, const size_t *lens);
 
+/* ---- either mode ------------------------------------------------------ */
+/* For code written once in callback style over a link that is sync or async:
+ * exactly one of sync and as is non-NULL. With sync the command runs inline,
+ * cb runs before the return and the reply is freed after it; with as it is
+ * queued and cb runs later on the loop. Either way cb runs exactly once, with
+ * NULL when the link failed. */
+void rds_either_cmd(struct rds *sync, struct rds_async *as, rds_cb cb, void *arg, int argc,
+                    const char **argv, const size_t *lens);
+void rds_either_eval(struct rds *sync, struct rds_async *as, struct rds_script *s, rds_cb cb,
+                     void *arg, int argc, const char **argv, const size_t *lens);
+
+/* A reply as an rc: NULL (link down, timeout) and error replies are CV_ERR_IO;
+ * an error reply is logged once here (evt=broker.redis_error op=<op>). */
+enum cv_rc rds_reply_rc(const struct rds_reply *r, const char *op);
+/* Sync: run a script that answers one integer into *out (0 on error; out may be NULL). */
+enum cv_rc rds_eval_int(struct rds *r, struct rds_script *s, int argc, const char **argv,
+                        const char *op, long long *out);
+
 #endif

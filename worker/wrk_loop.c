@@ -358,10 +358,13 @@ static void housekeeping(struct wrk *w)
 {
     size_t n = 0;
     int64_t idle = w->cfg->visibility_timeout_ms > 60000 ? w->cfg->visibility_timeout_ms : 60000;
-    if (broker_gc_consumers(w->broker, idle, idle, &n) != CV_OK)
-        LOG_WARN("worker.gc_failed", "name=%s", w->name);
-    else if (n)
-        LOG_INFO("worker.consumers_removed", "count=%zu idle_ms=%lld", n, (long long)idle);
+    /* a transport without the capability forgets dead members by itself */
+    if (broker_caps(w->broker) & BROKER_CAP_CONSUMER_GC) {
+        if (broker_gc_consumers(w->broker, idle, idle, &n) != CV_OK)
+            LOG_WARN("worker.gc_failed", "name=%s", w->name);
+        else if (n)
+            LOG_INFO("worker.consumers_removed", "count=%zu idle_ms=%lld", n, (long long)idle);
+    }
     for (size_t t = 0; t < w->ntypes; t++) {
         int64_t keep_s = cfg_type(w->cfg, w->types[t])->dead_retention_s;
         if (keep_s <= 0)
@@ -375,8 +378,12 @@ static void housekeeping(struct wrk *w)
     }
 }
 
+/* Deliveries idle past the visibility timeout (a dead worker's). A transport
+ * without BROKER_CAP_RECLAIM_IDLE redelivers them by itself (Kafka: a rebalance). */
 static void reclaim(struct wrk *w, struct job **buf)
 {
+    if (!(broker_caps(w->broker) & BROKER_CAP_RECLAIM_IDLE))
+        return;
     for (size_t t = 0; t < w->ntypes; t++) {
         size_t n = 0;
         enum cv_rc rc = broker_reclaim(w->broker, w->name, w->types[t],
@@ -427,8 +434,9 @@ int wrk_run(struct wrk *w, volatile sig_atomic_t *stop)
     int64_t next_sched = now;
     int backoff_ms = 0;
     heartbeat(w);
-    LOG_INFO("worker.started", "name=%s types=%s concurrency=%d", w->name, w->cfg->worker_types,
-             w->cfg->concurrency);
+    LOG_INFO("worker.started", "name=%s types=%s concurrency=%d transport=%s caps=%#x", w->name,
+             w->cfg->worker_types, w->cfg->concurrency, broker_transport(w->broker),
+             broker_caps(w->broker));
     while (!*stop) {
         now = clock_mono_ms();
         if (now >= next_hb) {

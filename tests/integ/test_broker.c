@@ -1,137 +1,37 @@
-/* The Redis Streams broker against a real redis-server (CONVEYOR_REDIS_URL,
- * started by tests/harness/run-integ.sh). */
-#include <criterion/criterion.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+/* The broker contract: what every transport does, proven through broker.h alone,
+ * run once per transport of the table below (test names <transport>_<behaviour>).
+ * Redis runs for all of them (run-integ.sh): it holds the job status (jstore).
+ * A test that relies on a capability (enum broker_cap) is skipped on a transport
+ * without it. What is particular to Redis Streams is in test_rstream.c. */
+#include "brk_tc.h"
 
-#include "broker.h"
-#include "cfg.h"
-#include "clock.h"
-#include "rds.h"
+/* The transports the contract runs on: X(name, test) once each. A transport's
+ * setup_<name> brings up what it needs beyond Redis. */
+#define TRANSPORTS(X, test) X(redis, test)
 
-static struct cfg cfg;
-static struct broker *b;
-static struct rds *r;
-
-static void setup(void)
+static void setup_redis(void)
 {
-    cr_assert_eq(cfg_load(&cfg, NULL), 0);
-    cr_assert_not_null(getenv("CONVEYOR_REDIS_URL"), "run through tests/harness/run-integ.sh");
-    r = rds_connect(cfg.redis_url, 5000);
-    cr_assert_not_null(r);
-    rds_reply_free(rds_cmdf(r, "FLUSHALL"));
-    b = broker_open(&cfg, NULL);
-    cr_assert_not_null(b);
+    tc_setup("redis");
 }
 
-static void teardown(void)
-{
-    broker_close(b);
-    rds_free(r);
-    cfg_cleanup(&cfg);
-}
-
-TestSuite(broker, .init = setup, .fini = teardown);
-
-struct pub_out {
-    enum cv_rc rc;
-    size_t n;
-    char ids[1000][UUID_STR_LEN];
-    int dup[1000];
-};
-
-static void on_pub(void *arg, enum cv_rc rc, const char *const *ids, const int *dup, size_t n)
-{
-    struct pub_out *o = arg;
-    o->rc = rc;
-    o->n = n;
-    for (size_t i = 0; i < n && i < 1000; i++) {
-        snprintf(o->ids[i], UUID_STR_LEN, "%s", ids[i]);
-        o->dup[i] = dup[i];
+#define ON_TRANSPORT(t, test)                                                                \
+    Test(broker, t##_##test, .init = setup_##t, .fini = tc_teardown)                         \
+    {                                                                                        \
+        ct_##test();                                                                         \
     }
-}
+/* CONTRACT(name) { body } defines ct_name and one Criterion test per transport. */
+#define CONTRACT(test)                                                                       \
+    static void ct_##test(void);                                                             \
+    TRANSPORTS(ON_TRANSPORT, test)                                                           \
+    static void ct_##test(void)
 
-static struct job *mk(const char *type, const char *payload)
+static void need(unsigned caps)
 {
-    struct job *j = job_new(type);
-    job_set_payload(j, payload, strlen(payload));
-    j->max_attempts = 3;
-    j->created_ms = clock_wall_ms();
-    job_traceparent_new(j->traceparent);
-    return j;
+    if ((broker_caps(b) & caps) != caps)
+        cr_skip_test("transport %s lacks capability %#x", broker_transport(b), caps);
 }
 
-static void publish1(struct job *j, struct pub_out *o)
-{
-    broker_publish(b, &j, 1, 60, on_pub, o);
-    cr_assert_eq(o->rc, CV_OK);
-    cr_assert_eq(o->n, 1);
-}
-
-struct st_out {
-    enum cv_rc rc;
-    struct job_status st;
-};
-
-/* The job's status; its strings are freed at once (the tests read the rest). */
-static void get_status(const char *id, struct st_out *o)
-{
-    o->rc = broker_get_copy(b, id, &o->st);
-    job_status_cleanup(&o->st);
-}
-
-static enum job_state state_of(const char *id)
-{
-    struct st_out o;
-    get_status(id, &o);
-    cr_assert_eq(o.rc, CV_OK, "status of %s: %s", id, cv_rc_str(o.rc));
-    return o.st.state;
-}
-
-struct q_out {
-    enum cv_rc rc;
-    struct queue_stat q;
-    int found;
-};
-
-static void on_queues(void *arg, enum cv_rc rc, const struct queue_stat *q, size_t n)
-{
-    struct q_out *o = arg;
-    o->rc = rc;
-    for (size_t i = 0; i < n; i++)
-        if (!strcmp(q[i].type, "noop")) {
-            o->q = q[i];
-            o->found = 1;
-        }
-}
-
-/* Jobs of the noop queue not settled yet: waiting plus delivered. */
-static long long unsettled(void)
-{
-    struct q_out q;
-    memset(&q, 0, sizeof(q));
-    broker_queues(b, on_queues, &q);
-    cr_assert_eq(q.rc, CV_OK);
-    return q.q.depth + q.q.pending;
-}
-
-static size_t consume(const char *consumer, const char *type, struct job **out, size_t max)
-{
-    const char *types[] = { type };
-    size_t n = 0;
-    cr_assert_eq(broker_consume(b, consumer, types, 1, max, 10, out, &n), CV_OK);
-    return n;
-}
-
-static void settle1(struct job *j, enum broker_outcome o, int64_t delay, int *fenced)
-{
-    struct broker_settle s = { o, delay, "boom", 0, 0 };
-    cr_assert_eq(broker_settle(b, &j, &s, 1, 60), CV_OK);
-    *fenced = s.fenced;
-}
-
-Test(broker, publish_consume_ack)
+CONTRACT(publish_consume_ack)
 {
     struct job *j = mk("noop", "{\"x\":1}");
     struct pub_out *o = calloc(1, sizeof(*o));
@@ -154,6 +54,7 @@ Test(broker, publish_consume_ack)
     cr_assert_eq(fenced, 0);
     cr_assert_eq(state_of(j->id), JOB_STATE_SUCCEEDED);
     cr_assert_eq(unsettled(), 0);
+    /* the status is in Redis on every transport (jstore): a finished one expires */
     struct rds_reply *ttl = rds_cmdf(r, "TTL cv:job:%s", j->id);
     cr_assert(rds_reply_int(ttl) > 0 && rds_reply_int(ttl) <= 60);
     rds_reply_free(ttl);
@@ -163,7 +64,8 @@ Test(broker, publish_consume_ack)
     free(o);
 }
 
-Test(broker, idempotency_key_enqueues_once)
+
+CONTRACT(idempotency_key_enqueues_once)
 {
     struct job *a = mk("noop", "{}"), *c = mk("noop", "{}");
     a->idem_key = strdup("order-42");
@@ -185,38 +87,13 @@ Test(broker, idempotency_key_enqueues_once)
     free(o);
 }
 
-Test(broker, batch_of_1000_is_published_atomically_and_consumed)
+
+CONTRACT(batch_of_1000_is_published_atomically_and_consumed)
 {
-    struct job *jobs[1000];
-    for (int i = 0; i < 1000; i++)
-        jobs[i] = mk("noop", "{}");
-    struct pub_out *o = calloc(1, sizeof(*o));
-    broker_publish(b, jobs, 1000, 60, on_pub, o);
-    cr_assert_eq(o->rc, CV_OK);
-    cr_assert_eq(o->n, 1000);
+    publish_batch("noop", 1000);
     cr_assert_eq(unsettled(), 1000);
-    size_t total = 0;
-    struct job *got[256];
-    for (int round = 0; round < 10 && total < 1000; round++) {
-        size_t n = consume("c1", "noop", got, 256);
-        struct broker_settle s[256];
-        memset(s, 0, sizeof(s));
-        cr_assert_eq(broker_settle(b, got, s, n, 60), CV_OK);
-        for (size_t i = 0; i < n; i++)
-            job_free(got[i]);
-        total += n;
-    }
-    cr_assert_eq(total, 1000);
+    cr_assert_eq(ack_all("noop", 1000), 1000);
     cr_assert_eq(unsettled(), 0);
-    /* the promoter trims what was acked */
-    size_t moved;
-    cr_assert_eq(broker_promote(b, 10, &moved), CV_OK);
-    struct rds_reply *x = rds_cmdf(r, "XLEN cv:q:noop");
-    cr_assert(rds_reply_int(x) < 1000, "acked entries are trimmed (%lld left)", rds_reply_int(x));
-    rds_reply_free(x);
-    for (int i = 0; i < 1000; i++)
-        job_free(jobs[i]);
-    free(o);
 }
 
 static size_t promote_until_moved(int timeout_ms)
@@ -227,14 +104,14 @@ static size_t promote_until_moved(int timeout_ms)
         cr_assert_eq(broker_promote(b, 100, &moved), CV_OK);
         if (moved)
             return moved;
-        struct rds_reply *x = rds_cmdf(r, "PING"); /* a round trip instead of a sleep */
-        rds_reply_free(x);
+        cr_assert(broker_ready(b)); /* a round trip instead of a sleep */
     }
     return 0;
 }
 
-Test(broker, retry_goes_through_delayed_set_with_next_attempt)
+CONTRACT(retry_goes_through_delayed_set_with_next_attempt)
 {
+    need(BROKER_CAP_DELAYED_SET);
     struct job *j = mk("noop", "{}");
     struct pub_out *o = calloc(1, sizeof(*o));
     publish1(j, o);
@@ -261,6 +138,7 @@ Test(broker, retry_goes_through_delayed_set_with_next_attempt)
     free(o);
 }
 
+
 struct list_out {
     enum cv_rc rc;
     size_t n;
@@ -281,7 +159,7 @@ static void on_done(void *arg, enum cv_rc rc)
     *(enum cv_rc *)arg = rc;
 }
 
-Test(broker, dead_letter_list_and_replay)
+CONTRACT(dead_letter_list_and_replay)
 {
     struct job *j = mk("activation", "{}");
     struct pub_out *o = calloc(1, sizeof(*o));
@@ -320,8 +198,10 @@ Test(broker, dead_letter_list_and_replay)
     free(o);
 }
 
-Test(broker, reclaimed_delivery_fences_the_slow_worker)
+
+CONTRACT(reclaimed_delivery_fences_the_slow_worker)
 {
+    need(BROKER_CAP_RECLAIM_IDLE);
     struct job *j = mk("noop", "{}");
     struct pub_out *o = calloc(1, sizeof(*o));
     publish1(j, o);
@@ -347,8 +227,10 @@ Test(broker, reclaimed_delivery_fences_the_slow_worker)
     free(o);
 }
 
-Test(broker, delayed_job_waits_for_its_time)
+
+CONTRACT(delayed_job_waits_for_its_time)
 {
+    need(BROKER_CAP_DELAYED_SET);
     struct job *j = mk("noop", "{}");
     j->not_before_ms = clock_wall_ms() + 200;
     struct pub_out *o = calloc(1, sizeof(*o));
@@ -364,7 +246,8 @@ Test(broker, delayed_job_waits_for_its_time)
     free(o);
 }
 
-Test(broker, queue_stats)
+
+CONTRACT(queue_stats)
 {
     struct job *jobs[5];
     for (int i = 0; i < 5; i++)
@@ -389,6 +272,7 @@ Test(broker, queue_stats)
     free(o);
 }
 
+
 static void on_workers(void *arg, enum cv_rc rc, const struct worker_info *w, size_t n)
 {
     int *count = arg;
@@ -398,7 +282,7 @@ static void on_workers(void *arg, enum cv_rc rc, const struct worker_info *w, si
         cr_assert_str_eq(w[0].name, "w-test");
 }
 
-Test(broker, heartbeats_list_live_workers)
+CONTRACT(heartbeats_list_live_workers)
 {
     struct worker_info w;
     memset(&w, 0, sizeof(w));
@@ -414,57 +298,6 @@ Test(broker, heartbeats_list_live_workers)
     cr_assert_eq(count, 0);
 }
 
-static long long consumers_of(const char *type)
-{
-    struct rds_reply *x = rds_cmdf(r, "XINFO CONSUMERS cv:q:%s cv", type);
-    long long n = (long long)rds_reply_len(x);
-    rds_reply_free(x);
-    return n;
-}
-
-Test(broker, a_leaving_worker_leaves_the_group_unless_it_holds_deliveries)
-{
-    struct job *a = mk("noop", "{}"), *c = mk("noop", "{}");
-    struct pub_out *o = calloc(1, sizeof(*o));
-    publish1(a, o);
-    struct job *got[2];
-    cr_assert_eq(consume("busy", "noop", got, 1), 1);
-    publish1(c, o);
-    struct job *idle[2];
-    cr_assert_eq(consume("idle", "noop", idle, 1), 1);
-    struct broker_settle s = { BROKER_ACK, 0, NULL, 0, 0 };
-    cr_assert_eq(broker_settle(b, idle, &s, 1, 60), CV_OK);
-    cr_assert_eq(consumers_of("noop"), 2);
-    cr_assert_eq(broker_worker_gone(b, "idle"), CV_OK);
-    cr_assert_eq(broker_worker_gone(b, "busy"), CV_OK);
-    cr_assert_eq(consumers_of("noop"), 1, "the one holding a delivery stays");
-    job_free(got[0]);
-    job_free(idle[0]);
-    job_free(a);
-    job_free(c);
-    free(o);
-}
-
-/* Consume one job of type as consumer and settle it with outcome (held as given). */
-static void take_and_settle(const char *consumer, enum broker_outcome o, int held, char *id_out)
-{
-    struct job *got[1];
-    cr_assert_eq(consume(consumer, "noop", got, 1), 1);
-    struct broker_settle s = { o, 0, "boom", held, 0 };
-    cr_assert_eq(broker_settle(b, got, &s, 1, 60), CV_OK);
-    cr_assert_eq(s.fenced, 0);
-    if (id_out)
-        snprintf(id_out, UUID_STR_LEN, "%s", got[0]->id);
-    job_free(got[0]);
-}
-
-static void dead_one(struct pub_out *o, int held, char id[UUID_STR_LEN])
-{
-    struct job *j = mk("noop", "{}");
-    publish1(j, o);
-    job_free(j);
-    take_and_settle("c1", BROKER_DEAD, held, id);
-}
 
 struct purge_out {
     enum cv_rc rc;
@@ -489,7 +322,7 @@ static enum broker_purge purge(const char *id)
 /* Issue 5: a size cap on the dead-letter set used to delete the oldest job, the
  * only handle on money it held. Dead jobs now leave only by an operator's purge
  * (refused while held) or their type's retention (which skips held ones). */
-Test(broker, dead_letters_leave_only_by_purge_and_never_while_held)
+CONTRACT(dead_letters_leave_only_by_purge_and_never_while_held)
 {
     struct pub_out *o = calloc(1, sizeof(*o));
     char held[UUID_STR_LEN], plain[5][UUID_STR_LEN];
@@ -527,7 +360,8 @@ Test(broker, dead_letters_leave_only_by_purge_and_never_while_held)
     free(o);
 }
 
-Test(broker, retention_expires_old_dead_letters_but_not_held_ones)
+
+CONTRACT(retention_expires_old_dead_letters_but_not_held_ones)
 {
     struct pub_out *o = calloc(1, sizeof(*o));
     char held[UUID_STR_LEN], plain[UUID_STR_LEN];
@@ -549,11 +383,13 @@ Test(broker, retention_expires_old_dead_letters_but_not_held_ones)
     free(o);
 }
 
+
 /* Issue 5: the poison-job guard counted every delivery a job ever had, so a
  * replayed job could never settle held money. It counts the deliveries of the
  * current life that never settled; the epoch (fencing) keeps growing. */
-Test(broker, a_replay_starts_a_new_life_for_the_poison_guard)
+CONTRACT(a_replay_starts_a_new_life_for_the_poison_guard)
 {
+    need(BROKER_CAP_RECLAIM_IDLE | BROKER_CAP_DELAYED_SET);
     struct pub_out *o = calloc(1, sizeof(*o));
     struct job *j = mk("noop", "{}");
     publish1(j, o);
@@ -593,9 +429,11 @@ Test(broker, a_replay_starts_a_new_life_for_the_poison_guard)
     free(o);
 }
 
+
 /* Issue 5: our own store being down must not spend attempts. */
-Test(broker, a_deferred_job_comes_back_with_the_same_attempt)
+CONTRACT(a_deferred_job_comes_back_with_the_same_attempt)
 {
+    need(BROKER_CAP_DELAYED_SET);
     struct pub_out *o = calloc(1, sizeof(*o));
     struct job *j = mk("noop", "{}");
     publish1(j, o);
@@ -613,52 +451,9 @@ Test(broker, a_deferred_job_comes_back_with_the_same_attempt)
     free(o);
 }
 
-static long long xlen(const char *stream)
-{
-    struct rds_reply *x = rds_cmdf(r, "XLEN %s", stream);
-    long long v = rds_reply_int(x);
-    rds_reply_free(x);
-    return v;
-}
-
-/* Issue 5: trimming read whichever group XINFO listed last: a tap group made at
- * '$' got 300 queued jobs trimmed away. */
-Test(broker, trimming_follows_our_group_only)
-{
-    struct pub_out *o = calloc(1, sizeof(*o));
-    for (int i = 0; i < 300; i++) {
-        struct job *j = mk("noop", "{}");
-        publish1(j, o);
-        job_free(j);
-    }
-    rds_reply_free(rds_cmdf(r, "XGROUP CREATE cv:q:noop tap $"));
-    cr_assert_eq(broker_promote(b, 10, NULL), CV_OK);
-    cr_assert_eq(xlen("cv:q:noop"), 300);
-    cr_assert_eq(unsettled(), 300);
-    free(o);
-}
-
-/* Issue 5: the group's lag can stay wrong for good (seen after a restart from
- * the AOF); depth must not believe it. ENTRIESREAD 0 makes Redis report a lag
- * of every entry ever added while nothing is waiting. */
-Test(broker, queue_depth_does_not_trust_a_wrong_lag)
-{
-    struct pub_out *o = calloc(1, sizeof(*o));
-    for (int i = 0; i < 5; i++) {
-        struct job *j = mk("noop", "{}");
-        publish1(j, o);
-        job_free(j);
-        take_and_settle("c1", BROKER_ACK, 0, NULL);
-    }
-    struct rds_reply *x = rds_cmdf(r, "XGROUP SETID cv:q:noop cv $ ENTRIESREAD 0");
-    cr_assert_eq(rds_reply_type(x), RDS_STATUS, "%s", rds_reply_str(x, NULL));
-    rds_reply_free(x);
-    cr_assert_eq(unsettled(), 0);
-    free(o);
-}
 
 /* Issue 5: with fewer slots than types the read overflowed the job buffer. */
-Test(broker, a_read_with_fewer_slots_than_types_takes_turns)
+CONTRACT(a_read_with_fewer_slots_than_types_takes_turns)
 {
     const char *types[] = { "noop", "t2", "t3" };
     struct pub_out *o = calloc(1, sizeof(*o));
@@ -684,10 +479,11 @@ Test(broker, a_read_with_fewer_slots_than_types_takes_turns)
     free(o);
 }
 
+
 /* Slots a type leaves unused go to the types with work waiting: with two
  * types and 64 slots, a busy queue gives 64 jobs a read, not 32; both shares
  * together never pass the slots. */
-Test(broker, idle_types_lend_their_slots_to_busy_ones)
+CONTRACT(idle_types_lend_their_slots_to_busy_ones)
 {
     const char *types[] = { "noop", "t2" };
     struct pub_out *o = calloc(1, sizeof(*o));
@@ -723,29 +519,35 @@ Test(broker, idle_types_lend_their_slots_to_busy_ones)
     free(o);
 }
 
-/* Issue 5: consumers of SIGKILLed workers were never removed. */
-Test(broker, consumers_of_dead_workers_are_removed)
+
+static void on_worker_fields(void *arg, enum cv_rc rc, const struct worker_info *w, size_t n)
 {
-    struct pub_out *o = calloc(1, sizeof(*o));
-    for (int i = 0; i < 2; i++) {
-        struct job *j = mk("noop", "{}");
-        publish1(j, o);
-        job_free(j);
-        take_and_settle(i ? "alive" : "ghost", BROKER_ACK, 0, NULL);
-    }
-    struct worker_info wi;
-    memset(&wi, 0, sizeof(wi));
-    snprintf(wi.name, sizeof(wi.name), "alive");
-    cr_assert_eq(broker_heartbeat(b, &wi, 60000), CV_OK);
-    cr_assert_eq(consumers_of("noop"), 2);
-    int64_t t0 = clock_wall_ms();
-    while (clock_wall_ms() < t0 + 3)
-        ;
-    size_t removed = 0;
-    cr_assert_eq(broker_gc_consumers(b, 60000, 60000, &removed), CV_OK);
-    cr_assert_eq(removed, 0, "nobody idle for a minute");
-    cr_assert_eq(broker_gc_consumers(b, 1, 60000, &removed), CV_OK);
-    cr_assert_eq(removed, 1);
-    cr_assert_eq(consumers_of("noop"), 1, "the worker with a heartbeat stays");
-    free(o);
+    struct worker_info *out = arg;
+    cr_assert_eq(rc, CV_OK);
+    cr_assert_eq(n, 1);
+    *out = w[0];
+}
+
+CONTRACT(every_worker_field_is_decoded)
+{
+    struct worker_info w, got;
+    memset(&w, 0, sizeof(w));
+    memset(&got, 0, sizeof(got));
+    strcpy(w.name, "w-fields");
+    strcpy(w.host, "host-a");
+    strcpy(w.types, "noop,activation");
+    w.pid = 4242;
+    w.concurrency = 17;
+    w.started_ms = 123456789012LL;
+    w.processed = 5000000000LL;
+    cr_assert_eq(broker_heartbeat(b, &w, 5000), CV_OK);
+    broker_workers(b, 10000, on_worker_fields, &got);
+    cr_assert_str_eq(got.name, "w-fields");
+    cr_assert_str_eq(got.host, "host-a");
+    cr_assert_str_eq(got.types, "noop,activation");
+    cr_assert_eq(got.pid, 4242);
+    cr_assert_eq(got.concurrency, 17);
+    cr_assert_eq(got.started_ms, 123456789012LL);
+    cr_assert_eq(got.processed, 5000000000LL);
+    cr_assert(got.last_seen_ms > 0 && got.last_seen_ms <= clock_wall_ms());
 }

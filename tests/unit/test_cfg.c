@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "broker.h"
 #include "cfg.h"
 
 static char *write_tmp(const char *text)
@@ -24,6 +25,7 @@ static void clear_env(void)
     unsetenv("CONVEYOR_API_KEYS");
     unsetenv("CONVEYOR_CONFIG");
     unsetenv("CONVEYOR_PG_DSN");
+    unsetenv("CONVEYOR_BROKER_TRANSPORT");
 }
 
 Test(cfg, defaults_then_file_then_env, .init = clear_env)
@@ -259,4 +261,28 @@ Test(cfg, unknown_group_names_and_fields_are_refused, .init = cr_redirect_stderr
     cr_assert_eq(cfg_set(&c, "jobs.types.nope.max_attempts", "2"), -1);
     cr_assert_eq(cfg_set(&c, "upstreams.seur.nope", "2"), -1);
     cfg_cleanup(&c);
+}
+
+/* Issue 7: the transport is chosen by name; a name this build lacks stops the
+ * program at start and says which ones it has. */
+Test(cfg, broker_transport_is_a_known_name, .init = cr_redirect_stderr)
+{
+    clear_env();
+    struct cfg c;
+    cr_assert_eq(cfg_load(&c, NULL), 0);
+    cr_assert_str_eq(c.broker_transport, "redis");
+    cr_assert(broker_transport_known("redis"));
+    cr_assert_not(broker_transport_known("kafka"));
+    cr_assert_eq(cfg_set(&c, "broker.transport", "rabbit"), -1, "a flag is checked too");
+    cfg_cleanup(&c);
+    setenv("CONVEYOR_BROKER_TRANSPORT", "kafka", 1);
+    cr_assert_eq(cfg_load(&c, NULL), -1);
+    cfg_cleanup(&c);
+    unsetenv("CONVEYOR_BROKER_TRANSPORT");
+    fflush(stderr);
+    char buf[512] = { 0 };
+    size_t n = fread(buf, 1, sizeof(buf) - 1, cr_get_redirected_stderr());
+    cr_assert(n > 0);
+    cr_assert(strstr(buf, "broker.transport: unknown transport 'kafka' (known: redis)") != NULL,
+              "got: %s", buf);
 }

@@ -1,0 +1,427 @@
+/* jstore.c - the job-status store in Redis (see jstore.h; keys and scripts in
+ * jstore_lua.h). Moved out of rstream.c unchanged in behaviour, so that a
+ * Kafka transport keeps status, dead letters, workers and counters in Redis too.
+ *
+ * Every call with a callback is written once, in callback style: on a sync
+ * link the Redis round trip happens inline and the callback runs before
+ * return; on an async link the same code runs from the libevent loop. */
+#include "jstore.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "jstore_lua.h"
+#include "mem.h"
+#include "rds.h"
+
+struct jstore {
+    struct rds *sync;           /* borrowed: exactly one of sync and as */
+    struct rds_async *as;
+    struct rds_script dead_list, dead_purge, dead_expire, dead_unhold, lease, workers, counters;
+};
+
+static void num(char *buf, size_t n, long long v)
+{
+    snprintf(buf, n, "%lld", v);
+}
+
+static void copy_field(char *dst, size_t cap, const char *v)
+{
+    snprintf(dst, cap, "%s", v);
+}
+
+/* ---- hashes decoded from field tables ------------------------------------------ */
+
+/* How a hash field's value lands in a struct. */
+enum fkind {
+    F_STR,      /* copied into a char[cap], truncated */
+    F_INT,      /* atoi into an int */
+    F_I64,      /* atoll into an int64_t */
+    F_LL,       /* atoll into a long long */
+    F_STATE,    /* job_state_parse into an enum job_state; unknown = queued */
+    F_DUP,      /* a heap copy of the whole value (binary-safe length) into a char * */
+    F_DUP_SET,  /* the same, but only when the value is not empty */
+};
+
+/* One row per field name we read: where it goes (offset into the struct) and
+ * how (kind); cap is the size of an F_STR array. Fields not listed are skipped
+ * (the hashes also hold fields only the scripts read: se, pr, worker). */
+struct field {
+    const char *name;
+    enum fkind kind;
+    size_t off;
+    size_t cap;
+};
+
+#define STR_AT(T, m) F_STR, offsetof(T, m), sizeof(((T *)0)->m)
+#define NUM_AT(kind, T, m) kind, offsetof(T, m), 0
+
+static const struct field status_fields[] = {
+    { "id", STR_AT(struct job_status, id) },
+    { "type", STR_AT(struct job_status, type) },
+    { "state", NUM_AT(F_STATE, struct job_status, state) },
+    { "attempt", NUM_AT(F_INT, struct job_status, attempt) },
+    { "max_attempts", NUM_AT(F_INT, struct job_status, max_attempts) },
+    { "created_ms", NUM_AT(F_I64, struct job_status, created_ms) },
+    { "updated_ms", NUM_AT(F_I64, struct job_status, updated_ms) },
+    { "not_before_ms", NUM_AT(F_I64, struct job_status, not_before_ms) },
+    { "started_ms", NUM_AT(F_I64, struct job_status, started_ms) },
+    { "finished_ms", NUM_AT(F_I64, struct job_status, finished_ms) },
+    { "epoch", NUM_AT(F_I64, struct job_status, epoch) },
+    { "last_error", STR_AT(struct job_status, last_error) },
+    { "tp", STR_AT(struct job_status, traceparent) },
+    { "payload", NUM_AT(F_DUP, struct job_status, payload) },
+    { "idem", NUM_AT(F_DUP_SET, struct job_status, idem_key) },
+    { "held", NUM_AT(F_INT, struct job_status, held) },
+};
+
+static const struct field worker_fields[] = {
+    { "name", STR_AT(struct worker_info, name) },
+    { "host", STR_AT(struct worker_info, host) },
+    { "types", STR_AT(struct worker_info, types) },
+    { "pid", NUM_AT(F_INT, struct worker_info, pid) },
+    { "concurrency", NUM_AT(F_INT, struct worker_info, concurrency) },
+    { "started_ms", NUM_AT(F_I64, struct worker_info, started_ms) },
+    { "last_seen_ms", NUM_AT(F_I64, struct worker_info, last_seen_ms) },
+    { "processed", NUM_AT(F_LL, struct worker_info, processed) },
+};
+
+#define NFIELDS(t) (sizeof(t) / sizeof((t)[0]))
+
+static const struct field *field_find(const struct field *t, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(t[i].name, name) == 0)
+            return &t[i];
+    return NULL;
+}
+
+/* Decode a flat HGETALL array into the struct at base, by the table t. A field
+ * that appears twice (never, from our scripts) keeps its last value; an F_DUP
+ * copy it replaces is freed. */
+static void hash_decode(const struct rds_reply *h, const struct field *t, size_t nt, void *base)
+{
+    size_t n = rds_reply_len(h);
+    for (size_t i = 0; i + 1 < n; i += 2) {
+        const char *k = rds_reply_at_str(h, i);
+        size_t vlen = 0;
+        const char *v = rds_reply_str(rds_reply_at(h, i + 1), &vlen);
+        const struct field *f = k && v ? field_find(t, nt, k) : NULL;
+        if (!f)
+            continue;
+        char *at = (char *)base + f->off;
+        switch (f->kind) {
+        case F_STR:
+            snprintf(at, f->cap, "%s", v);
+            break;
+        case F_INT:
+            *(int *)at = atoi(v);
+            break;
+        case F_I64:
+            *(int64_t *)at = atoll(v);
+            break;
+        case F_LL:
+            *(long long *)at = atoll(v);
+            break;
+        case F_STATE: {
+            int x = job_state_parse(v);
+            *(enum job_state *)at = x < 0 ? JOB_STATE_QUEUED : (enum job_state)x;
+            break;
+        }
+        case F_DUP_SET:
+            if (!*v)
+                break;
+            /* fall through */
+        case F_DUP:
+            free(*(char **)at);
+            *(char **)at = xstrndup(v, vlen);
+            break;
+        }
+    }
+}
+
+int jstore_status_decode(const struct rds_reply *h, struct job_status *st)
+{
+    memset(st, 0, sizeof(*st));
+    hash_decode(h, status_fields, NFIELDS(status_fields), st);
+    if (!st->updated_ms) /* not written at publish: the job is as old as it was made */
+        st->updated_ms = st->created_ms;
+    return st->id[0] ? 0 : -1;
+}
+
+/* ---- get ---------------------------------------------------------------------- */
+
+struct get_ctx {
+    broker_status_cb cb;
+    void *arg;
+};
+
+static void get_done(const struct rds_reply *r, void *arg)
+{
+    struct get_ctx *c = arg;
+    enum cv_rc rc = rds_reply_rc(r, "get");
+    struct job_status st;
+    memset(&st, 0, sizeof(st));
+    if (rc == CV_OK && jstore_status_decode(r, &st))
+        rc = CV_ERR_NOT_FOUND;
+    c->cb(c->arg, rc, rc == CV_OK ? &st : NULL);
+    job_status_cleanup(&st);
+    free(c);
+}
+
+void jstore_get(struct jstore *js, const char *id, broker_status_cb cb, void *arg)
+{
+    char key[96];
+    snprintf(key, sizeof(key), "cv:job:%.60s", id);
+    const char *argv[] = { "HGETALL", key };
+    struct get_ctx *c = xmalloc(sizeof(*c));
+    c->cb = cb;
+    c->arg = arg;
+    rds_either_cmd(js->sync, js->as, get_done, c, 2, argv, NULL);
+}
+
+struct list_ctx {
+    broker_list_cb cb;
+    void *arg;
+};
+
+static void dead_list_done(const struct rds_reply *r, void *arg)
+{
+    struct list_ctx *c = arg;
+    enum cv_rc rc = rds_reply_rc(r, "dead_list");
+    size_t n = rc == CV_OK ? rds_reply_len(r) : 0, k = 0;
+    struct job_status *st = xcalloc(n ? n : 1, sizeof(*st));
+    for (size_t i = 0; i < n; i++)
+        if (jstore_status_decode(rds_reply_at(r, i), &st[k]) == 0)
+            k++;
+        else
+            job_status_cleanup(&st[k]);
+    c->cb(c->arg, rc, st, k);
+    for (size_t i = 0; i < k; i++)
+        job_status_cleanup(&st[i]);
+    free(st);
+    free(c);
+}
+
+void jstore_dead_list(struct jstore *js, const char *type, int limit, broker_list_cb cb,
+                         void *arg)
+{
+    char lim[16];
+    num(lim, sizeof(lim), limit > 0 ? limit : 100);
+    const char *argv[] = { type ? type : "", lim };
+    struct list_ctx *c = xmalloc(sizeof(*c));
+    c->cb = cb;
+    c->arg = arg;
+    rds_either_eval(js->sync, js->as, &js->dead_list, dead_list_done, c, 2, argv, NULL);
+}
+
+struct purge_ctx {
+    broker_purge_cb cb;
+    void *arg;
+};
+
+static void dead_purge_done(const struct rds_reply *r, void *arg)
+{
+    struct purge_ctx *c = arg;
+    enum cv_rc rc = rds_reply_rc(r, "dead_purge");
+    const char *s = rc == CV_OK ? rds_reply_str(r, NULL) : NULL;
+    enum broker_purge what = BROKER_PURGE_UNKNOWN;
+    if (rc == CV_OK) {
+        if (!s)
+            rc = CV_ERR_IO;
+        else if (!strcmp(s, "ok"))
+            what = BROKER_PURGED;
+        else if (!strcmp(s, "live"))
+            what = BROKER_PURGE_LIVE;
+        else if (!strcmp(s, "held"))
+            what = BROKER_PURGE_HELD;
+    }
+    c->cb(c->arg, rc, what);
+    free(c);
+}
+
+void jstore_dead_purge(struct jstore *js, const char *id, broker_purge_cb cb, void *arg)
+{
+    const char *argv[] = { id };
+    struct purge_ctx *c = xmalloc(sizeof(*c));
+    c->cb = cb;
+    c->arg = arg;
+    rds_either_eval(js->sync, js->as, &js->dead_purge, dead_purge_done, c, 1, argv, NULL);
+}
+
+struct workers_ctx {
+    broker_workers_cb cb;
+    void *arg;
+};
+
+static void workers_done(const struct rds_reply *r, void *arg)
+{
+    struct workers_ctx *c = arg;
+    enum cv_rc rc = rds_reply_rc(r, "workers");
+    size_t n = rc == CV_OK ? rds_reply_len(r) : 0;
+    struct worker_info *w = xcalloc(n ? n : 1, sizeof(*w));
+    for (size_t i = 0; i < n; i++)
+        hash_decode(rds_reply_at(r, i), worker_fields, NFIELDS(worker_fields), &w[i]);
+    c->cb(c->arg, rc, w, n);
+    free(w);
+    free(c);
+}
+
+void jstore_workers(struct jstore *js, int64_t alive_ms, broker_workers_cb cb, void *arg)
+{
+    char now[24], alive[24];
+    num(now, sizeof(now), clock_wall_ms());
+    num(alive, sizeof(alive), alive_ms);
+    const char *argv[] = { now, alive };
+    struct workers_ctx *c = xmalloc(sizeof(*c));
+    c->cb = cb;
+    c->arg = arg;
+    rds_either_eval(js->sync, js->as, &js->workers, workers_done, c, 2, argv, NULL);
+}
+
+struct counters_ctx {
+    broker_counters_cb cb;
+    void *arg;
+};
+
+static void counters_done(const struct rds_reply *r, void *arg)
+{
+    struct counters_ctx *c = arg;
+    enum cv_rc rc = rds_reply_rc(r, "counters");
+    size_t n = rc == CV_OK ? rds_reply_len(r) : 0;
+    struct type_counters *tc = xcalloc(n ? n : 1, sizeof(*tc));
+    for (size_t i = 0; i < n; i++) {
+        const struct rds_reply *e = rds_reply_at(r, i);
+        const char *t = rds_reply_at_str(e, 0);
+        copy_field(tc[i].type, sizeof(tc[i].type), t ? t : "");
+        const struct rds_reply *h = rds_reply_at(e, 1);
+        for (size_t k = 0; k + 1 < rds_reply_len(h); k += 2) {
+            const char *f = rds_reply_at_str(h, k);
+            long long v = rds_reply_at_int(h, k + 1, 0);
+            for (int x = 0; f && x < BROKER_NCOUNTERS; x++)
+                if (!strcmp(f, broker_counter_names[x]))
+                    tc[i].n[x] = v;
+        }
+    }
+    c->cb(c->arg, rc, tc, n);
+    free(tc);
+    free(c);
+}
+
+void jstore_counters(struct jstore *js, broker_counters_cb cb, void *arg)
+{
+    struct counters_ctx *c = xmalloc(sizeof(*c));
+    c->cb = cb;
+    c->arg = arg;
+    rds_either_eval(js->sync, js->as, &js->counters, counters_done, c, 0, NULL, NULL);
+}
+
+enum cv_rc jstore_dead_expire(struct jstore *js, const char *type, int64_t retention_ms,
+                                 size_t max, size_t *removed)
+{
+    char cutoff[32], mx[24];
+    /* scores are ms * 1000 + a sequence: everything below cutoff ended before then */
+    num(cutoff, sizeof(cutoff), (clock_wall_ms() - retention_ms) * 1000);
+    num(mx, sizeof(mx), (long long)max);
+    const char *argv[] = { type, cutoff, mx };
+    long long v = 0;
+    enum cv_rc rc = rds_eval_int(js->sync, &js->dead_expire, 3, argv, "dead_expire", &v);
+    if (removed)
+        *removed = (size_t)v;
+    return rc;
+}
+
+enum cv_rc jstore_held_ids(struct jstore *js, size_t max, char (*ids)[UUID_STR_LEN],
+                              size_t *n)
+{
+    *n = 0;
+    char cnt[24];
+    num(cnt, sizeof(cnt), (long long)max);
+    const char *argv[] = { "SRANDMEMBER", "cv:held", cnt };
+    struct rds_reply *r = rds_cmd(js->sync, 3, argv, NULL);
+    enum cv_rc rc = rds_reply_rc(r, "held_ids");
+    for (size_t i = 0; rc == CV_OK && i < rds_reply_len(r) && *n < max; i++) {
+        const char *id = rds_reply_at_str(r, i);
+        if (id && strlen(id) < UUID_STR_LEN)
+            copy_field(ids[(*n)++], UUID_STR_LEN, id);
+    }
+    rds_reply_free(r);
+    return rc;
+}
+
+enum cv_rc jstore_dead_unhold(struct jstore *js, const char *id)
+{
+    const char *argv[] = { id };
+    return rds_eval_int(js->sync, &js->dead_unhold, 1, argv, "dead_unhold", NULL);
+}
+
+int jstore_lease(struct jstore *js, const char *name, const char *owner, int64_t ttl_ms)
+{
+    char ttl[24];
+    num(ttl, sizeof(ttl), ttl_ms);
+    const char *argv[] = { name, owner, ttl };
+    long long v = 0;
+    if (rds_eval_int(js->sync, &js->lease, 3, argv, "lease", &v) != CV_OK)
+        return -1;
+    return v == 1;
+}
+
+enum cv_rc jstore_heartbeat(struct jstore *js, const struct worker_info *w, int ttl_ms)
+{
+    char key[160], now[24], pid[16], conc[16], started[24], processed[24], ttl[16];
+    snprintf(key, sizeof(key), "cv:worker:%s", w->name);
+    int64_t t = clock_wall_ms();
+    num(now, sizeof(now), t);
+    num(pid, sizeof(pid), w->pid);
+    num(conc, sizeof(conc), w->concurrency);
+    num(started, sizeof(started), w->started_ms);
+    num(processed, sizeof(processed), w->processed);
+    num(ttl, sizeof(ttl), ttl_ms);
+    const char *hset[] = { "HSET", key, "name", w->name, "host", w->host, "types", w->types,
+                           "pid", pid, "concurrency", conc, "started_ms", started,
+                           "last_seen_ms", now, "processed", processed };
+    const char *expire[] = { "PEXPIRE", key, ttl };
+    const char *zadd[] = { "ZADD", "cv:workers", now, w->name };
+    enum cv_rc rc = CV_OK;
+    if (rds_append(js->sync, 18, hset, NULL) || rds_append(js->sync, 3, expire, NULL) ||
+        rds_append(js->sync, 4, zadd, NULL))
+        return CV_ERR_IO;
+    for (int i = 0; i < 3; i++) {
+        struct rds_reply *r = rds_read(js->sync);
+        if (rds_reply_rc(r, "heartbeat") != CV_OK)
+            rc = CV_ERR_IO;
+        rds_reply_free(r);
+    }
+    return rc;
+}
+
+/* ---- new/free ------------------------------------------------------------- */
+
+struct jstore *jstore_new(struct rds *sync, struct rds_async *as)
+{
+    struct jstore *js = xcalloc(1, sizeof(*js));
+    js->sync = sync;
+    js->as = as;
+    js->dead_list = (struct rds_script){ "dead_list", JSTORE_LUA_DEAD_LIST, "" };
+    js->dead_purge = (struct rds_script){ "dead_purge", JSTORE_LUA_DEAD_PURGE, "" };
+    js->dead_expire = (struct rds_script){ "dead_expire", JSTORE_LUA_DEAD_EXPIRE, "" };
+    js->dead_unhold = (struct rds_script){ "dead_unhold", JSTORE_LUA_DEAD_UNHOLD, "" };
+    js->lease = (struct rds_script){ "lease", JSTORE_LUA_LEASE, "" };
+    js->workers = (struct rds_script){ "workers", JSTORE_LUA_WORKERS, "" };
+    js->counters = (struct rds_script){ "counters", JSTORE_LUA_COUNTERS, "" };
+    /* an async link loads each script on its first use (rds_async_eval) */
+    struct rds_script *all[] = { &js->dead_list, &js->dead_purge, &js->dead_expire,
+                                 &js->dead_unhold, &js->lease, &js->workers, &js->counters };
+    for (size_t i = 0; sync && js && i < sizeof(all) / sizeof(all[0]); i++)
+        if (rds_script_load(sync, all[i]))
+            FREE_NULL(js);
+    return js;
+}
+
+void jstore_free(struct jstore *js)
+{
+    free(js);
+}

@@ -1,0 +1,57 @@
+/* jstore.h - the job-status store in Redis, shared by every transport.
+ *
+ * Whatever carries the jobs (Redis Streams today, Kafka later), their status
+ * stays in Redis, so GET /v1/jobs/{id}, Idempotency-Key, dead letters and the
+ * dashboards behave the same on every transport. This module owns the status
+ * hashes (read and decode; the writes that must be atomic with a transport's
+ * queue stay in that transport's scripts, under the keys jstore_lua.h lists),
+ * the dead-letter sets and their held marks, the workers registry, the per-type
+ * counters and the fleet-wide leases.
+ *
+ * A jstore borrows a Redis link from its transport (a sync connection or an
+ * async one on a libevent loop: the same two modes as broker.h) and never
+ * frees it; calls with a callback run it before returning in sync mode. The
+ * functions without a callback need a sync link. The transports call these
+ * from their ops (struct broker_ops); nothing outside common/ does. */
+#ifndef CV_JSTORE_H
+#define CV_JSTORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "broker.h"
+
+struct rds;
+struct rds_async;
+struct rds_reply;
+struct jstore;
+
+/* A store on a borrowed link: exactly one of sync and as is non-NULL, and it
+ * must outlive the store. In sync mode the scripts are loaded here; NULL when
+ * that fails (logged). Free with jstore_free (the link stays open). */
+struct jstore *jstore_new(struct rds *sync, struct rds_async *as);
+void jstore_free(struct jstore *js);
+
+/* Decode one status hash (a flat HGETALL array) into st, whose strings the
+ * caller then owns: free them with job_status_cleanup whatever this returns.
+ * Returns 0 when the hash holds a job, -1 when it is empty or has no id. The
+ * fields and where they land are one table in jstore.c. */
+int jstore_status_decode(const struct rds_reply *h, struct job_status *st);
+
+/* ---- both modes: the broker_* calls of the same names (broker.h) -------- */
+void jstore_get(struct jstore *js, const char *id, broker_status_cb cb, void *arg);
+void jstore_dead_list(struct jstore *js, const char *type, int limit, broker_list_cb cb,
+                      void *arg);
+void jstore_dead_purge(struct jstore *js, const char *id, broker_purge_cb cb, void *arg);
+void jstore_workers(struct jstore *js, int64_t alive_ms, broker_workers_cb cb, void *arg);
+void jstore_counters(struct jstore *js, broker_counters_cb cb, void *arg);
+
+/* ---- sync link only ------------------------------------------------------ */
+enum cv_rc jstore_dead_expire(struct jstore *js, const char *type, int64_t retention_ms,
+                              size_t max, size_t *removed);
+enum cv_rc jstore_held_ids(struct jstore *js, size_t max, char (*ids)[UUID_STR_LEN], size_t *n);
+enum cv_rc jstore_dead_unhold(struct jstore *js, const char *id);
+int jstore_lease(struct jstore *js, const char *name, const char *owner, int64_t ttl_ms);
+enum cv_rc jstore_heartbeat(struct jstore *js, const struct worker_info *w, int ttl_ms);
+
+#endif
