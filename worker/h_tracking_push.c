@@ -157,16 +157,24 @@ static void lookups(struct wrk_ctx *ctx, struct push **ps, size_t n)
     if (c.outcome == UPS_DONE && c.cls == HTTPC_OK) {
         mark_shipped(&c, ps, n);
     } else {
+        char why[JOB_ERROR_MAX];
+        snprintf(why, sizeof(why), "mirakl OR11 (looking the order up): %s",
+                 c.error[0] ? c.error : httpc_class_str(c.cls));
         for (size_t i = 0; i < n; i++) {
             struct push *p = ps[i];
-            p->active = 0;
             if (c.outcome == UPS_DEFERRED) {
+                p->active = 0;
                 wrk_fail(p->res, CV_ERR_BUSY, "mirakl: %s", c.error);
                 p->res->delay_ms = c.delay_ms;
+            } else if (p->job->attempt >= p->job->max_attempts) {
+                /* the last attempt: the order ends FAILED_PUSH with the job, as
+                 * any push that runs out does (found by the chaos kit: it stayed
+                 * TRACKED under a dead job) */
+                fail_push(p, CV_ERR_TRANSIENT, why);
             } else {
+                p->active = 0;
                 wrk_fail(p->res, c.cls == HTTPC_THROTTLED ? CV_ERR_RATE : CV_ERR_TRANSIENT,
-                         "mirakl OR11 (looking the order up): %s",
-                         c.error[0] ? c.error : httpc_class_str(c.cls));
+                         "%s", why);
                 p->res->delay_ms = c.retry_after_ms;
             }
         }

@@ -1428,3 +1428,23 @@ Test(orders, a_push_that_stopped_after_or23_goes_on_with_or24_alone)
     cr_assert_eq(ops_count(id, "from_state = 'TRACKED' AND to_state = 'MIRAKL_OK'"), 1);
     hn_stop_stack(&st);
 }
+
+/* A push that runs out of attempts while it cannot even look the order up ends
+ * FAILED_PUSH with its job, never TRACKED under a dead job (found by the chaos
+ * kit); no OR24 was sent blindly. */
+Test(orders, a_push_that_cannot_look_up_ends_failed_push_on_its_last_attempt)
+{
+    struct opts o = { .workers = 1, .types = "order-fetch,carrier-post,tracking-event" };
+    start(&o);
+    char id[32];
+    make_order("", id);
+    fetch(LONG_AGO, NULL);
+    wait_state(id, "TRACKED", WAIT_MS);
+    hn_psql_exec(q("SELECT cv_order_mark_tracking_pushed('%s', NULL, NULL, NULL)", id));
+    sim_admin("/admin/mirakl/faults", "{\"error_rate\":1,\"error_status\":503}");
+    add_worker("tracking-push");
+    wait_state(id, "FAILED_PUSH", WAIT_MS);
+    cr_assert_eq(mk_stat(id, "or24"), 0, "no OR24 sent blindly");
+    cr_assert_eq(ops_count(id, "to_state = 'FAILED_PUSH' AND message LIKE '%OR11%'"), 1);
+    hn_stop_stack(&st);
+}
