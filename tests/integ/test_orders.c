@@ -772,15 +772,22 @@ static long long mono_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-Test(orders, mirakl_429_on_or23_waits_retry_after_then_completes)
+/* A stack with no tracking-push worker and one order in TRACKED, its push job
+ * waiting: the test then sets the stage and adds the push worker. */
+static void start_tracked_without_push(char id[32])
 {
-    /* no push worker until the order is TRACKED: the throttle then meets OR23 */
     struct opts o = { .workers = 1, .types = "order-fetch,carrier-post,tracking-event" };
     start(&o);
-    char id[32];
     make_order("", id);
     fetch(LONG_AGO, NULL);
     wait_state(id, "TRACKED", WAIT_MS);
+}
+
+Test(orders, mirakl_429_on_or23_waits_retry_after_then_completes)
+{
+    /* no push worker until the order is TRACKED: the throttle then meets OR23 */
+    char id[32];
+    start_tracked_without_push(id);
     cr_assert_eq(sim_stat("mirakl", "throttled"), 0);
     sim_admin("/admin/mirakl/faults", "{\"throttle_next\":2,\"retry_after_s\":1}");
     long long t0 = mono_ms();
@@ -1403,12 +1410,8 @@ Test(orders, csv_export_streams_every_page)
  * never spent on OR23 again and again. */
 Test(orders, a_push_that_stopped_after_or23_goes_on_with_or24_alone)
 {
-    struct opts o = { .workers = 1, .types = "order-fetch,carrier-post,tracking-event" };
-    start(&o);
     char id[32];
-    make_order("", id);
-    fetch(LONG_AGO, NULL);
-    wait_state(id, "TRACKED", WAIT_MS);
+    start_tracked_without_push(id);
     /* what an earlier push did before it stopped: OR23 at Mirakl, MIRAKL_OK here */
     char url[256];
     snprintf(url, sizeof(url), "%s/mirakl/api/orders/%s/tracking", st.sim_url, id);
@@ -1434,12 +1437,8 @@ Test(orders, a_push_that_stopped_after_or23_goes_on_with_or24_alone)
  * kit); no OR24 was sent blindly. */
 Test(orders, a_push_that_cannot_look_up_ends_failed_push_on_its_last_attempt)
 {
-    struct opts o = { .workers = 1, .types = "order-fetch,carrier-post,tracking-event" };
-    start(&o);
     char id[32];
-    make_order("", id);
-    fetch(LONG_AGO, NULL);
-    wait_state(id, "TRACKED", WAIT_MS);
+    start_tracked_without_push(id);
     hn_psql_exec(q("SELECT cv_order_mark_tracking_pushed('%s', NULL, NULL, NULL)", id));
     sim_admin("/admin/mirakl/faults", "{\"error_rate\":1,\"error_status\":503}");
     add_worker("tracking-push");
