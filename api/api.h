@@ -323,6 +323,11 @@ void api_publish_one(struct api_thread *t, struct job *job, api_pub_cb cb, void 
  * in the body and in a Conveyor-Job-Id header, and says how to retry).
  * what: "job" or "activation". Uses r->id. */
 void api_reply_pub_failure(struct req *r, enum api_pub_outcome o, const char *what);
+/* The reply to a single publish: the failure's, or 202 {"<id_field>", "type",
+ * "status", "duplicate"?} with Location, counting a new job for r->type_idx
+ * (r->type names it). The caller releases r. */
+void api_reply_published(struct req *r, enum api_pub_outcome o, const char *id,
+                         const char *id_field);
 
 /* api_err.c */
 struct api_err {

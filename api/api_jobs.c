@@ -106,20 +106,20 @@ struct job *api_job_make_or_reply(struct req *r, const struct jobtype *t, const 
 
 /* ==== POST /v1/jobs/{type} ===================================================== */
 
-static void on_published_one(void *arg, enum api_pub_outcome o, const char *id)
+void api_reply_published(struct req *r, enum api_pub_outcome o, const char *id,
+                         const char *id_field)
 {
-    struct req *r = arg;
     snprintf(r->id, sizeof(r->id), "%s", id);
     if (o != API_PUB_NEW && o != API_PUB_DUP) {
         api_reply_pub_failure(r, o, "job");
-        goto out;
+        return;
     }
     if (o == API_PUB_NEW)
         met_inc(r->t->g->met, r->t->idx, r->t->g->m_enqueued[r->type_idx]);
     struct sbuf b;
     sbuf_init(&b);
     sbuf_add(&b, "{", 1);
-    api_json_str(&b, "id", id, 1);
+    api_json_str(&b, id_field, id, 1);
     api_json_str(&b, "type", r->type, 0);
     api_json_str(&b, "status", r->scheduled ? "scheduled" : "queued", 0);
     if (o == API_PUB_DUP)
@@ -130,7 +130,12 @@ static void on_published_one(void *arg, enum api_pub_outcome o, const char *id)
     api_add_header(r, "Location", loc);
     api_reply_json(r, 202, &b);
     sbuf_cleanup(&b);
-out:
+}
+
+static void on_published_one(void *arg, enum api_pub_outcome o, const char *id)
+{
+    struct req *r = arg;
+    api_reply_published(r, o, id, "id");
     api_req_release(r);
 }
 

@@ -108,29 +108,11 @@ static int failed(struct req *r, enum cv_rc rc, const struct db_res *res)
 
 /* ---- POST /api/v1/orchestrator/fetch-orders ---------------------------------------- */
 
+/* seed 004's reply names the id job_id */
 static void on_fetch_published(void *arg, enum api_pub_outcome o, const char *id)
 {
     struct req *r = arg;
-    if (o != API_PUB_NEW && o != API_PUB_DUP) {
-        api_reply_pub_failure(r, o, "fetch");
-    } else {
-        struct sbuf b;
-        sbuf_init(&b);
-        if (o == API_PUB_NEW)
-            met_inc(r->t->g->met, r->t->idx, r->t->g->m_enqueued[JT_ORDER_FETCH]);
-        sbuf_add(&b, "{", 1);
-        api_json_str(&b, "job_id", id, 1);
-        api_json_str(&b, "type", "order-fetch", 0);
-        api_json_str(&b, "status", r->scheduled ? "scheduled" : "queued", 0);
-        if (o == API_PUB_DUP)
-            sbuf_adds(&b, ",\"duplicate\":true");
-        sbuf_add(&b, "}", 1);
-        char loc[64];
-        snprintf(loc, sizeof(loc), "/v1/jobs/%s", id);
-        api_add_header(r, "Location", loc);
-        api_reply_json(r, 202, &b);
-        sbuf_cleanup(&b);
-    }
+    api_reply_published(r, o, id, "job_id");
     api_req_release(r);
 }
 
@@ -161,6 +143,8 @@ void api_h_orders_fetch(struct req *r)
     if (!j)
         goto out;
     r->scheduled = o.not_before_ms > now;
+    r->type_idx = JT_ORDER_FETCH;
+    snprintf(r->type, sizeof(r->type), "%s", jobtype_at(JT_ORDER_FETCH)->name);
     api_req_hold(r);
     api_publish_one(r->t, j, on_fetch_published, r);
     j = NULL;

@@ -171,6 +171,18 @@ static void rate_then_publish(struct req *r, struct job *j)
     rds_async_eval(r->t->rds, &rate_script, on_rate, r, 1, 2, argv, NULL);
 }
 
+/* The job of type ti whose id is derived from key, with payload text, on the
+ * request's trace: counted against the source's budget, then published. */
+static void enqueue_derived(struct req *r, int ti, const char *key, const char *text)
+{
+    struct job *j = jobopt_derived(r->t->cfg, api_header(r, "traceparent"),
+                                   jobtype_at(ti)->name, key, text, 0);
+    memcpy(r->trace_id, j->traceparent + 3, 32);
+    r->trace_id[32] = '\0';
+    r->type_idx = ti;
+    rate_then_publish(r, j);
+}
+
 /* ---- carriers ---------------------------------------------------------------- */
 
 /* The tracking-event payload from the webhook's data object, into out. */
@@ -182,7 +194,6 @@ void api_h_carrier_webhook(struct req *r)
     const char *carrier = r->param[0];
     int up = cfg_ups_find(carrier);
     cJSON *root = NULL, *payload = NULL;
-    struct job *j = NULL;
     char ip[64];
     if (up < 0 || up == CFG_UPS_MIRAKL || up == CFG_UPS_MELI || up == CFG_UPS_ACTIVATION ||
         up == CFG_UPS_NOTIFY) {
@@ -253,15 +264,9 @@ void api_h_carrier_webhook(struct req *r)
     }
     char key[320], *text = json_print(payload, NULL);
     snprintf(key, sizeof(key), "webhook:%s:%s", carrier, wid);
-    j = jobopt_derived(r->t->cfg, api_header(r, "traceparent"), "tracking-event", key, text, 0);
+    enqueue_derived(r, JT_TRACKING_EVENT, key, text);
     free(text);
-    memcpy(r->trace_id, j->traceparent + 3, 32);
-    r->trace_id[32] = '\0';
-    r->type_idx = JT_TRACKING_EVENT;
-    rate_then_publish(r, j);
-    j = NULL;
 out:
-    job_free(j);
     cJSON_Delete(root);
     cJSON_Delete(payload);
 }
@@ -271,7 +276,6 @@ out:
 void api_h_ml_notification(struct req *r)
 {
     cJSON *root = NULL;
-    struct job *j = NULL;
     char ip[64];
     snprintf(r->type, sizeof(r->type), "meli");
     client_ip(r, ip, sizeof(ip));
@@ -313,14 +317,8 @@ void api_h_ml_notification(struct req *r)
     size_t len;
     const char *body = api_body(r, &len);
     char *text = xstrndup(body, len);
-    j = jobopt_derived(r->t->cfg, api_header(r, "traceparent"), "ml-notification", key, text, 0);
+    enqueue_derived(r, JT_ML_NOTIFICATION, key, text);
     free(text);
-    memcpy(r->trace_id, j->traceparent + 3, 32);
-    r->trace_id[32] = '\0';
-    r->type_idx = JT_ML_NOTIFICATION;
-    rate_then_publish(r, j);
-    j = NULL;
 out:
-    job_free(j);
     cJSON_Delete(root);
 }
