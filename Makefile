@@ -1,7 +1,7 @@
 # Conveyor build. `make` builds release binaries into bin/; `make test` builds
 # everything again under ASan+UBSan in build/san/ and runs every test.
 CC      ?= cc
-PKGS     = hiredis libevent libevent_pthreads libcurl libcjson libpq libconfig openssl
+PKGS     = hiredis libevent libevent_pthreads libcurl libcjson libpq libconfig openssl rdkafka
 # Read when the first compile or link needs them, not when make parses this file (see
 # "dependencies" below). Each replaces itself with its value on first use: one pkg-config each.
 PKG_CFLAGS = $(eval PKG_CFLAGS := $$(shell pkg-config --cflags $$(PKGS)))$(PKG_CFLAGS)

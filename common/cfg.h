@@ -80,6 +80,16 @@ struct cfg_api_key {
 
 struct cfg {
     char *broker_transport;       /* broker.transport: a name in broker.c's table */
+    char *broker_topic_prefix;    /* broker.topic_prefix: Kafka topics and groups are
+                                   * <prefix>.<type> */
+    /* Every key of the kafka group, passed to librdkafka as is (common/kfk.c):
+     * kafka_props[2i] is the librdkafka property name ("bootstrap.servers"),
+     * kafka_props[2i+1] its value, i < kafka_nprops. File: kafka = {
+     * bootstrap_servers = "..."; } ('_' read as '.'); env CONVEYOR_KAFKA_<NAME>
+     * (lowercased, '_' read as '.'), the env winning. Values of names holding
+     * "password", "secret" or "key" are never logged. */
+    size_t kafka_nprops;
+    char **kafka_props;
     char *redis_url;
     char *pg_dsn;
     int pg_connect_timeout_ms;
