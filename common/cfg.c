@@ -27,6 +27,8 @@ struct cfg_row {
 static const struct cfg_row rows[] = {
     { "broker.transport", "CONVEYOR_BROKER_TRANSPORT", T_STR, "redis", 0, 0, 0,
       O(broker_transport) },
+    { "broker.topic_prefix", "CONVEYOR_BROKER_TOPIC_PREFIX", T_STR, "conveyor", 0, 0, 0,
+      O(broker_topic_prefix) },
     { "redis.url", "CONVEYOR_REDIS_URL", T_STR, "redis://127.0.0.1:6379", 0, 0, 1, O(redis_url) },
     { "pg.dsn", "CONVEYOR_PG_DSN", T_STR, "", 0, 0, 1, O(pg_dsn) },
     { "pg.connect_timeout_ms", "CONVEYOR_PG_CONNECT_TIMEOUT_MS", T_INT, "5000", 100, 600000, 0,
@@ -358,6 +360,98 @@ int cfg_max_attempts(const struct cfg *c, const char *type)
     return cfg_type(c, type)->max_attempts;
 }
 
+
+/* ==== the kafka group: every key passed to librdkafka as is ====================
+ *
+ * librdkafka has hundreds of properties (SASL, TLS, tuning) and new ones each
+ * release: a table here would always lag behind. So the group takes any name:
+ * "kafka.<name>" with '_' read as '.' (libconfig names cannot hold dots; no
+ * librdkafka property has an underscore that matters), and librdkafka itself
+ * refuses an unknown one when a handle is made (kfk.c), naming it. */
+
+int cfg_secret_name(const char *name)
+{
+    return strstr(name, "password") || strstr(name, "secret") || strstr(name, "key");
+}
+
+/* Set (or replace) property name (in any of the spellings above) to value. */
+static void kafka_put(struct cfg *c, const char *name, const char *value)
+{
+    char prop[128];
+    size_t o = 0;
+    for (const char *p = name; *p && o + 1 < sizeof(prop); p++)
+        prop[o++] = *p == '_' ? '.' : (*p >= 'A' && *p <= 'Z') ? (char)(*p - 'A' + 'a') : *p;
+    prop[o] = '\0';
+    for (size_t i = 0; i < c->kafka_nprops; i++)
+        if (!strcmp(c->kafka_props[2 * i], prop)) {
+            free(c->kafka_props[2 * i + 1]);
+            c->kafka_props[2 * i + 1] = xstrdup(value);
+            return;
+        }
+    c->kafka_props = xrealloc(c->kafka_props, sizeof(char *) * 2 * (c->kafka_nprops + 1));
+    c->kafka_props[2 * c->kafka_nprops] = xstrdup(prop);
+    c->kafka_props[2 * c->kafka_nprops + 1] = xstrdup(value);
+    c->kafka_nprops++;
+}
+
+static int load_file_kafka(struct cfg *c, config_t *lc, const char *path)
+{
+    config_setting_t *grp = config_lookup(lc, "kafka");
+    int n = grp ? config_setting_length(grp) : 0;
+    for (int i = 0; i < n; i++) {
+        config_setting_t *st = config_setting_get_elem(grp, (unsigned)i);
+        const char *name = config_setting_name(st);
+        char v[64];
+        const char *val = v;
+        switch (config_setting_type(st)) {
+        case CONFIG_TYPE_STRING: val = config_setting_get_string(st); break;
+        case CONFIG_TYPE_INT: snprintf(v, sizeof(v), "%d", config_setting_get_int(st)); break;
+        case CONFIG_TYPE_INT64:
+            snprintf(v, sizeof(v), "%lld", (long long)config_setting_get_int64(st));
+            break;
+        case CONFIG_TYPE_FLOAT: snprintf(v, sizeof(v), "%g", config_setting_get_float(st)); break;
+        case CONFIG_TYPE_BOOL:
+            snprintf(v, sizeof(v), "%s", config_setting_get_bool(st) ? "true" : "false");
+            break;
+        default:
+            fprintf(stderr, "conveyor: %s: kafka.%s: expected a string, number or boolean\n",
+                    path, name ? name : "?");
+            return -1;
+        }
+        if (name)
+            kafka_put(c, name, val);
+    }
+    return 0;
+}
+
+/* CONVEYOR_KAFKA_SASL_PASSWORD=... -> sasl.password */
+static void load_env_kafka(struct cfg *c)
+{
+    extern char **environ;
+    static const char pre[] = "CONVEYOR_KAFKA_";
+    for (char **e = environ; e && *e; e++) {
+        const char *eq = strchr(*e, '=');
+        if (!eq || strncmp(*e, pre, sizeof(pre) - 1) || eq == *e + sizeof(pre) - 1)
+            continue;
+        char name[128];
+        snprintf(name, sizeof(name), "%.*s", (int)(eq - *e - (sizeof(pre) - 1)),
+                 *e + sizeof(pre) - 1);
+        kafka_put(c, name, eq + 1);
+    }
+}
+
+/* 1..100 of [A-Za-z0-9._-]: it begins every topic and group name. */
+static int check_topic_prefix(const struct cfg *c)
+{
+    const char *p = c->broker_topic_prefix;
+    size_t n = strlen(p);
+    int ok = n >= 1 && n <= 100 && strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                             "0123456789._-") == n;
+    if (!ok)
+        fprintf(stderr, "conveyor: broker.topic_prefix: want 1..100 of A-Z a-z 0-9 . _ -\n");
+    return ok ? 0 : -1;
+}
+
 /* An unknown transport would leave workers retrying broker_open forever:
  * refuse it at start, naming the ones this build has. */
 static int check_transport(const struct cfg *c)
@@ -373,6 +467,10 @@ static int check_transport(const struct cfg *c)
 
 int cfg_set(struct cfg *c, const char *key, const char *value)
 {
+    if (!strncmp(key, "kafka.", 6) && key[6]) {
+        kafka_put(c, key + 6, value);
+        return 0;
+    }
     const struct cfg_row *r = find_row(key);
     void *at = c;
     if (!r && group_find(c, key, &r, &at) < 0)
@@ -383,6 +481,8 @@ int cfg_set(struct cfg *c, const char *key, const char *value)
     }
     if (set_row(at, r, key, value, "flag"))
         return -1;
+    if (!strcmp(key, "broker.topic_prefix"))
+        return check_topic_prefix(c);
     return strcmp(key, "broker.transport") ? 0 : check_transport(c);
 }
 
@@ -600,6 +700,8 @@ static int load_file(struct cfg *c, const char *path)
         goto out;
     if (load_file_keys(c, &lc, path))
         goto out;
+    if (load_file_kafka(c, &lc, path))
+        goto out;
     rc = 0;
 out:
     config_destroy(&lc);
@@ -645,6 +747,7 @@ static int load_env(struct cfg *c)
     }
     if (load_env_groups(c))
         return -1;
+    load_env_kafka(c);
     const char *keys = getenv("CONVEYOR_API_KEYS");
     if (keys && *keys) {
         /* Keys from env replace keys from the file: one source of truth. */
@@ -696,7 +799,7 @@ int cfg_load(struct cfg *c, const char *path)
         path = getenv("CONVEYOR_CONFIG");
     if (path && *path && load_file(c, path))
         return -1;
-    if (load_env(c) || check_unique_hashes(c) || check_transport(c))
+    if (load_env(c) || check_unique_hashes(c) || check_transport(c) || check_topic_prefix(c))
         return -1;
     groups_resolve(c);
     int lvl = log_level_parse(c->log_level);
@@ -742,11 +845,23 @@ void cfg_log(const struct cfg *c)
             break;
         o += (size_t)n;
     }
+    for (size_t i = 0; i < c->kafka_nprops && o < sizeof(line) - 128; i++) {
+        const char *k = c->kafka_props[2 * i];
+        int n = snprintf(line + o, sizeof(line) - o, " kafka.%s=%s", k,
+                         cfg_secret_name(k) ? "***" : c->kafka_props[2 * i + 1]);
+        if (n < 0 || (size_t)n >= sizeof(line) - o)
+            break;
+        o += (size_t)n;
+    }
     LOG_INFO("config.loaded", "%s api_keys=%d", line, c->napi_keys);
 }
 
 void cfg_cleanup(struct cfg *c)
 {
+    for (size_t i = 0; i < 2 * c->kafka_nprops; i++)
+        free(c->kafka_props[i]);
+    FREE_NULL(c->kafka_props);
+    c->kafka_nprops = 0;
     for (size_t i = 0; i < NROWS; i++)
         if (rows[i].type == T_STR)
             FREE_NULL(*(char **)((char *)c + rows[i].off));

@@ -169,6 +169,10 @@ int cfg_set(struct cfg *c, const char *key, const char *value);
 /* Fail with a message naming key and env var when a required value is empty. */
 int cfg_require(const struct cfg *c, const char *key);
 
+/* 1 when a kafka.* property's value must never be logged (its name holds
+ * "password", "secret" or "key"). */
+int cfg_secret_name(const char *name);
+
 /* Log every key once (secrets masked). */
 void cfg_log(const struct cfg *c);
 
