@@ -142,11 +142,17 @@ static void on_queues(void *arg, enum cv_rc rc, const struct queue_stat *q, size
     }
     struct sbuf b;
     sbuf_init(&b);
-    sbuf_adds(&b, "{\"queues\":[");
+    sbuf_adds(&b, "{");
+    api_json_str(&b, "transport", broker_transport(r->t->broker), 1);
+    sbuf_adds(&b, ",\"queues\":[");
     for (size_t i = 0; i < n; i++) {
         sbuf_adds(&b, i ? ",{" : "{");
         api_json_str(&b, "type", q[i].type, 1);
         api_json_i64(&b, "depth", q[i].depth, 0);
+        if (q[i].lag >= 0)
+            api_json_i64(&b, "lag", q[i].lag, 0);
+        else
+            sbuf_adds(&b, ",\"lag\":null");
         api_json_i64(&b, "pending", q[i].pending, 0);
         api_json_i64(&b, "consumers", q[i].consumers, 0);
         api_json_i64(&b, "scheduled", q[i].scheduled, 0);

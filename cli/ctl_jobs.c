@@ -443,11 +443,16 @@ static void on_queues(void *arg, enum cv_rc rc, const struct queue_stat *q, size
     k->rc = rc;
     if (rc != CV_OK)
         return;
-    printf("%-31s %10s %10s %9s %10s %10s %14s\n", "TYPE", "DEPTH", "PENDING", "CONSUMERS",
-           "SCHEDULED", "DEAD", "OLDEST_AGE_MS");
-    for (size_t i = 0; i < n; i++)
-        printf("%-31s %10lld %10lld %9lld %10lld %10lld %14" PRId64 "\n", q[i].type, q[i].depth,
-               q[i].pending, q[i].consumers, q[i].scheduled, q[i].dead, q[i].oldest_age_ms);
+    printf("%-31s %10s %10s %10s %9s %10s %10s %14s\n", "TYPE", "DEPTH", "LAG", "PENDING",
+           "CONSUMERS", "SCHEDULED", "DEAD", "OLDEST_AGE_MS");
+    for (size_t i = 0; i < n; i++) {
+        char lag[24] = "?";
+        if (q[i].lag >= 0)
+            snprintf(lag, sizeof(lag), "%lld", q[i].lag);
+        printf("%-31s %10lld %10s %10lld %9lld %10lld %10lld %14" PRId64 "\n", q[i].type,
+               q[i].depth, lag, q[i].pending, q[i].consumers, q[i].scheduled, q[i].dead,
+               q[i].oldest_age_ms);
+    }
 }
 
 static int no_args(int argc, char **argv)

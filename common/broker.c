@@ -20,6 +20,9 @@ static const struct transport transports[] = {
     { "redis", rstream_open,
       BROKER_CAP_RECLAIM_IDLE | BROKER_CAP_ATOMIC_BATCH | BROKER_CAP_DELAYED_SET |
           BROKER_CAP_CONSUMER_GC },
+    /* the group rebalance redelivers a dead member's jobs; a batch is recorded,
+     * then produced (kstream.c says what that guarantees) */
+    { "kafka", kstream_open, BROKER_CAP_DELAYED_SET },
 };
 #define NTRANSPORTS (sizeof(transports) / sizeof(transports[0]))
 

@@ -51,6 +51,8 @@ struct queue_stat {
     long long consumers;
     long long scheduled;      /* waiting for their not-before time or a retry */
     long long dead;           /* in the dead-letter set */
+    long long lag;            /* the consumer group's lag: Redis, entries not yet read;
+                               * Kafka, offsets not yet committed (read or not); -1 unknown */
     int64_t oldest_age_ms;    /* age of the oldest unsettled job, 0 when none */
 };
 

@@ -50,5 +50,7 @@ struct broker {
 /* Redis Streams (rstream.c). NULL after logging when Redis cannot be reached
  * in sync mode; free with broker_close. */
 struct broker *rstream_open(const struct cfg *cfg, struct event_base *base);
+/* Kafka (kstream.c), the job status in Redis: the same contract. */
+struct broker *kstream_open(const struct cfg *cfg, struct event_base *base);
 
 #endif

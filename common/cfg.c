@@ -413,7 +413,7 @@ int cfg_max_attempts(const struct cfg *c, const char *type)
 #define KAFKA_ENV "CONVEYOR_KAFKA_"
 #define KAFKA_NAME_MAX 128
 
-int cfg_kafka_secret(const char *name)
+int cfg_secret_name(const char *name)
 {
     return strcasestr(name, "password") || strcasestr(name, "secret") || strcasestr(name, "key");
 }
@@ -521,7 +521,7 @@ static void log_kafka(const struct cfg *c)
         const char *name = c->kafka_props[2 * i];
         char b[LOG_STR_MAX];
         int n = snprintf(line + o, sizeof(line) - o, "%skafka.%s=%s", o ? " " : "", name,
-                         cfg_kafka_secret(name) ? "***" : log_str(b, c->kafka_props[2 * i + 1]));
+                         cfg_secret_name(name) ? "***" : log_str(b, c->kafka_props[2 * i + 1]));
         if (n < 0 || (size_t)n >= sizeof(line) - o)
             break;
         o += (size_t)n;

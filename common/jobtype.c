@@ -88,7 +88,7 @@ static const struct jobtype_field ml_fields[] = {
  * attempts per operation. Activation retries for minutes (money: an unknown
  * outcome must be settled, not dropped). */
 static const struct jobtype types[JT_N] = {
-    [JT_NOOP] = { "noop", 0, 0, 0, 0, NULL, NULL, NULL, NULL },
+    [JT_NOOP] = { "noop", 0, 0, 0, 0, "key", NULL, NULL, NULL },
     [JT_ACTIVATION] = { "activation", JT_NEEDS_PG | JT_NEEDS_UPSTREAM | JT_HOLDS_EFFECTS, 8, 0,
                         60000, NULL, "activation", NULL, activation_check },
     [JT_ORDER_FETCH] = { "order-fetch", JT_NEEDS_PG | JT_NEEDS_UPSTREAM, 3, 1000, 16000, NULL,

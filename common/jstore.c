@@ -14,14 +14,18 @@
 
 #include "clock.h"
 #include "jstore_lua.h"
+#include "log.h"
 #include "mem.h"
 #include "rds.h"
 
 struct jstore {
     struct rds *sync;           /* borrowed: exactly one of sync and as */
     struct rds_async *as;
+    struct rds_script publish, start, settle, dead_retry;
     struct rds_script dead_list, dead_purge, dead_expire, dead_unhold, lease, workers, counters;
 };
+
+static const char *const mode_arg[] = { [JSTORE_STREAMS] = "q", [JSTORE_EXTERNAL] = "k" };
 
 static void num(char *buf, size_t n, long long v)
 {
@@ -150,6 +154,238 @@ int jstore_status_decode(const struct rds_reply *h, struct job_status *st)
     if (!st->updated_ms) /* not written at publish: the job is as old as it was made */
         st->updated_ms = st->created_ms;
     return st->id[0] ? 0 : -1;
+}
+
+/* ---- shared by the transports: publish, start, settle, replay ------------------ */
+
+struct pub_ctx {
+    broker_publish_cb cb;
+    void *arg;
+    size_t n;
+};
+
+static void publish_done(const struct rds_reply *r, void *arg)
+{
+    struct pub_ctx *c = arg;
+    enum cv_rc rc = rds_reply_rc(r, "publish");
+    if (rc == CV_OK && rds_reply_len(r) != c->n * 2) {
+        LOG_ERROR("broker.bad_reply", "op=publish");
+        rc = CV_ERR_IO;
+    }
+    if (rc != CV_OK) {
+        c->cb(c->arg, rc, NULL, NULL, 0);
+        free(c);
+        return;
+    }
+    const char **ids = xmalloc(sizeof(*ids) * c->n);
+    int *dup = xmalloc(sizeof(*dup) * c->n);
+    for (size_t i = 0; i < c->n; i++) {
+        ids[i] = rds_reply_at_str(r, 2 * i);
+        dup[i] = (int)rds_reply_at_int(r, 2 * i + 1, 0);   /* 0, 1 or 2: see the script */
+    }
+    c->cb(c->arg, CV_OK, ids, dup, c->n);
+    free(ids);
+    free(dup);
+    free(c);
+}
+
+#define PUB_FIELDS 10   /* per job in the publish script's ARGV */
+
+void jstore_publish(struct jstore *js, enum jstore_mode m, struct job *const *jobs,
+                    const char *const *keys, size_t n, int idem_ttl_s, int64_t now,
+                    broker_publish_cb cb, void *arg)
+{
+    size_t argc = 4 + n * PUB_FIELDS;
+    const char **argv = xmalloc(sizeof(*argv) * argc);
+    size_t *lens = xmalloc(sizeof(*lens) * argc);
+    char (*nums)[24] = xmalloc(sizeof(*nums) * (3 + n * 3));
+    num(nums[0], 24, now);
+    num(nums[1], 24, idem_ttl_s);
+    num(nums[2], 24, (long long)n);
+    argv[0] = mode_arg[m];
+    for (int i = 0; i < 3; i++)
+        argv[1 + i] = nums[i];
+    for (int i = 0; i < 4; i++)
+        lens[i] = strlen(argv[i]);
+    for (size_t i = 0; i < n; i++) {
+        const struct job *j = jobs[i];
+        size_t b0 = 4 + i * PUB_FIELDS;
+        char *nm = nums[3 + i * 3];
+        num(nm, 24, j->max_attempts);
+        num(nums[4 + i * 3], 24, j->created_ms ? j->created_ms : now);
+        num(nums[5 + i * 3], 24, j->not_before_ms);
+        argv[b0] = j->id;
+        argv[b0 + 1] = j->type;
+        argv[b0 + 2] = j->payload ? j->payload : "{}";
+        argv[b0 + 3] = nm;
+        argv[b0 + 4] = nums[4 + i * 3];
+        argv[b0 + 5] = nums[5 + i * 3];
+        argv[b0 + 6] = j->idem_key ? j->idem_key : "";
+        argv[b0 + 7] = j->traceparent;
+        argv[b0 + 8] = j->producer;
+        argv[b0 + 9] = keys && keys[i] ? keys[i] : "";
+        for (size_t k = 0; k < PUB_FIELDS; k++)
+            lens[b0 + k] = strlen(argv[b0 + k]);
+        if (j->payload)
+            lens[b0 + 2] = j->payload_len;
+    }
+    struct pub_ctx *c = xmalloc(sizeof(*c));
+    c->cb = cb;
+    c->arg = arg;
+    c->n = n;
+    rds_either_eval(js->sync, js->as, &js->publish, publish_done, c, (int)argc, argv, lens);
+    free(argv);
+    free(lens);
+    free(nums);
+}
+
+enum cv_rc jstore_start(struct jstore *js, enum jstore_mode m, const char *consumer,
+                        const char *type, struct jstore_delivery *d, size_t n,
+                        struct job **out, size_t *nout)
+{
+    if (n == 0)
+        return CV_OK;
+    size_t argc = 5 + n * 3;
+    const char **argv = xmalloc(sizeof(*argv) * argc);
+    char (*kq)[24] = xcalloc(n, sizeof(*kq));
+    char now[24], cnt[24];
+    num(now, sizeof(now), clock_wall_ms());
+    num(cnt, sizeof(cnt), (long long)n);
+    argv[0] = mode_arg[m];
+    argv[1] = now;
+    argv[2] = consumer;
+    argv[3] = type;
+    argv[4] = cnt;
+    for (size_t i = 0; i < n; i++) {
+        d[i].res = JSTORE_SKIP;
+        if (m == JSTORE_EXTERNAL)
+            num(kq[i], sizeof(kq[i]), d[i].kq);
+        argv[5 + i * 3] = d[i].msg_id;
+        argv[6 + i * 3] = d[i].id;
+        argv[7 + i * 3] = kq[i];
+    }
+    struct rds_reply *r = rds_eval(js->sync, &js->start, 0, (int)argc, argv, NULL);
+    free(argv);
+    free(kq);
+    enum cv_rc rc = rds_reply_rc(r, "start");
+    if (rc == CV_OK && rds_reply_len(r) != n)
+        rc = CV_ERR_IO;
+    for (size_t i = 0; rc == CV_OK && i < n; i++) {
+        const struct rds_reply *e = rds_reply_at(r, i);
+        if (rds_reply_len(e) < 7) {
+            const char *what = rds_reply_at_str(e, 2);
+            if (what && !strcmp(what, "wait")) {
+                d[i].res = JSTORE_WAIT;
+                d[i].wait_until_ms = rds_reply_at_int(e, 3, 0);
+            }
+            continue; /* skip: the job already ended, is gone or the message is stale */
+        }
+        struct job *j = job_new(type);
+        copy_field(j->msg_id, sizeof(j->msg_id), d[i].msg_id);
+        copy_field(j->id, sizeof(j->id), rds_reply_at_str(e, 1));
+        j->attempt = (int)rds_reply_at_int(e, 2, 1);
+        j->max_attempts = (int)rds_reply_at_int(e, 3, 1);
+        size_t plen = 0;
+        const char *p = rds_reply_str(rds_reply_at(e, 4), &plen);
+        job_set_payload(j, p ? p : "{}", p ? plen : 2);
+        const char *tp = rds_reply_at_str(e, 5);
+        copy_field(j->traceparent, sizeof(j->traceparent), tp ? tp : "");
+        j->epoch = rds_reply_at_int(e, 6, 0);
+        j->deliveries = rds_reply_at_int(e, 7, j->epoch);
+        d[i].res = JSTORE_STARTED;
+        out[(*nout)++] = j;
+    }
+    rds_reply_free(r);
+    return rc;
+}
+
+static const char *outcome_str(enum broker_outcome o)
+{
+    switch (o) {
+    case BROKER_ACK: return "ack";
+    case BROKER_RETRY: return "retry";
+    case BROKER_FAIL: return "fail";
+    case BROKER_DEAD: return "dead";
+    case BROKER_DEFER: return "defer";
+    }
+    return "dead";
+}
+
+enum cv_rc jstore_settle(struct jstore *js, enum jstore_mode m, struct job *const *jobs,
+                         struct broker_settle *st, size_t n, int status_ttl_s)
+{
+    if (n == 0)
+        return CV_OK;
+    size_t argc = 4 + n * 8;
+    const char **argv = xmalloc(sizeof(*argv) * argc);
+    char (*nums)[24] = xmalloc(sizeof(*nums) * (3 + n * 2));
+    num(nums[0], 24, clock_wall_ms());
+    num(nums[1], 24, status_ttl_s);
+    num(nums[2], 24, (long long)n);
+    argv[0] = mode_arg[m];
+    for (int i = 0; i < 3; i++)
+        argv[1 + i] = nums[i];
+    for (size_t i = 0; i < n; i++) {
+        size_t b0 = 4 + i * 8;
+        num(nums[3 + 2 * i], 24, jobs[i]->epoch);
+        num(nums[4 + 2 * i], 24, st[i].delay_ms);
+        argv[b0] = jobs[i]->id;
+        argv[b0 + 1] = jobs[i]->type;
+        argv[b0 + 2] = jobs[i]->msg_id;
+        argv[b0 + 3] = nums[3 + 2 * i];
+        argv[b0 + 4] = outcome_str(st[i].outcome);
+        argv[b0 + 5] = nums[4 + 2 * i];
+        argv[b0 + 6] = st[i].error ? st[i].error : "";
+        argv[b0 + 7] = st[i].held ? "1" : "0";
+        st[i].fenced = 0;
+    }
+    struct rds_reply *r = rds_eval(js->sync, &js->settle, 0, (int)argc, argv, NULL);
+    free(argv);
+    free(nums);
+    enum cv_rc rc = rds_reply_rc(r, "settle");
+    if (rc == CV_OK && rds_reply_len(r) != n)
+        rc = CV_ERR_IO;
+    for (size_t i = 0; rc == CV_OK && i < n; i++) {
+        const char *v = rds_reply_at_str(r, i);
+        st[i].fenced = v && !strcmp(v, "fenced");
+    }
+    rds_reply_free(r);
+    return rc;
+}
+
+struct replay_ctx {
+    jstore_replay_cb cb;
+    void *arg;
+};
+
+static void dead_retry_done(const struct rds_reply *r, void *arg)
+{
+    struct replay_ctx *c = arg;
+    enum cv_rc rc = rds_reply_rc(r, "dead_retry");
+    const char *s = rc == CV_OK ? rds_reply_at_str(r, 0) : NULL;
+    if (rc == CV_OK)
+        rc = !s ? CV_ERR_IO
+             : !strcmp(s, "ok") ? CV_OK
+             : !strcmp(s, "not_found") ? CV_ERR_NOT_FOUND
+                                       : CV_ERR_CONFLICT;
+    if (rc == CV_OK)
+        c->cb(c->arg, rc, rds_reply_at_str(r, 1), rds_reply_at_str(r, 2),
+              rds_reply_at_int(r, 3, 0));
+    else
+        c->cb(c->arg, rc, NULL, NULL, 0);
+    free(c);
+}
+
+void jstore_dead_retry(struct jstore *js, enum jstore_mode m, const char *id,
+                       jstore_replay_cb cb, void *arg)
+{
+    char now[24];
+    num(now, sizeof(now), clock_wall_ms());
+    const char *argv[] = { mode_arg[m], id, now };
+    struct replay_ctx *c = xmalloc(sizeof(*c));
+    c->cb = cb;
+    c->arg = arg;
+    rds_either_eval(js->sync, js->as, &js->dead_retry, dead_retry_done, c, 3, argv, NULL);
 }
 
 /* ---- get ---------------------------------------------------------------------- */
@@ -405,6 +641,10 @@ struct jstore *jstore_new(struct rds *sync, struct rds_async *as)
     struct jstore *js = xcalloc(1, sizeof(*js));
     js->sync = sync;
     js->as = as;
+    js->publish = (struct rds_script){ "publish", JSTORE_LUA_PUBLISH, "" };
+    js->start = (struct rds_script){ "start", JSTORE_LUA_START, "" };
+    js->settle = (struct rds_script){ "settle", JSTORE_LUA_SETTLE, "" };
+    js->dead_retry = (struct rds_script){ "dead_retry", JSTORE_LUA_DEAD_RETRY, "" };
     js->dead_list = (struct rds_script){ "dead_list", JSTORE_LUA_DEAD_LIST, "" };
     js->dead_purge = (struct rds_script){ "dead_purge", JSTORE_LUA_DEAD_PURGE, "" };
     js->dead_expire = (struct rds_script){ "dead_expire", JSTORE_LUA_DEAD_EXPIRE, "" };
@@ -413,7 +653,8 @@ struct jstore *jstore_new(struct rds *sync, struct rds_async *as)
     js->workers = (struct rds_script){ "workers", JSTORE_LUA_WORKERS, "" };
     js->counters = (struct rds_script){ "counters", JSTORE_LUA_COUNTERS, "" };
     /* an async link loads each script on its first use (rds_async_eval) */
-    struct rds_script *all[] = { &js->dead_list, &js->dead_purge, &js->dead_expire,
+    struct rds_script *all[] = { &js->publish, &js->start, &js->settle, &js->dead_retry,
+                                 &js->dead_list, &js->dead_purge, &js->dead_expire,
                                  &js->dead_unhold, &js->lease, &js->workers, &js->counters };
     for (size_t i = 0; sync && js && i < sizeof(all) / sizeof(all[0]); i++)
         if (rds_script_load(sync, all[i]))

@@ -38,6 +38,52 @@ void jstore_free(struct jstore *js);
  * fields and where they land are one table in jstore.c. */
 int jstore_status_decode(const struct rds_reply *h, struct job_status *st);
 
+/* How the calling transport carries jobs (the scripts' mode, jstore_lua.h):
+ * JSTORE_STREAMS writes the Redis stream in the same atomic step as the
+ * status; JSTORE_EXTERNAL (Kafka) writes the status only, and the transport
+ * produces what the store recorded (cv:unproduced, the produce count kq). */
+enum jstore_mode { JSTORE_STREAMS, JSTORE_EXTERNAL };
+
+/* ---- shared by the transports -------------------------------------------- */
+
+/* broker_publish's contract, at wall time now (a job whose not_before_ms is
+ * later is scheduled). keys[i] is job i's ordering key (EXTERNAL; NULL with
+ * STREAMS). The jobs may be freed as soon as this returns. */
+void jstore_publish(struct jstore *js, enum jstore_mode m, struct job *const *jobs,
+                    const char *const *keys, size_t n, int idem_ttl_s, int64_t now,
+                    broker_publish_cb cb, void *arg);
+
+/* One delivery to start (sync link only): msg_id is the transport's position
+ * (copied into the job), kq the produce count the message carries (EXTERNAL;
+ * 0 with STREAMS). Out: what became of it. */
+enum jstore_start_res { JSTORE_STARTED, JSTORE_SKIP, JSTORE_WAIT };
+struct jstore_delivery {
+    const char *msg_id;
+    const char *id;
+    long long kq;
+    enum jstore_start_res res;   /* out */
+    int64_t wait_until_ms;       /* out, JSTORE_WAIT: the retry's due time (wall ms) */
+};
+/* Start deliveries d[0..n) of type for consumer: each started one is
+ * appended to out[*nout] as a new job (free with job_free) with a new lease
+ * epoch; skipped ones (the job ended, is gone, or the message is stale) and
+ * retries not due yet are told in d[i].res. On error nothing is told (all
+ * res stay JSTORE_SKIP) and the rc is returned. */
+enum cv_rc jstore_start(struct jstore *js, enum jstore_mode m, const char *consumer,
+                        const char *type, struct jstore_delivery *d, size_t n,
+                        struct job **out, size_t *nout);
+
+/* broker_settle's contract (sync link only). */
+enum cv_rc jstore_settle(struct jstore *js, enum jstore_mode m, struct job *const *jobs,
+                         struct broker_settle *s, size_t n, int status_ttl_s);
+
+/* broker_dead_retry's contract; cb also gets, when rc is CV_OK, the job's type,
+ * ordering key and produce count (EXTERNAL: the transport produces it now). */
+typedef void (*jstore_replay_cb)(void *arg, enum cv_rc rc, const char *type, const char *key,
+                                 long long kq);
+void jstore_dead_retry(struct jstore *js, enum jstore_mode m, const char *id,
+                       jstore_replay_cb cb, void *arg);
+
 /* ---- both modes: the broker_* calls of the same names (broker.h) -------- */
 void jstore_get(struct jstore *js, const char *id, broker_status_cb cb, void *arg);
 void jstore_dead_list(struct jstore *js, const char *type, int limit, broker_list_cb cb,

@@ -27,19 +27,13 @@
 
 /* ---- settings -------------------------------------------------------------- */
 
-/* 1 when a property's value must never be logged. */
-static int secret_name(const char *name)
-{
-    return strstr(name, "password") || strstr(name, "secret") || strstr(name, "key");
-}
-
 static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *val)
 {
     char err[256];
     if (rd_kafka_conf_set(conf, name, val, err, sizeof(err)) == RD_KAFKA_CONF_OK)
         return 0;
     LOG_ERROR("kafka.bad_setting", "name=%s value=%s err=\"%s\"", name,
-              secret_name(name) ? "(secret)" : val, err);
+              cfg_secret_name(name) ? "(secret)" : val, err);
     return -1;
 }
 
@@ -47,6 +41,9 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
 {
     (void)rk;
     char b[LOG_STR_MAX];
+    /* a kafka.* key for the consumers is "ignored by this producer": expected */
+    if (!strcmp(fac, "CONFWARN"))
+        level = 7;
     if (level <= 3)
         LOG_ERROR("kafka.log", "fac=%s msg=%s", fac, log_str(b, buf));
     else if (level <= 4)
@@ -396,6 +393,8 @@ struct kfk_consumer *kfk_consumer_new(const struct cfg *cfg, const char *group,
         "partition.assignment.strategy", "range",
         "session.timeout.ms", "10000",
         "enable.partition.eof", "false",
+        /* a cluster that allows it creates a type's topic on first use */
+        "allow.auto.create.topics", "true",
         /* prefetch little: what is fetched waits in memory for a slot */
         "queued.max.messages.kbytes", "8192",
         NULL,

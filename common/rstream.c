@@ -28,8 +28,7 @@ struct rstream {
     size_t rr;                  /* consume: the type read first (round robin) */
     struct rds_async *as;       /* async mode */
     struct jstore *js;          /* the status store, on the same link */
-    struct rds_script publish, start, settle, promote, dead_retry, queues, worker_gone,
-        gc_consumers;
+    struct rds_script promote, queues, worker_gone, gc_consumers;
 };
 
 #define RS(b) ((struct rstream *)(b))
@@ -44,84 +43,13 @@ static void copy_field(char *dst, size_t cap, const char *v)
     snprintf(dst, cap, "%s", v);
 }
 
-/* ---- publish -------------------------------------------------------------- */
-
-struct pub_ctx {
-    broker_publish_cb cb;
-    void *arg;
-    size_t n;
-};
-
-static void publish_done(const struct rds_reply *r, void *arg)
-{
-    struct pub_ctx *c = arg;
-    enum cv_rc rc = rds_reply_rc(r, "publish");
-    if (rc == CV_OK && rds_reply_len(r) != c->n * 2) {
-        LOG_ERROR("broker.bad_reply", "op=publish");
-        rc = CV_ERR_IO;
-    }
-    if (rc != CV_OK) {
-        c->cb(c->arg, rc, NULL, NULL, 0);
-        free(c);
-        return;
-    }
-    const char **ids = xmalloc(sizeof(*ids) * c->n);
-    int *dup = xmalloc(sizeof(*dup) * c->n);
-    for (size_t i = 0; i < c->n; i++) {
-        ids[i] = rds_reply_at_str(r, 2 * i);
-        dup[i] = (int)rds_reply_at_int(r, 2 * i + 1, 0);   /* 0, 1 or 2: see the script */
-    }
-    c->cb(c->arg, CV_OK, ids, dup, c->n);
-    free(ids);
-    free(dup);
-    free(c);
-}
+/* ---- publish: the status and the stream entry in one script (jstore.c) ---------- */
 
 static void rs_publish(struct broker *b, struct job *const *jobs, size_t n, int idem_ttl_s,
                        broker_publish_cb cb, void *arg)
 {
-    struct rstream *s = RS(b);
-    size_t argc = 3 + n * 9;
-    const char **argv = xmalloc(sizeof(*argv) * argc);
-    size_t *lens = xmalloc(sizeof(*lens) * argc);
-    char (*nums)[24] = xmalloc(sizeof(*nums) * (3 + n * 3));
-    int64_t now = clock_wall_ms();
-    num(nums[0], 24, now);
-    num(nums[1], 24, idem_ttl_s);
-    num(nums[2], 24, (long long)n);
-    for (int i = 0; i < 3; i++) {
-        argv[i] = nums[i];
-        lens[i] = strlen(nums[i]);
-    }
-    for (size_t i = 0; i < n; i++) {
-        const struct job *j = jobs[i];
-        size_t b0 = 3 + i * 9;
-        char *nm = nums[3 + i * 3];
-        num(nm, 24, j->max_attempts);
-        num(nums[4 + i * 3], 24, j->created_ms ? j->created_ms : now);
-        num(nums[5 + i * 3], 24, j->not_before_ms);
-        argv[b0] = j->id;
-        argv[b0 + 1] = j->type;
-        argv[b0 + 2] = j->payload ? j->payload : "{}";
-        argv[b0 + 3] = nm;
-        argv[b0 + 4] = nums[4 + i * 3];
-        argv[b0 + 5] = nums[5 + i * 3];
-        argv[b0 + 6] = j->idem_key ? j->idem_key : "";
-        argv[b0 + 7] = j->traceparent;
-        argv[b0 + 8] = j->producer;
-        for (size_t k = 0; k < 9; k++)
-            lens[b0 + k] = strlen(argv[b0 + k]);
-        if (j->payload)
-            lens[b0 + 2] = j->payload_len;
-    }
-    struct pub_ctx *c = xmalloc(sizeof(*c));
-    c->cb = cb;
-    c->arg = arg;
-    c->n = n;
-    rds_either_eval(s->sync, s->as, &s->publish, publish_done, c, (int)argc, argv, lens);
-    free(argv);
-    free(lens);
-    free(nums);
+    jstore_publish(RS(b)->js, JSTORE_STREAMS, jobs, NULL, n, idem_ttl_s, clock_wall_ms(), cb,
+                   arg);
 }
 
 /* ---- the job-status store (jstore.c) ------------------------------------------- */
@@ -186,30 +114,23 @@ struct done_ctx {
     void *arg;
 };
 
-static void dead_retry_done(const struct rds_reply *r, void *arg)
+static void dead_retry_done(void *arg, enum cv_rc rc, const char *type, const char *key,
+                            long long kq)
 {
+    (void)type;
+    (void)key;
+    (void)kq;
     struct done_ctx *c = arg;
-    enum cv_rc rc = rds_reply_rc(r, "dead_retry");
-    const char *s = rc == CV_OK ? rds_reply_str(r, NULL) : NULL;
-    if (rc == CV_OK)
-        rc = !s ? CV_ERR_IO
-             : !strcmp(s, "ok") ? CV_OK
-             : !strcmp(s, "not_found") ? CV_ERR_NOT_FOUND
-                                       : CV_ERR_CONFLICT;
     c->cb(c->arg, rc);
     free(c);
 }
 
 static void rs_dead_retry(struct broker *b, const char *id, broker_done_cb cb, void *arg)
 {
-    struct rstream *s = RS(b);
-    char now[24];
-    num(now, sizeof(now), clock_wall_ms());
-    const char *argv[] = { id, now };
     struct done_ctx *c = xmalloc(sizeof(*c));
     c->cb = cb;
     c->arg = arg;
-    rds_either_eval(s->sync, s->as, &s->dead_retry, dead_retry_done, c, 2, argv, NULL);
+    jstore_dead_retry(RS(b)->js, JSTORE_STREAMS, id, dead_retry_done, c);
 }
 
 /* ---- queues ----------------------------------------------------------------------- */
@@ -231,6 +152,7 @@ static void queues_done(const struct rds_reply *r, void *arg)
         const char *t = rds_reply_at_str(e, 0);
         copy_field(q[i].type, sizeof(q[i].type), t ? t : "");
         q[i].depth = rds_reply_at_int(e, 1, 0);
+        q[i].lag = q[i].depth;
         q[i].pending = rds_reply_at_int(e, 2, 0);
         q[i].consumers = rds_reply_at_int(e, 3, 0);
         q[i].scheduled = rds_reply_at_int(e, 4, 0);
@@ -254,48 +176,6 @@ static void rs_queues(struct broker *b, broker_queues_cb cb, void *arg)
 
 /* ---- worker side (sync only) ------------------------------------------------- */
 
-/* Run the start script for deliveries (msgid, id) of one type and append the
- * jobs it hands out to out[*n]. */
-static enum cv_rc start_deliveries(struct rstream *s, const char *consumer, const char *type,
-                                   const char **pairs, size_t npairs, struct job **out, size_t *n)
-{
-    if (npairs == 0)
-        return CV_OK;
-    size_t argc = 4 + npairs * 2;
-    const char **argv = xmalloc(sizeof(*argv) * argc);
-    char now[24], cnt[24];
-    num(now, sizeof(now), clock_wall_ms());
-    num(cnt, sizeof(cnt), (long long)npairs);
-    argv[0] = now;
-    argv[1] = consumer;
-    argv[2] = type;
-    argv[3] = cnt;
-    memcpy(argv + 4, pairs, sizeof(*argv) * npairs * 2);
-    struct rds_reply *r = rds_eval(s->sync, &s->start, 0, (int)argc, argv, NULL);
-    free(argv);
-    enum cv_rc rc = rds_reply_rc(r, "start");
-    for (size_t i = 0; rc == CV_OK && i < rds_reply_len(r); i++) {
-        const struct rds_reply *e = rds_reply_at(r, i);
-        if (rds_reply_len(e) < 7)
-            continue; /* skipped: the job already ended */
-        struct job *j = job_new(type);
-        copy_field(j->msg_id, sizeof(j->msg_id), rds_reply_at_str(e, 0));
-        copy_field(j->id, sizeof(j->id), rds_reply_at_str(e, 1));
-        j->attempt = (int)rds_reply_at_int(e, 2, 1);
-        j->max_attempts = (int)rds_reply_at_int(e, 3, 1);
-        size_t plen = 0;
-        const char *p = rds_reply_str(rds_reply_at(e, 4), &plen);
-        job_set_payload(j, p ? p : "{}", p ? plen : 2);
-        const char *tp = rds_reply_at_str(e, 5);
-        copy_field(j->traceparent, sizeof(j->traceparent), tp ? tp : "");
-        j->epoch = rds_reply_at_int(e, 6, 0);
-        j->deliveries = rds_reply_at_int(e, 7, j->epoch);
-        out[(*n)++] = j;
-    }
-    rds_reply_free(r);
-    return rc;
-}
-
 static void ensure_group(struct rstream *s, const char *type)
 {
     char stream[64];
@@ -314,8 +194,8 @@ static enum cv_rc start_entries(struct rstream *s, const char *consumer, const c
     size_t ne = rds_reply_len(entries);
     if (ne > max - *n)
         ne = max - *n; /* never: COUNT bounds it */
-    const char **pairs = xmalloc(sizeof(*pairs) * (ne * 2 + 1));
-    size_t np = 0;
+    struct jstore_delivery *d = xcalloc(ne ? ne : 1, sizeof(*d));
+    size_t nd = 0;
     for (size_t i = 0; i < ne; i++) {
         const struct rds_reply *e = rds_reply_at(entries, i);
         const char *msgid = rds_reply_at_str(e, 0);
@@ -326,12 +206,12 @@ static enum cv_rc start_entries(struct rstream *s, const char *consumer, const c
                 id = rds_reply_at_str(fields, k + 1);
         if (!msgid || !id)
             continue;
-        pairs[2 * np] = msgid;
-        pairs[2 * np + 1] = id;
-        np++;
+        d[nd].msg_id = msgid;
+        d[nd].id = id;
+        nd++;
     }
-    enum cv_rc rc = start_deliveries(s, consumer, type, pairs, np, out, n);
-    free(pairs);
+    enum cv_rc rc = jstore_start(s->js, JSTORE_STREAMS, consumer, type, d, nd, out, n);
+    free(d);
     return rc;
 }
 
@@ -456,58 +336,10 @@ static enum cv_rc rs_reclaim(struct broker *b, const char *consumer, const char 
     return rc;
 }
 
-static const char *outcome_str(enum broker_outcome o)
-{
-    switch (o) {
-    case BROKER_ACK: return "ack";
-    case BROKER_RETRY: return "retry";
-    case BROKER_FAIL: return "fail";
-    case BROKER_DEAD: return "dead";
-    case BROKER_DEFER: return "defer";
-    }
-    return "dead";
-}
-
 static enum cv_rc rs_settle(struct broker *b, struct job *const *jobs, struct broker_settle *st,
                             size_t n, int status_ttl_s)
 {
-    struct rstream *s = RS(b);
-    if (n == 0)
-        return CV_OK;
-    size_t argc = 3 + n * 8;
-    const char **argv = xmalloc(sizeof(*argv) * argc);
-    char (*nums)[24] = xmalloc(sizeof(*nums) * (3 + n * 2));
-    num(nums[0], 24, clock_wall_ms());
-    num(nums[1], 24, status_ttl_s);
-    num(nums[2], 24, (long long)n);
-    for (int i = 0; i < 3; i++)
-        argv[i] = nums[i];
-    for (size_t i = 0; i < n; i++) {
-        size_t b0 = 3 + i * 8;
-        num(nums[3 + 2 * i], 24, jobs[i]->epoch);
-        num(nums[4 + 2 * i], 24, st[i].delay_ms);
-        argv[b0] = jobs[i]->id;
-        argv[b0 + 1] = jobs[i]->type;
-        argv[b0 + 2] = jobs[i]->msg_id;
-        argv[b0 + 3] = nums[3 + 2 * i];
-        argv[b0 + 4] = outcome_str(st[i].outcome);
-        argv[b0 + 5] = nums[4 + 2 * i];
-        argv[b0 + 6] = st[i].error ? st[i].error : "";
-        argv[b0 + 7] = st[i].held ? "1" : "0";
-        st[i].fenced = 0;
-    }
-    struct rds_reply *r = rds_eval(s->sync, &s->settle, 0, (int)argc, argv, NULL);
-    free(argv);
-    free(nums);
-    enum cv_rc rc = rds_reply_rc(r, "settle");
-    if (rc == CV_OK && rds_reply_len(r) != n)
-        rc = CV_ERR_IO;
-    for (size_t i = 0; rc == CV_OK && i < n; i++) {
-        const char *v = rds_reply_at_str(r, i);
-        st[i].fenced = v && !strcmp(v, "fenced");
-    }
-    rds_reply_free(r);
-    return rc;
+    return jstore_settle(RS(b)->js, JSTORE_STREAMS, jobs, st, n, status_ttl_s);
 }
 
 static enum cv_rc rs_promote(struct broker *b, size_t max, size_t *moved)
@@ -602,11 +434,7 @@ struct broker *rstream_open(const struct cfg *cfg, struct event_base *base)
 {
     struct rstream *s = xcalloc(1, sizeof(*s));
     s->base.ops = &rstream_ops;
-    s->publish = (struct rds_script){ "publish", RSTREAM_LUA_PUBLISH, "" };
-    s->start = (struct rds_script){ "start", RSTREAM_LUA_START, "" };
-    s->settle = (struct rds_script){ "settle", RSTREAM_LUA_SETTLE, "" };
     s->promote = (struct rds_script){ "promote", RSTREAM_LUA_PROMOTE, "" };
-    s->dead_retry = (struct rds_script){ "dead_retry", RSTREAM_LUA_DEAD_RETRY, "" };
     s->queues = (struct rds_script){ "queues", RSTREAM_LUA_QUEUES, "" };
     s->worker_gone = (struct rds_script){ "worker_gone", RSTREAM_LUA_WORKER_GONE, "" };
     s->gc_consumers = (struct rds_script){ "gc_consumers", RSTREAM_LUA_GC_CONSUMERS, "" };
@@ -621,9 +449,7 @@ struct broker *rstream_open(const struct cfg *cfg, struct event_base *base)
     s->sync = rds_connect(cfg->redis_url, cfg->block_ms + 5000);
     if (!s->sync)
         goto fail;
-    struct rds_script *all[] = { &s->publish, &s->start, &s->settle, &s->promote,
-                                 &s->dead_retry, &s->queues, &s->worker_gone,
-                                 &s->gc_consumers };
+    struct rds_script *all[] = { &s->promote, &s->queues, &s->worker_gone, &s->gc_consumers };
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         if (rds_script_load(s->sync, all[i]))
             goto fail;

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "broker.h"
 #include "cfg.h"
@@ -18,6 +19,24 @@
 static struct cfg cfg;
 static struct broker *b;
 static struct rds *r;
+/* How long a read waits for a job that must come (Kafka: the group's first
+ * join takes seconds), and for one that must not. */
+static int tc_block_ms = 10, tc_none_ms = 10;
+
+/* Kafka settings for a test: the harness's mock cluster, a topic prefix of its
+ * own (the cluster outlives tests, Redis is flushed), a session timeout the
+ * mock handles well (PLATFORM.md). */
+static inline void tc_kafka(struct cfg *c)
+{
+    const char *boot = getenv("CONVEYOR_TEST_KAFKA_BOOTSTRAP");
+    cr_assert_not_null(boot, "run through tests/harness/run-integ.sh (it starts the mock cluster)");
+    char prefix[64];
+    snprintf(prefix, sizeof(prefix), "t%d-%lld", (int)getpid(), (long long)clock_wall_ms());
+    cr_assert_eq(cfg_set(c, "broker.topic_prefix", prefix), 0);
+    cr_assert_eq(cfg_set(c, "kafka.bootstrap.servers", boot), 0);
+    cr_assert_eq(cfg_set(c, "kafka.session.timeout.ms", "6000"), 0);
+    cr_assert_eq(cfg_set(c, "kafka.heartbeat.interval.ms", "500"), 0);
+}
 
 /* A fresh Redis and a broker on the named transport. */
 static inline void tc_setup(const char *transport)
@@ -25,6 +44,11 @@ static inline void tc_setup(const char *transport)
     cr_assert_eq(cfg_load(&cfg, NULL), 0);
     cr_assert_not_null(getenv("CONVEYOR_REDIS_URL"), "run through tests/harness/run-integ.sh");
     cr_assert_eq(cfg_set(&cfg, "broker.transport", transport), 0, "transport %s", transport);
+    if (!strcmp(transport, "kafka")) {
+        tc_kafka(&cfg);
+        tc_block_ms = 20000;
+        tc_none_ms = 1500;
+    }
     r = rds_connect(cfg.redis_url, 5000);
     cr_assert_not_null(r);
     rds_reply_free(rds_cmdf(r, "FLUSHALL"));
@@ -112,7 +136,7 @@ static inline void on_queues(void *arg, enum cv_rc rc, const struct queue_stat *
 }
 
 /* Jobs of the noop queue not settled yet: waiting plus delivered. */
-static inline long long unsettled(void)
+static inline long long unsettled_now(void)
 {
     struct q_out q;
     memset(&q, 0, sizeof(q));
@@ -121,11 +145,38 @@ static inline long long unsettled(void)
     return q.q.depth + q.q.pending;
 }
 
+/* unsettled_now() once it equals want, or after a deadline (Kafka commits
+ * finished offsets every second: its count follows a settle, it does not
+ * change with it). */
+static inline long long unsettled(long long want)
+{
+    int64_t end = clock_mono_ms() + (tc_block_ms > 10 ? 10000 : 0);
+    long long n = unsettled_now();
+    while (n != want && clock_mono_ms() < end) {
+        cr_assert(broker_ready(b)); /* a round trip instead of a sleep */
+        n = unsettled_now();
+    }
+    return n;
+}
+
+/* Read up to max jobs; waits up to tc_block_ms for the first. */
 static inline size_t consume(const char *consumer, const char *type, struct job **out, size_t max)
 {
     const char *types[] = { type };
     size_t n = 0;
-    cr_assert_eq(broker_consume(b, consumer, types, 1, max, 10, out, &n), CV_OK);
+    cr_assert_eq(broker_consume(b, consumer, types, 1, max, tc_block_ms, out, &n), CV_OK);
+    return n;
+}
+
+/* A read that must find nothing: it waits tc_none_ms. */
+static inline size_t consume_none(const char *consumer, const char *type)
+{
+    const char *types[] = { type };
+    struct job *out[4];
+    size_t n = 0;
+    cr_assert_eq(broker_consume(b, consumer, types, 1, 4, tc_none_ms, out, &n), CV_OK);
+    for (size_t i = 0; i < n; i++)
+        job_free(out[i]);
     return n;
 }
 
@@ -175,12 +226,13 @@ static inline void publish_batch(const char *type, size_t n)
     free(o);
 }
 
-/* Consume and ack what type holds, up to max jobs (10 reads at most). Returns how many. */
+/* Consume and ack what type holds, up to max jobs (30 s at most). Returns how many. */
 static inline size_t ack_all(const char *type, size_t max)
 {
     size_t total = 0;
     struct job *got[256];
-    for (int round = 0; round < 10 && total < max; round++) {
+    int64_t end = clock_mono_ms() + 30000;
+    while (total < max && clock_mono_ms() < end) {
         size_t n = consume("c1", type, got, 256);
         struct broker_settle s[256];
         memset(s, 0, sizeof(s));

@@ -64,7 +64,7 @@ Test(rstream, trimming_follows_our_group_only)
     rds_reply_free(rds_cmdf(r, "XGROUP CREATE cv:q:noop tap $"));
     cr_assert_eq(broker_promote(b, 10, NULL), CV_OK);
     cr_assert_eq(xlen("cv:q:noop"), 300);
-    cr_assert_eq(unsettled(), 300);
+    cr_assert_eq(unsettled(300), 300);
     free(o);
 }
 
@@ -84,7 +84,7 @@ Test(rstream, queue_depth_does_not_trust_a_wrong_lag)
     struct rds_reply *x = rds_cmdf(r, "XGROUP SETID cv:q:noop cv $ ENTRIESREAD 0");
     cr_assert_eq(rds_reply_type(x), RDS_STATUS, "%s", rds_reply_str(x, NULL));
     rds_reply_free(x);
-    cr_assert_eq(unsettled(), 0);
+    cr_assert_eq(unsettled(0), 0);
     free(o);
 }
 

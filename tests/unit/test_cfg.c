@@ -273,10 +273,11 @@ Test(cfg, broker_transport_is_a_known_name, .init = cr_redirect_stderr)
     cr_assert_eq(cfg_load(&c, NULL), 0);
     cr_assert_str_eq(c.broker_transport, "redis");
     cr_assert(broker_transport_known("redis"));
-    cr_assert_not(broker_transport_known("kafka"));
+    cr_assert(broker_transport_known("kafka"));
+    cr_assert_not(broker_transport_known("rabbit"));
     cr_assert_eq(cfg_set(&c, "broker.transport", "rabbit"), -1, "a flag is checked too");
     cfg_cleanup(&c);
-    setenv("CONVEYOR_BROKER_TRANSPORT", "kafka", 1);
+    setenv("CONVEYOR_BROKER_TRANSPORT", "rabbit", 1);
     cr_assert_eq(cfg_load(&c, NULL), -1);
     cfg_cleanup(&c);
     unsetenv("CONVEYOR_BROKER_TRANSPORT");
@@ -284,8 +285,47 @@ Test(cfg, broker_transport_is_a_known_name, .init = cr_redirect_stderr)
     char buf[512] = { 0 };
     size_t n = fread(buf, 1, sizeof(buf) - 1, cr_get_redirected_stderr());
     cr_assert(n > 0);
-    cr_assert(strstr(buf, "broker.transport: unknown transport 'kafka' (known: redis)") != NULL,
+    cr_assert(strstr(buf, "broker.transport: unknown transport 'rabbit' (known: redis, kafka)") != NULL,
               "got: %s", buf);
+}
+
+/* Issue 7: every kafka.* key passes to librdkafka; the env wins; secrets are
+ * named so that they are never logged. */
+Test(cfg, kafka_keys_pass_through_from_file_env_and_flags, .init = clear_env)
+{
+    struct cfg c;
+    const char *p = write_tmp("broker = { transport = \"kafka\"; topic_prefix = \"shop-1\"; };\n"
+                              "kafka = { bootstrap_servers = \"k1:9092,k2:9092\";\n"
+                              "  session_timeout_ms = 6000; enable_idempotence = true;\n"
+                              "  sasl_password = \"from-file\"; };\n");
+    setenv("CONVEYOR_KAFKA_SASL_PASSWORD", "from-env", 1);
+    setenv("CONVEYOR_KAFKA_SECURITY_PROTOCOL", "sasl_ssl", 1);
+    cr_assert_eq(cfg_load(&c, p), 0);
+    unsetenv("CONVEYOR_KAFKA_SASL_PASSWORD");
+    unsetenv("CONVEYOR_KAFKA_SECURITY_PROTOCOL");
+    cr_assert_str_eq(c.broker_transport, "kafka");
+    cr_assert_str_eq(c.broker_topic_prefix, "shop-1");
+    const char *want[][2] = { { "bootstrap.servers", "k1:9092,k2:9092" },
+                              { "session.timeout.ms", "6000" },
+                              { "enable.idempotence", "true" },
+                              { "sasl.password", "from-env" },
+                              { "security.protocol", "sasl_ssl" } };
+    cr_assert_eq(c.kafka_nprops, 5);
+    for (size_t i = 0; i < 5; i++) {
+        size_t k = 0;
+        while (k < c.kafka_nprops && strcmp(c.kafka_props[2 * k], want[i][0]))
+            k++;
+        cr_assert_lt(k, c.kafka_nprops, "%s missing", want[i][0]);
+        cr_assert_str_eq(c.kafka_props[2 * k + 1], want[i][1]);
+    }
+    cr_assert_eq(cfg_set(&c, "kafka.session.timeout.ms", "7000"), 0);
+    cr_assert_eq(c.kafka_nprops, 5, "a flag replaces");
+    cr_assert(cfg_secret_name("sasl.password"));
+    cr_assert(cfg_secret_name("ssl.key.password"));
+    cr_assert(cfg_secret_name("sasl.oauthbearer.client.secret"));
+    cr_assert_not(cfg_secret_name("bootstrap.servers"));
+    cr_assert_eq(cfg_set(&c, "broker.topic_prefix", "bad prefix!"), -1);
+    cfg_cleanup(&c);
 }
 
 /* The value of kafka property name in c, or NULL. */
@@ -375,14 +415,14 @@ Test(cfg, kafka_bad_names_and_values_are_refused, .init = cr_redirect_stderr)
 
 Test(cfg, kafka_secret_names)
 {
-    cr_assert(cfg_kafka_secret("sasl.password"));
-    cr_assert(cfg_kafka_secret("ssl.key.password"));
-    cr_assert(cfg_kafka_secret("ssl.key.pem"));
-    cr_assert(cfg_kafka_secret("sasl.oauthbearer.client.secret"));
-    cr_assert(cfg_kafka_secret("SASL.PASSWORD"));
-    cr_assert_not(cfg_kafka_secret("bootstrap.servers"));
-    cr_assert_not(cfg_kafka_secret("sasl.username"));
-    cr_assert_not(cfg_kafka_secret("ssl.ca.location"));
+    cr_assert(cfg_secret_name("sasl.password"));
+    cr_assert(cfg_secret_name("ssl.key.password"));
+    cr_assert(cfg_secret_name("ssl.key.pem"));
+    cr_assert(cfg_secret_name("sasl.oauthbearer.client.secret"));
+    cr_assert(cfg_secret_name("SASL.PASSWORD"));
+    cr_assert_not(cfg_secret_name("bootstrap.servers"));
+    cr_assert_not(cfg_secret_name("sasl.username"));
+    cr_assert_not(cfg_secret_name("ssl.ca.location"));
 }
 
 /* cfg_log writes kafka.* pairs on a line of their own, with the values of

@@ -98,8 +98,13 @@ Test(jobtype, the_ordering_key_is_the_order_or_the_job)
     cJSON *p = json_parse("{\"order_id\":\"MIR-9\"}", 20);
     cr_assert_eq(jobtype_key(jobtype_at(JT_CARRIER_POST), p, "id-1", k, sizeof(k)), 0);
     cr_assert_str_eq(k, "MIR-9");
-    cr_assert_eq(jobtype_key(jobtype_at(JT_NOOP), p, "id-1", k, sizeof(k)), 0);
+    /* noop's key is its "key" field (the per-key order tests); without one, the job */
+    cr_assert_eq(jobtype_key(jobtype_at(JT_NOOP), p, "id-1", k, sizeof(k)), -1);
     cr_assert_str_eq(k, "id-1");
+    cJSON_Delete(p);
+    p = json_parse("{\"key\":\"k7\"}", 12);
+    cr_assert_eq(jobtype_key(jobtype_at(JT_NOOP), p, "id-1", k, sizeof(k)), 0);
+    cr_assert_str_eq(k, "k7");
     cJSON_Delete(p);
 }
 
