@@ -138,11 +138,14 @@ bench: deps-ok all $(BENCH_SRC:bench/%.c=build/rel/bench/%)
 	bash bench/run.sh
 
 # ---- the local stack -----------------------------------------------------
+# BROKER=kafka: the jobs go through librdkafka's mock Kafka cluster (bin/conveyor-kmock)
+# instead of Redis Streams; see scripts/stack.sh.
+BROKER ?= redis
 run: deps-ok all
-	bash scripts/stack.sh run
+	STACK_BROKER=$(BROKER) bash scripts/stack.sh run
 
 up: deps-ok all
-	bash scripts/stack.sh up
+	STACK_BROKER=$(BROKER) bash scripts/stack.sh up
 
 down:
 	bash scripts/stack.sh down
