@@ -496,3 +496,19 @@ Test(cfg, topic_prefix_default_env_and_alphabet, .init = cr_redirect_stderr)
                           "(got 'has space')") != NULL,
               "got: %s", buf);
 }
+
+/* The deploy example of the kafka group loads, with every value librdkafka needs for
+ * SASL_SSL and no secret in the file (they come from the environment). */
+Test(cfg, the_kafka_deploy_example_loads_without_secrets, .init = clear_env)
+{
+    struct cfg c;
+    cr_assert_eq(cfg_load(&c, "deploy/kafka/conveyor-kafka.cfg"), 0);
+    cr_assert_str_eq(kafka_prop(&c, "security.protocol"), "SASL_SSL");
+    cr_assert_str_eq(kafka_prop(&c, "sasl.mechanism"), "SCRAM-SHA-512");
+    cr_assert_not_null(kafka_prop(&c, "ssl.ca.location"));
+    cr_assert_not_null(kafka_prop(&c, "bootstrap.servers"));
+    for (size_t i = 0; i < c.kafka_nprops; i++)
+        cr_assert_not(cfg_secret_name(c.kafka_props[2 * i]), "%s in the file",
+                      c.kafka_props[2 * i]);
+    cfg_cleanup(&c);
+}
