@@ -53,12 +53,13 @@
  * while a retry waits, its partition's commits wait behind it (bounded by the
  * backoff); the window's other keys go on.
  *
- * Deliveries that never settle. The worker's loop settles every delivery of
- * a batch before it reads again, unless Redis failed or the delivery was
- * fenced in the handler. A delivery still out at the next broker_consume is
- * therefore abandoned: it goes back to waiting and starts again (a new epoch,
- * counted by the poison-job guard). Nothing holds a partition's commits
- * forever.
+ * Deliveries that never settle (the worker's Redis failed, the handler saw
+ * it fenced, the worker gave it up while stopping) go back to waiting once
+ * they are out longer than worker.visibility_timeout_ms, as Redis Streams
+ * reclaims them, and start again with a new epoch, counted by the poison-job
+ * guard. A worker that dies takes its window with it: the rebalance hands the
+ * partitions, from the last commit, to another. Nothing holds a partition's
+ * commits forever.
  *
  * Scheduled jobs still wait in the Redis delayed set (BROKER_CAP_DELAYED_SET);
  * broker_promote produces them when due, together with the sweep. */
@@ -99,6 +100,7 @@ struct kmsg {
     int64_t offset;
     uint64_t keyh;             /* hash of the key: equal keys, equal hashes */
     int64_t due_ms;            /* wall ms; a retry waits until then */
+    int64_t out_ms;            /* mono ms it was handed out (KM_OUT) */
     long long kq;
     unsigned char st;          /* enum kmsg_st */
     char id[UUID_STR_LEN];
@@ -753,6 +755,7 @@ static size_t pick_part(struct kstream *ks, struct ktype *kt, int32_t id, struct
             continue;
         }
         m->st = KM_OUT;
+        m->out_ms = clock_mono_ms();
         p->out++;
         struct pick *pk = &out[k++];
         pk->kt = kt;
@@ -767,38 +770,59 @@ static size_t pick_part(struct kstream *ks, struct ktype *kt, int32_t id, struct
     return k;
 }
 
-/* Deliveries still out from the last consume were never settled: back to waiting. */
-static void reclaim_abandoned(struct kstream *ks)
+/* Deliveries out longer than the visibility timeout were never settled (the
+ * worker's Redis failed, or it gave them up): back to waiting, to start again
+ * with a new epoch, as Redis Streams reclaims them. *next_due lowers to the
+ * earliest time one of the others expires. Under ks->mu. */
+static void reclaim_abandoned(struct kstream *ks, int64_t *next_due)
 {
     size_t n = 0;
+    int64_t now = clock_mono_ms(), vis = ks->cfg->visibility_timeout_ms;
     for (size_t t = 0; t < ks->ntypes; t++) {
         struct ktype *kt = &ks->types[t];
         for (int i = 0; i < kt->np; i++) {
             struct kpart *p = &kt->p[i];
-            for (size_t j = 0; p->out > 0 && j < p->len; j++)
-                if (p->v[p->head + j].st == KM_OUT) {
-                    p->v[p->head + j].st = KM_WAIT;
-                    p->out--;
-                    n++;
+            for (size_t j = 0; p->out > 0 && j < p->len; j++) {
+                struct kmsg *m = &p->v[p->head + j];
+                if (m->st != KM_OUT)
+                    continue;
+                if (now - m->out_ms < vis) {
+                    int64_t at = clock_wall_ms() + (m->out_ms + vis - now);
+                    if (at < *next_due)
+                        *next_due = at;
+                    continue;
                 }
+                m->st = KM_WAIT;
+                m->due_ms = 0;
+                p->out--;
+                n++;
+            }
         }
     }
     if (n)
         LOG_INFO("kafka.redeliver_unsettled", "count=%zu", n);
 }
 
+/* Pick up to max over the types, each its share first (max / ntypes, the
+ * first type turning each call), then the slots a type left go to the
+ * others: a busy type is not held to its share by idle ones. Under ks->mu. */
 static size_t pick_all(struct kstream *ks, const char *const *types, size_t ntypes, size_t max,
                        struct pick *out, int64_t *next_due)
 {
     size_t k = 0;
     int64_t now = clock_wall_ms();
     size_t first = ks->rr++;
-    for (size_t t = 0; t < ntypes && k < max; t++) {
-        struct ktype *kt = type_find(ks, types[(first + t) % ntypes]);
-        for (int i = 0; kt && i < kt->np && k < max; i++)
-            if (kt->p[i].assigned)
-                k += pick_part(ks, kt, i, &kt->p[i], now, out + k, max - k, next_due);
-    }
+    size_t share = max / ntypes ? max / ntypes : 1;
+    for (int pass = 0; pass < 2 && k < max; pass++)
+        for (size_t t = 0; t < ntypes && k < max; t++) {
+            struct ktype *kt = type_find(ks, types[(first + t) % ntypes]);
+            size_t room = pass == 0 && share < max - k ? share : max - k, got = 0;
+            for (int i = 0; kt && i < kt->np && got < room; i++)
+                if (kt->p[i].assigned)
+                    got += pick_part(ks, kt, i, &kt->p[i], now, out + k + got, room - got,
+                                     next_due);
+            k += got;
+        }
     return k;
 }
 
@@ -846,6 +870,70 @@ static void wait_for_messages(struct kstream *ks, int64_t until_mono)
     pthread_cond_timedwait(&ks->cv, &ks->mu, &ts);
 }
 
+/* Wait until something can be picked, or until (mono ms). Returns how many
+ * were picked into pk. */
+static size_t pick_wait(struct kstream *ks, const char *const *types, size_t ntypes, size_t max,
+                        struct pick *pk, int64_t until)
+{
+    size_t k = 0;
+    pthread_mutex_lock(&ks->mu);
+    for (;;) {
+        int64_t next_due = INT64_MAX;
+        reclaim_abandoned(ks, &next_due);
+        k = pick_all(ks, types, ntypes, max, pk, &next_due);
+        if (k > 0 || clock_mono_ms() >= until)
+            break;
+        int64_t w = until;
+        if (next_due != INT64_MAX && clock_mono_ms() + (next_due - clock_wall_ms()) < w)
+            w = clock_mono_ms() + (next_due - clock_wall_ms()) + 1;
+        wait_for_messages(ks, w);
+    }
+    pthread_mutex_unlock(&ks->mu);
+    return k;
+}
+
+/* Start the picks, a script per type; the windows may move meanwhile (the
+ * consumer's thread appends), so each is found again by offset after. Jobs
+ * started go to out[*n]; the others end (skipped) or wait again. */
+static enum cv_rc start_picks(struct kstream *ks, const char *consumer, const char *const *types,
+                              size_t ntypes, struct pick *pk, size_t k,
+                              struct jstore_delivery *d, struct pick **of, struct job **out,
+                              size_t *n)
+{
+    enum cv_rc rc = CV_OK;
+    for (size_t t = 0; t < ntypes; t++) {
+        struct ktype *kt = type_find(ks, types[t]);
+        size_t nd = 0;
+        for (size_t i = 0; kt && i < k; i++)
+            if (pk[i].kt == kt) {
+                d[nd].msg_id = pk[i].msg_id;
+                d[nd].id = pk[i].id;
+                d[nd].kq = pk[i].kq;
+                of[nd++] = &pk[i];
+            }
+        if (nd == 0)
+            continue;
+        enum cv_rc trc = rc == CV_OK
+                             ? jstore_start(ks->js, JSTORE_EXTERNAL, consumer, kt->type, d, nd,
+                                            out, n)
+                             : rc;
+        int resume = 0;
+        pthread_mutex_lock(&ks->mu);
+        for (size_t i = 0; i < nd; i++) {
+            struct pick *p = of[i];
+            if (trc != CV_OK)
+                delivery_end(kt, p->part, p->offset, p->gen, 0, 0, &resume);
+            else if (d[i].res == JSTORE_SKIP)
+                delivery_end(kt, p->part, p->offset, p->gen, 1, 0, &resume);
+            else if (d[i].res == JSTORE_WAIT)
+                delivery_end(kt, p->part, p->offset, p->gen, 0, d[i].wait_until_ms, &resume);
+        }
+        pthread_mutex_unlock(&ks->mu);
+        rc = trc;
+    }
+    return rc;
+}
+
 static enum cv_rc ks_consume(struct broker *b, const char *consumer, const char *const *types,
                              size_t ntypes, size_t max, int block_ms, struct job **out,
                              size_t *n)
@@ -858,52 +946,18 @@ static enum cv_rc ks_consume(struct broker *b, const char *consumer, const char 
     if (rc != CV_OK)
         return rc;
     struct pick *pk = xcalloc(max, sizeof(*pk));
-    int64_t until = clock_mono_ms() + (block_ms > 0 ? block_ms : 0);
-    pthread_mutex_lock(&ks->mu);
-    reclaim_abandoned(ks);
-    size_t k = 0;
-    for (;;) {
-        int64_t next_due = INT64_MAX;
-        k = pick_all(ks, types, ntypes, max, pk, &next_due);
-        if (k > 0 || clock_mono_ms() >= until)
-            break;
-        int64_t w = until;
-        if (next_due != INT64_MAX && clock_mono_ms() + (next_due - clock_wall_ms()) < w)
-            w = clock_mono_ms() + (next_due - clock_wall_ms()) + 1;
-        wait_for_messages(ks, w);
-    }
-    pthread_mutex_unlock(&ks->mu);
-
-    /* start them, a script per type; the windows may move meanwhile (the
-     * consumer's thread appends), so each is found again by offset after */
     struct jstore_delivery *d = xcalloc(max, sizeof(*d));
     struct pick **of = xcalloc(max, sizeof(*of));
-    for (size_t t = 0; t < ntypes && rc == CV_OK; t++) {
-        struct ktype *kt = type_find(ks, types[t]);
-        size_t nd = 0;
-        for (size_t i = 0; kt && i < k; i++)
-            if (pk[i].kt == kt) {
-                d[nd].msg_id = pk[i].msg_id;
-                d[nd].id = pk[i].id;
-                d[nd].kq = pk[i].kq;
-                of[nd++] = &pk[i];
-            }
-        if (nd == 0)
-            continue;
-        rc = jstore_start(ks->js, JSTORE_EXTERNAL, consumer, kt->type, d, nd, out, n);
-        int resume = 0;
-        pthread_mutex_lock(&ks->mu);
-        for (size_t i = 0; i < nd; i++) {
-            struct pick *p = of[i];
-            if (rc != CV_OK)
-                delivery_end(kt, p->part, p->offset, p->gen, 0, 0, &resume);
-            else if (d[i].res == JSTORE_SKIP)
-                delivery_end(kt, p->part, p->offset, p->gen, 1, 0, &resume);
-            else if (d[i].res == JSTORE_WAIT)
-                delivery_end(kt, p->part, p->offset, p->gen, 0, d[i].wait_until_ms, &resume);
-        }
-        pthread_mutex_unlock(&ks->mu);
-        (void)resume;
+    int64_t until = clock_mono_ms() + (block_ms > 0 ? block_ms : 0);
+    /* until a job starts or the time is up: picks may all be skipped (ended
+     * jobs, stale copies) or told to wait (a retry's backoff) */
+    while (rc == CV_OK && *n == 0) {
+        size_t k = pick_wait(ks, types, ntypes, max, pk, until);
+        if (k == 0)
+            break;
+        rc = start_picks(ks, consumer, types, ntypes, pk, k, d, of, out, n);
+        if (clock_mono_ms() >= until)
+            break;
     }
     /* the windows' pauses are lifted in settle; a skip that emptied one lifts here */
     for (size_t t = 0; t < ks->ntypes; t++) {
@@ -1179,6 +1233,8 @@ static void ks_close(struct broker *b)
     /* each consumer commits what is finished and leaves its group */
     for (size_t i = 0; i < ks->ntypes; i++) {
         kfk_consumer_free(ks->types[i].c);
+        for (int k = 0; k < ks->types[i].np; k++)
+            free(ks->types[i].p[k].v);
         free(ks->types[i].p);
     }
     free(ks->types);
