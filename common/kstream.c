@@ -204,6 +204,20 @@ static void topic_of(const struct kstream *ks, const char *type, char *out, size
     snprintf(out, cap, "%s.%s", prefix_of(ks->cfg), type);
 }
 
+/* Wait on cv (mu held) for up to ms, or until signalled. */
+static void cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(cv, mu, &ts);
+}
+
 static uint64_t key_hash(const char *k, size_t n)
 {
     uint64_t h = 1469598103934665603ull;   /* FNV-1a */
@@ -337,14 +351,7 @@ static void kpub_produce(struct kpub *kp)
     int64_t until = clock_mono_ms() + PUB_WAIT_MS;
     pthread_mutex_lock(&ks->cmu);
     while (!kp->done && clock_mono_ms() < until) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 100 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&ks->ccv, &ks->cmu, &ts);
+        cond_wait_ms(&ks->ccv, &ks->cmu, 100);
     }
     int done = kp->done;
     pthread_mutex_unlock(&ks->cmu);
@@ -355,13 +362,9 @@ static void kpub_produce(struct kpub *kp)
 }
 
 /* The loop: finished kpubs from the producer's thread. */
-static void on_completions(evutil_socket_t fd, short what, void *arg)
+/* Finish every kpub the producer's thread handed over (async mode). */
+static void finish_completed(struct kstream *ks)
 {
-    (void)what;
-    struct kstream *ks = arg;
-    uint64_t v;
-    ssize_t r = read(fd, &v, sizeof(v));
-    (void)r;
     pthread_mutex_lock(&ks->cmu);
     struct kpub *kp = ks->done_head;
     ks->done_head = NULL;
@@ -371,6 +374,15 @@ static void on_completions(evutil_socket_t fd, short what, void *arg)
         kpub_finish(kp);
         kp = next;
     }
+}
+
+static void on_completions(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    uint64_t v;
+    ssize_t r = read(fd, &v, sizeof(v));
+    (void)r;
+    finish_completed(arg);
 }
 
 static void item_set(struct kitem *it, const char *id, const char *type, const char *key,
@@ -647,14 +659,7 @@ static void on_revoked(void *arg, const int32_t *parts, size_t n, int64_t *commi
     /* give the jobs in flight from these partitions a moment to settle, so that
      * the next owner does not run them again (it would be fenced, but later) */
     while (!ks->closing && out_of(kt, parts, n) > 0 && clock_mono_ms() < until) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 50 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&ks->cv, &ks->mu, &ts);
+        cond_wait_ms(&ks->cv, &ks->mu, 50);
     }
     for (size_t i = 0; i < n; i++) {
         struct kpart *p = part_at(kt, parts[i]);
@@ -857,17 +862,8 @@ static void delivery_end(struct ktype *kt, int32_t part, int64_t offset, unsigne
 static void wait_for_messages(struct kstream *ks, int64_t until_mono)
 {
     int64_t left = until_mono - clock_mono_ms();
-    if (left <= 0)
-        return;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += left / 1000;
-    ts.tv_nsec += (left % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    pthread_cond_timedwait(&ks->cv, &ks->mu, &ts);
+    if (left > 0)
+        cond_wait_ms(&ks->cv, &ks->mu, left);
 }
 
 /* Wait until something can be picked, or until (mono ms). Returns how many
@@ -1015,61 +1011,6 @@ static enum cv_rc ks_settle(struct broker *b, struct job *const *jobs, struct br
     free(resume);
     free(rkt);
     return CV_OK;
-}
-
-/* ---- the job-status store (jstore.c) --------------------------------------------- */
-
-static void ks_get(struct broker *b, const char *id, broker_status_cb cb, void *arg)
-{
-    jstore_get(KS(b)->js, id, cb, arg);
-}
-
-static void ks_dead_list(struct broker *b, const char *type, int limit, broker_list_cb cb,
-                         void *arg)
-{
-    jstore_dead_list(KS(b)->js, type, limit, cb, arg);
-}
-
-static void ks_dead_purge(struct broker *b, const char *id, broker_purge_cb cb, void *arg)
-{
-    jstore_dead_purge(KS(b)->js, id, cb, arg);
-}
-
-static void ks_workers(struct broker *b, int64_t alive_ms, broker_workers_cb cb, void *arg)
-{
-    jstore_workers(KS(b)->js, alive_ms, cb, arg);
-}
-
-static void ks_counters(struct broker *b, broker_counters_cb cb, void *arg)
-{
-    jstore_counters(KS(b)->js, cb, arg);
-}
-
-static enum cv_rc ks_dead_expire(struct broker *b, const char *type, int64_t retention_ms,
-                                 size_t max, size_t *removed)
-{
-    return jstore_dead_expire(KS(b)->js, type, retention_ms, max, removed);
-}
-
-static enum cv_rc ks_held_ids(struct broker *b, size_t max, char (*ids)[UUID_STR_LEN],
-                              size_t *n)
-{
-    return jstore_held_ids(KS(b)->js, max, ids, n);
-}
-
-static enum cv_rc ks_dead_unhold(struct broker *b, const char *id)
-{
-    return jstore_dead_unhold(KS(b)->js, id);
-}
-
-static int ks_lease(struct broker *b, const char *name, const char *owner, int64_t ttl_ms)
-{
-    return jstore_lease(KS(b)->js, name, owner, ttl_ms);
-}
-
-static enum cv_rc ks_heartbeat(struct broker *b, const struct worker_info *w, int ttl_ms)
-{
-    return jstore_heartbeat(KS(b)->js, w, ttl_ms);
 }
 
 static enum cv_rc ks_worker_gone(struct broker *b, const char *name)
@@ -1223,6 +1164,25 @@ static int ks_ready(struct broker *b)
     return ok;
 }
 
+/* What open made, whatever of it was made (a failed open, the end of a close). */
+static void ks_free(struct kstream *ks)
+{
+    if (ks->ev)
+        event_free(ks->ev);
+    if (ks->efd >= 0)
+        close(ks->efd);
+    kfk_producer_put(ks->prod);
+    jstore_free(ks->js);        /* before the link it borrows */
+    rds_free(ks->sync);
+    rds_async_free(ks->as);
+    free(ks->seen);
+    pthread_mutex_destroy(&ks->mu);
+    pthread_cond_destroy(&ks->cv);
+    pthread_mutex_destroy(&ks->cmu);
+    pthread_cond_destroy(&ks->ccv);
+    free(ks);
+}
+
 static void ks_close(struct broker *b)
 {
     struct kstream *ks = KS(b);
@@ -1240,34 +1200,16 @@ static void ks_close(struct broker *b)
     free(ks->types);
     /* publishes in flight get their reports (bounded by message.timeout.ms) */
     int64_t until = clock_mono_ms() + 15000;
-    pthread_mutex_lock(&ks->cmu);
-    while (ks->inflight > 0 && clock_mono_ms() < until) {
-        struct kpub *kp = ks->done_head;
-        ks->done_head = NULL;
-        pthread_mutex_unlock(&ks->cmu);
-        while (kp) {
-            struct kpub *next = kp->next;
-            kpub_finish(kp);
-            kp = next;
-        }
-        usleep(10 * 1000);
+    for (;;) {
         pthread_mutex_lock(&ks->cmu);
+        size_t left = ks->inflight;
+        pthread_mutex_unlock(&ks->cmu);
+        if (left == 0 || clock_mono_ms() >= until)
+            break;
+        finish_completed(ks);
+        usleep(10 * 1000);
     }
-    pthread_mutex_unlock(&ks->cmu);
-    if (ks->ev)
-        event_free(ks->ev);
-    if (ks->efd >= 0)
-        close(ks->efd);
-    kfk_producer_put(ks->prod);
-    jstore_free(ks->js);
-    rds_free(ks->sync);
-    rds_async_free(ks->as);
-    free(ks->seen);
-    pthread_mutex_destroy(&ks->mu);
-    pthread_cond_destroy(&ks->cv);
-    pthread_mutex_destroy(&ks->cmu);
-    pthread_cond_destroy(&ks->ccv);
-    free(ks);
+    ks_free(ks);
 }
 
 static const struct broker_ops kstream_ops = {
@@ -1275,21 +1217,11 @@ static const struct broker_ops kstream_ops = {
     .close = ks_close,
     .ready = ks_ready,
     .publish = ks_publish,
-    .get = ks_get,
-    .dead_list = ks_dead_list,
     .dead_retry = ks_dead_retry,
-    .dead_purge = ks_dead_purge,
     .queues = ks_queues,
-    .workers = ks_workers,
-    .counters = ks_counters,
     .consume = ks_consume,
     .settle = ks_settle,
     .promote = ks_promote,
-    .dead_expire = ks_dead_expire,
-    .held_ids = ks_held_ids,
-    .dead_unhold = ks_dead_unhold,
-    .lease = ks_lease,
-    .heartbeat = ks_heartbeat,
     .worker_gone = ks_worker_gone,
 };
 
@@ -1318,6 +1250,7 @@ struct broker *kstream_open(const struct cfg *cfg, struct event_base *base)
         if (!ks->ev || event_add(ks->ev, NULL))
             goto fail;
         ks->js = jstore_new(NULL, ks->as);
+        ks->base.js = ks->js;
         lag_start(ks);
         return &ks->base;
     }
@@ -1331,20 +1264,11 @@ struct broker *kstream_open(const struct cfg *cfg, struct event_base *base)
     ks->js = jstore_new(ks->sync, NULL);
     if (!ks->js)
         goto fail;
+    ks->base.js = ks->js;
     return &ks->base;
 fail:
-    LOG_ERROR("kafka.open_failed", "redis=%s", ks->prod ? "down" : "-");
-    if (ks->ev)
-        event_free(ks->ev);
-    if (ks->efd >= 0)
-        close(ks->efd);
-    kfk_producer_put(ks->prod);
-    rds_free(ks->sync);
-    rds_async_free(ks->as);
-    pthread_mutex_destroy(&ks->mu);
-    pthread_cond_destroy(&ks->cv);
-    pthread_mutex_destroy(&ks->cmu);
-    pthread_cond_destroy(&ks->ccv);
-    free(ks);
+    LOG_ERROR("kafka.open_failed", "producer=%s redis_url_set=%d", ks->prod ? "ok" : "failed",
+              cfg->redis_url && *cfg->redis_url);
+    ks_free(ks);
     return NULL;
 }
