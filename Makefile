@@ -17,6 +17,7 @@ COMMON_SRC := $(sort $(wildcard common/*.c))
 API_SRC    := $(sort $(wildcard api/*.c))
 WORKER_SRC := $(sort $(wildcard worker/*.c))
 SIM_SRC    := $(sort $(wildcard sim/*.c))
+KMOCK_SRC  := $(sort $(wildcard sim/kmock/*.c))
 CLI_SRC    := $(sort $(wildcard cli/*.c))
 UNIT_SRC   := $(sort $(wildcard tests/unit/test_*.c))
 INTEG_SRC  := $(sort $(wildcard tests/integ/test_*.c))
@@ -24,7 +25,7 @@ HARN_SRC   := tests/harness/harness.c tests/harness/hn_srv.c
 BENCH_SRC  := $(sort $(wildcard bench/*.c))
 CHAOS_SRC  := $(sort $(wildcard tests/chaos/*.c))
 
-BINS = conveyor-api conveyor-worker conveyor-sim conveyorctl
+BINS = conveyor-api conveyor-worker conveyor-sim conveyorctl conveyor-kmock
 
 .PHONY: all san test unit integ bench run up down clean deps deps-ok servers chaos
 all: $(addprefix bin/,$(BINS))
@@ -65,6 +66,10 @@ bin/conveyor-sim: $(SIM_SRC:%.c=build/rel/%.o) build/rel/libcommon.a
 bin/conveyorctl: $(CLI_SRC:%.c=build/rel/%.o) build/rel/libcommon.a
 	@mkdir -p bin
 	$(CC) $(REL) -o $@ $^ $(LIBS)
+# librdkafka's mock Kafka cluster in a process (tests, `make up BROKER=kafka`)
+bin/conveyor-kmock: $(KMOCK_SRC:%.c=build/rel/%.o) build/rel/libcommon.a
+	@mkdir -p bin
+	$(CC) $(REL) -o $@ $^ $(LIBS)
 
 # ---- sanitizer build (tests) --------------------------------------------
 build/san/%.o: %.c | deps-ok
@@ -82,6 +87,9 @@ build/san/bin/conveyor-sim: $(SIM_SRC:%.c=build/san/%.o) build/san/libcommon.a
 	@mkdir -p $(dir $@)
 	$(CC) $(SAN) -o $@ $^ $(LIBS)
 build/san/bin/conveyorctl: $(CLI_SRC:%.c=build/san/%.o) build/san/libcommon.a
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN) -o $@ $^ $(LIBS)
+build/san/bin/conveyor-kmock: $(KMOCK_SRC:%.c=build/san/%.o) build/san/libcommon.a
 	@mkdir -p $(dir $@)
 	$(CC) $(SAN) -o $@ $^ $(LIBS)
 build/san/unit_tests: $(UNIT_SRC:%.c=build/san/%.o) build/san/libcommon.a
@@ -130,11 +138,14 @@ bench: deps-ok all $(BENCH_SRC:bench/%.c=build/rel/bench/%)
 	bash bench/run.sh
 
 # ---- the local stack -----------------------------------------------------
+# BROKER=kafka: the jobs go through librdkafka's mock Kafka cluster (bin/conveyor-kmock)
+# instead of Redis Streams; see scripts/stack.sh.
+BROKER ?= redis
 run: deps-ok all
-	bash scripts/stack.sh run
+	STACK_BROKER=$(BROKER) bash scripts/stack.sh run
 
 up: deps-ok all
-	bash scripts/stack.sh up
+	STACK_BROKER=$(BROKER) bash scripts/stack.sh up
 
 down:
 	bash scripts/stack.sh down

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "broker.h"
 #include "log.h"
@@ -128,6 +129,46 @@ static const struct cfg_row *find_row(const char *key)
         if (strcmp(rows[i].key, key) == 0)
             return &rows[i];
     return NULL;
+}
+
+/* 1..max bytes of [A-Za-z0-9._-]: a producer key's name (it goes into Redis
+ * key names: no ':' lets two producers share a key), a topic prefix (a part of
+ * a Kafka topic name, whose alphabet this is). */
+static int safe_name(const char *s, size_t len, size_t max)
+{
+    if (len == 0 || len > max)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char ch = s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '.' || ch == '_' || ch == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+/* The text of a scalar libconfig setting: a string as is, numbers in decimal
+ * (floats with float_digits significant digits), booleans "true"/"false";
+ * NULL for a group, array or list. A number's text is written into num. */
+static const char *setting_text(const config_setting_t *s, char num[64], int float_digits)
+{
+    switch (config_setting_type(s)) {
+    case CONFIG_TYPE_STRING:
+        return config_setting_get_string(s);
+    case CONFIG_TYPE_INT:
+        snprintf(num, 64, "%d", config_setting_get_int(s));
+        return num;
+    case CONFIG_TYPE_INT64:
+        snprintf(num, 64, "%lld", config_setting_get_int64(s));
+        return num;
+    case CONFIG_TYPE_FLOAT:
+        snprintf(num, 64, "%.*g", float_digits, config_setting_get_float(s));
+        return num;
+    case CONFIG_TYPE_BOOL:
+        return config_setting_get_bool(s) ? "true" : "false";
+    default:
+        return NULL;
+    }
 }
 
 /* The one setter every source goes through. where is "file:line", "env X" or
@@ -360,97 +401,136 @@ int cfg_max_attempts(const struct cfg *c, const char *type)
     return cfg_type(c, type)->max_attempts;
 }
 
-
-/* ==== the kafka group: every key passed to librdkafka as is ====================
+/* ==== the kafka group: librdkafka properties, passed through ================
  *
- * librdkafka has hundreds of properties (SASL, TLS, tuning) and new ones each
- * release: a table here would always lag behind. So the group takes any name:
- * "kafka.<name>" with '_' read as '.' (libconfig names cannot hold dots; no
- * librdkafka property has an underscore that matters), and librdkafka itself
- * refuses an unknown one when a handle is made (kfk.c), naming it. */
+ * Not rows: an operator may set any librdkafka property (SASL, TLS, tuning),
+ * and kfk.c hands every pair to rd_kafka_conf_set, which refuses an unknown
+ * name or a bad value when a handle is made. Here names are only normalised
+ * (lowercased, '_' read as '.'), so that the file's bootstrap_servers, the
+ * env's CONVEYOR_KAFKA_BOOTSTRAP_SERVERS and the flag kafka.bootstrap.servers
+ * name one property, and a later source replaces the earlier one's pair. */
+
+#define KAFKA_ENV "CONVEYOR_KAFKA_"
+#define KAFKA_NAME_MAX 128
 
 int cfg_secret_name(const char *name)
 {
-    return strstr(name, "password") || strstr(name, "secret") || strstr(name, "key");
+    return strcasestr(name, "password") || strcasestr(name, "secret") || strcasestr(name, "key");
 }
 
-/* Set (or replace) property name (in any of the spellings above) to value. */
+/* The property name of src[0..len) into out: lowercased, '_' as '.'. 0, or -1
+ * when it is empty, too long or holds anything but [A-Za-z0-9._-] (librdkafka
+ * names hold nothing else). */
+static int kafka_name(const char *src, size_t len, char out[KAFKA_NAME_MAX])
+{
+    if (len == 0 || len >= KAFKA_NAME_MAX || !safe_name(src, len, len))
+        return -1;
+    for (size_t i = 0; i < len; i++)
+        out[i] = src[i] == '_' ? '.' : (src[i] >= 'A' && src[i] <= 'Z') ? (char)(src[i] + 32)
+                                                                          : src[i];
+    out[len] = '\0';
+    return 0;
+}
+
+/* Set property name to value: replace the pair of that name, else add one. */
 static void kafka_put(struct cfg *c, const char *name, const char *value)
 {
-    char prop[128];
-    size_t o = 0;
-    for (const char *p = name; *p && o + 1 < sizeof(prop); p++)
-        prop[o++] = *p == '_' ? '.' : (*p >= 'A' && *p <= 'Z') ? (char)(*p - 'A' + 'a') : *p;
-    prop[o] = '\0';
-    for (size_t i = 0; i < c->kafka_nprops; i++)
-        if (!strcmp(c->kafka_props[2 * i], prop)) {
+    for (size_t i = 0; i < c->kafka_nprops; i++) {
+        if (strcmp(c->kafka_props[2 * i], name) == 0) {
             free(c->kafka_props[2 * i + 1]);
             c->kafka_props[2 * i + 1] = xstrdup(value);
             return;
         }
-    c->kafka_props = xrealloc(c->kafka_props, sizeof(char *) * 2 * (c->kafka_nprops + 1));
-    c->kafka_props[2 * c->kafka_nprops] = xstrdup(prop);
+    }
+    c->kafka_props = xrealloc(c->kafka_props, 2 * (c->kafka_nprops + 1) * sizeof(char *));
+    c->kafka_props[2 * c->kafka_nprops] = xstrdup(name);
     c->kafka_props[2 * c->kafka_nprops + 1] = xstrdup(value);
     c->kafka_nprops++;
 }
 
+/* Property src[0..len) from where ("file:line", "env X", "flag"). 0 or -1 (printed). */
+static int kafka_set(struct cfg *c, const char *src, size_t len, const char *value,
+                     const char *where)
+{
+    char name[KAFKA_NAME_MAX];
+    if (kafka_name(src, len, name)) {
+        fprintf(stderr,
+                "conveyor: %s: kafka.%.*s: not a librdkafka property name "
+                "(1..%d of A-Z a-z 0-9 . _ -)\n",
+                where, (int)len, src, KAFKA_NAME_MAX - 1);
+        return -1;
+    }
+    kafka_put(c, name, value);
+    return 0;
+}
+
+/* kafka = { bootstrap_servers = "h:9092"; session_timeout_ms = 6000;
+ * enable_idempotence = true; }: each value as librdkafka's text (a string as
+ * is, numbers in decimal, booleans "true"/"false"). */
 static int load_file_kafka(struct cfg *c, config_t *lc, const char *path)
 {
     config_setting_t *grp = config_lookup(lc, "kafka");
-    int n = grp ? config_setting_length(grp) : 0;
+    if (!grp)
+        return 0;
+    if (!config_setting_is_group(grp)) {
+        fprintf(stderr, "conveyor: %s:%d: kafka: must be a group: kafka = { name = value; }\n",
+                path, config_setting_source_line(grp));
+        return -1;
+    }
+    int n = config_setting_length(grp);
     for (int i = 0; i < n; i++) {
-        config_setting_t *st = config_setting_get_elem(grp, (unsigned)i);
-        const char *name = config_setting_name(st);
-        char v[64];
-        const char *val = v;
-        switch (config_setting_type(st)) {
-        case CONFIG_TYPE_STRING: val = config_setting_get_string(st); break;
-        case CONFIG_TYPE_INT: snprintf(v, sizeof(v), "%d", config_setting_get_int(st)); break;
-        case CONFIG_TYPE_INT64:
-            snprintf(v, sizeof(v), "%lld", (long long)config_setting_get_int64(st));
-            break;
-        case CONFIG_TYPE_FLOAT: snprintf(v, sizeof(v), "%g", config_setting_get_float(st)); break;
-        case CONFIG_TYPE_BOOL:
-            snprintf(v, sizeof(v), "%s", config_setting_get_bool(st) ? "true" : "false");
-            break;
-        default:
-            fprintf(stderr, "conveyor: %s: kafka.%s: expected a string, number or boolean\n",
-                    path, name ? name : "?");
+        config_setting_t *s = config_setting_get_elem(grp, (unsigned)i);
+        const char *name = config_setting_name(s) ? config_setting_name(s) : "";
+        char where[512], num[64];
+        const char *v = setting_text(s, num, 6);    /* 6: printf's %g */
+        snprintf(where, sizeof(where), "%s:%d", path, config_setting_source_line(s));
+        if (!v) {
+            fprintf(stderr, "conveyor: %s: kafka.%s: want a string, number or boolean\n", where,
+                    name);
             return -1;
         }
-        if (name)
-            kafka_put(c, name, val);
+        if (kafka_set(c, name, strlen(name), v, where))
+            return -1;
     }
     return 0;
 }
 
-/* CONVEYOR_KAFKA_SASL_PASSWORD=... -> sasl.password */
-static void load_env_kafka(struct cfg *c)
+/* Every CONVEYOR_KAFKA_<NAME>=value in the environment. */
+static int load_env_kafka(struct cfg *c)
 {
-    extern char **environ;
-    static const char pre[] = "CONVEYOR_KAFKA_";
-    for (char **e = environ; e && *e; e++) {
-        const char *eq = strchr(*e, '=');
-        if (!eq || strncmp(*e, pre, sizeof(pre) - 1) || eq == *e + sizeof(pre) - 1)
+    size_t pl = strlen(KAFKA_ENV);
+    for (char **e = environ; *e; e++) {
+        if (strncmp(*e, KAFKA_ENV, pl) != 0)
             continue;
-        char name[128];
-        snprintf(name, sizeof(name), "%.*s", (int)(eq - *e - (sizeof(pre) - 1)),
-                 *e + sizeof(pre) - 1);
-        kafka_put(c, name, eq + 1);
+        const char *name = *e + pl, *eq = strchr(name, '=');
+        char where[200];
+        size_t len = eq ? (size_t)(eq - name) : strlen(name);
+        snprintf(where, sizeof(where), "env " KAFKA_ENV "%.*s", (int)len, name);
+        if (!eq || kafka_set(c, name, len, eq + 1, where))
+            return -1;
     }
+    return 0;
 }
 
-/* 1..100 of [A-Za-z0-9._-]: it begins every topic and group name. */
-static int check_topic_prefix(const struct cfg *c)
+/* One line of its own (the rows' line is full), secret-looking names masked. */
+static void log_kafka(const struct cfg *c)
 {
-    const char *p = c->broker_topic_prefix;
-    size_t n = strlen(p);
-    int ok = n >= 1 && n <= 100 && strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                                             "0123456789._-") == n;
-    if (!ok)
-        fprintf(stderr, "conveyor: broker.topic_prefix: want 1..100 of A-Z a-z 0-9 . _ -\n");
-    return ok ? 0 : -1;
+    char line[1800];
+    size_t o = 0;
+    for (size_t i = 0; i < c->kafka_nprops; i++) {
+        const char *name = c->kafka_props[2 * i];
+        char b[LOG_STR_MAX];
+        int n = snprintf(line + o, sizeof(line) - o, "%skafka.%s=%s", o ? " " : "", name,
+                         cfg_secret_name(name) ? "***" : log_str(b, c->kafka_props[2 * i + 1]));
+        if (n < 0 || (size_t)n >= sizeof(line) - o)
+            break;
+        o += (size_t)n;
+    }
+    if (o)
+        LOG_INFO("config.kafka", "%s", line);
 }
+
+/* ==== checks of whole values ================================================ */
 
 /* An unknown transport would leave workers retrying broker_open forever:
  * refuse it at start, naming the ones this build has. */
@@ -465,12 +545,39 @@ static int check_transport(const struct cfg *c)
     return -1;
 }
 
+/* Topics and groups are <prefix>.<type>: the prefix must be a valid part of a
+ * Kafka topic name (at most 249 bytes in all; 100 leaves room for any type). */
+static int check_topic_prefix(const struct cfg *c)
+{
+    if (safe_name(c->broker_topic_prefix, strlen(c->broker_topic_prefix), 100))
+        return 0;
+    fprintf(stderr, "conveyor: broker.topic_prefix: must be 1..100 of A-Z a-z 0-9 . _ - "
+                    "(got '%s')\n", c->broker_topic_prefix);
+    return -1;
+}
+
+/* Run by cfg_load after every source, and by cfg_set for its key. */
+static const struct {
+    const char *key;
+    int (*check)(const struct cfg *c);
+} checks[] = {
+    { "broker.transport", check_transport },
+    { "broker.topic_prefix", check_topic_prefix },
+};
+#define NCHECKS (sizeof(checks) / sizeof(checks[0]))
+
+static int check_all(const struct cfg *c)
+{
+    for (size_t i = 0; i < NCHECKS; i++)
+        if (checks[i].check(c))
+            return -1;
+    return 0;
+}
+
 int cfg_set(struct cfg *c, const char *key, const char *value)
 {
-    if (!strncmp(key, "kafka.", 6) && key[6]) {
-        kafka_put(c, key + 6, value);
-        return 0;
-    }
+    if (strncmp(key, "kafka.", 6) == 0)
+        return kafka_set(c, key + 6, strlen(key + 6), value, "flag");
     const struct cfg_row *r = find_row(key);
     void *at = c;
     if (!r && group_find(c, key, &r, &at) < 0)
@@ -481,9 +588,10 @@ int cfg_set(struct cfg *c, const char *key, const char *value)
     }
     if (set_row(at, r, key, value, "flag"))
         return -1;
-    if (!strcmp(key, "broker.topic_prefix"))
-        return check_topic_prefix(c);
-    return strcmp(key, "broker.transport") ? 0 : check_transport(c);
+    for (size_t i = 0; i < NCHECKS; i++)
+        if (strcmp(key, checks[i].key) == 0)
+            return checks[i].check(c);
+    return 0;
 }
 
 static int hexval(int ch)
@@ -528,15 +636,7 @@ static int add_type(struct cfg_api_key *k, const char *t, size_t len)
  * alphabet without ':' keeps two producers from ever sharing a key. */
 static int name_valid(const char *s, size_t len)
 {
-    if (len == 0 || len >= sizeof(((struct cfg_api_key *)0)->name))
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        char ch = s[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-              ch == '.' || ch == '_' || ch == '-'))
-            return 0;
-    }
-    return 1;
+    return safe_name(s, len, sizeof(((struct cfg_api_key *)0)->name) - 1);
 }
 
 int cfg_parse_api_key(const char *spec, struct cfg_api_key *k)
@@ -616,25 +716,12 @@ static int load_setting(void *at, const struct cfg_row *r, const char *key, conf
 {
     char where[512], num[64];
     snprintf(where, sizeof(where), "%s:%d", path, config_setting_source_line(s));
-    const char *v = num;
-    switch (config_setting_type(s)) {
-    case CONFIG_TYPE_STRING:
-        v = config_setting_get_string(s);
-        if (r->type != T_STR) {
-            fprintf(stderr, "conveyor: %s: %s: expected a number, not a string\n", where, key);
-            return -1;
-        }
-        break;
-    case CONFIG_TYPE_INT:
-        snprintf(num, sizeof(num), "%d", config_setting_get_int(s));
-        break;
-    case CONFIG_TYPE_INT64:
-        snprintf(num, sizeof(num), "%lld", config_setting_get_int64(s));
-        break;
-    case CONFIG_TYPE_FLOAT:
-        snprintf(num, sizeof(num), "%.17g", config_setting_get_float(s));
-        break;
-    default:
+    const char *v = setting_text(s, num, 17);    /* 17: a double's text reads back the same */
+    if (r->type != T_STR && config_setting_type(s) == CONFIG_TYPE_STRING) {
+        fprintf(stderr, "conveyor: %s: %s: expected a number, not a string\n", where, key);
+        return -1;
+    }
+    if (!v) {
         fprintf(stderr, "conveyor: %s: %s: unsupported value type\n", where, key);
         return -1;
     }
@@ -698,9 +785,9 @@ static int load_file(struct cfg *c, const char *path)
     }
     if (load_file_groups(c, &lc, path))
         goto out;
-    if (load_file_keys(c, &lc, path))
-        goto out;
     if (load_file_kafka(c, &lc, path))
+        goto out;
+    if (load_file_keys(c, &lc, path))
         goto out;
     rc = 0;
 out:
@@ -745,9 +832,8 @@ static int load_env(struct cfg *c)
         if (set_row(c, &rows[i], rows[i].key, v, where))
             return -1;
     }
-    if (load_env_groups(c))
+    if (load_env_groups(c) || load_env_kafka(c))
         return -1;
-    load_env_kafka(c);
     const char *keys = getenv("CONVEYOR_API_KEYS");
     if (keys && *keys) {
         /* Keys from env replace keys from the file: one source of truth. */
@@ -799,7 +885,7 @@ int cfg_load(struct cfg *c, const char *path)
         path = getenv("CONVEYOR_CONFIG");
     if (path && *path && load_file(c, path))
         return -1;
-    if (load_env(c) || check_unique_hashes(c) || check_transport(c) || check_topic_prefix(c))
+    if (load_env(c) || check_unique_hashes(c) || check_all(c))
         return -1;
     groups_resolve(c);
     int lvl = log_level_parse(c->log_level);
@@ -845,23 +931,12 @@ void cfg_log(const struct cfg *c)
             break;
         o += (size_t)n;
     }
-    for (size_t i = 0; i < c->kafka_nprops && o < sizeof(line) - 128; i++) {
-        const char *k = c->kafka_props[2 * i];
-        int n = snprintf(line + o, sizeof(line) - o, " kafka.%s=%s", k,
-                         cfg_secret_name(k) ? "***" : c->kafka_props[2 * i + 1]);
-        if (n < 0 || (size_t)n >= sizeof(line) - o)
-            break;
-        o += (size_t)n;
-    }
     LOG_INFO("config.loaded", "%s api_keys=%d", line, c->napi_keys);
+    log_kafka(c);
 }
 
 void cfg_cleanup(struct cfg *c)
 {
-    for (size_t i = 0; i < 2 * c->kafka_nprops; i++)
-        free(c->kafka_props[i]);
-    FREE_NULL(c->kafka_props);
-    c->kafka_nprops = 0;
     for (size_t i = 0; i < NROWS; i++)
         if (rows[i].type == T_STR)
             FREE_NULL(*(char **)((char *)c + rows[i].off));
@@ -871,5 +946,9 @@ void cfg_cleanup(struct cfg *c)
                 if (groups[gi].rows[r].type == T_STR)
                     FREE_NULL(*(char **)((char *)member_at(c, &groups[gi], i) +
                                          groups[gi].rows[r].off));
+    for (size_t i = 0; i < 2 * c->kafka_nprops; i++)
+        free(c->kafka_props[i]);
+    FREE_NULL(c->kafka_props);
+    c->kafka_nprops = 0;
 }
 

@@ -169,11 +169,12 @@ int cfg_set(struct cfg *c, const char *key, const char *value);
 /* Fail with a message naming key and env var when a required value is empty. */
 int cfg_require(const struct cfg *c, const char *key);
 
-/* 1 when a kafka.* property's value must never be logged (its name holds
- * "password", "secret" or "key"). */
+/* 1 when a kafka.* property name looks secret (holds "password", "secret" or
+ * "key", any case): its value is never logged, by cfg_log or kfk.c. */
 int cfg_secret_name(const char *name);
 
-/* Log every key once (secrets masked). */
+/* Log every key once (secrets masked): the rows as evt=config.loaded, the
+ * kafka.* pairs as evt=config.kafka. */
 void cfg_log(const struct cfg *c);
 
 void cfg_cleanup(struct cfg *c);

@@ -312,6 +312,53 @@ stop_redis() {
     cv_say "redis stopped (pid $pid)"
 }
 
+# ---- Kafka: librdkafka's mock cluster -----------------------------------------------------
+
+# start_kmock DIR [BIN [ARGS...]]: conveyor-kmock (BIN, default bin/conveyor-kmock; ARGS go to
+# it: -b brokers, -p partitions, -x topic prefix) as the start_bg process "kmock" (pidfile
+# $CV_STATE_DIR/pids/kmock.pid), log DIR/kmock.log. Ready when its bootstrap list is in
+# DIR/kmock.bootstrap (it writes a temp file and renames it, so the list is whole; deadline
+# 10 s). Prints the list ("127.0.0.1:p1,127.0.0.1:p2,..."). The cluster lives in memory: each
+# start is an empty cluster on new ports. When it already runs, prints its list again.
+start_kmock() {
+    local dir=$1 bin=${2:-$CV_ROOT/bin/conveyor-kmock} pidf deadline
+    shift 2 || shift $#
+    pidf=${CV_STATE_DIR:-.}/pids/kmock.pid
+    mkdir -p "$dir"
+    if pidfile_pid "$pidf" >/dev/null && [ -s "$dir/kmock.bootstrap" ]; then
+        cv_say "kafka mock cluster already running (pid $(pidfile_pid "$pidf"))"
+        cat "$dir/kmock.bootstrap"
+        return 0
+    fi
+    [ -x "$bin" ] || { cv_err "missing $bin: run 'make all' (or 'make san')"; return 1; }
+    rm -f "$dir/kmock.bootstrap"
+    start_bg kmock "$dir/kmock.log" "$bin" -o "$dir/kmock.bootstrap" "$@" || return 1
+    deadline=$(($(now_s) + 10))
+    until [ -s "$dir/kmock.bootstrap" ]; do
+        if ! pidfile_pid "$pidf" >/dev/null; then
+            cv_err "conveyor-kmock exited during start"
+            log_tail "$dir/kmock.log"
+            return 1
+        fi
+        if [ "$(now_s)" -ge "$deadline" ]; then
+            cv_err "conveyor-kmock wrote no bootstrap list within 10s"
+            log_tail "$dir/kmock.log"
+            stop_kmock "$dir"
+            return 1
+        fi
+        sleep 0.05
+    done
+    cv_say "kafka mock cluster up on $(cat "$dir/kmock.bootstrap") (pid $(pidfile_pid "$pidf"))"
+    cat "$dir/kmock.bootstrap"
+}
+
+# stop_kmock DIR: stop the recorded conveyor-kmock (SIGTERM, SIGKILL after 10 s) and forget its
+# bootstrap list: the next cluster has other ports.
+stop_kmock() {
+    stop_pids "${CV_STATE_DIR:-.}" 10 kmock
+    rm -f "$1/kmock.bootstrap"
+}
+
 # ---- PostgreSQL --------------------------------------------------------------------------
 
 pg_bindir() {

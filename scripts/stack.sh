@@ -15,8 +15,18 @@
 # After `up`, `. var/stack.env` gives CONVEYOR_API_URL, CONVEYOR_API_KEY (a demo key allowed
 # every job type), CONVEYOR_PG_DSN, CONVEYOR_REDIS_URL and CONVEYOR_SIM_URL.
 #
-# Knobs (env): STACK_WORKERS (2), STACK_CONCURRENCY (32), STACK_ACTIVATIONS (200),
-# STACK_NOOPS (1000), STACK_RUN_DEADLINE_S (180), CONVEYOR_LOG_LEVEL (info).
+# STACK_BROKER=kafka (`make up BROKER=kafka`, `make run BROKER=kafka`): the jobs go through
+# Kafka instead of Redis Streams: librdkafka's mock cluster (bin/conveyor-kmock, 3 brokers on
+# random ports, the <prefix>.<type> topics; log var/kmock/kmock.log) starts beside Redis and
+# PostgreSQL, which still hold job status, idempotency keys and state, and the API and
+# workers run with CONVEYOR_BROKER_TRANSPORT=kafka, CONVEYOR_KAFKA_BOOTSTRAP_SERVERS=<its
+# list> and CONVEYOR_KAFKA_SESSION_TIMEOUT_MS=6000 (the mock wants >= 3500; stack.env has
+# them too). The cluster is in memory: `down` loses the jobs it held. A stack that runs with
+# one broker must go down before it comes up with the other. Default: redis.
+#
+# Knobs (env): STACK_BROKER (redis), STACK_WORKERS (2), STACK_CONCURRENCY (32),
+# STACK_ACTIVATIONS (200), STACK_NOOPS (1000), STACK_RUN_DEADLINE_S (180),
+# STACK_KMOCK_PARTITIONS (8), CONVEYOR_LOG_LEVEL (info).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -32,27 +42,34 @@ export CV_STATE_DIR=$VAR
 NWORKERS=${STACK_WORKERS:-2}
 CONCURRENCY=${STACK_CONCURRENCY:-32}
 WORKER_TYPES=${STACK_WORKER_TYPES:-activation,noop,order-fetch,carrier-post,tracking-event,tracking-poll,tracking-push,ml-notification}
+BROKER=${STACK_BROKER:-redis}
+KMOCK=$VAR/kmock
 
 die() { cv_err "$*"; exit 1; }
 
 need_bins() {
     local b missing=()
-    for b in conveyorctl conveyor-sim conveyor-api conveyor-worker; do
+    case "$BROKER" in
+    redis | kafka) ;;
+    *) die "BROKER must be redis or kafka, not '$BROKER'" ;;
+    esac
+    for b in conveyorctl conveyor-sim conveyor-api conveyor-worker \
+        $([ "$BROKER" = kafka ] && echo conveyor-kmock); do
         [ -x "$BIN/$b" ] || missing+=("bin/$b")
     done
     [ ${#missing[@]} -eq 0 ] || die "missing ${missing[*]}: run 'make all' (or 'make up') first"
 }
 
 load_ports() {
-    REDIS_PORT='' PG_PORT='' API_PORT='' SIM_PORT=''
+    REDIS_PORT='' PG_PORT='' API_PORT='' SIM_PORT='' BROKER_UP=''
     # shellcheck disable=SC1091
     [ -r "$VAR/ports.env" ] && . "$VAR/ports.env"
     return 0
 }
 
 save_ports() {
-    printf 'REDIS_PORT=%s\nPG_PORT=%s\nAPI_PORT=%s\nSIM_PORT=%s\n' \
-        "$REDIS_PORT" "$PG_PORT" "$API_PORT" "$SIM_PORT" >"$VAR/ports.env"
+    printf 'REDIS_PORT=%s\nPG_PORT=%s\nAPI_PORT=%s\nSIM_PORT=%s\nBROKER_UP=%s\n' \
+        "$REDIS_PORT" "$PG_PORT" "$API_PORT" "$SIM_PORT" "$BROKER" >"$VAR/ports.env"
 }
 
 # choose SAVED DEFAULT: the port used last time, else the default, whichever is free first.
@@ -64,6 +81,24 @@ choose() {
 redis_up() { pidfile_pid "$VAR/redis/redis.pid" >/dev/null; }
 pg_up() { pidfile_pid "$VAR/pg.pid" >/dev/null; }
 proc_up() { pidfile_pid "$VAR/pids/$1.pid" >/dev/null; }
+# apps_up: true when the API or a worker runs (they hold the transport they started with).
+apps_up() {
+    local f
+    for f in "$VAR"/pids/api.pid "$VAR"/pids/worker-*.pid; do
+        pidfile_pid "$f" >/dev/null && return 0
+    done
+    return 1
+}
+
+# kafka_env: with BROKER=kafka, the transport and the mock cluster's address for every binary.
+kafka_env() {
+    [ "$BROKER" = kafka ] && [ -s "$KMOCK/kmock.bootstrap" ] || return 0
+    export CONVEYOR_BROKER_TRANSPORT=kafka
+    CONVEYOR_KAFKA_BOOTSTRAP_SERVERS=$(cat "$KMOCK/kmock.bootstrap")
+    export CONVEYOR_KAFKA_BOOTSTRAP_SERVERS
+    # below 3500 ms a member of the mock's groups can hang in join (../shared/PLATFORM.md)
+    export CONVEYOR_KAFKA_SESSION_TIMEOUT_MS=${CONVEYOR_KAFKA_SESSION_TIMEOUT_MS:-6000}
+}
 
 # Set the CONVEYOR_* variables every binary reads.
 export_env() {
@@ -81,6 +116,7 @@ export_env() {
     if [ -z "${CONVEYOR_CONFIG:-}" ] && [ -r "$ROOT/conveyor.cfg" ]; then
         export CONVEYOR_CONFIG=$ROOT/conveyor.cfg
     fi
+    kafka_env
 }
 
 # The demo key: kept from an earlier stack.env, else 32 random hex digits.
@@ -116,6 +152,11 @@ write_env() {
             echo "export CONVEYOR_PG_DSN=$CONVEYOR_PG_DSN"
             echo "export CONVEYOR_REDIS_URL=$CONVEYOR_REDIS_URL"
             echo "export CONVEYOR_SIM_URL=http://127.0.0.1:$SIM_PORT"
+            if [ "$BROKER" = kafka ]; then
+                echo "export CONVEYOR_BROKER_TRANSPORT=kafka"
+                echo "export CONVEYOR_KAFKA_BOOTSTRAP_SERVERS=$CONVEYOR_KAFKA_BOOTSTRAP_SERVERS"
+                echo "export CONVEYOR_KAFKA_SESSION_TIMEOUT_MS=$CONVEYOR_KAFKA_SESSION_TIMEOUT_MS"
+            fi
         } >"$tmp"
     )
     chmod 600 "$tmp"
@@ -137,9 +178,19 @@ conveyor: ${1:-stack is up}
   workers  $NWORKERS x concurrency $CONCURRENCY   (logs var/log/worker-N.log)
   redis    127.0.0.1:$REDIS_PORT           (AOF in var/redis)
   postgres postgresql://postgres@127.0.0.1:$PG_PORT/conveyor   (data in $(pg_where))
+$(kafka_summary)
   env      . var/stack.env   (CONVEYOR_API_URL, CONVEYOR_API_KEY, ...)
   stop     make down
 EOF
+}
+
+kafka_summary() {
+    if [ "$BROKER" = kafka ]; then
+        echo "  broker   kafka: mock cluster $(cat "$KMOCK/kmock.bootstrap" 2>/dev/null)" \
+            "  (log var/kmock/kmock.log; topics ${CONVEYOR_BROKER_TOPIC_PREFIX:-conveyor}.<type>)"
+    else
+        echo "  broker   redis streams"
+    fi
 }
 
 ctl() {
@@ -153,6 +204,7 @@ ctl() {
 all_up() {
     local i
     redis_up && pg_up && proc_up sim && proc_up api || return 1
+    [ "$BROKER" != kafka ] || proc_up kmock || return 1
     for ((i = 1; i <= NWORKERS; i++)); do proc_up "worker-$i" || return 1; done
     curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$API_PORT/health" 2>/dev/null
 }
@@ -170,6 +222,14 @@ up_steps() {
 
     start_redis "$VAR/redis" "$REDIS_PORT" "$LOG/redis.log" && go_on || return 1
     start_pg "$VAR" "$PG_PORT" "$LOG/postgres.log" && go_on || return 1
+    if [ "$BROKER" = kafka ] && ! proc_up kmock; then
+        # A new cluster is empty and on new ports: the API and workers of an old one (it
+        # died) start again with the new address.
+        stop_pids "$VAR" 20 worker api
+        start_kmock "$KMOCK" "$BIN/conveyor-kmock" -p "${STACK_KMOCK_PARTITIONS:-8}" \
+            -x "${CONVEYOR_BROKER_TOPIC_PREFIX:-conveyor}" >/dev/null && go_on || return 1
+        kafka_env
+    fi
     ctl migrate && go_on || return 1
     if [ ! -e "$VAR/.seeded" ]; then
         ctl seed && go_on || return 1
@@ -208,8 +268,11 @@ up_steps() {
 
 cmd_up() {
     need_bins
-    mkdir -p "$VAR" "$LOG" "$VAR/pids"
+    mkdir -p "$VAR" "$LOG" "$VAR/pids" "$KMOCK"
     load_ports
+    if [ -n "$BROKER_UP" ] && [ "$BROKER_UP" != "$BROKER" ] && apps_up; then
+        die "the stack runs with BROKER=$BROKER_UP: 'make down' first, then up with BROKER=$BROKER"
+    fi
     if [ -r "$VAR/stack.env" ] && all_up; then
         export_env
         summary "already up"
@@ -228,6 +291,7 @@ cmd_down() {
     mkdir -p "$VAR"
     # Workers get their grace period (worker.grace_ms, 10 s by default) to finish jobs.
     stop_pids "$VAR" 20 worker api sim
+    stop_kmock "$KMOCK"
     stop_pg "$VAR"
     stop_redis "$VAR/redis"
     local where
@@ -256,6 +320,9 @@ cmd_status() {
     if pid=$(pidfile_pid "$VAR/pg.pid"); then
         line postgres "pid $pid" "127.0.0.1:$PG_PORT"
     else line postgres stopped ""; fi
+    if pid=$(pidfile_pid "$VAR/pids/kmock.pid"); then
+        line kafka "pid $pid" "mock cluster $(cat "$KMOCK/kmock.bootstrap" 2>/dev/null)"
+    fi
     for n in sim api; do
         port=$SIM_PORT
         [ "$n" = api ] && port=$API_PORT

@@ -7,6 +7,9 @@
 
 #include "broker.h"
 #include "cfg.h"
+#include "log.h"
+
+#include "../fuzz/fuzz_env.h"
 
 static char *write_tmp(const char *text)
 {
@@ -19,13 +22,11 @@ static char *write_tmp(const char *text)
     return path;
 }
 
+/* Every CONVEYOR_* variable: a shell that sourced var/stack.env (the kafka
+ * stack's CONVEYOR_KAFKA_*, say) must not leak into the tests. */
 static void clear_env(void)
 {
-    unsetenv("CONVEYOR_HTTP_PORT");
-    unsetenv("CONVEYOR_API_KEYS");
-    unsetenv("CONVEYOR_CONFIG");
-    unsetenv("CONVEYOR_PG_DSN");
-    unsetenv("CONVEYOR_BROKER_TRANSPORT");
+    fuzz_clear_env();
 }
 
 Test(cfg, defaults_then_file_then_env, .init = clear_env)
@@ -324,5 +325,190 @@ Test(cfg, kafka_keys_pass_through_from_file_env_and_flags, .init = clear_env)
     cr_assert(cfg_secret_name("sasl.oauthbearer.client.secret"));
     cr_assert_not(cfg_secret_name("bootstrap.servers"));
     cr_assert_eq(cfg_set(&c, "broker.topic_prefix", "bad prefix!"), -1);
+    cfg_cleanup(&c);
+}
+
+/* The value of kafka property name in c, or NULL. */
+static const char *kafka_prop(const struct cfg *c, const char *name)
+{
+    for (size_t i = 0; i < c->kafka_nprops; i++)
+        if (strcmp(c->kafka_props[2 * i], name) == 0)
+            return c->kafka_props[2 * i + 1];
+    return NULL;
+}
+
+/* Issue 7: every setting of the kafka group reaches librdkafka by its own name
+ * ('_' read as '.'), each value as text; env CONVEYOR_KAFKA_* wins over the file
+ * for the same name, a flag over both. */
+Test(cfg, kafka_group_from_file_env_and_flags, .init = clear_env)
+{
+    struct cfg c;
+    const char *p = write_tmp("kafka = { bootstrap_servers = \"h1:9092\"; sasl_password = \"x\";\n"
+                              "  session_timeout_ms = 6000; enable_idempotence = true;\n"
+                              "  queue_buffering_max_kbytes = 1048576L; batch_size = 1e6;\n"
+                              "  socket_nagle_disable = false; };\n");
+    setenv("CONVEYOR_KAFKA_BOOTSTRAP_SERVERS", "h2:9092,h3:9092", 1);
+    setenv("CONVEYOR_KAFKA_LINGER_MS", "5", 1);
+    cr_assert_eq(cfg_load(&c, p), 0);
+    unsetenv("CONVEYOR_KAFKA_BOOTSTRAP_SERVERS");
+    unsetenv("CONVEYOR_KAFKA_LINGER_MS");
+    cr_assert_eq(c.kafka_nprops, 8);
+    cr_assert_str_eq(kafka_prop(&c, "bootstrap.servers"), "h2:9092,h3:9092", "env wins");
+    cr_assert_str_eq(kafka_prop(&c, "sasl.password"), "x");
+    cr_assert_str_eq(kafka_prop(&c, "session.timeout.ms"), "6000");
+    cr_assert_str_eq(kafka_prop(&c, "enable.idempotence"), "true");
+    cr_assert_str_eq(kafka_prop(&c, "socket.nagle.disable"), "false");
+    cr_assert_str_eq(kafka_prop(&c, "queue.buffering.max.kbytes"), "1048576");
+    cr_assert_str_eq(kafka_prop(&c, "batch.size"), "1e+06");
+    cr_assert_str_eq(kafka_prop(&c, "linger.ms"), "5", "env alone adds a pair");
+    cr_assert_eq(cfg_set(&c, "kafka.bootstrap.servers", "h4:9092"), 0);
+    cr_assert_eq(cfg_set(&c, "kafka.session_timeout_ms", "7000"), 0);
+    cr_assert_eq(cfg_set(&c, "kafka.acks", "all"), 0);
+    cr_assert_eq(c.kafka_nprops, 9, "two flags replaced a pair, one added one");
+    cr_assert_str_eq(kafka_prop(&c, "bootstrap.servers"), "h4:9092");
+    cr_assert_str_eq(kafka_prop(&c, "session.timeout.ms"), "7000");
+    cr_assert_str_eq(kafka_prop(&c, "acks"), "all");
+    cfg_cleanup(&c);
+    cr_assert_eq(c.kafka_nprops, 0);
+    cr_assert_null(c.kafka_props);
+    unlink(p);
+}
+
+Test(cfg, kafka_bad_names_and_values_are_refused, .init = cr_redirect_stderr)
+{
+    clear_env();
+    static const char *const bad[] = {
+        "kafka = { bootstrap_servers = [\"a\", \"b\"]; };\n",
+        "kafka = { sasl = { username = \"u\"; }; };\n",
+        "kafka = \"h:9092\";\n",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct cfg c;
+        cr_assert_eq(cfg_load(&c, write_tmp(bad[i])), -1, "%s", bad[i]);
+        cfg_cleanup(&c);
+    }
+    struct cfg c;
+    setenv("CONVEYOR_KAFKA_", "x", 1);
+    cr_assert_eq(cfg_load(&c, NULL), -1, "an env name with no property");
+    cfg_cleanup(&c);
+    unsetenv("CONVEYOR_KAFKA_");
+    setenv("CONVEYOR_KAFKA_SASL:PASSWORD", "x", 1);
+    cr_assert_eq(cfg_load(&c, NULL), -1, "a name outside the alphabet");
+    cfg_cleanup(&c);
+    unsetenv("CONVEYOR_KAFKA_SASL:PASSWORD");
+    cr_assert_eq(cfg_load(&c, NULL), 0);
+    cr_assert_eq(c.kafka_nprops, 0);
+    cr_assert_eq(cfg_set(&c, "kafka.", "x"), -1);
+    cr_assert_eq(cfg_set(&c, "kafka.a b", "x"), -1);
+    cr_assert_eq(c.kafka_nprops, 0, "nothing added by a refused flag");
+    cfg_cleanup(&c);
+    fflush(stderr);
+    char buf[2048] = { 0 };
+    size_t n = fread(buf, 1, sizeof(buf) - 1, cr_get_redirected_stderr());
+    cr_assert(n > 0);
+    cr_assert(strstr(buf, "kafka.bootstrap_servers: want a string, number or boolean") != NULL,
+              "got: %s", buf);
+    cr_assert(strstr(buf, "env CONVEYOR_KAFKA_SASL:PASSWORD: kafka.SASL:PASSWORD: not a "
+                          "librdkafka property name") != NULL,
+              "got: %s", buf);
+}
+
+Test(cfg, kafka_secret_names)
+{
+    cr_assert(cfg_secret_name("sasl.password"));
+    cr_assert(cfg_secret_name("ssl.key.password"));
+    cr_assert(cfg_secret_name("ssl.key.pem"));
+    cr_assert(cfg_secret_name("sasl.oauthbearer.client.secret"));
+    cr_assert(cfg_secret_name("SASL.PASSWORD"));
+    cr_assert_not(cfg_secret_name("bootstrap.servers"));
+    cr_assert_not(cfg_secret_name("sasl.username"));
+    cr_assert_not(cfg_secret_name("ssl.ca.location"));
+}
+
+/* cfg_log writes kafka.* pairs on a line of their own, with the values of
+ * secret-looking names masked. */
+Test(cfg, kafka_log_masks_secrets, .init = cr_redirect_stderr)
+{
+    clear_env();
+    struct cfg c;
+    setenv("CONVEYOR_KAFKA_SASL_PASSWORD", "hunter2-pw", 1);
+    setenv("CONVEYOR_KAFKA_SSL_KEY_PEM", "BEGIN-PRIVATE", 1);
+    setenv("CONVEYOR_KAFKA_SASL_USERNAME", "conveyor-user", 1);
+    cr_assert_eq(cfg_load(&c, NULL), 0);
+    unsetenv("CONVEYOR_KAFKA_SASL_PASSWORD");
+    unsetenv("CONVEYOR_KAFKA_SSL_KEY_PEM");
+    unsetenv("CONVEYOR_KAFKA_SASL_USERNAME");
+    cr_assert_eq(cfg_set(&c, "kafka.sasl.oauthbearer.client.secret", "s3cr3t-value"), 0);
+    log_init("test", LOG_LVL_INFO);
+    cfg_log(&c);
+    cfg_cleanup(&c);
+    fflush(stderr);
+    char buf[8192] = { 0 };
+    size_t n = fread(buf, 1, sizeof(buf) - 1, cr_get_redirected_stderr());
+    cr_assert(n > 0);
+    const char *k = strstr(buf, "evt=config.kafka");
+    cr_assert(k != NULL, "got: %s", buf);
+    cr_assert(strstr(k, "kafka.sasl.username=\"conveyor-user\"") != NULL, "got: %s", k);
+    cr_assert(strstr(k, "kafka.sasl.password=***") != NULL, "got: %s", k);
+    cr_assert(strstr(k, "kafka.ssl.key.pem=***") != NULL, "got: %s", k);
+    cr_assert(strstr(k, "kafka.sasl.oauthbearer.client.secret=***") != NULL, "got: %s", k);
+    cr_assert_null(strstr(buf, "hunter2-pw"));
+    cr_assert_null(strstr(buf, "BEGIN-PRIVATE"));
+    cr_assert_null(strstr(buf, "s3cr3t-value"));
+}
+
+/* Topics and groups are <prefix>.<type>: the prefix is a part of a Kafka topic name. */
+Test(cfg, topic_prefix_default_env_and_alphabet, .init = cr_redirect_stderr)
+{
+    clear_env();
+    struct cfg c;
+    cr_assert_eq(cfg_load(&c, NULL), 0);
+    cr_assert_str_eq(c.broker_topic_prefix, "conveyor");
+    cr_assert_eq(cfg_set(&c, "broker.topic_prefix", "prod-eu.cv_1"), 0);
+    cr_assert_str_eq(c.broker_topic_prefix, "prod-eu.cv_1");
+    cr_assert_eq(cfg_set(&c, "broker.topic_prefix", "a/b"), -1);
+    cr_assert_eq(cfg_set(&c, "broker.topic_prefix", ""), -1);
+    char longp[102];
+    memset(longp, 'a', 101);
+    longp[101] = '\0';
+    cr_assert_eq(cfg_set(&c, "broker.topic_prefix", longp), -1, "101 bytes");
+    longp[100] = '\0';
+    cr_assert_eq(cfg_set(&c, "broker.topic_prefix", longp), 0, "100 bytes");
+    cfg_cleanup(&c);
+    setenv("CONVEYOR_BROKER_TOPIC_PREFIX", "staging", 1);
+    cr_assert_eq(cfg_load(&c, NULL), 0);
+    cr_assert_str_eq(c.broker_topic_prefix, "staging");
+    cfg_cleanup(&c);
+    setenv("CONVEYOR_BROKER_TOPIC_PREFIX", "has space", 1);
+    cr_assert_eq(cfg_load(&c, NULL), -1);
+    cfg_cleanup(&c);
+    unsetenv("CONVEYOR_BROKER_TOPIC_PREFIX");
+    char *p = write_tmp("broker = { topic_prefix = \"ok.prefix\"; };\n");
+    cr_assert_eq(cfg_load(&c, p), 0);
+    cr_assert_str_eq(c.broker_topic_prefix, "ok.prefix");
+    cfg_cleanup(&c);
+    unlink(p);
+    fflush(stderr);
+    char buf[2048] = { 0 };
+    size_t n = fread(buf, 1, sizeof(buf) - 1, cr_get_redirected_stderr());
+    cr_assert(n > 0);
+    cr_assert(strstr(buf, "broker.topic_prefix: must be 1..100 of A-Z a-z 0-9 . _ - "
+                          "(got 'has space')") != NULL,
+              "got: %s", buf);
+}
+
+/* The deploy example of the kafka group loads, with every value librdkafka needs for
+ * SASL_SSL and no secret in the file (they come from the environment). */
+Test(cfg, the_kafka_deploy_example_loads_without_secrets, .init = clear_env)
+{
+    struct cfg c;
+    cr_assert_eq(cfg_load(&c, "deploy/kafka/conveyor-kafka.cfg"), 0);
+    cr_assert_str_eq(kafka_prop(&c, "security.protocol"), "SASL_SSL");
+    cr_assert_str_eq(kafka_prop(&c, "sasl.mechanism"), "SCRAM-SHA-512");
+    cr_assert_not_null(kafka_prop(&c, "ssl.ca.location"));
+    cr_assert_not_null(kafka_prop(&c, "bootstrap.servers"));
+    for (size_t i = 0; i < c.kafka_nprops; i++)
+        cr_assert_not(cfg_secret_name(c.kafka_props[2 * i]), "%s in the file",
+                      c.kafka_props[2 * i]);
     cfg_cleanup(&c);
 }

@@ -189,3 +189,23 @@ Test(jobopt, derived_ids_depend_on_type_and_key_only)
     job_free(e);
     cfg_cleanup(&c);
 }
+
+/* deploy/kafka/create-topics.sh names the job types itself (it runs on hosts without the
+ * binaries): a type it misses would have no topic on a cluster that creates none. */
+Test(jobtype, the_kafka_deploy_script_creates_a_topic_for_every_type)
+{
+    FILE *f = fopen("deploy/kafka/create-topics.sh", "r");   /* from the repository root */
+    cr_assert(f != NULL);
+    char line[512], *types = NULL;
+    while (!types && fgets(line, sizeof(line), f))
+        if (strncmp(line, "TYPES=\"", 7) == 0)
+            types = line + 7;
+    fclose(f);
+    cr_assert(types != NULL, "no TYPES=\"...\" line");
+    types[strcspn(types, "\"")] = '\0';
+    int n = 0;
+    char *save = NULL;
+    for (char *t = strtok_r(types, " ", &save); t; t = strtok_r(NULL, " ", &save), n++)
+        cr_assert(jobtype_find(t, strlen(t)) != NULL, "%s is not a job type", t);
+    cr_assert_eq(n, JT_N, "the script names %d types, the table has %d", n, JT_N);
+}
