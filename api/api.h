@@ -308,6 +308,9 @@ enum api_pub_outcome {
     API_PUB_CONFLICT,             /* the id is a job of another type or producer: 409 */
     API_PUB_UNSENT,               /* Redis unreachable: nothing sent, nothing enqueued: 503 */
     API_PUB_UNKNOWN,              /* sent, no answer: enqueued or not, we cannot tell: 504 */
+    API_PUB_RECORDED,             /* recorded, but the broker did not confirm it in time
+                                   * (Kafka down): it runs once the broker is back (the
+                                   * transport's sweep); 503 with the id to retry with */
 };
 /* id: the job's id (for NEW, UNSENT, UNKNOWN) or the earlier job's (DUP). */
 typedef void (*api_pub_cb)(void *arg, enum api_pub_outcome o, const char *id);

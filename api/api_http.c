@@ -346,6 +346,10 @@ void api_reply_err_status(struct req *r, int status, enum cv_rc rc, const char *
     api_err_json(&b, rc, message, field);
     if (rc == CV_ERR_AUTH)
         api_add_header(r, "WWW-Authenticate", "Bearer realm=\"conveyor\"");
+    /* our own store or broker is down: say when to come back (unless a caller did) */
+    if (status == 503 && r->http &&
+        !evhttp_find_header(evhttp_request_get_output_headers(r->http), "Retry-After"))
+        api_add_header(r, "Retry-After", "1");
     api_reply_json(r, status, &b);
     sbuf_cleanup(&b);
 }

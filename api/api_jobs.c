@@ -205,6 +205,12 @@ static void on_published_batch(void *arg, enum cv_rc rc, const char *const *ids,
         if (r->pub_calling)
             api_reply_err(r, rc, "could not enqueue the batch; nothing was enqueued; retry",
                           NULL);
+        else if (rc == CV_ERR_UNAVAILABLE)
+            api_reply_err(r, rc,
+                          "the broker did not confirm the batch in time: it is recorded and "
+                          "runs once the broker is back. Resend it with the same "
+                          "Idempotency-Key: the resend never enqueues it twice",
+                          NULL);
         else
             batch_unknown_reply(r);
         goto out;

@@ -19,7 +19,10 @@
  * so with the job's id (504 outcome_unknown, Conveyor-Job-Id header). A retry
  * that sends the id back in Conveyor-Job-Id publishes under the same id, and
  * the publish script treats an existing job with that id (same type and
- * producer) as a duplicate: at most one job, whatever the first attempt did. */
+ * producer) as a duplicate: at most one job, whatever the first attempt did.
+ * On Kafka a publish recorded in Redis whose delivery the cluster did not
+ * confirm in time (CV_ERR_UNAVAILABLE, later) is 503 with the id: the job is
+ * kept and produced by the transport's sweep once the cluster is back. */
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,7 +64,9 @@ static void on_flushed(void *arg, enum cv_rc rc, const char *const *ids, const i
                        size_t n)
 {
     struct pub_flight *f = arg;
-    enum api_pub_outcome failed = calling == f ? API_PUB_UNSENT : API_PUB_UNKNOWN;
+    enum api_pub_outcome failed = calling == f                 ? API_PUB_UNSENT
+                                  : rc == CV_ERR_UNAVAILABLE ? API_PUB_RECORDED
+                                                             : API_PUB_UNKNOWN;
     for (size_t i = 0; i < f->n; i++) {
         struct pub_item *it = &f->items[i];
         if (rc == CV_OK && n == f->n)
@@ -156,8 +161,19 @@ void api_reply_pub_failure(struct req *r, enum api_pub_outcome o, const char *wh
         api_reply_err(r, CV_ERR_CONFLICT, msg, API_JOB_ID_HEADER);
         return;
     }
+    if (o == API_PUB_RECORDED) {
+        snprintf(msg, sizeof(msg),
+                 "the broker did not confirm the %s in time: it is recorded and runs once the "
+                 "broker is back. Retry with the header " API_JOB_ID_HEADER
+                 ": %s; the retry never enqueues it twice",
+                 what, r->id);
+        api_add_header(r, API_JOB_ID_HEADER, r->id);
+        api_reply_err(r, CV_ERR_UNAVAILABLE, msg, NULL);
+        return;
+    }
     if (o != API_PUB_UNKNOWN) {
-        snprintf(msg, sizeof(msg), "Redis is unavailable: the %s was not enqueued; retry", what);
+        snprintf(msg, sizeof(msg), "the broker is unavailable: the %s was not enqueued; retry",
+                 what);
         api_reply_err(r, CV_ERR_IO, msg, NULL);
         return;
     }

@@ -1,4 +1,5 @@
-/* broker.c - the table of transports, and dispatch to the one configured. */
+/* broker.c - the table of transports, and dispatch to the one configured; the
+ * calls that touch the job-status store only go to it directly (jstore.h). */
 #include "broker_int.h"
 
 #include <stdio.h>
@@ -107,13 +108,13 @@ void broker_publish(struct broker *b, struct job *const *jobs, size_t n, int ide
 
 void broker_get(struct broker *b, const char *id, broker_status_cb cb, void *arg)
 {
-    b->ops->get(b, id, cb, arg);
+    jstore_get(b->js, id, cb, arg);
 }
 
 void broker_dead_list(struct broker *b, const char *type, int limit, broker_list_cb cb,
                       void *arg)
 {
-    b->ops->dead_list(b, type, limit, cb, arg);
+    jstore_dead_list(b->js, type, limit, cb, arg);
 }
 
 void job_status_cleanup(struct job_status *st)
@@ -158,12 +159,12 @@ void broker_queues(struct broker *b, broker_queues_cb cb, void *arg)
 
 void broker_workers(struct broker *b, int64_t alive_ms, broker_workers_cb cb, void *arg)
 {
-    b->ops->workers(b, alive_ms, cb, arg);
+    jstore_workers(b->js, alive_ms, cb, arg);
 }
 
 void broker_counters(struct broker *b, broker_counters_cb cb, void *arg)
 {
-    b->ops->counters(b, cb, arg);
+    jstore_counters(b->js, cb, arg);
 }
 
 enum cv_rc broker_consume(struct broker *b, const char *consumer, const char *const *types,
@@ -198,7 +199,7 @@ enum cv_rc broker_promote(struct broker *b, size_t max, size_t *moved)
 
 enum cv_rc broker_heartbeat(struct broker *b, const struct worker_info *w, int ttl_ms)
 {
-    return b->ops->heartbeat(b, w, ttl_ms);
+    return jstore_heartbeat(b->js, w, ttl_ms);
 }
 
 enum cv_rc broker_worker_gone(struct broker *b, const char *name)
@@ -208,23 +209,23 @@ enum cv_rc broker_worker_gone(struct broker *b, const char *name)
 
 void broker_dead_purge(struct broker *b, const char *id, broker_purge_cb cb, void *arg)
 {
-    b->ops->dead_purge(b, id, cb, arg);
+    jstore_dead_purge(b->js, id, cb, arg);
 }
 
 enum cv_rc broker_dead_expire(struct broker *b, const char *type, int64_t retention_ms,
                               size_t max, size_t *removed)
 {
-    return b->ops->dead_expire(b, type, retention_ms, max, removed);
+    return jstore_dead_expire(b->js, type, retention_ms, max, removed);
 }
 
 enum cv_rc broker_held_ids(struct broker *b, size_t max, char (*ids)[UUID_STR_LEN], size_t *n)
 {
-    return b->ops->held_ids(b, max, ids, n);
+    return jstore_held_ids(b->js, max, ids, n);
 }
 
 enum cv_rc broker_dead_unhold(struct broker *b, const char *id)
 {
-    return b->ops->dead_unhold(b, id);
+    return jstore_dead_unhold(b->js, id);
 }
 
 enum cv_rc broker_gc_consumers(struct broker *b, int64_t idle_ms, int64_t alive_ms,
@@ -239,5 +240,5 @@ enum cv_rc broker_gc_consumers(struct broker *b, int64_t idle_ms, int64_t alive_
 
 int broker_lease(struct broker *b, const char *name, const char *owner, int64_t ttl_ms)
 {
-    return b->ops->lease(b, name, owner, ttl_ms);
+    return jstore_lease(b->js, name, owner, ttl_ms);
 }

@@ -9,19 +9,15 @@
 #define CV_BROKER_INT_H
 
 #include "broker.h"
+#include "jstore.h"
 
 struct broker_ops {
     const char *name;
     void (*close)(struct broker *b);
     int (*ready)(struct broker *b);
     void (*publish)(struct broker *, struct job *const *, size_t, int, broker_publish_cb, void *);
-    void (*get)(struct broker *, const char *, broker_status_cb, void *);
-    void (*dead_list)(struct broker *, const char *, int, broker_list_cb, void *);
     void (*dead_retry)(struct broker *, const char *, broker_done_cb, void *);
-    void (*dead_purge)(struct broker *, const char *, broker_purge_cb, void *);
     void (*queues)(struct broker *, broker_queues_cb, void *);
-    void (*workers)(struct broker *, int64_t, broker_workers_cb, void *);
-    void (*counters)(struct broker *, broker_counters_cb, void *);
     enum cv_rc (*consume)(struct broker *, const char *, const char *const *, size_t, size_t,
                           int, struct job **, size_t *);
     enum cv_rc (*reclaim)(struct broker *, const char *, const char *, int64_t, size_t,
@@ -29,12 +25,7 @@ struct broker_ops {
     enum cv_rc (*settle)(struct broker *, struct job *const *, struct broker_settle *, size_t,
                          int);
     enum cv_rc (*promote)(struct broker *, size_t, size_t *);
-    enum cv_rc (*dead_expire)(struct broker *, const char *, int64_t, size_t, size_t *);
-    enum cv_rc (*held_ids)(struct broker *, size_t, char (*)[UUID_STR_LEN], size_t *);
-    enum cv_rc (*dead_unhold)(struct broker *, const char *);
     enum cv_rc (*gc_consumers)(struct broker *, int64_t, int64_t, size_t *);
-    int (*lease)(struct broker *, const char *, const char *, int64_t);
-    enum cv_rc (*heartbeat)(struct broker *, const struct worker_info *, int);
     enum cv_rc (*worker_gone)(struct broker *, const char *);
 };
 
@@ -45,6 +36,11 @@ struct broker {
     const struct broker_ops *ops;
     const char *transport;
     unsigned caps;             /* enum broker_cap bits */
+    /* The job-status store every transport keeps in Redis, on the transport's
+     * own Redis link (set by its open): broker.c serves the calls that touch
+     * the store only (get, dead letters, workers, counters, leases,
+     * heartbeats) from it directly, whatever the transport. */
+    struct jstore *js;
 };
 
 /* Redis Streams (rstream.c). NULL after logging when Redis cannot be reached

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "cfg.h"
+#include "clock.h"
 #include "log.h"
 #include "mem.h"
 
@@ -76,7 +77,8 @@ struct kfk_producer {
     rd_kafka_t *rk;
     pthread_t thr;
     atomic_int stop;
-    atomic_int down;          /* every broker reported down, no delivery since */
+    atomic_llong down_ms;     /* when every broker was last reported down, or a delivery
+                               * failed (mono ms); 0 once a delivery succeeded since */
     int refs;                 /* under prod_mu */
 };
 
@@ -95,8 +97,9 @@ static void on_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     struct kfk_producer *p = opaque;
     struct dr_ctx *d = m->_private;
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        atomic_store(&p->down, 0);
+        atomic_store(&p->down_ms, 0);
     } else {
+        atomic_store(&p->down_ms, clock_mono_ms());
         LOG_WARN("kafka.delivery_failed", "topic=%s err=\"%s\"", rd_kafka_topic_name(m->rkt),
                  rd_kafka_err2str(m->err));
     }
@@ -109,7 +112,7 @@ static void on_prod_error(rd_kafka_t *rk, int err, const char *reason, void *opa
     struct kfk_producer *p = opaque;
     char b[LOG_STR_MAX];
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
-        atomic_store(&p->down, 1);
+        atomic_store(&p->down_ms, clock_mono_ms());
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
         char why[256];
         rd_kafka_fatal_error(rk, why, sizeof(why));
@@ -210,9 +213,15 @@ int kfk_produce(struct kfk_producer *p, const char *topic, const char *key, size
     return -1;
 }
 
+/* Down for DOWN_HOLD_MS after the last sign of it; then a publish goes
+ * through again and its report says whether the cluster is back (librdkafka
+ * tells when every broker is down, not when one comes back). */
+#define DOWN_HOLD_MS 3000
+
 int kfk_producer_up(const struct kfk_producer *p)
 {
-    return !atomic_load(&p->down);
+    long long at = atomic_load(&p->down_ms);
+    return !at || clock_mono_ms() - at >= DOWN_HOLD_MS;
 }
 
 /* ---- lag ---------------------------------------------------------------------- */

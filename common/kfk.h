@@ -39,8 +39,9 @@ void kfk_producer_put(struct kfk_producer *p);
 int kfk_produce(struct kfk_producer *p, const char *topic, const char *key, size_t klen,
                 const char *val, size_t vlen, kfk_dr_fn fn, void *opaque);
 
-/* 0 while librdkafka reports every broker down (and no delivery succeeded
- * since), else 1. Thread-safe, no I/O. */
+/* 0 for a few seconds after librdkafka reported every broker down or a
+ * delivery failed (and none succeeded since), else 1: callers refuse work at
+ * once meanwhile, then let one through to find out. Thread-safe, no I/O. */
 int kfk_producer_up(const struct kfk_producer *p);
 
 /* Consumer-group lag of group on topic: the sum over partitions of the high

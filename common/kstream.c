@@ -53,12 +53,13 @@
  * while a retry waits, its partition's commits wait behind it (bounded by the
  * backoff); the window's other keys go on.
  *
- * Deliveries that never settle. The worker's loop settles every delivery of
- * a batch before it reads again, unless Redis failed or the delivery was
- * fenced in the handler. A delivery still out at the next broker_consume is
- * therefore abandoned: it goes back to waiting and starts again (a new epoch,
- * counted by the poison-job guard). Nothing holds a partition's commits
- * forever.
+ * Deliveries that never settle (the worker's Redis failed, the handler saw
+ * it fenced, the worker gave it up while stopping) go back to waiting once
+ * they are out longer than worker.visibility_timeout_ms, as Redis Streams
+ * reclaims them, and start again with a new epoch, counted by the poison-job
+ * guard. A worker that dies takes its window with it: the rebalance hands the
+ * partitions, from the last commit, to another. Nothing holds a partition's
+ * commits forever.
  *
  * Scheduled jobs still wait in the Redis delayed set (BROKER_CAP_DELAYED_SET);
  * broker_promote produces them when due, together with the sweep. */
@@ -99,6 +100,7 @@ struct kmsg {
     int64_t offset;
     uint64_t keyh;             /* hash of the key: equal keys, equal hashes */
     int64_t due_ms;            /* wall ms; a retry waits until then */
+    int64_t out_ms;            /* mono ms it was handed out (KM_OUT) */
     long long kq;
     unsigned char st;          /* enum kmsg_st */
     char id[UUID_STR_LEN];
@@ -200,6 +202,20 @@ static const char *prefix_of(const struct cfg *cfg)
 static void topic_of(const struct kstream *ks, const char *type, char *out, size_t cap)
 {
     snprintf(out, cap, "%s.%s", prefix_of(ks->cfg), type);
+}
+
+/* Wait on cv (mu held) for up to ms, or until signalled. */
+static void cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(cv, mu, &ts);
 }
 
 static uint64_t key_hash(const char *k, size_t n)
@@ -335,14 +351,7 @@ static void kpub_produce(struct kpub *kp)
     int64_t until = clock_mono_ms() + PUB_WAIT_MS;
     pthread_mutex_lock(&ks->cmu);
     while (!kp->done && clock_mono_ms() < until) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 100 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&ks->ccv, &ks->cmu, &ts);
+        cond_wait_ms(&ks->ccv, &ks->cmu, 100);
     }
     int done = kp->done;
     pthread_mutex_unlock(&ks->cmu);
@@ -353,13 +362,9 @@ static void kpub_produce(struct kpub *kp)
 }
 
 /* The loop: finished kpubs from the producer's thread. */
-static void on_completions(evutil_socket_t fd, short what, void *arg)
+/* Finish every kpub the producer's thread handed over (async mode). */
+static void finish_completed(struct kstream *ks)
 {
-    (void)what;
-    struct kstream *ks = arg;
-    uint64_t v;
-    ssize_t r = read(fd, &v, sizeof(v));
-    (void)r;
     pthread_mutex_lock(&ks->cmu);
     struct kpub *kp = ks->done_head;
     ks->done_head = NULL;
@@ -369,6 +374,15 @@ static void on_completions(evutil_socket_t fd, short what, void *arg)
         kpub_finish(kp);
         kp = next;
     }
+}
+
+static void on_completions(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    uint64_t v;
+    ssize_t r = read(fd, &v, sizeof(v));
+    (void)r;
+    finish_completed(arg);
 }
 
 static void item_set(struct kitem *it, const char *id, const char *type, const char *key,
@@ -645,14 +659,7 @@ static void on_revoked(void *arg, const int32_t *parts, size_t n, int64_t *commi
     /* give the jobs in flight from these partitions a moment to settle, so that
      * the next owner does not run them again (it would be fenced, but later) */
     while (!ks->closing && out_of(kt, parts, n) > 0 && clock_mono_ms() < until) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 50 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&ks->cv, &ks->mu, &ts);
+        cond_wait_ms(&ks->cv, &ks->mu, 50);
     }
     for (size_t i = 0; i < n; i++) {
         struct kpart *p = part_at(kt, parts[i]);
@@ -753,6 +760,7 @@ static size_t pick_part(struct kstream *ks, struct ktype *kt, int32_t id, struct
             continue;
         }
         m->st = KM_OUT;
+        m->out_ms = clock_mono_ms();
         p->out++;
         struct pick *pk = &out[k++];
         pk->kt = kt;
@@ -767,38 +775,59 @@ static size_t pick_part(struct kstream *ks, struct ktype *kt, int32_t id, struct
     return k;
 }
 
-/* Deliveries still out from the last consume were never settled: back to waiting. */
-static void reclaim_abandoned(struct kstream *ks)
+/* Deliveries out longer than the visibility timeout were never settled (the
+ * worker's Redis failed, or it gave them up): back to waiting, to start again
+ * with a new epoch, as Redis Streams reclaims them. *next_due lowers to the
+ * earliest time one of the others expires. Under ks->mu. */
+static void reclaim_abandoned(struct kstream *ks, int64_t *next_due)
 {
     size_t n = 0;
+    int64_t now = clock_mono_ms(), vis = ks->cfg->visibility_timeout_ms;
     for (size_t t = 0; t < ks->ntypes; t++) {
         struct ktype *kt = &ks->types[t];
         for (int i = 0; i < kt->np; i++) {
             struct kpart *p = &kt->p[i];
-            for (size_t j = 0; p->out > 0 && j < p->len; j++)
-                if (p->v[p->head + j].st == KM_OUT) {
-                    p->v[p->head + j].st = KM_WAIT;
-                    p->out--;
-                    n++;
+            for (size_t j = 0; p->out > 0 && j < p->len; j++) {
+                struct kmsg *m = &p->v[p->head + j];
+                if (m->st != KM_OUT)
+                    continue;
+                if (now - m->out_ms < vis) {
+                    int64_t at = clock_wall_ms() + (m->out_ms + vis - now);
+                    if (at < *next_due)
+                        *next_due = at;
+                    continue;
                 }
+                m->st = KM_WAIT;
+                m->due_ms = 0;
+                p->out--;
+                n++;
+            }
         }
     }
     if (n)
         LOG_INFO("kafka.redeliver_unsettled", "count=%zu", n);
 }
 
+/* Pick up to max over the types, each its share first (max / ntypes, the
+ * first type turning each call), then the slots a type left go to the
+ * others: a busy type is not held to its share by idle ones. Under ks->mu. */
 static size_t pick_all(struct kstream *ks, const char *const *types, size_t ntypes, size_t max,
                        struct pick *out, int64_t *next_due)
 {
     size_t k = 0;
     int64_t now = clock_wall_ms();
     size_t first = ks->rr++;
-    for (size_t t = 0; t < ntypes && k < max; t++) {
-        struct ktype *kt = type_find(ks, types[(first + t) % ntypes]);
-        for (int i = 0; kt && i < kt->np && k < max; i++)
-            if (kt->p[i].assigned)
-                k += pick_part(ks, kt, i, &kt->p[i], now, out + k, max - k, next_due);
-    }
+    size_t share = max / ntypes ? max / ntypes : 1;
+    for (int pass = 0; pass < 2 && k < max; pass++)
+        for (size_t t = 0; t < ntypes && k < max; t++) {
+            struct ktype *kt = type_find(ks, types[(first + t) % ntypes]);
+            size_t room = pass == 0 && share < max - k ? share : max - k, got = 0;
+            for (int i = 0; kt && i < kt->np && got < room; i++)
+                if (kt->p[i].assigned)
+                    got += pick_part(ks, kt, i, &kt->p[i], now, out + k + got, room - got,
+                                     next_due);
+            k += got;
+        }
     return k;
 }
 
@@ -833,17 +862,72 @@ static void delivery_end(struct ktype *kt, int32_t part, int64_t offset, unsigne
 static void wait_for_messages(struct kstream *ks, int64_t until_mono)
 {
     int64_t left = until_mono - clock_mono_ms();
-    if (left <= 0)
-        return;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += left / 1000;
-    ts.tv_nsec += (left % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
+    if (left > 0)
+        cond_wait_ms(&ks->cv, &ks->mu, left);
+}
+
+/* Wait until something can be picked, or until (mono ms). Returns how many
+ * were picked into pk. */
+static size_t pick_wait(struct kstream *ks, const char *const *types, size_t ntypes, size_t max,
+                        struct pick *pk, int64_t until)
+{
+    size_t k = 0;
+    pthread_mutex_lock(&ks->mu);
+    for (;;) {
+        int64_t next_due = INT64_MAX;
+        reclaim_abandoned(ks, &next_due);
+        k = pick_all(ks, types, ntypes, max, pk, &next_due);
+        if (k > 0 || clock_mono_ms() >= until)
+            break;
+        int64_t w = until;
+        if (next_due != INT64_MAX && clock_mono_ms() + (next_due - clock_wall_ms()) < w)
+            w = clock_mono_ms() + (next_due - clock_wall_ms()) + 1;
+        wait_for_messages(ks, w);
     }
-    pthread_cond_timedwait(&ks->cv, &ks->mu, &ts);
+    pthread_mutex_unlock(&ks->mu);
+    return k;
+}
+
+/* Start the picks, a script per type; the windows may move meanwhile (the
+ * consumer's thread appends), so each is found again by offset after. Jobs
+ * started go to out[*n]; the others end (skipped) or wait again. */
+static enum cv_rc start_picks(struct kstream *ks, const char *consumer, const char *const *types,
+                              size_t ntypes, struct pick *pk, size_t k,
+                              struct jstore_delivery *d, struct pick **of, struct job **out,
+                              size_t *n)
+{
+    enum cv_rc rc = CV_OK;
+    for (size_t t = 0; t < ntypes; t++) {
+        struct ktype *kt = type_find(ks, types[t]);
+        size_t nd = 0;
+        for (size_t i = 0; kt && i < k; i++)
+            if (pk[i].kt == kt) {
+                d[nd].msg_id = pk[i].msg_id;
+                d[nd].id = pk[i].id;
+                d[nd].kq = pk[i].kq;
+                of[nd++] = &pk[i];
+            }
+        if (nd == 0)
+            continue;
+        enum cv_rc trc = rc == CV_OK
+                             ? jstore_start(ks->js, JSTORE_EXTERNAL, consumer, kt->type, d, nd,
+                                            out, n)
+                             : rc;
+        int resume = 0;
+        pthread_mutex_lock(&ks->mu);
+        for (size_t i = 0; i < nd; i++) {
+            struct pick *p = of[i];
+            if (trc != CV_OK)
+                delivery_end(kt, p->part, p->offset, p->gen, 0, 0, &resume);
+            else if (d[i].res == JSTORE_SKIP)
+                delivery_end(kt, p->part, p->offset, p->gen, 1, 0, &resume);
+            else if (d[i].res == JSTORE_WAIT)
+                delivery_end(kt, p->part, p->offset, p->gen, 0, d[i].wait_until_ms, &resume);
+        }
+        pthread_mutex_unlock(&ks->mu);
+        rc = trc;
+    }
+    return rc;
 }
 
 static enum cv_rc ks_consume(struct broker *b, const char *consumer, const char *const *types,
@@ -858,52 +942,18 @@ static enum cv_rc ks_consume(struct broker *b, const char *consumer, const char 
     if (rc != CV_OK)
         return rc;
     struct pick *pk = xcalloc(max, sizeof(*pk));
-    int64_t until = clock_mono_ms() + (block_ms > 0 ? block_ms : 0);
-    pthread_mutex_lock(&ks->mu);
-    reclaim_abandoned(ks);
-    size_t k = 0;
-    for (;;) {
-        int64_t next_due = INT64_MAX;
-        k = pick_all(ks, types, ntypes, max, pk, &next_due);
-        if (k > 0 || clock_mono_ms() >= until)
-            break;
-        int64_t w = until;
-        if (next_due != INT64_MAX && clock_mono_ms() + (next_due - clock_wall_ms()) < w)
-            w = clock_mono_ms() + (next_due - clock_wall_ms()) + 1;
-        wait_for_messages(ks, w);
-    }
-    pthread_mutex_unlock(&ks->mu);
-
-    /* start them, a script per type; the windows may move meanwhile (the
-     * consumer's thread appends), so each is found again by offset after */
     struct jstore_delivery *d = xcalloc(max, sizeof(*d));
     struct pick **of = xcalloc(max, sizeof(*of));
-    for (size_t t = 0; t < ntypes && rc == CV_OK; t++) {
-        struct ktype *kt = type_find(ks, types[t]);
-        size_t nd = 0;
-        for (size_t i = 0; kt && i < k; i++)
-            if (pk[i].kt == kt) {
-                d[nd].msg_id = pk[i].msg_id;
-                d[nd].id = pk[i].id;
-                d[nd].kq = pk[i].kq;
-                of[nd++] = &pk[i];
-            }
-        if (nd == 0)
-            continue;
-        rc = jstore_start(ks->js, JSTORE_EXTERNAL, consumer, kt->type, d, nd, out, n);
-        int resume = 0;
-        pthread_mutex_lock(&ks->mu);
-        for (size_t i = 0; i < nd; i++) {
-            struct pick *p = of[i];
-            if (rc != CV_OK)
-                delivery_end(kt, p->part, p->offset, p->gen, 0, 0, &resume);
-            else if (d[i].res == JSTORE_SKIP)
-                delivery_end(kt, p->part, p->offset, p->gen, 1, 0, &resume);
-            else if (d[i].res == JSTORE_WAIT)
-                delivery_end(kt, p->part, p->offset, p->gen, 0, d[i].wait_until_ms, &resume);
-        }
-        pthread_mutex_unlock(&ks->mu);
-        (void)resume;
+    int64_t until = clock_mono_ms() + (block_ms > 0 ? block_ms : 0);
+    /* until a job starts or the time is up: picks may all be skipped (ended
+     * jobs, stale copies) or told to wait (a retry's backoff) */
+    while (rc == CV_OK && *n == 0) {
+        size_t k = pick_wait(ks, types, ntypes, max, pk, until);
+        if (k == 0)
+            break;
+        rc = start_picks(ks, consumer, types, ntypes, pk, k, d, of, out, n);
+        if (clock_mono_ms() >= until)
+            break;
     }
     /* the windows' pauses are lifted in settle; a skip that emptied one lifts here */
     for (size_t t = 0; t < ks->ntypes; t++) {
@@ -961,61 +1011,6 @@ static enum cv_rc ks_settle(struct broker *b, struct job *const *jobs, struct br
     free(resume);
     free(rkt);
     return CV_OK;
-}
-
-/* ---- the job-status store (jstore.c) --------------------------------------------- */
-
-static void ks_get(struct broker *b, const char *id, broker_status_cb cb, void *arg)
-{
-    jstore_get(KS(b)->js, id, cb, arg);
-}
-
-static void ks_dead_list(struct broker *b, const char *type, int limit, broker_list_cb cb,
-                         void *arg)
-{
-    jstore_dead_list(KS(b)->js, type, limit, cb, arg);
-}
-
-static void ks_dead_purge(struct broker *b, const char *id, broker_purge_cb cb, void *arg)
-{
-    jstore_dead_purge(KS(b)->js, id, cb, arg);
-}
-
-static void ks_workers(struct broker *b, int64_t alive_ms, broker_workers_cb cb, void *arg)
-{
-    jstore_workers(KS(b)->js, alive_ms, cb, arg);
-}
-
-static void ks_counters(struct broker *b, broker_counters_cb cb, void *arg)
-{
-    jstore_counters(KS(b)->js, cb, arg);
-}
-
-static enum cv_rc ks_dead_expire(struct broker *b, const char *type, int64_t retention_ms,
-                                 size_t max, size_t *removed)
-{
-    return jstore_dead_expire(KS(b)->js, type, retention_ms, max, removed);
-}
-
-static enum cv_rc ks_held_ids(struct broker *b, size_t max, char (*ids)[UUID_STR_LEN],
-                              size_t *n)
-{
-    return jstore_held_ids(KS(b)->js, max, ids, n);
-}
-
-static enum cv_rc ks_dead_unhold(struct broker *b, const char *id)
-{
-    return jstore_dead_unhold(KS(b)->js, id);
-}
-
-static int ks_lease(struct broker *b, const char *name, const char *owner, int64_t ttl_ms)
-{
-    return jstore_lease(KS(b)->js, name, owner, ttl_ms);
-}
-
-static enum cv_rc ks_heartbeat(struct broker *b, const struct worker_info *w, int ttl_ms)
-{
-    return jstore_heartbeat(KS(b)->js, w, ttl_ms);
 }
 
 static enum cv_rc ks_worker_gone(struct broker *b, const char *name)
@@ -1169,41 +1164,15 @@ static int ks_ready(struct broker *b)
     return ok;
 }
 
-static void ks_close(struct broker *b)
+/* What open made, whatever of it was made (a failed open, the end of a close). */
+static void ks_free(struct kstream *ks)
 {
-    struct kstream *ks = KS(b);
-    pthread_mutex_lock(&ks->mu);
-    ks->closing = 1;              /* revokes stop waiting for jobs in flight */
-    pthread_cond_broadcast(&ks->cv);
-    pthread_mutex_unlock(&ks->mu);
-    /* each consumer commits what is finished and leaves its group */
-    for (size_t i = 0; i < ks->ntypes; i++) {
-        kfk_consumer_free(ks->types[i].c);
-        free(ks->types[i].p);
-    }
-    free(ks->types);
-    /* publishes in flight get their reports (bounded by message.timeout.ms) */
-    int64_t until = clock_mono_ms() + 15000;
-    pthread_mutex_lock(&ks->cmu);
-    while (ks->inflight > 0 && clock_mono_ms() < until) {
-        struct kpub *kp = ks->done_head;
-        ks->done_head = NULL;
-        pthread_mutex_unlock(&ks->cmu);
-        while (kp) {
-            struct kpub *next = kp->next;
-            kpub_finish(kp);
-            kp = next;
-        }
-        usleep(10 * 1000);
-        pthread_mutex_lock(&ks->cmu);
-    }
-    pthread_mutex_unlock(&ks->cmu);
     if (ks->ev)
         event_free(ks->ev);
     if (ks->efd >= 0)
         close(ks->efd);
     kfk_producer_put(ks->prod);
-    jstore_free(ks->js);
+    jstore_free(ks->js);        /* before the link it borrows */
     rds_free(ks->sync);
     rds_async_free(ks->as);
     free(ks->seen);
@@ -1214,26 +1183,45 @@ static void ks_close(struct broker *b)
     free(ks);
 }
 
+static void ks_close(struct broker *b)
+{
+    struct kstream *ks = KS(b);
+    pthread_mutex_lock(&ks->mu);
+    ks->closing = 1;              /* revokes stop waiting for jobs in flight */
+    pthread_cond_broadcast(&ks->cv);
+    pthread_mutex_unlock(&ks->mu);
+    /* each consumer commits what is finished and leaves its group */
+    for (size_t i = 0; i < ks->ntypes; i++) {
+        kfk_consumer_free(ks->types[i].c);
+        for (int k = 0; k < ks->types[i].np; k++)
+            free(ks->types[i].p[k].v);
+        free(ks->types[i].p);
+    }
+    free(ks->types);
+    /* publishes in flight get their reports (bounded by message.timeout.ms) */
+    int64_t until = clock_mono_ms() + 15000;
+    for (;;) {
+        pthread_mutex_lock(&ks->cmu);
+        size_t left = ks->inflight;
+        pthread_mutex_unlock(&ks->cmu);
+        if (left == 0 || clock_mono_ms() >= until)
+            break;
+        finish_completed(ks);
+        usleep(10 * 1000);
+    }
+    ks_free(ks);
+}
+
 static const struct broker_ops kstream_ops = {
     .name = "kafka",
     .close = ks_close,
     .ready = ks_ready,
     .publish = ks_publish,
-    .get = ks_get,
-    .dead_list = ks_dead_list,
     .dead_retry = ks_dead_retry,
-    .dead_purge = ks_dead_purge,
     .queues = ks_queues,
-    .workers = ks_workers,
-    .counters = ks_counters,
     .consume = ks_consume,
     .settle = ks_settle,
     .promote = ks_promote,
-    .dead_expire = ks_dead_expire,
-    .held_ids = ks_held_ids,
-    .dead_unhold = ks_dead_unhold,
-    .lease = ks_lease,
-    .heartbeat = ks_heartbeat,
     .worker_gone = ks_worker_gone,
 };
 
@@ -1262,6 +1250,7 @@ struct broker *kstream_open(const struct cfg *cfg, struct event_base *base)
         if (!ks->ev || event_add(ks->ev, NULL))
             goto fail;
         ks->js = jstore_new(NULL, ks->as);
+        ks->base.js = ks->js;
         lag_start(ks);
         return &ks->base;
     }
@@ -1275,20 +1264,11 @@ struct broker *kstream_open(const struct cfg *cfg, struct event_base *base)
     ks->js = jstore_new(ks->sync, NULL);
     if (!ks->js)
         goto fail;
+    ks->base.js = ks->js;
     return &ks->base;
 fail:
-    LOG_ERROR("kafka.open_failed", "redis=%s", ks->prod ? "down" : "-");
-    if (ks->ev)
-        event_free(ks->ev);
-    if (ks->efd >= 0)
-        close(ks->efd);
-    kfk_producer_put(ks->prod);
-    rds_free(ks->sync);
-    rds_async_free(ks->as);
-    pthread_mutex_destroy(&ks->mu);
-    pthread_cond_destroy(&ks->cv);
-    pthread_mutex_destroy(&ks->cmu);
-    pthread_cond_destroy(&ks->ccv);
-    free(ks);
+    LOG_ERROR("kafka.open_failed", "producer=%s redis_url_set=%d", ks->prod ? "ok" : "failed",
+              cfg->redis_url && *cfg->redis_url);
+    ks_free(ks);
     return NULL;
 }

@@ -52,61 +52,6 @@ static void rs_publish(struct broker *b, struct job *const *jobs, size_t n, int 
                    arg);
 }
 
-/* ---- the job-status store (jstore.c) ------------------------------------------- */
-
-static void rs_get(struct broker *b, const char *id, broker_status_cb cb, void *arg)
-{
-    jstore_get(RS(b)->js, id, cb, arg);
-}
-
-static void rs_dead_list(struct broker *b, const char *type, int limit, broker_list_cb cb,
-                         void *arg)
-{
-    jstore_dead_list(RS(b)->js, type, limit, cb, arg);
-}
-
-static void rs_dead_purge(struct broker *b, const char *id, broker_purge_cb cb, void *arg)
-{
-    jstore_dead_purge(RS(b)->js, id, cb, arg);
-}
-
-static void rs_workers(struct broker *b, int64_t alive_ms, broker_workers_cb cb, void *arg)
-{
-    jstore_workers(RS(b)->js, alive_ms, cb, arg);
-}
-
-static void rs_counters(struct broker *b, broker_counters_cb cb, void *arg)
-{
-    jstore_counters(RS(b)->js, cb, arg);
-}
-
-static enum cv_rc rs_dead_expire(struct broker *b, const char *type, int64_t retention_ms,
-                                 size_t max, size_t *removed)
-{
-    return jstore_dead_expire(RS(b)->js, type, retention_ms, max, removed);
-}
-
-static enum cv_rc rs_held_ids(struct broker *b, size_t max, char (*ids)[UUID_STR_LEN],
-                              size_t *n)
-{
-    return jstore_held_ids(RS(b)->js, max, ids, n);
-}
-
-static enum cv_rc rs_dead_unhold(struct broker *b, const char *id)
-{
-    return jstore_dead_unhold(RS(b)->js, id);
-}
-
-static int rs_lease(struct broker *b, const char *name, const char *owner, int64_t ttl_ms)
-{
-    return jstore_lease(RS(b)->js, name, owner, ttl_ms);
-}
-
-static enum cv_rc rs_heartbeat(struct broker *b, const struct worker_info *w, int ttl_ms)
-{
-    return jstore_heartbeat(RS(b)->js, w, ttl_ms);
-}
-
 /* ---- dead letters: replay puts a job back on its stream ------------------------- */
 
 struct done_ctx {
@@ -410,23 +355,13 @@ static const struct broker_ops rstream_ops = {
     .close = rs_close,
     .ready = rs_ready,
     .publish = rs_publish,
-    .get = rs_get,
-    .dead_list = rs_dead_list,
     .dead_retry = rs_dead_retry,
-    .dead_purge = rs_dead_purge,
     .queues = rs_queues,
-    .workers = rs_workers,
-    .counters = rs_counters,
     .consume = rs_consume,
     .reclaim = rs_reclaim,
     .settle = rs_settle,
     .promote = rs_promote,
-    .dead_expire = rs_dead_expire,
-    .held_ids = rs_held_ids,
-    .dead_unhold = rs_dead_unhold,
     .gc_consumers = rs_gc_consumers,
-    .lease = rs_lease,
-    .heartbeat = rs_heartbeat,
     .worker_gone = rs_worker_gone,
 };
 
@@ -443,6 +378,7 @@ struct broker *rstream_open(const struct cfg *cfg, struct event_base *base)
         if (!s->as)
             goto fail;
         s->js = jstore_new(NULL, s->as);
+        s->base.js = s->js;
         return &s->base;
     }
     /* a blocking XREADGROUP must not hit the socket timeout */
@@ -456,6 +392,7 @@ struct broker *rstream_open(const struct cfg *cfg, struct event_base *base)
     s->js = jstore_new(s->sync, NULL);
     if (!s->js)
         goto fail;
+    s->base.js = s->js;
     return &s->base;
 fail:
     rds_free(s->sync);

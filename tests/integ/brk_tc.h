@@ -168,6 +168,18 @@ static inline size_t consume(const char *consumer, const char *type, struct job 
     return n;
 }
 
+/* Read until want jobs came (several reads on Kafka, where messages arrive
+ * one fetch at a time), or the deadline. Returns how many. */
+static inline size_t consume_n(const char *consumer, const char *type, struct job **out,
+                               size_t want)
+{
+    size_t n = 0;
+    int64_t end = clock_mono_ms() + tc_block_ms;
+    while (n < want && clock_mono_ms() < end)
+        n += consume(consumer, type, out + n, want - n);
+    return n;
+}
+
 /* A read that must find nothing: it waits tc_none_ms. */
 static inline size_t consume_none(const char *consumer, const char *type)
 {
