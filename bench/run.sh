@@ -9,6 +9,8 @@
 #   activation            20k queued activations through 2 workers, PostgreSQL and the sim
 #   submit->done latency  noop jobs POSTed at a steady rate while 2 workers run: p50/p99
 #   order pipeline        fetch to COMPLETE through one worker, sim at 0 and 50 ms per call
+#   kafka_*               ingest, drain, Redis CPU per job and latency again on the Kafka
+#                         transport, against librdkafka's mock cluster (BENCH_KAFKA=0: skip)
 # Knobs: BENCH_SECONDS (5), BENCH_NOOP (200000), BENCH_ACTIVATIONS (20000), BENCH_ORDERS
 # (3000), BENCH_ONLY=orders (only the order pipeline).
 set -euo pipefail
@@ -128,6 +130,49 @@ start_bg worker1 "$T/worker1.log" "$BIN/conveyor-worker" --types noop --concurre
 start_bg worker2 "$T/worker2.log" "$BIN/conveyor-worker" --types noop --concurrency 64
 "$CVB" latency "$API" "$KEY" 5000 1000 | while read -r name v unit; do figure "$name" "$v" "$unit"; done
 stop_pids "$T" 20 worker
+
+# ---- the same on Kafka ---------------------------------------------------------------------
+# librdkafka's mock cluster (conveyor-kmock: 3 brokers in one process on this machine, 8
+# partitions per topic), NOT a real Kafka: the figures show the transport's own cost (record
+# in Redis, produce, per-key windows, offset stores) with a broker that costs next to nothing
+# and shares the 2 cores. Job status stays in Redis. BENCH_KAFKA=0 skips it.
+if [ "${BENCH_KAFKA:-1}" = 1 ]; then
+    KNOOP=${BENCH_KAFKA_NOOP:-50000}
+    boot=$(start_kmock "$T/kmock" "$BIN/conveyor-kmock" -x bench)
+    stop_pids "$T" 20 api
+    export CONVEYOR_BROKER_TRANSPORT=kafka CONVEYOR_BROKER_TOPIC_PREFIX=bench
+    export CONVEYOR_KAFKA_BOOTSTRAP_SERVERS=$boot CONVEYOR_KAFKA_SESSION_TIMEOUT_MS=6000
+    CONVEYOR_HTTP_PORT=$AP start_bg api "$T/api.log" "$BIN/conveyor-api"
+    wait_http "$API/health" 20
+    flush
+    figure "kafka_ingest_single_post" "$(wrk_rate "$T/post.lua" "$API/v1/jobs/noop" 64)" "jobs/s"
+    flush
+    r=$(wrk_rate "$T/batch.lua" "$API/v1/jobs/noop/batch" 4)
+    figure "kafka_ingest_batch_1000" "$((r * 1000))" "jobs/s"
+    for n in 1 2; do
+        flush
+        "$CVB" fill noop "$KNOOP" >/dev/null
+        rcpu0=$(awk '{print $14 + $15}' "/proc/$(cat "$T/redis/redis.pid")/stat")
+        read -r rate rss < <(drain "$n" noop "$KNOOP" 500)
+        rcpu1=$(awk '{print $14 + $15}' "/proc/$(cat "$T/redis/redis.pid")/stat")
+        figure "kafka_noop_drain_${n}_worker" "$rate" "jobs/s"
+        figure "kafka_redis_cpu_per_job_${n}" "$(awk -v a="$rcpu0" -v b="$rcpu1" -v n="$KNOOP" \
+            -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.1f", (b - a) / hz * 1e6 / n}')" "us"
+    done
+    flush
+    start_bg worker1 "$T/worker1.log" "$BIN/conveyor-worker" --types noop --concurrency 64
+    start_bg worker2 "$T/worker2.log" "$BIN/conveyor-worker" --types noop --concurrency 64
+    "$CVB" latency "$API" "$KEY" 5000 1000 | while read -r name v unit; do
+        figure "kafka_$name" "$v" "$unit"
+    done
+    stop_pids "$T" 20 worker
+    stop_pids "$T" 20 api
+    stop_kmock "$T/kmock"
+    unset CONVEYOR_BROKER_TRANSPORT CONVEYOR_BROKER_TOPIC_PREFIX CONVEYOR_KAFKA_BOOTSTRAP_SERVERS
+    unset CONVEYOR_KAFKA_SESSION_TIMEOUT_MS
+    CONVEYOR_HTTP_PORT=$AP start_bg api "$T/api.log" "$BIN/conveyor-api"
+    wait_http "$API/health" 20
+fi
 fi   # BENCH_ONLY
 
 # ---- the order pipeline -------------------------------------------------------------------

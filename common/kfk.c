@@ -42,9 +42,12 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
 {
     (void)rk;
     char b[LOG_STR_MAX];
-    /* a kafka.* key for the consumers is "ignored by this producer": expected */
+    /* a kafka.* key for the consumers is "ignored by this producer": expected;
+     * a broker that cannot be reached is a warning (the client reconnects) */
     if (!strcmp(fac, "CONFWARN"))
         level = 7;
+    else if (!strcmp(fac, "FAIL") && level < 4)
+        level = 4;
     if (level <= 3)
         LOG_ERROR("kafka.log", "fac=%s msg=%s", fac, log_str(b, buf));
     else if (level <= 4)
@@ -113,6 +116,11 @@ static void on_prod_error(rd_kafka_t *rk, int err, const char *reason, void *opa
     char b[LOG_STR_MAX];
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
         atomic_store(&p->down_ms, clock_mono_ms());
+    /* a refused connection is in librdkafka's own log line already (once) */
+    if (err == RD_KAFKA_RESP_ERR__TRANSPORT) {
+        LOG_DEBUG("kafka.error", "role=producer err=%s", rd_kafka_err2name(err));
+        return;
+    }
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
         char why[256];
         rd_kafka_fatal_error(rk, why, sizeof(why));
@@ -320,6 +328,11 @@ static void on_cons_error(rd_kafka_t *rk, int err, const char *reason, void *opa
     (void)rk;
     struct kfk_consumer *c = opaque;
     char b[LOG_STR_MAX];
+    if (err == RD_KAFKA_RESP_ERR__TRANSPORT || err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+        LOG_DEBUG("kafka.error", "role=consumer group=%s err=%s", c->group,
+                  rd_kafka_err2name(err));   /* librdkafka's log line has said it */
+        return;
+    }
     LOG_WARN("kafka.error", "role=consumer group=%s err=%s reason=%s", c->group,
              rd_kafka_err2name(err), log_str(b, reason));
 }

@@ -37,7 +37,8 @@
 # the jobs ended), CHAOS_KEEP=1 (keep the temp dir), CHAOS_SELFTEST=1 (after the check,
 # tests/chaos/selftest.sh plants defects one at a time and proves the check catches each;
 # the exit status is then the self-test's), CHAOS_ORDERS (CHAOS_JOBS / 10, at most 10000;
-# 0 = no orders), CHAOS_REPLAYS (2).
+# 0 = no orders), CHAOS_REPLAYS (2), CHAOS_BROKER (redis; kafka = the jobs go through
+# librdkafka's mock cluster, conveyor-kmock, started here).
 # Exit status: 0 every invariant holds, 1 one fails, 2 the kit could not run.
 set -euo pipefail
 
@@ -58,6 +59,7 @@ SEED=${CHAOS_SEED:-$(($(date +%s) % 1000000))}
 VIS_MS=${CHAOS_VISIBILITY_MS:-5000}
 DRAIN_S=${CHAOS_DRAIN_S:-180}
 HELD_WAIT_S=${CHAOS_HELD_WAIT_S:-30}
+BROKER=${CHAOS_BROKER:-redis}
 ORDERS=${CHAOS_ORDERS:-$((JOBS / 10))}
 [ "$ORDERS" -le 10000 ] || ORDERS=10000       # what the sim makes (and reports) at most
 REPLAYS=${CHAOS_REPLAYS:-2}
@@ -110,6 +112,7 @@ cleanup() {
     for p in "${OUTAGES[@]}"; do wait_gone 70 "$p" || kill -KILL "$p" 2>/dev/null; done
     [ ! -s "$T/pg/postmaster.pid" ] || record_pid "$T/pg.pid" "$(head -n 1 "$T/pg/postmaster.pid")"
     CV_QUIET=1 stop_pids "$T" 20 worker api sim
+    [ "$BROKER" != kafka ] || CV_QUIET=1 stop_kmock "$T/kmock"
     CV_QUIET=1 stop_pg "$T"
     CV_QUIET=1 stop_redis "$T/redis"
     if [ "$checked" = 1 ]; then
@@ -151,6 +154,13 @@ start_stack() {
     export CONVEYOR_MIGRATIONS=$ROOT/migrations
     export CONVEYOR_LOG_LEVEL=info
     export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1
+    if [ "$BROKER" = kafka ]; then
+        # the jobs on Kafka (librdkafka's mock cluster); status and state stay in Redis/PG
+        export CONVEYOR_BROKER_TRANSPORT=kafka CONVEYOR_KAFKA_SESSION_TIMEOUT_MS=6000
+        CONVEYOR_KAFKA_BOOTSTRAP_SERVERS=$(CV_QUIET=1 start_kmock "$T/kmock" "$BIN/conveyor-kmock") ||
+            die "the kafka mock cluster did not start"
+        export CONVEYOR_KAFKA_BOOTSTRAP_SERVERS
+    fi
     for step in migrate seed; do
         "$BIN/conveyorctl" "$step" >>"$LOG/conveyorctl.log" 2>&1 ||
             { log_tail "$LOG/conveyorctl.log"; die "conveyorctl $step failed"; }
