@@ -110,12 +110,13 @@ build/san/tests/freeport: tests/harness/freeport.c | deps-ok
 san: $(addprefix build/san/bin/,$(BINS)) build/san/unit_tests build/san/integ_tests build/san/tests/freeport
 
 # ---- tests ---------------------------------------------------------------
-# Unit tests, then integration tests, then a short chaos run: one make each, so that -j
-# never runs them together.
+# Unit tests, then integration tests, then a short chaos run on each transport (Kafka on
+# the mock cluster): one make each, so that -j never runs them together.
 test: deps-ok all san
 	$(MAKE) unit
 	$(MAKE) integ
 	CHAOS_JOBS=1500 CHAOS_SECONDS=60 CHAOS_BIN=build/san/bin $(MAKE) chaos
+	CHAOS_BROKER=kafka CHAOS_JOBS=1000 CHAOS_SECONDS=45 CHAOS_BIN=build/san/bin $(MAKE) chaos
 
 unit: build/san/unit_tests
 	build/san/unit_tests --jobs 2
