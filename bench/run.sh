@@ -12,7 +12,7 @@
 #   kafka_*               ingest, drain, Redis CPU per job and latency again on the Kafka
 #                         transport, against librdkafka's mock cluster (BENCH_KAFKA=0: skip)
 # Knobs: BENCH_SECONDS (5), BENCH_NOOP (200000), BENCH_ACTIVATIONS (20000), BENCH_ORDERS
-# (3000), BENCH_ONLY=orders (only the order pipeline).
+# (3000), BENCH_ONLY=orders (only the order pipeline) or kafka (only the Kafka part).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -87,13 +87,7 @@ EOT
 } >"$T/batch.lua"
 
 echo "Conveyor bench: $(date -u +%Y-%m-%dT%H:%M:%SZ), $CORES cores, ${SECS}s per ingest run"
-if [ "${BENCH_ONLY:-}" != orders ]; then
-flush
-figure "ingest_single_post" "$(wrk_rate "$T/post.lua" "$API/v1/jobs/noop" 64)" "jobs/s"
-flush
-r=$(wrk_rate "$T/batch.lua" "$API/v1/jobs/noop/batch" 4)
-figure "ingest_batch_1000" "$((r * 1000))" "jobs/s"
-
+ONLY=${BENCH_ONLY:-}
 drain() { # WORKERS TYPE N CONCURRENCY
     local w rate rss=0 pid
     for ((w = 1; w <= $1; w++)); do
@@ -107,6 +101,13 @@ drain() { # WORKERS TYPE N CONCURRENCY
     stop_pids "$T" 20 worker
     echo "$rate $rss"
 }
+
+if [ -z "$ONLY" ]; then
+flush
+figure "ingest_single_post" "$(wrk_rate "$T/post.lua" "$API/v1/jobs/noop" 64)" "jobs/s"
+flush
+r=$(wrk_rate "$T/batch.lua" "$API/v1/jobs/noop/batch" 4)
+figure "ingest_batch_1000" "$((r * 1000))" "jobs/s"
 
 for n in 1 2; do
     flush
@@ -130,20 +131,27 @@ start_bg worker1 "$T/worker1.log" "$BIN/conveyor-worker" --types noop --concurre
 start_bg worker2 "$T/worker2.log" "$BIN/conveyor-worker" --types noop --concurrency 64
 "$CVB" latency "$API" "$KEY" 5000 1000 | while read -r name v unit; do figure "$name" "$v" "$unit"; done
 stop_pids "$T" 20 worker
+fi   # the Redis Streams part
 
 # ---- the same on Kafka ---------------------------------------------------------------------
 # librdkafka's mock cluster (conveyor-kmock: 3 brokers in one process on this machine, 8
 # partitions per topic), NOT a real Kafka: the figures show the transport's own cost (record
 # in Redis, produce, per-key windows, offset stores) with a broker that costs next to nothing
 # and shares the 2 cores. Job status stays in Redis. BENCH_KAFKA=0 skips it.
-if [ "${BENCH_KAFKA:-1}" = 1 ]; then
+if [ "${BENCH_KAFKA:-1}" = 1 ] && { [ -z "$ONLY" ] || [ "$ONLY" = kafka ]; }; then
     KNOOP=${BENCH_KAFKA_NOOP:-50000}
     boot=$(start_kmock "$T/kmock" "$BIN/conveyor-kmock" -x bench)
-    stop_pids "$T" 20 api
-    export CONVEYOR_BROKER_TRANSPORT=kafka CONVEYOR_BROKER_TOPIC_PREFIX=bench
-    export CONVEYOR_KAFKA_BOOTSTRAP_SERVERS=$boot CONVEYOR_KAFKA_SESSION_TIMEOUT_MS=6000
-    CONVEYOR_HTTP_PORT=$AP start_bg api "$T/api.log" "$BIN/conveyor-api"
-    wait_http "$API/health" 20
+    export CONVEYOR_BROKER_TRANSPORT=kafka CONVEYOR_KAFKA_BOOTSTRAP_SERVERS=$boot
+    export CONVEYOR_KAFKA_SESSION_TIMEOUT_MS=6000
+    # each phase on topics of its own (CONVEYOR_BROKER_TOPIC_PREFIX), so that none
+    # reads another's messages; the API restarts for the phases it takes part in
+    kafka_api() {
+        stop_pids "$T" 20 api
+        export CONVEYOR_BROKER_TOPIC_PREFIX=$1
+        CONVEYOR_HTTP_PORT=$AP start_bg api "$T/api.log" "$BIN/conveyor-api"
+        wait_http "$API/health" 20
+    }
+    kafka_api bench-ingest
     flush
     figure "kafka_ingest_single_post" "$(wrk_rate "$T/post.lua" "$API/v1/jobs/noop" 64)" "jobs/s"
     flush
@@ -151,17 +159,21 @@ if [ "${BENCH_KAFKA:-1}" = 1 ]; then
     figure "kafka_ingest_batch_1000" "$((r * 1000))" "jobs/s"
     for n in 1 2; do
         flush
+        export CONVEYOR_BROKER_TOPIC_PREFIX=bench-drain$n
         "$CVB" fill noop "$KNOOP" >/dev/null
-        rcpu0=$(awk '{print $14 + $15}' "/proc/$(cat "$T/redis/redis.pid")/stat")
+        rcpu0=$(awk '{print $14 + $15}' "/proc/$(head -n 1 "$T/redis/redis.pid")/stat")
         read -r rate rss < <(drain "$n" noop "$KNOOP" 500)
-        rcpu1=$(awk '{print $14 + $15}' "/proc/$(cat "$T/redis/redis.pid")/stat")
+        rcpu1=$(awk '{print $14 + $15}' "/proc/$(head -n 1 "$T/redis/redis.pid")/stat")
         figure "kafka_noop_drain_${n}_worker" "$rate" "jobs/s"
+        figure "kafka_worker_rss_noop_${n}" "$((rss / 1024))" "MB"
         figure "kafka_redis_cpu_per_job_${n}" "$(awk -v a="$rcpu0" -v b="$rcpu1" -v n="$KNOOP" \
             -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.1f", (b - a) / hz * 1e6 / n}')" "us"
     done
     flush
+    kafka_api bench-latency
     start_bg worker1 "$T/worker1.log" "$BIN/conveyor-worker" --types noop --concurrency 64
     start_bg worker2 "$T/worker2.log" "$BIN/conveyor-worker" --types noop --concurrency 64
+    "$CVB" latency "$API" "$KEY" 100 50 >/dev/null   # the group's first join, not measured
     "$CVB" latency "$API" "$KEY" 5000 1000 | while read -r name v unit; do
         figure "kafka_$name" "$v" "$unit"
     done
@@ -173,9 +185,9 @@ if [ "${BENCH_KAFKA:-1}" = 1 ]; then
     CONVEYOR_HTTP_PORT=$AP start_bg api "$T/api.log" "$BIN/conveyor-api"
     wait_http "$API/health" 20
 fi
-fi   # BENCH_ONLY
 
 # ---- the order pipeline -------------------------------------------------------------------
+[ "$ONLY" != kafka ] || exit 0
 # One worker process (--concurrency 64) runs every order job type against the simulator,
 # which answers each outside call after L ms (0, then 50): N orders made in the sim's
 # Mirakl, one fetch, then every order posted to its carrier, tracked by the sim's signed

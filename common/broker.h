@@ -137,9 +137,18 @@ int broker_ready(struct broker *b);
  * producer (nothing published). Both are valid during the call. */
 typedef void (*broker_publish_cb)(void *arg, enum cv_rc rc, const char *const *ids,
                                   const int *dup, size_t n);
-/* Publish n jobs atomically (all or none). Jobs with not_before_ms in the
- * future are scheduled. The jobs stay owned by the caller and may be freed
- * as soon as this returns. */
+/* Publish n jobs. Jobs with not_before_ms in the future are scheduled. The
+ * jobs stay owned by the caller and may be freed as soon as this returns.
+ * What "published" means depends on BROKER_CAP_ATOMIC_BATCH:
+ * - with it (Redis Streams) the n jobs are queued and recorded in one atomic
+ *   step, all or none: CV_OK means all are on their queues.
+ * - without it (Kafka) the n jobs are recorded in Redis in one atomic step
+ *   (all or none), then produced; the callback runs once every delivery
+ *   report is in. CV_OK: every new job is written to the cluster.
+ *   CV_ERR_UNAVAILABLE after the call returned: the jobs are recorded but the
+ *   cluster did not confirm them all in time; they are produced again by the
+ *   transport's sweep and run once (a retry with the same ids or idempotency
+ *   keys finds them). An error before the call returns: nothing recorded. */
 void broker_publish(struct broker *b, struct job *const *jobs, size_t n, int idem_ttl_s,
                     broker_publish_cb cb, void *arg);
 

@@ -331,6 +331,14 @@ static void kpub_produce(struct kpub *kp)
     pthread_mutex_lock(&ks->cmu);
     ks->inflight++;
     pthread_mutex_unlock(&ks->cmu);
+    if (kp->nitems == 0) {
+        /* nothing to produce (the record failed, or every job was a duplicate or
+         * scheduled): answer now, on this thread. A record refused at once (the
+         * Redis link down) is then answered before broker_publish returns, which
+         * tells the API that nothing was enqueued (503), as on Redis Streams. */
+        kpub_finish(kp);
+        return;
+    }
     /* one guard count, so that no report can complete the kpub mid-loop */
     atomic_store(&kp->outstanding, kp->nitems + 1);
     char topic[160], val[UUID_STR_LEN + 24];
@@ -570,9 +578,9 @@ static struct kmsg *part_find(struct kpart *p, int64_t offset)
     return NULL;
 }
 
-/* Drop the finished front of the window and store the commit point. Returns
- * 1 when fetching should resume. Under ks->mu. */
-static int part_advance(struct ktype *kt, int32_t id, struct kpart *p)
+/* Drop the finished front of the window and store the commit point. Under
+ * ks->mu. A paused partition is resumed by resume_fetching, outside the lock. */
+static void part_advance(struct ktype *kt, int32_t id, struct kpart *p)
 {
     int64_t next = -1;
     while (p->len > 0 && p->v[p->head].st == KM_DONE) {
@@ -584,11 +592,6 @@ static int part_advance(struct ktype *kt, int32_t id, struct kpart *p)
         p->next_commit = next;
         kfk_consumer_store(kt->c, id, next);
     }
-    if (p->paused && p->len < WINDOW_RESUME) {
-        p->paused = 0;
-        return 1;
-    }
-    return 0;
 }
 
 /* The consumer's thread: a message. */
@@ -831,6 +834,25 @@ static size_t pick_all(struct kstream *ks, const char *const *types, size_t ntyp
     return k;
 }
 
+/* Fetching a partition paused while its window was full goes on once the
+ * window is back under WINDOW_RESUME (checked after every consume and settle;
+ * librdkafka is told outside ks->mu). */
+static void resume_fetching(struct kstream *ks)
+{
+    for (size_t t = 0; t < ks->ntypes; t++) {
+        struct ktype *kt = &ks->types[t];
+        for (int i = 0; i < kt->np; i++) {
+            pthread_mutex_lock(&ks->mu);
+            int go = kt->p[i].paused && kt->p[i].assigned && kt->p[i].len < WINDOW_RESUME;
+            if (go)
+                kt->p[i].paused = 0;
+            pthread_mutex_unlock(&ks->mu);
+            if (go)
+                kfk_consumer_pause(kt->c, i, 0);
+        }
+    }
+}
+
 /* Find a picked message again (the window may have moved). Under ks->mu. */
 static struct kmsg *pick_find(struct ktype *kt, int32_t part, int64_t offset, unsigned gen,
                               struct kpart **pp)
@@ -846,7 +868,7 @@ static struct kmsg *pick_find(struct ktype *kt, int32_t part, int64_t offset, un
 
 /* Mark a delivery over: done, or waiting again until due_ms. Under ks->mu. */
 static void delivery_end(struct ktype *kt, int32_t part, int64_t offset, unsigned gen, int done,
-                         int64_t due_ms, int *resume)
+                         int64_t due_ms)
 {
     struct kpart *p = NULL;
     struct kmsg *m = pick_find(kt, part, offset, gen, &p);
@@ -855,8 +877,8 @@ static void delivery_end(struct ktype *kt, int32_t part, int64_t offset, unsigne
     p->out--;
     m->st = done ? KM_DONE : KM_WAIT;
     m->due_ms = due_ms;
-    if (done && part_advance(kt, part, p))
-        *resume = 1;
+    if (done)
+        part_advance(kt, part, p);
 }
 
 static void wait_for_messages(struct kstream *ks, int64_t until_mono)
@@ -913,16 +935,15 @@ static enum cv_rc start_picks(struct kstream *ks, const char *consumer, const ch
                              ? jstore_start(ks->js, JSTORE_EXTERNAL, consumer, kt->type, d, nd,
                                             out, n)
                              : rc;
-        int resume = 0;
         pthread_mutex_lock(&ks->mu);
         for (size_t i = 0; i < nd; i++) {
             struct pick *p = of[i];
             if (trc != CV_OK)
-                delivery_end(kt, p->part, p->offset, p->gen, 0, 0, &resume);
+                delivery_end(kt, p->part, p->offset, p->gen, 0, 0);
             else if (d[i].res == JSTORE_SKIP)
-                delivery_end(kt, p->part, p->offset, p->gen, 1, 0, &resume);
+                delivery_end(kt, p->part, p->offset, p->gen, 1, 0);
             else if (d[i].res == JSTORE_WAIT)
-                delivery_end(kt, p->part, p->offset, p->gen, 0, d[i].wait_until_ms, &resume);
+                delivery_end(kt, p->part, p->offset, p->gen, 0, d[i].wait_until_ms);
         }
         pthread_mutex_unlock(&ks->mu);
         rc = trc;
@@ -955,19 +976,7 @@ static enum cv_rc ks_consume(struct broker *b, const char *consumer, const char 
         if (clock_mono_ms() >= until)
             break;
     }
-    /* the windows' pauses are lifted in settle; a skip that emptied one lifts here */
-    for (size_t t = 0; t < ks->ntypes; t++) {
-        struct ktype *kt = &ks->types[t];
-        for (int i = 0; i < kt->np; i++) {
-            pthread_mutex_lock(&ks->mu);
-            int resume = kt->p[i].paused && kt->p[i].len < WINDOW_RESUME;
-            if (resume)
-                kt->p[i].paused = 0;
-            pthread_mutex_unlock(&ks->mu);
-            if (resume)
-                kfk_consumer_pause(kt->c, i, 0);
-        }
-    }
+    resume_fetching(ks);
     free(d);
     free(of);
     free(pk);
@@ -984,9 +993,6 @@ static enum cv_rc ks_settle(struct broker *b, struct job *const *jobs, struct br
     if (rc != CV_OK)
         return rc;             /* still out: the next consume delivers them again */
     int64_t now = clock_wall_ms();
-    int32_t *resume = xcalloc(n + 1, sizeof(*resume));
-    struct ktype **rkt = xcalloc(n + 1, sizeof(*rkt));
-    size_t nr = 0;
     pthread_mutex_lock(&ks->mu);
     for (size_t i = 0; i < n; i++) {
         struct ktype *kt = type_find(ks, jobs[i]->type);
@@ -997,19 +1003,11 @@ static enum cv_rc ks_settle(struct broker *b, struct job *const *jobs, struct br
             continue;
         int again = !s[i].fenced &&
                     (s[i].outcome == BROKER_RETRY || s[i].outcome == BROKER_DEFER);
-        int r = 0;
-        delivery_end(kt, part, off, gen, !again, again ? now + s[i].delay_ms : 0, &r);
-        if (r) {
-            rkt[nr] = kt;
-            resume[nr++] = part;
-        }
+        delivery_end(kt, part, off, gen, !again, again ? now + s[i].delay_ms : 0);
     }
     pthread_cond_broadcast(&ks->cv);
     pthread_mutex_unlock(&ks->mu);
-    for (size_t i = 0; i < nr; i++)
-        kfk_consumer_pause(rkt[i]->c, resume[i], 0);
-    free(resume);
-    free(rkt);
+    resume_fetching(ks);
     return CV_OK;
 }
 

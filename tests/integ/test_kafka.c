@@ -237,6 +237,37 @@ Test(kafka, a_slow_job_past_max_poll_interval_is_not_redelivered)
     hn_stop_stack(&st);
 }
 
+struct queues_wait {
+    struct hn_stack *st;
+    int seen;
+    char last[512];
+};
+
+static int noop_lag_is_zero(void *arg)
+{
+    struct queues_wait *w = arg;
+    char url[256];
+    snprintf(url, sizeof(url), "%s/v1/queues", w->st->api_url);
+    const char *h[] = { HN_AUTH_ALL, NULL };
+    struct hn_resp *rp = hn_http("GET", url, h, NULL, 0, 5000);
+    snprintf(w->last, sizeof(w->last), "%d %.400s", rp->status, rp->body ? rp->body : "");
+    cJSON *j = rp->status == 200 ? hn_json(rp) : NULL;
+    hn_resp_free(rp);
+    int ok = 0;
+    const cJSON *t = cJSON_GetObjectItem(j, "transport");
+    cr_assert(!j || (cJSON_IsString(t) && !strcmp(t->valuestring, "kafka")), "%s", w->last);
+    const cJSON *q;
+    cJSON_ArrayForEach(q, cJSON_GetObjectItem(j, "queues"))
+    {
+        const cJSON *name = cJSON_GetObjectItem(q, "type"), *lag = cJSON_GetObjectItem(q, "lag");
+        if (cJSON_IsString(name) && !strcmp(name->valuestring, "noop") && cJSON_IsNumber(lag) &&
+            lag->valuedouble == 0)
+            ok = 1;
+    }
+    cJSON_Delete(j);
+    return ok;
+}
+
 /* Per-key concurrency: 32 keys x 16 jobs, 64 in flight. Jobs of one key never
  * overlap and run in publish order; jobs of different keys do overlap, more
  * of them at once than the topic has partitions. */
@@ -279,6 +310,10 @@ Test(kafka, per_key_order_holds_with_64_in_flight)
             most = at;
     }
     cr_assert_gt(most, 8, "only %d at once: partitions bound the parallelism", most);
+    /* GET /v1/queues names the transport, and the group's lag drains to 0 once the
+     * finished offsets are committed */
+    struct queues_wait qw = { &st, 0 };
+    cr_assert(hn_wait_until(noop_lag_is_zero, &qw, 20000, 200), "lag never 0: %s", qw.last);
     hn_stop_stack(&st);
 }
 
