@@ -312,7 +312,7 @@ Test(kafka, per_key_order_holds_with_64_in_flight)
     cr_assert_gt(most, 8, "only %d at once: partitions bound the parallelism", most);
     /* GET /v1/queues names the transport, and the group's lag drains to 0 once the
      * finished offsets are committed */
-    struct queues_wait qw = { &st, 0 };
+    struct queues_wait qw = { &st, 0, "" };
     cr_assert(hn_wait_until(noop_lag_is_zero, &qw, 20000, 200), "lag never 0: %s", qw.last);
     hn_stop_stack(&st);
 }
