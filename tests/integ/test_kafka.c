@@ -405,3 +405,35 @@ Test(kafka, a_retrying_job_holds_its_key_until_it_ends)
     job_free(c);
     free(o);
 }
+
+/* A partition whose window fills (more than WINDOW_PAUSE messages waiting) is
+ * paused and must resume once the window drains: 6000 stale messages of one
+ * key (their status gone: skipped), then one live job behind them. */
+Test(kafka, a_full_window_pauses_its_partition_and_resumes_it)
+{
+    struct job *jobs[1000];
+    struct pub_out *o = calloc(1, sizeof(*o));
+    for (int round = 0; round < 6; round++) {
+        for (int i = 0; i < 1000; i++)
+            jobs[i] = mk("noop", "{\"key\":\"one-partition\"}");
+        broker_publish(b, jobs, 1000, 60, on_pub, o);
+        cr_assert_eq(o->rc, CV_OK);
+        for (int i = 0; i < 1000; i++)
+            job_free(jobs[i]);
+    }
+    rds_reply_free(rds_cmdf(r, "FLUSHALL"));   /* every one of them is stale now */
+    struct job *live = mk("noop", "{\"key\":\"one-partition\"}");
+    publish1(live, o);
+    struct job *got[4];
+    size_t n = 0;
+    int64_t end = clock_mono_ms() + 60000;
+    while (n == 0 && clock_mono_ms() < end)
+        n = consume("c1", "noop", got, 4);
+    cr_assert_eq(n, 1, "the job behind 6000 skipped messages never came");
+    cr_assert_str_eq(got[0]->id, live->id);
+    struct broker_settle s = { BROKER_ACK, 0, NULL, 0, 0 };
+    cr_assert_eq(broker_settle(b, got, &s, 1, 60), CV_OK);
+    job_free(got[0]);
+    job_free(live);
+    free(o);
+}
