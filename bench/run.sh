@@ -199,6 +199,10 @@ stop_pids "$T" 20 api
 stop_pids "$T" 20 sim
 pipeline_env "$SP" "$AP"
 export CONVEYOR_UPSTREAMS_MIRAKL_RATE_PER_MIN=0 CONVEYOR_SIM_WEBHOOK_DELAY_MS=0
+# the carriers' hourly webhook budgets (1000 by default) are not what this measures
+for c in SEUR ONTIME CORREOS_EXPRESS TIPSA; do
+    export "CONVEYOR_UPSTREAMS_${c}_WEBHOOK_RATE_PER_HOUR=100000000"
+done
 export CONVEYOR_SIM_TRANSIT_DELAY_MS=0 CONVEYOR_SIM_DELIVER_DELAY_MS=0
 export CONVEYOR_JOBS_TYPES_TRACKING_POLL_EVERY_S=1   # TIPSA's feed, read every second
 start_bg sim "$T/sim.log" "$BIN/conveyor-sim" --port "$SP"
