@@ -5,6 +5,9 @@
  *   cvbench wait TYPE N TIMEOUT_S     wait until N jobs of TYPE ended; prints jobs/s
  *   cvbench latency URL KEY N RATE    POST N noop jobs through the API at RATE/s, wait for
  *                                     them, print p50/p99 submit->done latency
+ *   cvbench raw N                     the bare Redis limits every figure is judged against:
+ *                                     N pipelined XADDs (1000 per round trip), then N entries
+ *                                     read back by XREADGROUP + XACK, 100 per call
  *
  * Reads redis.url from the usual config/env. Prints one "name value unit" line per figure. */
 #include <curl/curl.h>
@@ -197,6 +200,61 @@ static int latency(const char *url, const char *key, long n, long rate)
     return 0;
 }
 
+/* ---- the bare Redis limits ------------------------------------------------------ */
+
+#define RAW_STREAM "cvbench:raw"
+
+static double raw_xadd(struct rds *r, long n)
+{
+    int64_t t0 = clock_mono_us();
+    for (long done = 0; done < n;) {
+        long k = n - done > 1000 ? 1000 : n - done;
+        for (long i = 0; i < k; i++)
+            rds_appendf(r, "XADD " RAW_STREAM " * id %ld", done + i);
+        for (long i = 0; i < k; i++)
+            rds_reply_free(rds_read(r));
+        done += k;
+    }
+    return (double)n / ((double)(clock_mono_us() - t0) / 1e6);
+}
+
+static double raw_read_ack(struct rds *r, long n)
+{
+    rds_reply_free(rds_cmdf(r, "XGROUP CREATE " RAW_STREAM " g 0"));
+    int64_t t0 = clock_mono_us();
+    long got = 0;
+    while (got < n) {
+        struct rds_reply *x =
+            rds_cmdf(r, "XREADGROUP GROUP g c COUNT 100 STREAMS " RAW_STREAM " >");
+        const struct rds_reply *entries = rds_reply_at(rds_reply_at(x, 0), 1);
+        size_t k = rds_reply_len(entries);
+        if (k == 0) {
+            rds_reply_free(x);
+            break;
+        }
+        const char *argv[104] = { "XACK", RAW_STREAM, "g" };
+        for (size_t i = 0; i < k; i++)
+            argv[3 + i] = rds_reply_at_str(rds_reply_at(entries, i), 0);
+        rds_reply_free(rds_cmd(r, (int)(3 + k), argv, NULL));
+        rds_reply_free(x);
+        got += (long)k;
+    }
+    return (double)got / ((double)(clock_mono_us() - t0) / 1e6);
+}
+
+static int raw(long n)
+{
+    struct rds *r = rds_connect(cfg.redis_url, 30000);
+    if (!r)
+        return 1;
+    rds_reply_free(rds_cmdf(r, "DEL " RAW_STREAM));
+    printf("raw_xadd_pipelined %.0f entries/s\n", raw_xadd(r, n));
+    printf("raw_xreadgroup_xack_100 %.0f entries/s\n", raw_read_ack(r, n));
+    rds_reply_free(rds_cmdf(r, "DEL " RAW_STREAM));
+    rds_free(r);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     log_init("bench", LOG_LVL_WARN);
@@ -207,9 +265,11 @@ int main(int argc, char **argv)
         return fill(argv[2], atol(argv[3]), argc > 4 ? argv[4] : "{}");
     if (argc >= 5 && !strcmp(argv[1], "wait"))
         return wait_done(argv[2], atol(argv[3]), atoi(argv[4]));
+    if (argc >= 3 && !strcmp(argv[1], "raw"))
+        return raw(atol(argv[2]));
     if (argc >= 6 && !strcmp(argv[1], "latency"))
         return latency(argv[2], argv[3], atol(argv[4]), atol(argv[5]));
     fprintf(stderr, "usage: cvbench fill TYPE N [PAYLOAD] | wait TYPE N TIMEOUT_S | "
-                    "latency URL KEY N RATE\n");
+                    "latency URL KEY N RATE | raw N\n");
     return 2;
 }

@@ -102,18 +102,44 @@ drain() { # WORKERS TYPE N CONCURRENCY
     echo "$rate $rss"
 }
 
+# redis_cpu_us: redis-server's CPU time so far, in microseconds (/proc utime + stime)
+redis_cpu_us() {
+    awk -v hz="$(getconf CLK_TCK)" '{printf "%.0f", ($14 + $15) / hz * 1e6}' \
+        "/proc/$(head -n 1 "$T/redis/redis.pid")/stat"
+}
+# per_job US0 US1 N: microseconds of Redis CPU per job between two redis_cpu_us readings
+per_job() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN {printf "%.1f", (b - a) / n}'; }
+# ratio A B: A / B to two places
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "-"}'; }
+
 if [ -z "$ONLY" ]; then
+# the bare limits of this Redis (AOF as shipped), measured first: the figures below are
+# also printed as ratios of them (issue 8's targets are such ratios)
+flush
+rawout=$("$CVB" raw 200000)
+RAW_XADD=$(awk '$1 == "raw_xadd_pipelined" {print $2}' <<<"$rawout")
+RAW_READ=$(awk '$1 == "raw_xreadgroup_xack_100" {print $2}' <<<"$rawout")
+figure "raw_xadd_pipelined" "$RAW_XADD" "entries/s"
+figure "raw_xreadgroup_xack_100" "$RAW_READ" "entries/s"
 flush
 figure "ingest_single_post" "$(wrk_rate "$T/post.lua" "$API/v1/jobs/noop" 64)" "jobs/s"
 flush
+c0=$(redis_cpu_us)
 r=$(wrk_rate "$T/batch.lua" "$API/v1/jobs/noop/batch" 4)
+c1=$(redis_cpu_us)
 figure "ingest_batch_1000" "$((r * 1000))" "jobs/s"
+figure "ingest_batch_vs_raw_xadd" "$(ratio "$((r * 1000))" "$RAW_XADD")" "x"
+figure "redis_cpu_per_published_job" "$(per_job "$c0" "$c1" "$((r * 1000 * SECS))")" "us"
 
 for n in 1 2; do
     flush
     "$CVB" fill noop "$NOOP" >/dev/null
+    c0=$(redis_cpu_us)
     read -r rate rss < <(drain "$n" noop "$NOOP" 500)
+    c1=$(redis_cpu_us)
     figure "noop_drain_${n}_worker" "$rate" "jobs/s"
+    figure "noop_drain_${n}_vs_raw_read" "$(ratio "$rate" "$RAW_READ")" "x"
+    figure "redis_cpu_per_drained_job_${n}" "$(per_job "$c0" "$c1" "$NOOP")" "us"
     figure "worker_rss_noop_${n}" "$((rss / 1024))" "MB"
 done
 
@@ -161,13 +187,12 @@ if [ "${BENCH_KAFKA:-1}" = 1 ] && { [ -z "$ONLY" ] || [ "$ONLY" = kafka ]; }; th
         flush
         export CONVEYOR_BROKER_TOPIC_PREFIX=bench-drain$n
         "$CVB" fill noop "$KNOOP" >/dev/null
-        rcpu0=$(awk '{print $14 + $15}' "/proc/$(head -n 1 "$T/redis/redis.pid")/stat")
+        c0=$(redis_cpu_us)
         read -r rate rss < <(drain "$n" noop "$KNOOP" 500)
-        rcpu1=$(awk '{print $14 + $15}' "/proc/$(head -n 1 "$T/redis/redis.pid")/stat")
+        c1=$(redis_cpu_us)
         figure "kafka_noop_drain_${n}_worker" "$rate" "jobs/s"
         figure "kafka_worker_rss_noop_${n}" "$((rss / 1024))" "MB"
-        figure "kafka_redis_cpu_per_job_${n}" "$(awk -v a="$rcpu0" -v b="$rcpu1" -v n="$KNOOP" \
-            -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.1f", (b - a) / hz * 1e6 / n}')" "us"
+        figure "kafka_redis_cpu_per_job_${n}" "$(per_job "$c0" "$c1" "$KNOOP")" "us"
     done
     flush
     kafka_api bench-latency
