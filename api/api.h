@@ -308,6 +308,8 @@ enum api_pub_outcome {
     API_PUB_CONFLICT,             /* the id is a job of another type or producer: 409 */
     API_PUB_UNSENT,               /* Redis unreachable: nothing sent, nothing enqueued: 503 */
     API_PUB_UNKNOWN,              /* sent, no answer: enqueued or not, we cannot tell: 504 */
+    API_PUB_FULL,                 /* refused: the type holds its max_queued unsettled jobs;
+                                   * id is the seconds to wait: 429 with Retry-After */
     API_PUB_RECORDED,             /* recorded, but the broker did not confirm it in time
                                    * (Kafka down): it runs once the broker is back (the
                                    * transport's sweep); 503 with the id to retry with */
@@ -325,7 +327,10 @@ void api_publish_one(struct api_thread *t, struct job *job, api_pub_cb cb, void 
 /* The reply for CONFLICT (409), UNSENT (503) and UNKNOWN (504: names the id
  * in the body and in a Conveyor-Job-Id header, and says how to retry).
  * what: "job" or "activation". Uses r->id. */
-void api_reply_pub_failure(struct req *r, enum api_pub_outcome o, const char *what);
+void api_reply_pub_failure(struct req *r, enum api_pub_outcome o, const char *what,
+                           const char *id);
+/* 429 with Retry-After: wait_s for the type's full queue (backpressure). */
+void api_reply_full(struct req *r, const char *wait_s);
 /* The reply to a single publish: the failure's, or 202 {"<id_field>", "type",
  * "status", "duplicate"?} with Location, counting a new job for r->type_idx
  * (r->type names it). The caller releases r. */

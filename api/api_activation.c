@@ -190,11 +190,13 @@ static void on_activation_published(void *arg, enum api_pub_outcome o, const cha
     struct req *r = arg;
     struct api_thread *t = r->t;
     char key[64], uid[24], oid[24];
-    snprintf(r->id, sizeof(r->id), "%s", id);
     if (o != API_PUB_NEW && o != API_PUB_DUP) {
-        api_reply_pub_failure(r, o, "activation");
+        if (o != API_PUB_FULL)
+            snprintf(r->id, sizeof(r->id), "%s", id);
+        api_reply_pub_failure(r, o, "activation", id);
         goto out;
     }
+    snprintf(r->id, sizeof(r->id), "%s", id);
     txn_key(key, r->id);
     if (o == API_PUB_DUP) {
         /* a repeat (Idempotency-Key or Conveyor-Job-Id of this producer):
@@ -259,6 +261,7 @@ void api_h_activation_create(struct req *r)
         api_reply_err(r, CV_ERR_INVALID, msg, field ? field : "body");
         goto out;
     }
+    j->bounded = 1;
     /* the reply shows the ids: read them back from the canonical payload */
     json_get_int64(root, "user_id", 1, ID_MAX, &r->user_id, &field);
     json_get_int64(root, "offer_id", 1, ID_MAX, &r->offer_id, &field);

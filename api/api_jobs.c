@@ -93,8 +93,10 @@ struct job *api_job_make_or_reply(struct req *r, const struct jobtype *t, const 
     struct job *j = NULL;
     const char *field = NULL, *why = NULL;
     if (jobopt_make(r->t->cfg, t, o, idem, r->key ? r->key->name : "", node, raw, rawlen, now,
-                    &j, &field, &why) == CV_OK)
+                    &j, &field, &why) == CV_OK) {
+        j->bounded = 1;   /* a client's job: its type's max_queued applies */
         return j;
+    }
     char f[128];
     snprintf(f, sizeof(f), "%s%s%.64s", where ? where : "", where && field ? "." : "",
              field ? field : "");
@@ -109,11 +111,13 @@ struct job *api_job_make_or_reply(struct req *r, const struct jobtype *t, const 
 void api_reply_published(struct req *r, enum api_pub_outcome o, const char *id,
                          const char *id_field)
 {
-    snprintf(r->id, sizeof(r->id), "%s", id);
     if (o != API_PUB_NEW && o != API_PUB_DUP) {
-        api_reply_pub_failure(r, o, "job");
+        if (o != API_PUB_FULL)
+            snprintf(r->id, sizeof(r->id), "%s", id);
+        api_reply_pub_failure(r, o, "job", id);
         return;
     }
+    snprintf(r->id, sizeof(r->id), "%s", id);
     if (o == API_PUB_NEW)
         met_inc(r->t->g->met, r->t->idx, r->t->g->m_enqueued[r->type_idx]);
     struct sbuf b;
@@ -215,6 +219,12 @@ static void on_published_batch(void *arg, enum cv_rc rc, const char *const *ids,
             batch_unknown_reply(r);
         goto out;
     }
+    /* backpressure refuses a type's jobs together: the batch is not enqueued */
+    for (size_t i = 0; i < n; i++)
+        if (dup[i] == 3) {
+            api_reply_full(r, ids[i]);
+            goto out;
+        }
     struct sbuf b;
     sbuf_init(&b);
     size_t ndup = 0, nconflict = 0;

@@ -30,6 +30,7 @@
 
 #include "api.h"
 #include "broker.h"
+#include "jobtype.h"
 #include "mem.h"
 
 #define PUB_MAX 256
@@ -47,6 +48,21 @@ struct api_pubq {
     size_t n;
     struct pub_item items[PUB_MAX];
 };
+
+/* 429: the type's queue holds its max_queued unsettled jobs (backpressure);
+ * wait_s is the broker's estimate from the type's drain rate. */
+void api_reply_full(struct req *r, const char *wait_s)
+{
+    char msg[200];
+    const struct jobtype *jt = jobtype_at(r->type_idx);   /* webhooks: r->type is the source */
+    const char *type = jt ? jt->name : r->type;
+    api_add_header(r, "Retry-After", wait_s && *wait_s ? wait_s : "1");
+    snprintf(msg, sizeof(msg),
+             "the %s queue is full (jobs.types.%s.max_queued): nothing was enqueued; retry "
+             "after %s s",
+             type, type, wait_s && *wait_s ? wait_s : "1");
+    api_reply_err(r, CV_ERR_RATE, msg, NULL);
+}
 
 /* What one broker_publish call needs to answer its callers. */
 struct pub_flight {
@@ -70,8 +86,10 @@ static void on_flushed(void *arg, enum cv_rc rc, const char *const *ids, const i
     for (size_t i = 0; i < f->n; i++) {
         struct pub_item *it = &f->items[i];
         if (rc == CV_OK && n == f->n)
-            it->cb(it->arg, dup[i] == 0 ? API_PUB_NEW : dup[i] == 1 ? API_PUB_DUP
-                                                                 : API_PUB_CONFLICT,
+            it->cb(it->arg, dup[i] == 0   ? API_PUB_NEW
+                            : dup[i] == 1 ? API_PUB_DUP
+                            : dup[i] == 3 ? API_PUB_FULL
+                                          : API_PUB_CONFLICT,
                    ids[i]);
         else
             it->cb(it->arg, failed, it->id);
@@ -151,9 +169,14 @@ void api_publish_one(struct api_thread *t, struct job *job, api_pub_cb cb, void 
         flush(q);
 }
 
-void api_reply_pub_failure(struct req *r, enum api_pub_outcome o, const char *what)
+void api_reply_pub_failure(struct req *r, enum api_pub_outcome o, const char *what,
+                           const char *id)
 {
     char msg[400];
+    if (o == API_PUB_FULL) {
+        api_reply_full(r, id);
+        return;
+    }
     if (o == API_PUB_CONFLICT) {
         snprintf(msg, sizeof(msg),
                  API_JOB_ID_HEADER " %s is the id of another job (another type or producer)",

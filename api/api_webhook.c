@@ -111,7 +111,7 @@ static void on_published(void *arg, enum api_pub_outcome o, const char *id)
 {
     struct req *r = arg;
     if (o != API_PUB_NEW && o != API_PUB_DUP) {
-        api_reply_pub_failure(r, o, "webhook");
+        api_reply_pub_failure(r, o, "webhook", id);
     } else {
         struct sbuf b;
         sbuf_init(&b);
@@ -177,6 +177,7 @@ static void enqueue_derived(struct req *r, int ti, const char *key, const char *
 {
     struct job *j = jobopt_derived(r->t->cfg, api_header(r, "traceparent"),
                                    jobtype_at(ti)->name, key, text, 0);
+    j->bounded = 1;   /* a full queue tells the sender to come back later */
     memcpy(r->trace_id, j->traceparent + 3, 32);
     r->trace_id[32] = '\0';
     r->type_idx = ti;

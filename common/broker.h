@@ -134,7 +134,10 @@ int broker_ready(struct broker *b);
  * the same idempotency key; dup[i] is 0 for a new job, 1 for such a duplicate
  * (also when a job with this id, type and producer exists already: publishes
  * are idempotent by id), 2 when a job with this id exists with another type or
- * producer (nothing published). Both are valid during the call. */
+ * producer (nothing published), 3 when the job was refused by backpressure
+ * (job.bounded and its type's max_queued reached: nothing published; ids[i]
+ * is then the seconds to wait, from the type's drain rate). Both are valid
+ * during the call. */
 typedef void (*broker_publish_cb)(void *arg, enum cv_rc rc, const char *const *ids,
                                   const int *dup, size_t n);
 /* Publish n jobs. Jobs with not_before_ms in the future are scheduled. The

@@ -222,6 +222,7 @@ static const struct cfg_row type_rows[] = {
     { "retry_max_ms", NULL, T_INT, NULL, 1, 86400000, 0, OT(retry_max_ms) },
     { "dead_retention_s", NULL, T_INT, "0", 0, 315360000, 0, OT(dead_retention_s) },
     { "every_s", NULL, T_INT, "0", 0, 604800, 0, OT(every_s) },
+    { "max_queued", NULL, T_INT, "0", 0, 1000000000, 0, OT(max_queued) },
 };
 
 #define OU(f) offsetof(struct cfg_upstream, f)

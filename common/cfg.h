@@ -26,6 +26,9 @@ struct cfg_jobtype {
     int retry_max_ms;
     int dead_retention_s;     /* 0 = dead letters stay until an operator purges them */
     int every_s;              /* a schedule: enqueue one job every N s across the fleet (0 = off) */
+    int max_queued;           /* backpressure: at most this many unsettled jobs (queued,
+                               * scheduled, running, retrying); a publish past it is
+                               * refused (429 + Retry-After). 0 = no bound */
 };
 
 /* The outside systems, one config group each: upstreams.<name>. */

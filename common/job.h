@@ -66,6 +66,10 @@ struct job {
      * duplicate only for the same type and producer (a conflict otherwise).
      * Stored in the status hash as field "pr"; workers ignore it. */
     char producer[JOB_PRODUCER_MAX];
+    /* 1: subject to its type's max_queued backpressure (set by the API for what
+     * clients and webhooks submit; the system's own jobs, follow-ups and
+     * schedules are never refused). Not stored. */
+    int bounded;
     /* set by the broker on delivery */
     char msg_id[48];           /* transport position (stream entry id) */
     int64_t epoch;             /* lease epoch: the fencing token of this delivery */

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cfg.h"
 #include "clock.h"
 #include "jstore_lua.h"
 #include "log.h"
@@ -21,6 +22,7 @@
 struct jstore {
     struct rds *sync;           /* borrowed: exactly one of sync and as */
     struct rds_async *as;
+    const struct cfg *cfg;      /* borrowed: the types' max_queued */
     struct rds_script publish, start, settle, dead_retry;
     struct rds_script dead_list, dead_purge, dead_expire, dead_unhold, lease, workers, counters;
 };
@@ -189,7 +191,7 @@ static void publish_done(const struct rds_reply *r, void *arg)
     free(c);
 }
 
-#define PUB_FIELDS 10   /* per job in the publish script's ARGV */
+#define PUB_FIELDS 11   /* per job in the publish script's ARGV */
 
 void jstore_publish(struct jstore *js, enum jstore_mode m, struct job *const *jobs,
                     const char *const *keys, size_t n, int idem_ttl_s, int64_t now,
@@ -198,7 +200,7 @@ void jstore_publish(struct jstore *js, enum jstore_mode m, struct job *const *jo
     size_t argc = 4 + n * PUB_FIELDS;
     const char **argv = xmalloc(sizeof(*argv) * argc);
     size_t *lens = xmalloc(sizeof(*lens) * argc);
-    char (*nums)[24] = xmalloc(sizeof(*nums) * (3 + n * 3));
+    char (*nums)[24] = xmalloc(sizeof(*nums) * (3 + n * 4));
     num(nums[0], 24, now);
     num(nums[1], 24, idem_ttl_s);
     num(nums[2], 24, (long long)n);
@@ -224,6 +226,9 @@ void jstore_publish(struct jstore *js, enum jstore_mode m, struct job *const *jo
         argv[b0 + 7] = j->traceparent;
         argv[b0 + 8] = j->producer;
         argv[b0 + 9] = keys && keys[i] ? keys[i] : "";
+        num(nums[3 + n * 3 + i], 24,
+            j->bounded && js->cfg ? cfg_type(js->cfg, j->type)->max_queued : 0);
+        argv[b0 + 10] = nums[3 + n * 3 + i];
         for (size_t k = 0; k < PUB_FIELDS; k++)
             lens[b0 + k] = strlen(argv[b0 + k]);
         if (j->payload)
@@ -636,11 +641,12 @@ enum cv_rc jstore_heartbeat(struct jstore *js, const struct worker_info *w, int 
 
 /* ---- new/free ------------------------------------------------------------- */
 
-struct jstore *jstore_new(struct rds *sync, struct rds_async *as)
+struct jstore *jstore_new(struct rds *sync, struct rds_async *as, const struct cfg *cfg)
 {
     struct jstore *js = xcalloc(1, sizeof(*js));
     js->sync = sync;
     js->as = as;
+    js->cfg = cfg;
     js->publish = (struct rds_script){ "publish", JSTORE_LUA_PUBLISH, "" };
     js->start = (struct rds_script){ "start", JSTORE_LUA_START, "" };
     js->settle = (struct rds_script){ "settle", JSTORE_LUA_SETTLE, "" };

@@ -27,9 +27,10 @@ struct rds_reply;
 struct jstore;
 
 /* A store on a borrowed link: exactly one of sync and as is non-NULL, and it
- * must outlive the store. In sync mode the scripts are loaded here; NULL when
+ * must outlive the store, as must cfg (each type's max_queued bounds its
+ * publishes). In sync mode the scripts are loaded here; NULL when
  * that fails (logged). Free with jstore_free (the link stays open). */
-struct jstore *jstore_new(struct rds *sync, struct rds_async *as);
+struct jstore *jstore_new(struct rds *sync, struct rds_async *as, const struct cfg *cfg);
 void jstore_free(struct jstore *js);
 
 /* Decode one status hash (a flat HGETALL array) into st, whose strings the

@@ -37,20 +37,54 @@
 #define CV_JSTORE_LUA_H
 
 /* Publish. ARGV: mode, now, idem_ttl_s, n, then n x (id type payload
- * max_attempts created_ms not_before_ms idem_key tp producer key). Returns a
- * flat array: id, dup per job, dup 0 = published, 1 = a duplicate (id is the
- * earlier job: same idempotency key of the same producer, or a job with this
- * id, type and producer exists already), 2 = a conflict (a job with this id
- * exists with another type or producer; nothing written). Every publish is
+ * max_attempts created_ms not_before_ms idem_key tp producer key max_queued).
+ * Returns a flat array: id, dup per job, dup 0 = published, 1 = a duplicate
+ * (id is the earlier job: same idempotency key of the same producer, or a job
+ * with this id, type and producer exists already), 2 = a conflict (a job with
+ * this id exists with another type or producer; nothing written), 3 = refused
+ * by backpressure (id is then the seconds to wait). Every publish is
  * idempotent by job id: a retry of a publish whose outcome was unknown cannot
  * enqueue twice, even when the two calls arrive in either order. Mode 'k':
- * a new queued job gets kq = 1 and enters cv:unproduced; the caller produces it. */
+ * a new queued job gets kq = 1 and enters cv:unproduced; the caller produces it.
+ *
+ * Backpressure. A type with max_queued > 0 holds at most that many unsettled
+ * jobs (queued, scheduled, running, retrying): enqueued + replayed - succeeded
+ * - failed - dead, from its counters. When this call's jobs of the type would
+ * pass the bound, all of them that are not duplicates are refused (a batch
+ * stays all or none), with a wait of (excess / drain rate) seconds, 1..300.
+ * The drain rate is measured here, from the counters, at most every 10 s per
+ * type (fields rs_ms, rs_done, rate of cv:stats:<type>): nothing is written
+ * for unbounded types. */
 #define JSTORE_LUA_PUBLISH \
 "local mode, now, ttl, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])\n" \
 "local streams = mode == 'q'\n" \
-"local out, seen = {}, {}\n" \
+"local out, seen, want, full = {}, {}, {}, {}\n" \
 "for i = 0, n - 1 do\n" \
-"  local b = 4 + i * 10\n" \
+"  local typ, bound = ARGV[4 + i * 11 + 2], tonumber(ARGV[4 + i * 11 + 11])\n" \
+"  if bound > 0 then want[typ] = {bound, ((want[typ] or {})[2] or 0) + 1} end\n" \
+"end\n" \
+"for typ, w in pairs(want) do\n" \
+"  local sk = 'cv:stats:' .. typ\n" \
+"  local c = redis.call('HMGET', sk, 'enqueued', 'replayed', 'succeeded', 'failed', 'dead',\n" \
+"    'rs_ms', 'rs_done', 'rate')\n" \
+"  local function v(x) return tonumber(x) or 0 end\n" \
+"  local done = v(c[3]) + v(c[4]) + v(c[5])\n" \
+"  local live = v(c[1]) + v(c[2]) - done\n" \
+"  local rate = v(c[8])\n" \
+"  if now - v(c[6]) >= 10000 then\n" \
+"    if v(c[6]) > 0 then rate = (done - v(c[7])) * 1000 / (now - v(c[6])) end\n" \
+"    redis.call('HSET', sk, 'rs_ms', now, 'rs_done', done, 'rate', rate)\n" \
+"  end\n" \
+"  local excess = live + w[2] - w[1]\n" \
+"  if excess > 0 then\n" \
+"    local wait = 300\n" \
+"    if rate > 0 then wait = math.ceil(excess / rate) end\n" \
+"    if wait < 1 then wait = 1 elseif wait > 300 then wait = 300 end\n" \
+"    full[typ] = wait\n" \
+"  end\n" \
+"end\n" \
+"for i = 0, n - 1 do\n" \
+"  local b = 4 + i * 11\n" \
 "  local id, typ, payload, maxa = ARGV[b+1], ARGV[b+2], ARGV[b+3], ARGV[b+4]\n" \
 "  local created, nb, idem, tp = ARGV[b+5], tonumber(ARGV[b+6]), ARGV[b+7], ARGV[b+8]\n" \
 "  local pr, key = ARGV[b+9], ARGV[b+10]\n" \
@@ -69,6 +103,8 @@
 "  end\n" \
 "  if prev then\n" \
 "    out[#out+1] = prev; out[#out+1] = dup\n" \
+"  elseif full[typ] then\n" \
+"    out[#out+1] = tostring(full[typ]); out[#out+1] = 3\n" \
 "  else\n" \
 "    if ik then redis.call('SET', ik, id, 'EX', ttl) end\n" \
 "    if not seen[typ] then\n" \

@@ -1247,7 +1247,7 @@ struct broker *kstream_open(const struct cfg *cfg, struct event_base *base)
         ks->ev = event_new(base, ks->efd, EV_READ | EV_PERSIST, on_completions, ks);
         if (!ks->ev || event_add(ks->ev, NULL))
             goto fail;
-        ks->js = jstore_new(NULL, ks->as);
+        ks->js = jstore_new(NULL, ks->as, cfg);
         ks->base.js = ks->js;
         lag_start(ks);
         return &ks->base;
@@ -1259,7 +1259,7 @@ struct broker *kstream_open(const struct cfg *cfg, struct event_base *base)
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         if (rds_script_load(ks->sync, all[i]))
             goto fail;
-    ks->js = jstore_new(ks->sync, NULL);
+    ks->js = jstore_new(ks->sync, NULL, cfg);
     if (!ks->js)
         goto fail;
     ks->base.js = ks->js;

@@ -377,7 +377,7 @@ struct broker *rstream_open(const struct cfg *cfg, struct event_base *base)
         s->as = rds_async_new(base, cfg->redis_url, 5000);
         if (!s->as)
             goto fail;
-        s->js = jstore_new(NULL, s->as);
+        s->js = jstore_new(NULL, s->as, cfg);
         s->base.js = s->js;
         return &s->base;
     }
@@ -389,7 +389,7 @@ struct broker *rstream_open(const struct cfg *cfg, struct event_base *base)
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         if (rds_script_load(s->sync, all[i]))
             goto fail;
-    s->js = jstore_new(s->sync, NULL);
+    s->js = jstore_new(s->sync, NULL, cfg);
     if (!s->js)
         goto fail;
     s->base.js = s->js;

@@ -408,3 +408,56 @@ Test(api, a_stalled_redis_fails_fast_and_the_status_falls_back_to_postgres)
     free(txn);
     hn_stop_stack(&st);
 }
+
+/* Issue 8: backpressure. A type whose queue holds jobs.types.<t>.max_queued
+ * unsettled jobs refuses more with 429 and Retry-After (nothing enqueued; a
+ * batch whole), a repeat of an accepted job is still its duplicate, and once
+ * workers drain the queue it takes jobs again. */
+static int accepts_noop(void *arg)
+{
+    struct hn_stack *st = arg;
+    struct hn_resp *rp = req(st, "POST", "/v1/jobs/noop", "{}", NULL);
+    int ok = rp->status == 202;
+    cr_assert(ok || rp->status == 429, "%d %s", rp->status, rp->body);
+    hn_resp_free(rp);
+    return ok;
+}
+
+Test(api, a_full_queue_answers_429_with_retry_after_then_takes_jobs_again)
+{
+    const char *const api_env[] = { "CONVEYOR_JOBS_TYPES_NOOP_MAX_QUEUED=5", NULL };
+    struct hn_stack st;
+    struct hn_stack_opts o = { .workers = 0, .worker_types = "noop", .worker_env = fast_env,
+                               .api_env = api_env };
+    hn_start_stack(&st, &o);
+    const char *const keyed[] = { HN_AUTH_ALL, "Idempotency-Key: bp-1", NULL };
+    char *first = submit(&st, "/v1/jobs/noop", "{}", keyed, 202);
+    for (int i = 0; i < 4; i++)
+        free(submit(&st, "/v1/jobs/noop", "{}", NULL, 202));
+    struct hn_resp *rp = req(&st, "POST", "/v1/jobs/noop", "{}", NULL);
+    cr_assert_eq(rp->status, 429, "%d %s", rp->status, rp->body);
+    char *ra = hn_resp_header(rp, "Retry-After");
+    cr_assert_not_null(ra);
+    cr_assert(atoi(ra) >= 1 && atoi(ra) <= 300, "Retry-After %s", ra);
+    free(ra);
+    cJSON *j = hn_json(rp);
+    cr_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "error"), "code")->valuestring,
+                     "rate_limited");
+    cJSON_Delete(j);
+    hn_resp_free(rp);
+    rp = req(&st, "POST", "/v1/jobs/noop/batch", "[{},{}]", NULL);
+    cr_assert_eq(rp->status, 429, "a batch is refused whole: %d %s", rp->status, rp->body);
+    hn_resp_free(rp);
+    /* an accepted job's repeat is its duplicate, not a refusal */
+    char *again = submit(&st, "/v1/jobs/noop", "{}", keyed, 202);
+    cr_assert_str_eq(again, first);
+    free(again);
+    free(first);
+    /* nothing past the bound was enqueued */
+    struct hn_resp *q = req(&st, "GET", "/v1/queues", NULL, NULL);
+    cr_assert(strstr(q->body, "\"type\":\"noop\",\"depth\":5,"), "%s", q->body);
+    hn_resp_free(q);
+    hn_stack_add_worker(&st);
+    cr_assert(hn_wait_until(accepts_noop, &st, 20000, 50), "the drained queue never took a job");
+    hn_stop_stack(&st);
+}

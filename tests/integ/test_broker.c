@@ -592,3 +592,40 @@ CONTRACT(every_worker_field_is_decoded)
     cr_assert_eq(got.processed, 5000000000LL);
     cr_assert(got.last_seen_ms > 0 && got.last_seen_ms <= clock_wall_ms());
 }
+
+
+/* Issue 8: backpressure. A type at its max_queued refuses bounded jobs
+ * (dup 3, the wait in ids[i]), all of a call's jobs of the type together; the
+ * system's own (unbounded) jobs pass; settled jobs make room. */
+CONTRACT(a_full_type_refuses_bounded_jobs_all_together)
+{
+    cfg.types[JT_NOOP].max_queued = 2;
+    struct job *js[3];
+    struct pub_out *o = calloc(1, sizeof(*o));
+    for (int i = 0; i < 3; i++) {
+        js[i] = mk("noop", "{}");
+        js[i]->bounded = 1;
+    }
+    broker_publish(b, js, 3, 60, on_pub, o);
+    cr_assert_eq(o->rc, CV_OK);
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(o->dup[i], 3, "three do not fit in two: none goes");
+        cr_assert(atoi(o->ids[i]) >= 1 && atoi(o->ids[i]) <= 300, "wait %s", o->ids[i]);
+    }
+    broker_publish(b, js, 2, 60, on_pub, o);
+    cr_assert(o->dup[0] == 0 && o->dup[1] == 0);
+    broker_publish(b, &js[2], 1, 60, on_pub, o);
+    cr_assert_eq(o->dup[0], 3, "full");
+    js[2]->bounded = 0;
+    broker_publish(b, &js[2], 1, 60, on_pub, o);
+    cr_assert_eq(o->dup[0], 0, "the system's own jobs are never refused");
+    cr_assert_eq(ack_all("noop", 3), 3);
+    struct job *more = mk("noop", "{}");
+    more->bounded = 1;
+    broker_publish(b, &more, 1, 60, on_pub, o);
+    cr_assert_eq(o->dup[0], 0, "settled jobs made room");
+    job_free(more);
+    for (int i = 0; i < 3; i++)
+        job_free(js[i]);
+    free(o);
+}
