@@ -206,7 +206,7 @@ static void on_published_batch(void *arg, enum cv_rc rc, const char *const *ids,
     struct req *r = arg;
     if (rc != CV_OK) {
         /* called before broker_publish returned: nothing left this process */
-        if (r->pub_calling)
+        if (r->pub_calling || rc == CV_ERR_BUSY)
             api_reply_err(r, rc, "could not enqueue the batch; nothing was enqueued; retry",
                           NULL);
         else if (rc == CV_ERR_UNAVAILABLE)

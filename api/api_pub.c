@@ -80,7 +80,8 @@ static void on_flushed(void *arg, enum cv_rc rc, const char *const *ids, const i
                        size_t n)
 {
     struct pub_flight *f = arg;
-    enum api_pub_outcome failed = calling == f                 ? API_PUB_UNSENT
+    /* CV_ERR_BUSY: Redis is full (maxmemory) and refused the publish whole */
+    enum api_pub_outcome failed = calling == f || rc == CV_ERR_BUSY ? API_PUB_UNSENT
                                   : rc == CV_ERR_UNAVAILABLE ? API_PUB_RECORDED
                                                              : API_PUB_UNKNOWN;
     for (size_t i = 0; i < f->n; i++) {
@@ -195,8 +196,8 @@ void api_reply_pub_failure(struct req *r, enum api_pub_outcome o, const char *wh
         return;
     }
     if (o != API_PUB_UNKNOWN) {
-        snprintf(msg, sizeof(msg), "the broker is unavailable: the %s was not enqueued; retry",
-                 what);
+        snprintf(msg, sizeof(msg),
+                 "the broker is unavailable or full: the %s was not enqueued; retry", what);
         api_reply_err(r, CV_ERR_IO, msg, NULL);
         return;
     }

@@ -782,7 +782,14 @@ enum cv_rc rds_reply_rc(const struct rds_reply *r, const char *op)
     if (!r)
         return CV_ERR_IO;
     if (rds_reply_type(r) == RDS_ERR) {
-        LOG_ERROR("broker.redis_error", "op=%s err=\"%.200s\"", op, rds_reply_str(r, NULL));
+        const char *e = rds_reply_str(r, NULL);
+        if (e && !strncmp(e, "OOM ", 4)) {
+            /* maxmemory reached: Redis refused the command (a script before it
+             * ran), so nothing was written; the caller may say "later" */
+            LOG_WARN("redis.full", "op=%s", op);
+            return CV_ERR_BUSY;
+        }
+        LOG_ERROR("broker.redis_error", "op=%s err=\"%.200s\"", op, e);
         return CV_ERR_IO;
     }
     return CV_OK;

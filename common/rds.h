@@ -97,7 +97,9 @@ void rds_either_eval(struct rds *sync, struct rds_async *as, struct rds_script *
                      void *arg, int argc, const char **argv, const size_t *lens);
 
 /* A reply as an rc: NULL (link down, timeout) and error replies are CV_ERR_IO;
- * an error reply is logged once here (evt=broker.redis_error op=<op>). */
+ * an error reply is logged once here (evt=broker.redis_error op=<op>). An OOM
+ * reply (maxmemory reached: the command or script was refused before it ran,
+ * nothing written) is CV_ERR_BUSY. */
 enum cv_rc rds_reply_rc(const struct rds_reply *r, const char *op);
 /* Sync: run a script that answers one integer into *out (0 on error; out may be NULL). */
 enum cv_rc rds_eval_int(struct rds *r, struct rds_script *s, int argc, const char **argv,

@@ -461,3 +461,34 @@ Test(api, a_full_queue_answers_429_with_retry_after_then_takes_jobs_again)
     cr_assert(hn_wait_until(accepts_noop, &st, 20000, 50), "the drained queue never took a job");
     hn_stop_stack(&st);
 }
+
+/* Issue 8: Redis at maxmemory refuses the publish script before it runs: the
+ * API says 503 with Retry-After (nothing enqueued), never a 202 it cannot
+ * keep, and takes jobs again once there is room. */
+Test(api, redis_at_maxmemory_answers_503_not_202)
+{
+    struct hn_stack st;
+    struct hn_stack_opts o = { .workers = 0, .worker_types = "noop", .worker_env = fast_env };
+    hn_start_stack(&st, &o);
+    struct rds *rd = rds_connect(hn_env("CONVEYOR_REDIS_URL"), 5000);
+    cr_assert_not_null(rd);
+    rds_reply_free(rds_cmdf(rd, "CONFIG SET maxmemory 1"));
+    struct hn_resp *rp = req(&st, "POST", "/v1/jobs/noop", "{}", NULL);
+    int status = rp->status;
+    char *ra = hn_resp_header(rp, "Retry-After");
+    struct hn_resp *bp = req(&st, "POST", "/v1/jobs/noop/batch", "[{},{}]", NULL);
+    int bstatus = bp->status;
+    rds_reply_free(rds_cmdf(rd, "CONFIG SET maxmemory 0"));
+    cr_assert_eq(status, 503, "%d %s", status, rp->body);
+    cr_assert_not_null(ra, "503 without Retry-After");
+    cr_assert_eq(bstatus, 503, "%d %s", bstatus, bp->body);
+    free(ra);
+    hn_resp_free(rp);
+    hn_resp_free(bp);
+    struct rds_reply *n = rds_cmdf(rd, "HGET cv:stats:noop enqueued");
+    cr_assert_eq(rds_reply_type(n), RDS_NIL, "nothing was enqueued");
+    rds_reply_free(n);
+    rds_free(rd);
+    free(submit(&st, "/v1/jobs/noop", "{}", NULL, 202));
+    hn_stop_stack(&st);
+}
