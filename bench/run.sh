@@ -143,6 +143,13 @@ for n in 1 2; do
     figure "worker_rss_noop_${n}" "$((rss / 1024))" "MB"
 done
 
+# the same drain with an AOF rewrite started with it (issue 8: rewrites stalled the hot path)
+flush
+"$CVB" fill noop "$NOOP" >/dev/null
+redis-cli -p "$RP" BGREWRITEAOF >/dev/null
+read -r rate rss < <(drain 1 noop "$NOOP" 500)
+figure "noop_drain_1_worker_aof_rewrite" "$rate" "jobs/s"
+
 flush
 psql_q "TRUNCATE transactions, user_offers; UPDATE accounts SET balance = 100000000"
 "$CVB" fill activation "$ACT" >/dev/null

@@ -249,6 +249,11 @@ stop_pids() {
 # snapshots) in DIR, pidfile DIR/redis.pid, log LOGFILE (default DIR/redis.log). Ready when PING
 # answers PONG (deadline 10 s). Running it again on the same DIR restarts from the AOF; when it
 # already runs on PORT it says so and succeeds.
+# Memory and AOF (README "Redis memory and AOF"): CONVEYOR_REDIS_MAXMEMORY (0 = no bound)
+# with policy volatile-lru (CONVEYOR_REDIS_MAXMEMORY_POLICY): past the bound Redis drops the
+# least recently used keys that expire anyway (finished jobs' status, old idempotency keys)
+# and refuses new work (the API's 503) once only live jobs remain; automatic AOF rewrites
+# wait for 256mb of AOF (CONVEYOR_REDIS_AOF_REWRITE_MIN_SIZE) and fsync incrementally.
 start_redis() {
     local dir=$1 port=$2 log=${3:-} deadline pid old
     mkdir -p "$dir"
@@ -269,7 +274,12 @@ start_redis() {
     echo "$log" >"$dir/redis.logpath"
     if ! redis-server --port "$port" --bind 127.0.0.1 --daemonize yes \
         --pidfile "$dir/redis.pid" --logfile "$log" --dir "$dir" \
-        --appendonly yes --appendfsync everysec --save "" >>"$log" 2>&1; then
+        --appendonly yes --appendfsync everysec --save "" \
+        --auto-aof-rewrite-percentage 100 \
+        --auto-aof-rewrite-min-size "${CONVEYOR_REDIS_AOF_REWRITE_MIN_SIZE:-256mb}" \
+        --aof-rewrite-incremental-fsync yes \
+        --maxmemory "${CONVEYOR_REDIS_MAXMEMORY:-0}" \
+        --maxmemory-policy "${CONVEYOR_REDIS_MAXMEMORY_POLICY:-volatile-lru}" >>"$log" 2>&1; then
         cv_err "redis-server failed to start on port $port"
         log_tail "$log"
         return 1
