@@ -3,8 +3,9 @@
  *   cvbench fill TYPE N [PAYLOAD]     publish N jobs straight to the broker in batches of 1000
  *                                     (activation jobs get their own transaction ids)
  *   cvbench wait TYPE N TIMEOUT_S     wait until N jobs of TYPE ended; prints jobs/s
- *   cvbench latency URL KEY N RATE    POST N noop jobs through the API at RATE/s, wait for
- *                                     them, print p50/p99 submit->done latency
+ *   cvbench latency URL KEY N RATE    POST N noop jobs through the API at RATE/s (open loop,
+ *                                     up to 64 in flight), wait for them, print the rate
+ *                                     reached and p50/p99 submit->done latency
  *   cvbench raw N                     the bare Redis limits every figure is judged against:
  *                                     N pipelined XADDs (1000 per round trip), then N entries
  *                                     read back by XREADGROUP + XACK, 100 per call
@@ -131,11 +132,23 @@ static size_t on_body(char *p, size_t sz, size_t nm, void *arg)
     return n;
 }
 
+/* One POST in flight: its easy handle, the reply, the job it is for. */
+struct post {
+    CURL *c;
+    long i;
+    struct { char buf[256]; size_t len; } body;
+};
+
+#define POSTS_IN_FLIGHT 64
+
+/* POST n noop jobs at rate per second, open loop: each is sent at its time
+ * (t0 + i / rate) on one of up to POSTS_IN_FLIGHT connections, whatever the
+ * answers to the earlier ones, so a slow answer does not lower the rate. */
 static int latency(const char *url, const char *key, long n, long rate)
 {
-    CURL *c = curl_easy_init();
+    CURLM *m = curl_multi_init();
     struct rds *r = rds_connect(cfg.redis_url, 5000);
-    if (!c || !r)
+    if (!m || !r)
         return 1;
     char (*ids)[UUID_STR_LEN] = xcalloc((size_t)n, UUID_STR_LEN);
     char auth[300], full[512];
@@ -143,30 +156,66 @@ static int latency(const char *url, const char *key, long n, long rate)
     snprintf(full, sizeof(full), "%s/v1/jobs/noop", url);
     struct curl_slist *h = curl_slist_append(NULL, auth);
     h = curl_slist_append(h, "Content-Type: application/json");
-    curl_easy_setopt(c, CURLOPT_URL, full);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, "{}");
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    int64_t t0 = clock_mono_us();
-    for (long i = 0; i < n; i++) {
-        int64_t due = t0 + i * 1000000 / rate;
-        int64_t now = clock_mono_us();
-        if (due > now)
-            usleep((useconds_t)(due - now));
-        struct { char buf[256]; size_t len; } body = { "", 0 };
-        curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
-        if (curl_easy_perform(c) != CURLE_OK) {
-            fprintf(stderr, "cvbench: POST failed\n");
-            return 1;
-        }
-        const char *p = strstr(body.buf, "\"id\":\"");
-        if (!p) {
-            fprintf(stderr, "cvbench: unexpected reply %s\n", body.buf);
-            return 1;
-        }
-        memcpy(ids[i], p + 6, 36);
-        ids[i][36] = '\0';
+    struct post *posts = xcalloc(POSTS_IN_FLIGHT, sizeof(*posts));
+    struct post *freel[POSTS_IN_FLIGHT];
+    int nfree = 0;
+    for (int k = 0; k < POSTS_IN_FLIGHT; k++) {
+        struct post *p = &posts[k];
+        p->c = curl_easy_init();
+        curl_easy_setopt(p->c, CURLOPT_URL, full);
+        curl_easy_setopt(p->c, CURLOPT_HTTPHEADER, h);
+        curl_easy_setopt(p->c, CURLOPT_POSTFIELDS, "{}");
+        curl_easy_setopt(p->c, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(p->c, CURLOPT_WRITEDATA, &p->body);
+        curl_easy_setopt(p->c, CURLOPT_PRIVATE, p);
+        freel[nfree++] = p;
     }
+    int64_t t0 = clock_mono_us();
+    long sent = 0, answered = 0;
+    int failed = 0;
+    while (answered < n && !failed) {
+        int64_t now = clock_mono_us();
+        while (sent < n && nfree > 0 && t0 + sent * 1000000 / rate <= now) {
+            struct post *p = freel[--nfree];
+            p->i = sent++;
+            p->body.len = 0;
+            p->body.buf[0] = '\0';
+            curl_multi_add_handle(m, p->c);
+        }
+        int running = 0;
+        curl_multi_perform(m, &running);
+        CURLMsg *msg;
+        int left;
+        while ((msg = curl_multi_info_read(m, &left))) {
+            if (msg->msg != CURLMSG_DONE)
+                continue;
+            struct post *p = NULL;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&p);
+            const char *id = strstr(p->body.buf, "\"id\":\"");
+            if (msg->data.result != CURLE_OK || !id) {
+                fprintf(stderr, "cvbench: POST failed: %s\n", p->body.buf);
+                failed = 1;
+            } else {
+                memcpy(ids[p->i], id + 6, 36);
+                ids[p->i][36] = '\0';
+            }
+            curl_multi_remove_handle(m, p->c);
+            freel[nfree++] = p;
+            answered++;
+        }
+        int64_t next = sent < n ? t0 + sent * 1000000 / rate : now + 1000;
+        int wait_ms = (int)((next - clock_mono_us()) / 1000);
+        curl_multi_poll(m, NULL, 0, wait_ms < 0 ? 0 : wait_ms > 10 ? 10 : wait_ms, NULL);
+    }
+    double secs = (double)(clock_mono_us() - t0) / 1e6;
+    for (int k = 0; k < POSTS_IN_FLIGHT; k++)
+        curl_easy_cleanup(posts[k].c);
+    free(posts);
+    curl_multi_cleanup(m);
+    curl_slist_free_all(h);
+    if (failed)
+        return 1;
+    printf("submit_rate %.0f jobs/s\n", (double)n / secs);
     long long *lat = xcalloc((size_t)n, sizeof(*lat));
     int64_t end = clock_mono_ms() + 30000;
     long have = 0;
@@ -194,8 +243,6 @@ static int latency(const char *url, const char *key, long n, long rate)
            lat[(n * 99) / 100 < n ? (n * 99) / 100 : n - 1]);
     free(lat);
     free(ids);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
     rds_free(r);
     return 0;
 }
