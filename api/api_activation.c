@@ -33,18 +33,6 @@
 
 /* ==== helpers ============================================================== */
 
-/* A field of a flat HGETALL/HMGET reply, or NULL. */
-static const char *hash_get(const struct rds_reply *h, const char *k)
-{
-    size_t n = rds_reply_len(h);
-    for (size_t i = 0; i + 1 < n; i += 2) {
-        const char *f = rds_reply_at_str(h, i);
-        if (f && strcmp(f, k) == 0)
-            return rds_reply_at_str(h, i + 1);
-    }
-    return NULL;
-}
-
 static void txn_key(char out[64], const char *id)
 {
     snprintf(out, 64, TXN_KEY_PREFIX "%s", id);
@@ -337,7 +325,7 @@ static void on_status_hash(const struct rds_reply *reply, void *arg)
     if (reply && rds_reply_type(reply) == RDS_ARR && rds_reply_len(reply) >= 2) {
         const char *vals[NTXN_FIELDS];
         for (size_t i = 0; i < NTXN_FIELDS; i++)
-            vals[i] = hash_get(reply, txn_fields[i]);
+            vals[i] = rds_reply_hash_get(reply, txn_fields[i]);
         if (!vals[0])
             vals[0] = r->id;
         struct sbuf b;

@@ -33,18 +33,25 @@ static int redis_up(const struct api_thread *t)
     return !t->closing && t->broker && broker_ready(t->broker);
 }
 
+/* "{"status":..,"redis":..,"postgres":.." into b (no closing brace); returns 1
+ * when both stores answer. GET /ready and GET /v1/health share it. */
+static int ready_fields(struct api_thread *t, struct sbuf *b)
+{
+    int redis = redis_up(t), pg = t->db && db_async_connected(t->db);
+    sbuf_add(b, "{", 1);
+    api_json_str(b, "status", redis && pg ? "ready" : "not_ready", 1);
+    api_json_str(b, "redis", redis ? "up" : "down", 0);
+    api_json_str(b, "postgres", pg ? "up" : "down", 0);
+    return redis && pg;
+}
+
 void api_h_ready(struct req *r)
 {
-    int redis = redis_up(r->t);
-    int pg = r->t->db && db_async_connected(r->t->db);
     struct sbuf b;
     sbuf_init(&b);
-    sbuf_add(&b, "{", 1);
-    api_json_str(&b, "status", redis && pg ? "ready" : "not_ready", 1);
-    api_json_str(&b, "redis", redis ? "up" : "down", 0);
-    api_json_str(&b, "postgres", pg ? "up" : "down", 0);
+    int ready = ready_fields(r->t, &b);
     sbuf_add(&b, "}", 1);
-    api_reply_json(r, redis && pg ? 200 : 503, &b);
+    api_reply_json(r, ready ? 200 : 503, &b);
     sbuf_cleanup(&b);
 }
 
@@ -172,12 +179,7 @@ static void on_held(const struct rds_reply *reply, void *arg)
     struct api_thread *t = arg;
     struct sbuf *b = &t->metrics->next[2];
     for (size_t g = 0; reply && rds_reply_type(reply) == RDS_ARR && g < 3; g++) {
-        const char *v = NULL;
-        for (size_t i = 0; i + 1 < rds_reply_len(reply); i += 2) {
-            const char *f = rds_reply_at_str(reply, i);
-            if (f && !strcmp(f, gauges[g].field))
-                v = rds_reply_at_str(reply, i + 1);
-        }
+        const char *v = rds_reply_hash_get(reply, gauges[g].field);
         char *end = NULL;
         double d = v ? strtod(v, &end) : 0;
         if (!v || end == v || *end)
@@ -283,32 +285,17 @@ struct ups_probe {
     int part;               /* 0 last, 1 breaker */
 };
 
-static const char *hash_field(const struct rds_reply *h, const char *k)
-{
-    size_t n = rds_reply_len(h);
-    for (size_t i = 0; i + 1 < n; i += 2) {
-        const char *f = rds_reply_at_str(h, i);
-        if (f && strcmp(f, k) == 0)
-            return rds_reply_at_str(h, i + 1);
-    }
-    return NULL;
-}
-
 static void v1_reply(struct req *r)
 {
-    int redis = redis_up(r->t), pg = r->t->db && db_async_connected(r->t->db);
     struct sbuf *b = r->acc;
     sbuf_adds(b, "}");
     struct sbuf out;
     sbuf_init(&out);
-    sbuf_add(&out, "{", 1);
-    api_json_str(&out, "status", redis && pg ? "ready" : "not_ready", 1);
-    api_json_str(&out, "redis", redis ? "up" : "down", 0);
-    api_json_str(&out, "postgres", pg ? "up" : "down", 0);
+    int ready = ready_fields(r->t, &out);
     sbuf_adds(&out, ",\"upstreams\":");
     sbuf_add(&out, b->p, b->len);
     sbuf_add(&out, "}", 1);
-    api_reply_json(r, redis && pg ? 200 : 503, &out);
+    api_reply_json(r, ready ? 200 : 503, &out);
     sbuf_cleanup(&out);
 }
 
@@ -319,7 +306,7 @@ static void on_ups(const struct rds_reply *reply, void *arg)
     struct sbuf *b = r->acc;
     const char *name = cfg_ups_name(p->id);
     if (p->part == 0) {
-        const char *cls = reply ? hash_field(reply, "class") : NULL;
+        const char *cls = reply ? rds_reply_hash_get(reply, "class") : NULL;
         sbuf_adds(b, b->len > 1 ? "," : "");
         sbuf_add_json_str(b, name);
         sbuf_adds(b, ":{");
@@ -328,16 +315,18 @@ static void on_ups(const struct rds_reply *reply, void *arg)
         else
             sbuf_addf(b, "\"reachable\":%s",
                       strcmp(cls, "not_sent") && strcmp(cls, "unknown") ? "true" : "false");
-        const char *lat = hash_field(reply, "latency_ms"), *st = hash_field(reply, "status");
-        const char *at = hash_field(reply, "at_ms"), *ok = hash_field(reply, "ok_at_ms");
+        const char *lat = rds_reply_hash_get(reply, "latency_ms");
+        const char *st = rds_reply_hash_get(reply, "status");
+        const char *at = rds_reply_hash_get(reply, "at_ms");
+        const char *ok = rds_reply_hash_get(reply, "ok_at_ms");
         api_json_num_text(b, "last_latency_ms", lat ? lat : "null", 0);
         api_json_num_text(b, "last_status", st ? st : "null", 0);
         api_json_str_or_null(b, "last_class", cls, 0);
         api_json_time(b, "last_call_at", at ? atoll(at) : 0, 0);
         api_json_time(b, "last_ok_at", ok ? atoll(ok) : 0, 0);
     } else {
-        const char *state = reply ? hash_field(reply, "state") : NULL;
-        const char *opened = reply ? hash_field(reply, "opened_at") : NULL;
+        const char *state = reply ? rds_reply_hash_get(reply, "state") : NULL;
+        const char *opened = reply ? rds_reply_hash_get(reply, "opened_at") : NULL;
         const char *circuit = "closed";
         if (state && strcmp(state, "open") == 0)
             circuit = opened && clock_wall_ms() >= atoll(opened) +

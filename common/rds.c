@@ -777,6 +777,17 @@ void rds_either_eval(struct rds *sync, struct rds_async *as, struct rds_script *
 }
 
 /* The event keeps the name it had in rstream.c, where it began: alerts count it. */
+const char *rds_reply_hash_get(const struct rds_reply *h, const char *k)
+{
+    size_t n = rds_reply_len(h);
+    for (size_t i = 0; i + 1 < n; i += 2) {
+        const char *f = rds_reply_at_str(h, i);
+        if (f && strcmp(f, k) == 0)
+            return rds_reply_at_str(h, i + 1);
+    }
+    return NULL;
+}
+
 enum cv_rc rds_reply_rc(const struct rds_reply *r, const char *op)
 {
     if (!r)

@@ -36,6 +36,9 @@ const struct rds_reply *rds_reply_at(const struct rds_reply *r, size_t i); /* NU
 /* Convenience: element i as string/int with defaults. */
 const char *rds_reply_at_str(const struct rds_reply *r, size_t i);
 long long rds_reply_at_int(const struct rds_reply *r, size_t i, long long def);
+/* The value of field k in a flat field/value array (an HGETALL reply), or
+ * NULL when absent. */
+const char *rds_reply_hash_get(const struct rds_reply *h, const char *k);
 /* Free a reply that a sync call returned (never one passed to an async callback). */
 void rds_reply_free(struct rds_reply *r);
 
