@@ -237,17 +237,29 @@ static void reply_account(struct req *r, int status)
     }
 }
 
+/* The request's libevent request and connection, taken for its last write:
+ * r no longer points at them (they are freed once the reply is out). NULL
+ * when the client is gone. */
+static struct evhttp_request *take_http(struct req *r, struct api_conn **conn)
+{
+    struct evhttp_request *hr = r->gone ? NULL : r->http;
+    *conn = r->conn;
+    if (!hr)
+        return NULL;
+    r->http = NULL;
+    r->conn = NULL;
+    return hr;
+}
+
 void api_reply(struct req *r, int status, const char *content_type, const char *body,
                size_t len)
 {
     struct api_thread *t = r->t;
     reply_account(r, status);
-    if (r->gone || !r->http)
+    struct api_conn *conn;
+    struct evhttp_request *hr = take_http(r, &conn);
+    if (!hr)
         return;
-    struct evhttp_request *hr = r->http;
-    struct api_conn *conn = r->conn;
-    r->http = NULL;
-    r->conn = NULL;
     struct evkeyvalq *h = evhttp_request_get_output_headers(hr);
     evhttp_add_header(h, "Content-Type", content_type);
     if (t->stopping)
@@ -328,12 +340,10 @@ void api_reply_stream_end(struct req *r)
     if (!r->streaming)
         return;
     r->streaming = 0;
-    if (r->gone || !r->http)
+    struct api_conn *conn;
+    struct evhttp_request *hr = take_http(r, &conn);
+    if (!hr)
         return;
-    struct evhttp_request *hr = r->http;
-    struct api_conn *conn = r->conn;
-    r->http = NULL;
-    r->conn = NULL;
     evhttp_send_reply_end(hr);
     api_conn_replied(conn);
 }
