@@ -32,6 +32,22 @@ static const char *s(const char *v)
     return v ? v : "-";
 }
 
+/* "k":"v" members for n keys (v NULL: null), the first without a leading comma
+ * when first is set. */
+static void json_pairs(struct sbuf *b, const char *const *k, const char *const *v, size_t n,
+                       int first)
+{
+    for (size_t i = 0; i < n; i++) {
+        sbuf_adds(b, i || !first ? "," : "");
+        sbuf_add_json_str(b, k[i]);
+        sbuf_add(b, ":", 1);
+        if (v[i])
+            sbuf_add_json_str(b, v[i]);
+        else
+            sbuf_adds(b, "null");
+    }
+}
+
 /* One order as a JSON object line. */
 static void order_json(const struct ostore_order *o)
 {
@@ -45,15 +61,7 @@ static void order_json(const struct ostore_order *o)
                               o->country, o->weight_kg, o->attempts, o->last_error,
                               o->updated_at };
     sbuf_add(&b, "{", 1);
-    for (size_t i = 0; i < sizeof(k) / sizeof(k[0]); i++) {
-        sbuf_adds(&b, i ? "," : "");
-        sbuf_add_json_str(&b, k[i]);
-        sbuf_add(&b, ":", 1);
-        if (v[i])
-            sbuf_add_json_str(&b, v[i]);
-        else
-            sbuf_adds(&b, "null");
-    }
+    json_pairs(&b, k, v, sizeof(k) / sizeof(k[0]), 1);
     sbuf_add(&b, "}", 1);
     puts(b.p);
     sbuf_cleanup(&b);
@@ -122,15 +130,7 @@ static void op_line(const struct ostore_op *op, int json)
         const char *const v[] = { op->at, op->scope, op->action, op->order_id, op->carrier,
                                   op->status, op->message, op->from_state, op->to_state,
                                   op->job_id };
-        for (size_t i = 0; i < sizeof(k) / sizeof(k[0]); i++) {
-            sbuf_add(&b, ",", 1);
-            sbuf_add_json_str(&b, k[i]);
-            sbuf_add(&b, ":", 1);
-            if (v[i])
-                sbuf_add_json_str(&b, v[i]);
-            else
-                sbuf_adds(&b, "null");
-        }
+        json_pairs(&b, k, v, sizeof(k) / sizeof(k[0]), 0);
         sbuf_add(&b, "}", 1);
         puts(b.p);
         sbuf_cleanup(&b);
