@@ -370,12 +370,7 @@ static void finish(struct wrk_ctx *ctx, struct post *ps, size_t n)
         }
         struct ostore_plan *pl = &plans[m];
         struct ostore_change *c = &steps[2 * m];
-        pl->order_id = p->order_id;
-        pl->job_id = p->job->id;
-        pl->epoch = p->job->epoch;
-        pl->trace_id = p->trace;
-        pl->release = 1;
-        pl->steps = c;
+        ord_plan(pl, p->job, p->order_id, p->trace, c);
         if (p->end == END_POSTED) {
             snprintf(meta[m], sizeof(meta[m]),
                      "{\"carrier\":\"%s\",\"attempt\":%d,\"looked_up\":%s}", p->car->name,

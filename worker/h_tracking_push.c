@@ -279,12 +279,7 @@ static void finish(struct wrk_ctx *ctx, struct push *ps, size_t n)
             continue;
         struct ostore_plan *pl = &plans[m];
         struct ostore_change *c = &steps[2 * m];
-        pl->order_id = p->order_id;
-        pl->job_id = p->job->id;
-        pl->epoch = p->job->epoch;
-        pl->trace_id = p->trace;
-        pl->release = 1;
-        pl->steps = c;
+        ord_plan(pl, p->job, p->order_id, p->trace, c);
         if (p->active) {
             size_t k = 0;
             if (!p->at_mirakl_ok) {

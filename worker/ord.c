@@ -266,3 +266,15 @@ int ord_step_start(struct wrk_ctx *ctx, const struct job *j, const char *order_i
         r->rc = CV_OK;
     return 0;
 }
+
+void ord_plan(struct ostore_plan *pl, const struct job *j, const char *order_id,
+              const char *trace_id, const struct ostore_change *steps)
+{
+    memset(pl, 0, sizeof(*pl));
+    pl->order_id = order_id;
+    pl->job_id = j->id;
+    pl->epoch = j->epoch;
+    pl->trace_id = trace_id;
+    pl->release = 1;
+    pl->steps = steps;
+}

@@ -74,5 +74,9 @@ int ord_step_start(struct wrk_ctx *ctx, const struct job *j, const char *order_i
 
 /* The job's trace id (32 hex) into out[33]. */
 void ord_trace_id(const struct job *j, char out[33]);
+/* A batch move's plan for job j's order (ostore_move_many): fenced by j's id
+ * and epoch, releasing the claim, its steps at steps (nsteps set by the caller). */
+void ord_plan(struct ostore_plan *pl, const struct job *j, const char *order_id,
+              const char *trace_id, const struct ostore_change *steps);
 
 #endif
