@@ -170,6 +170,9 @@ void broker_counters(struct broker *b, broker_counters_cb cb, void *arg)
 enum cv_rc broker_consume(struct broker *b, const char *consumer, const char *const *types,
                           size_t ntypes, size_t max, int block_ms, struct job **out, size_t *n)
 {
+    *n = 0;
+    if (ntypes == 0 || max == 0)
+        return CV_OK;   /* a transport's consume may assume both */
     return b->ops->consume(b, consumer, types, ntypes, max, block_ms, out, n);
 }
 

@@ -1,10 +1,12 @@
 /* broker_int.h - what a transport implements; private to common/broker*.c and the
- * transports (rstream.c). Callers include broker.h only and see struct broker as
- * an opaque handle, the way curl keeps struct Curl_ssl in vtls_int.h.
+ * transports (rstream.c, kstream.c). Callers include broker.h only and see struct
+ * broker as an opaque handle, the way curl keeps struct Curl_ssl in vtls_int.h.
  *
  * A transport embeds struct broker as its first member and fills ops with its
  * functions; broker.c dispatches every broker_* call through it. Each op has
- * the contract of the broker_* function of the same name (broker.h). */
+ * the contract of the broker_* function of the same name (broker.h); broker.c
+ * has already zeroed the counts out and answered the empty calls (consume of
+ * no type or no slot), so an op may assume work to do. */
 #ifndef CV_BROKER_INT_H
 #define CV_BROKER_INT_H
 

@@ -252,7 +252,8 @@ enum cv_rc jstore_start(struct jstore *js, enum jstore_mode m, const char *consu
         return CV_OK;
     size_t argc = 5 + n * 3;
     const char **argv = xmalloc(sizeof(*argv) * argc);
-    char (*kq)[24] = xcalloc(n, sizeof(*kq));
+    /* the produce counts, as text: external transports only (streams send "") */
+    char (*kq)[24] = m == JSTORE_EXTERNAL ? xmalloc(n * sizeof(*kq)) : NULL;
     char now[24], cnt[24];
     num(now, sizeof(now), clock_wall_ms());
     num(cnt, sizeof(cnt), (long long)n);
@@ -263,11 +264,11 @@ enum cv_rc jstore_start(struct jstore *js, enum jstore_mode m, const char *consu
     argv[4] = cnt;
     for (size_t i = 0; i < n; i++) {
         d[i].res = JSTORE_SKIP;
-        if (m == JSTORE_EXTERNAL)
+        if (kq)
             num(kq[i], sizeof(kq[i]), d[i].kq);
         argv[5 + i * 3] = d[i].msg_id;
         argv[6 + i * 3] = d[i].id;
-        argv[7 + i * 3] = kq[i];
+        argv[7 + i * 3] = kq ? kq[i] : "";
     }
     struct rds_reply *r = rds_eval(js->sync, &js->start, 0, (int)argc, argv, NULL);
     free(argv);

@@ -956,9 +956,6 @@ static enum cv_rc ks_consume(struct broker *b, const char *consumer, const char 
                              size_t *n)
 {
     struct kstream *ks = KS(b);
-    *n = 0;
-    if (ntypes == 0 || max == 0)
-        return CV_OK;
     enum cv_rc rc = ensure_consumers(ks, types, ntypes);
     if (rc != CV_OK)
         return rc;

@@ -224,9 +224,6 @@ static enum cv_rc rs_consume(struct broker *b, const char *consumer, const char 
                              size_t *n)
 {
     struct rstream *s = RS(b);
-    *n = 0;
-    if (ntypes == 0 || max == 0)
-        return CV_OK;
     /* Read at most max entries in all: per stream max / (streams read). With
      * fewer slots than types, read max of the types per call, starting one
      * further each call so that every type gets its turn. */
