@@ -283,6 +283,11 @@ fetch_all() {
         "$API/api/v1/orchestrator/fetch-orders" >/dev/null
 }
 
+# orders_rate NAME SECONDS UNIT: ORDERS / SECONDS as a figure (none when the deadline passed)
+orders_rate() {
+    [ "$2" = 0 ] || figure "$1" "$(awk -v n="$ORDERS" -v s="$2" 'BEGIN {printf "%.0f", n / s}')" "$3"
+}
+
 orders_bench() { # LATENCY_MS
     local l=$1 s pid rss failed
     # 1. carrier posts alone: the orders fetched first, then one carrier-post worker
@@ -296,8 +301,7 @@ orders_bench() { # LATENCY_MS
     s=$(orders_wait "internal_state NOT IN ('PENDING_POST')")
     rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
     stop_pids "$T" 20 worker
-    [ "$s" = 0 ] || figure "carrier_posts_${l}ms" "$(awk -v n="$ORDERS" -v s="$s" \
-        'BEGIN {printf "%.0f", n / s}')" "posts/s"
+    orders_rate "carrier_posts_${l}ms" "$s" "posts/s"
     figure "worker_rss_posts_${l}ms" "$((rss / 1024))" "MB"
     # 2. the whole pipeline in one worker process: fetch to COMPLETE
     orders_reset "$l"
@@ -308,8 +312,7 @@ orders_bench() { # LATENCY_MS
     s=$(orders_wait "internal_state IN ('COMPLETE','FAILED_POST','FAILED_TRACKING','FAILED_PUSH')")
     rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
     stop_pids "$T" 20 worker
-    [ "$s" = 0 ] || figure "orders_fetch_to_complete_${l}ms" "$(awk -v n="$ORDERS" -v s="$s" \
-        'BEGIN {printf "%.0f", n / s}')" "orders/s"
+    orders_rate "orders_fetch_to_complete_${l}ms" "$s" "orders/s"
     figure "worker_rss_orders_${l}ms" "$((rss / 1024))" "MB"
     failed=$(psql_q "SELECT count(*) FROM orders WHERE internal_state LIKE 'FAILED%'")
     [ "$failed" = 0 ] || echo "bench: $failed orders failed at ${l} ms" >&2
