@@ -9,6 +9,7 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <openssl/sha.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,14 +150,26 @@ static int parse_url(const char *url, struct rds_url *u)
     return 0;
 }
 
+/* A script's SHA-1, computed on first use. Scripts are often static and
+ * shared by the API's loop threads (api_webhook's rate script, the upstream
+ * breaker's): without the lock a second thread could see sha[0] written and
+ * the rest not yet, send an EVALSHA with a short SHA, get NOSCRIPT and trip
+ * eval_again's check (seen once, in a Kafka chaos run). The lock is taken per
+ * eval, uncontended but for that first moment. */
+static pthread_mutex_t sha_mu = PTHREAD_MUTEX_INITIALIZER;
+
 static void script_sha(struct rds_script *s)
 {
-    if (s->sha[0])
-        return;
-    unsigned char d[SHA_DIGEST_LENGTH];
-    SHA1((const unsigned char *)s->src, strlen(s->src), d);
-    for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
-        snprintf(s->sha + 2 * i, 3, "%02x", d[i]);
+    pthread_mutex_lock(&sha_mu);
+    if (!s->sha[0]) {
+        unsigned char d[SHA_DIGEST_LENGTH];
+        char hex[sizeof(s->sha)];
+        SHA1((const unsigned char *)s->src, strlen(s->src), d);
+        for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
+            snprintf(hex + 2 * i, 3, "%02x", d[i]);
+        memcpy(s->sha, hex, sizeof(hex));
+    }
+    pthread_mutex_unlock(&sha_mu);
 }
 
 static int is_noscript(const redisReply *r)
