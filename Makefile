@@ -134,7 +134,7 @@ chaos: deps all build/san/tests/cv-chaos
 # ---- bench ---------------------------------------------------------------
 build/rel/bench/%: bench/%.c build/rel/libcommon.a | deps-ok
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE) $(REL) -o $@ $^ $(LIBS)
+	$(CC) $(BASE) $(REL) -o $@ $(filter %.c %.a,$^) $(LIBS)
 bench: deps-ok all $(BENCH_SRC:bench/%.c=build/rel/bench/%)
 	bash bench/run.sh
 

@@ -5,7 +5,8 @@
  *   cvbench wait TYPE N TIMEOUT_S     wait until N jobs of TYPE ended; prints jobs/s
  *   cvbench latency URL KEY N RATE    POST N noop jobs through the API at RATE/s (open loop,
  *                                     up to 64 in flight), wait for them, print the rate
- *                                     reached and p50/p99 submit->done latency
+ *                                     reached and p50/p99 submit->done latency (done: seen
+ *                                     acked by polling the stream every ms, or finished_ms)
  *   cvbench raw N                     the bare Redis limits every figure is judged against:
  *                                     N pipelined XADDs (1000 per round trip), then N entries
  *                                     read back by XREADGROUP + XACK, 100 per call
@@ -141,6 +142,119 @@ struct post {
 
 #define POSTS_IN_FLIGHT 64
 
+/* ---- when did a job end: the lean stream path writes nothing at success -----------
+ * A watcher polls (about every millisecond while jobs are out): it reads each
+ * newly answered job's stream entry id (its status's field m) and created_ms
+ * (the entry's field c), then the group's last-delivered id and its pending entries; a job whose
+ * entry the group read and no longer holds pending was acked, and is stamped
+ * done at that poll. So a figure may be up to one poll (~1 ms) high, never
+ * low. Jobs whose status has finished_ms (the Kafka transport writes it) are
+ * read from there. */
+struct wentry {
+    unsigned long long ms, seq;
+    long long created, done;
+    int known;                  /* m read */
+};
+
+struct watch {
+    struct wentry *e;           /* per job, as ids[] */
+    long open;                  /* e[0..open) are all done */
+    long asked;                 /* ids[0..asked) answered and their m asked */
+};
+
+static void split_id(const char *s, unsigned long long *ms, unsigned long long *seq)
+{
+    *ms = strtoull(s, NULL, 10);
+    const char *d = strchr(s, '-');
+    *seq = d ? strtoull(d + 1, NULL, 10) : 0;
+}
+
+static int id_le(unsigned long long am, unsigned long long as, unsigned long long bm,
+                 unsigned long long bs)
+{
+    return am < bm || (am == bm && as <= bs);
+}
+
+/* One poll over jobs ids[0..answered) (answered in order: the caller passes
+ * the count of the prefix that is). */
+static void watch_poll(struct rds *r, struct watch *w, char (*ids)[UUID_STR_LEN], long answered)
+{
+    long from = w->asked;
+    char (*mids)[48] = xcalloc((size_t)(answered - from + 1), 48);
+    for (long i = from; i < answered; i++)
+        rds_appendf(r, "HGET cv:job:%s m", ids[i]);
+    for (long i = from; i < answered; i++) {
+        struct rds_reply *x = rds_read(r);
+        const char *m = rds_reply_str(x, NULL);
+        snprintf(mids[i - from], 48, "%s", m ? m : "");
+        rds_reply_free(x);
+    }
+    /* created_ms travels in the entry (field c) */
+    for (long i = from; i < answered; i++)
+        if (mids[i - from][0])
+            rds_appendf(r, "XRANGE cv:q:noop %s %s", mids[i - from], mids[i - from]);
+    rds_appendf(r, "XINFO GROUPS cv:q:noop");
+    rds_appendf(r, "XPENDING cv:q:noop cv - + 100000");
+    for (long i = from; i < answered; i++) {
+        if (!mids[i - from][0])
+            continue;
+        struct rds_reply *x = rds_read(r);
+        const struct rds_reply *f = rds_reply_at(rds_reply_at(x, 0), 1);
+        for (size_t k = 0; k + 1 < rds_reply_len(f); k += 2) {
+            const char *name = rds_reply_at_str(f, k);
+            if (name && !strcmp(name, "c")) {
+                split_id(mids[i - from], &w->e[i].ms, &w->e[i].seq);
+                w->e[i].created = rds_reply_at_int(f, k + 1, 0);
+                w->e[i].known = 1;
+            }
+        }
+        rds_reply_free(x);
+    }
+    free(mids);
+    w->asked = answered;
+    struct rds_reply *g = rds_read(r), *p = rds_read(r);
+    long long now = clock_wall_ms();
+    unsigned long long lm = 0, ls = 0;
+    for (size_t i = 0; i < rds_reply_len(g); i++) {
+        const struct rds_reply *gr = rds_reply_at(g, i);
+        const char *name = NULL, *ld = NULL;
+        for (size_t k = 0; k + 1 < rds_reply_len(gr); k += 2) {
+            const char *f = rds_reply_at_str(gr, k);
+            if (f && !strcmp(f, "name"))
+                name = rds_reply_at_str(gr, k + 1);
+            else if (f && !strcmp(f, "last-delivered-id"))
+                ld = rds_reply_at_str(gr, k + 1);
+        }
+        if (name && ld && !strcmp(name, "cv"))
+            split_id(ld, &lm, &ls);
+    }
+    size_t np = rds_reply_len(p);
+    unsigned long long(*pend)[2] = xcalloc(np ? np : 1, sizeof(*pend));
+    for (size_t i = 0; i < np; i++)
+        split_id(rds_reply_at_str(rds_reply_at(p, i), 0), &pend[i][0], &pend[i][1]);
+    for (long i = w->open; i < w->asked; i++) {
+        struct wentry *we = &w->e[i];
+        if (we->done || !we->known || !id_le(we->ms, we->seq, lm, ls))
+            continue;
+        size_t lo = 0, hi = np;             /* pending ids come sorted */
+        while (lo < hi) {
+            size_t mid = (lo + hi) / 2;
+            if (id_le(pend[mid][0], pend[mid][1], we->ms, we->seq) &&
+                !(pend[mid][0] == we->ms && pend[mid][1] == we->seq))
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (!(lo < np && pend[lo][0] == we->ms && pend[lo][1] == we->seq))
+            we->done = now;
+    }
+    while (w->open < w->asked && w->e[w->open].done)
+        w->open++;
+    free(pend);
+    rds_reply_free(g);
+    rds_reply_free(p);
+}
+
 /* POST n noop jobs at rate per second, open loop: each is sent at its time
  * (t0 + i / rate) on one of up to POSTS_IN_FLIGHT connections, whatever the
  * answers to the earlier ones, so a slow answer does not lower the rate. */
@@ -170,7 +284,10 @@ static int latency(const char *url, const char *key, long n, long rate)
         curl_easy_setopt(p->c, CURLOPT_PRIVATE, p);
         freel[nfree++] = p;
     }
-    int64_t t0 = clock_mono_us();
+    struct watch w = { .e = xcalloc((size_t)n, sizeof(struct wentry)) };
+    long prefix = 0;                /* ids[0..prefix) are answered */
+    char *got = xcalloc((size_t)n, 1);
+    int64_t t0 = clock_mono_us(), polled = 0;
     long sent = 0, answered = 0;
     int failed = 0;
     while (answered < n && !failed) {
@@ -198,14 +315,21 @@ static int latency(const char *url, const char *key, long n, long rate)
             } else {
                 memcpy(ids[p->i], id + 6, 36);
                 ids[p->i][36] = '\0';
+                got[p->i] = 1;
             }
             curl_multi_remove_handle(m, p->c);
             freel[nfree++] = p;
             answered++;
         }
+        while (prefix < n && got[prefix])
+            prefix++;
+        if (clock_mono_us() - polled >= 1000) {
+            watch_poll(r, &w, ids, prefix);
+            polled = clock_mono_us();
+        }
         int64_t next = sent < n ? t0 + sent * 1000000 / rate : now + 1000;
         int wait_ms = (int)((next - clock_mono_us()) / 1000);
-        curl_multi_poll(m, NULL, 0, wait_ms < 0 ? 0 : wait_ms > 10 ? 10 : wait_ms, NULL);
+        curl_multi_poll(m, NULL, 0, wait_ms < 0 ? 0 : wait_ms > 1 ? 1 : wait_ms, NULL);
     }
     double secs = (double)(clock_mono_us() - t0) / 1e6;
     for (int k = 0; k < POSTS_IN_FLIGHT; k++)
@@ -220,6 +344,8 @@ static int latency(const char *url, const char *key, long n, long rate)
     int64_t end = clock_mono_ms() + 30000;
     long have = 0;
     while (have < n && clock_mono_ms() < end) {
+        watch_poll(r, &w, ids, n);
+        /* the Kafka transport writes finished_ms; the lean stream path does not */
         for (long i = have; i < n; i++)
             rds_appendf(r, "HMGET cv:job:%s created_ms finished_ms", ids[i]);
         long k = have;
@@ -230,12 +356,19 @@ static int latency(const char *url, const char *key, long n, long rate)
             if (fin > 0 && i == k)
                 lat[k++] = fin - cr;
         }
+        if (k == have && w.open == n)
+            break;                          /* every stream entry ended: read them below */
         have = k;
         if (have < n)
-            usleep(10000);
+            usleep(1000);
     }
+    if (have < n && w.open == n)
+        for (have = 0; have < n; have++)
+            lat[have] = w.e[have].done - w.e[have].created;
+    free(w.e);
+    free(got);
     if (have < n) {
-        fprintf(stderr, "cvbench: %ld of %ld jobs finished\n", have, n);
+        fprintf(stderr, "cvbench: %ld of %ld jobs seen finished\n", have, n);
         return 1;
     }
     qsort(lat, (size_t)n, sizeof(*lat), cmp_ll);

@@ -59,6 +59,7 @@ const char *const broker_counter_names[BROKER_NCOUNTERS] = {
     [BROKER_C_DEAD] = "dead",         [BROKER_C_DEFERRED] = "deferred",
     [BROKER_C_REPLAYED] = "replayed", [BROKER_C_PURGED] = "purged",
     [BROKER_C_EXPIRED] = "expired",
+    [BROKER_C_RETIRED] = "retired",
 };
 
 struct broker *broker_open(const struct cfg *cfg, struct event_base *base)

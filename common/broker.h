@@ -206,6 +206,7 @@ enum broker_counter {
     BROKER_C_REPLAYED,
     BROKER_C_PURGED,
     BROKER_C_EXPIRED,    /* dead letters past their type's retention */
+    BROKER_C_RETIRED,    /* stream entries past their type's retain bound or status TTL */
     BROKER_NCOUNTERS
 };
 extern const char *const broker_counter_names[BROKER_NCOUNTERS];

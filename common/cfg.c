@@ -74,6 +74,7 @@ static const struct cfg_row rows[] = {
       O(status_ttl_s) },
     { "jobs.idempotency_ttl_s", "CONVEYOR_IDEMPOTENCY_TTL_S", T_INT, "86400", 1, 31536000, 0,
       O(idempotency_ttl_s) },
+    { "jobs.retain", "CONVEYOR_JOBS_RETAIN", T_INT, "100000", 1, 1000000000, 0, O(retain) },
     { "jobs.max_deliveries", "CONVEYOR_MAX_DELIVERIES", T_INT, "6", 2, 1000, 0,
       O(max_deliveries) },
     { "worker.types", "CONVEYOR_WORKER_TYPES", T_STR, "activation,noop", 0, 0, 0,
@@ -223,6 +224,7 @@ static const struct cfg_row type_rows[] = {
     { "dead_retention_s", NULL, T_INT, "0", 0, 315360000, 0, OT(dead_retention_s) },
     { "every_s", NULL, T_INT, "0", 0, 604800, 0, OT(every_s) },
     { "max_queued", NULL, T_INT, "0", 0, 1000000000, 0, OT(max_queued) },
+    { "retain", NULL, T_INT, NULL, 1, 1000000000, 0, OT(retain) },
 };
 
 #define OU(f) offsetof(struct cfg_upstream, f)
@@ -380,6 +382,7 @@ static void groups_resolve(struct cfg *c)
         unset_int(&t->max_attempts, jt ? jt->max_attempts : 0, c->max_attempts);
         unset_int(&t->retry_base_ms, jt ? jt->retry_base_ms : 0, c->retry_base_ms);
         unset_int(&t->retry_max_ms, jt ? jt->retry_max_ms : 0, c->retry_max_ms);
+        unset_int(&t->retain, 0, c->retain);
     }
     for (int i = 0; i < CFG_UPS_N; i++) {
         struct cfg_upstream *u = &c->ups[i];

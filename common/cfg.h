@@ -29,6 +29,10 @@ struct cfg_jobtype {
     int max_queued;           /* backpressure: at most this many unsettled jobs (queued,
                                * scheduled, running, retrying); a publish past it is
                                * refused (429 + Retry-After). 0 = no bound */
+    int retain;               /* Redis Streams: its stream holds at most this many entries
+                               * (its unsettled ones always): the oldest finished jobs'
+                               * entries and statuses past it, or older than
+                               * status_ttl_s, are retired */
 };
 
 /* The outside systems, one config group each: upstreams.<name>. */
@@ -113,6 +117,7 @@ struct cfg {
     int retry_base_ms;
     int retry_max_ms;
     int status_ttl_s;
+    int retain;                   /* jobs.retain: the types' default retain */
     int idempotency_ttl_s;
     int max_deliveries;           /* poison-job guard: deliveries in a row without settling */
     /* worker */

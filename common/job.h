@@ -74,6 +74,12 @@ struct job {
     char msg_id[48];           /* transport position (stream entry id) */
     int64_t epoch;             /* lease epoch: the fencing token of this delivery */
     int64_t deliveries;        /* how many times this job has been delivered */
+    /* 1: a lean Redis Streams delivery, started from its entry alone: its
+     * fencing token is (msg_id, deliveries), checked against the consumer
+     * group's pending entry, and epoch = the entry's epoch base + deliveries
+     * (jstore_lua.h). 0: fenced by the status hash's epoch (Kafka, and entries
+     * published before the lean path). */
+    int lean;
 };
 
 /* A new zeroed job with a fresh id. Free with job_free(). */

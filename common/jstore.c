@@ -23,7 +23,7 @@ struct jstore {
     struct rds *sync;           /* borrowed: exactly one of sync and as */
     struct rds_async *as;
     const struct cfg *cfg;      /* borrowed: the types' max_queued */
-    struct rds_script publish, start, settle, dead_retry;
+    struct rds_script publish, start, settle, dead_retry, get;
     struct rds_script dead_list, dead_purge, dead_expire, dead_unhold, lease, workers, counters;
 };
 
@@ -191,44 +191,52 @@ static void publish_done(const struct rds_reply *r, void *arg)
     free(c);
 }
 
+#define PUB_HEAD 4      /* the publish script's ARGV before the jobs */
 #define PUB_FIELDS 11   /* per job in the publish script's ARGV */
+
+/* How long a finished job's status stays (jobs.status_ttl_s): lean successes
+ * get no TTL of their own unless a settle asks for another one (jstore_lua.h). */
+static long long status_ttl(const struct jstore *js)
+{
+    return js->cfg && js->cfg->status_ttl_s > 0 ? js->cfg->status_ttl_s : 86400;
+}
 
 void jstore_publish(struct jstore *js, enum jstore_mode m, struct job *const *jobs,
                     const char *const *keys, size_t n, int idem_ttl_s, int64_t now,
                     broker_publish_cb cb, void *arg)
 {
-    size_t argc = 4 + n * PUB_FIELDS;
+    size_t argc = PUB_HEAD + n * PUB_FIELDS;
     const char **argv = xmalloc(sizeof(*argv) * argc);
     size_t *lens = xmalloc(sizeof(*lens) * argc);
-    char (*nums)[24] = xmalloc(sizeof(*nums) * (3 + n * 4));
+    char (*nums)[24] = xmalloc(sizeof(*nums) * (PUB_HEAD - 1 + n * 4));
     num(nums[0], 24, now);
     num(nums[1], 24, idem_ttl_s);
     num(nums[2], 24, (long long)n);
     argv[0] = mode_arg[m];
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < PUB_HEAD - 1; i++)
         argv[1 + i] = nums[i];
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < PUB_HEAD; i++)
         lens[i] = strlen(argv[i]);
+    char (*jn)[24] = nums + PUB_HEAD - 1;   /* 4 numbers per job */
     for (size_t i = 0; i < n; i++) {
         const struct job *j = jobs[i];
-        size_t b0 = 4 + i * PUB_FIELDS;
-        char *nm = nums[3 + i * 3];
-        num(nm, 24, j->max_attempts);
-        num(nums[4 + i * 3], 24, j->created_ms ? j->created_ms : now);
-        num(nums[5 + i * 3], 24, j->not_before_ms);
+        size_t b0 = PUB_HEAD + i * PUB_FIELDS;
+        num(jn[i * 4], 24, j->max_attempts);
+        num(jn[i * 4 + 1], 24, j->created_ms ? j->created_ms : now);
+        num(jn[i * 4 + 2], 24, j->not_before_ms);
+        num(jn[i * 4 + 3], 24,
+            j->bounded && js->cfg ? cfg_type(js->cfg, j->type)->max_queued : 0);
         argv[b0] = j->id;
         argv[b0 + 1] = j->type;
         argv[b0 + 2] = j->payload ? j->payload : "{}";
-        argv[b0 + 3] = nm;
-        argv[b0 + 4] = nums[4 + i * 3];
-        argv[b0 + 5] = nums[5 + i * 3];
+        argv[b0 + 3] = jn[i * 4];
+        argv[b0 + 4] = jn[i * 4 + 1];
+        argv[b0 + 5] = jn[i * 4 + 2];
         argv[b0 + 6] = j->idem_key ? j->idem_key : "";
         argv[b0 + 7] = j->traceparent;
         argv[b0 + 8] = j->producer;
         argv[b0 + 9] = keys && keys[i] ? keys[i] : "";
-        num(nums[3 + n * 3 + i], 24,
-            j->bounded && js->cfg ? cfg_type(js->cfg, j->type)->max_queued : 0);
-        argv[b0 + 10] = nums[3 + n * 3 + i];
+        argv[b0 + 10] = jn[i * 4 + 3];
         for (size_t k = 0; k < PUB_FIELDS; k++)
             lens[b0 + k] = strlen(argv[b0 + k]);
         if (j->payload)
@@ -305,6 +313,48 @@ enum cv_rc jstore_start(struct jstore *js, enum jstore_mode m, const char *consu
     return rc;
 }
 
+struct job *jstore_entry_job(const char *type, const char *msg_id, const struct rds_reply *fields,
+                             long long deliveries)
+{
+    const char *id = NULL, *payload = NULL, *tp = "";
+    size_t plen = 0;
+    long long attempt = 1, max = 1, base = 0, created = 0;
+    for (size_t k = 0; k + 1 < rds_reply_len(fields); k += 2) {
+        const char *f = rds_reply_at_str(fields, k);
+        const struct rds_reply *v = rds_reply_at(fields, k + 1);
+        if (!f || !rds_reply_str(v, NULL))
+            continue;
+        if (!strcmp(f, "id"))
+            id = rds_reply_str(v, NULL);
+        else if (!strcmp(f, "p"))
+            payload = rds_reply_str(v, &plen);
+        else if (!strcmp(f, "tp"))
+            tp = rds_reply_str(v, NULL);
+        else if (!strcmp(f, "a"))
+            attempt = atoll(rds_reply_str(v, NULL));
+        else if (!strcmp(f, "m"))
+            max = atoll(rds_reply_str(v, NULL));
+        else if (!strcmp(f, "e"))
+            base = atoll(rds_reply_str(v, NULL));
+        else if (!strcmp(f, "c"))
+            created = atoll(rds_reply_str(v, NULL));
+    }
+    if (!id || !payload || strlen(id) >= UUID_STR_LEN || deliveries < 1)
+        return NULL;
+    struct job *j = job_new(type);
+    copy_field(j->msg_id, sizeof(j->msg_id), msg_id);
+    copy_field(j->id, sizeof(j->id), id);
+    job_set_payload(j, payload, plen);
+    copy_field(j->traceparent, sizeof(j->traceparent), tp);
+    j->attempt = (int)attempt;
+    j->max_attempts = (int)max;
+    j->created_ms = created;
+    j->epoch = base + deliveries;
+    j->deliveries = deliveries;
+    j->lean = 1;
+    return j;
+}
+
 static const char *outcome_str(enum broker_outcome o)
 {
     switch (o) {
@@ -317,45 +367,116 @@ static const char *outcome_str(enum broker_outcome o)
     return "dead";
 }
 
+#define SETTLE_FIELDS 13  /* per delivery but lean successes, in the settle script's ARGV */
+
+/* Settle's ARGV (jstore_lua.h): the lean successes (3 strings each) grouped by
+ * type, then the rest (SETTLE_FIELDS each). order[] says which job each reply
+ * is for: the script answers in the order the deliveries were given. */
 enum cv_rc jstore_settle(struct jstore *js, enum jstore_mode m, struct job *const *jobs,
                          struct broker_settle *st, size_t n, int status_ttl_s)
 {
     if (n == 0)
         return CV_OK;
-    size_t argc = 4 + n * 8;
-    const char **argv = xmalloc(sizeof(*argv) * argc);
-    char (*nums)[24] = xmalloc(sizeof(*nums) * (3 + n * 2));
-    num(nums[0], 24, clock_wall_ms());
-    num(nums[1], 24, status_ttl_s);
-    num(nums[2], 24, (long long)n);
-    argv[0] = mode_arg[m];
-    for (int i = 0; i < 3; i++)
-        argv[1 + i] = nums[i];
+    /* the types of the batch, once: their retain bounds, and the groups of
+     * lean successes */
+    const char **ctype = xmalloc(sizeof(*ctype) * n);
+    size_t ntype = 0;
     for (size_t i = 0; i < n; i++) {
-        size_t b0 = 4 + i * 8;
-        num(nums[3 + 2 * i], 24, jobs[i]->epoch);
-        num(nums[4 + 2 * i], 24, st[i].delay_ms);
-        argv[b0] = jobs[i]->id;
-        argv[b0 + 1] = jobs[i]->type;
-        argv[b0 + 2] = jobs[i]->msg_id;
-        argv[b0 + 3] = nums[3 + 2 * i];
-        argv[b0 + 4] = outcome_str(st[i].outcome);
-        argv[b0 + 5] = nums[4 + 2 * i];
-        argv[b0 + 6] = st[i].error ? st[i].error : "";
-        argv[b0 + 7] = st[i].held ? "1" : "0";
-        st[i].fenced = 0;
+        size_t k = 0;
+        while (k < ntype && strcmp(ctype[k], jobs[i]->type) != 0)
+            k++;
+        if (k == ntype)
+            ctype[ntype++] = jobs[i]->type;
     }
-    struct rds_reply *r = rds_eval(js->sync, &js->settle, 0, (int)argc, argv, NULL);
-    free(argv);
-    free(nums);
+    size_t ncaps = m == JSTORE_STREAMS ? ntype : 0;
+    size_t argc = 7 + ncaps * 2 + ntype * 2 + n * SETTLE_FIELDS;
+    const char **argv = xmalloc(sizeof(*argv) * argc);
+    size_t *lens = xcalloc(argc, sizeof(*lens));
+    size_t *order = xmalloc(sizeof(*order) * n);
+    char (*nums)[24] = xmalloc(sizeof(*nums) * (6 + ncaps + ntype + n * 5));
+    size_t a = 0, nn = 0, no = 0;
+#define NUM(v) (num(nums[nn], 24, (long long)(v)), nums[nn++])
+    argv[a++] = mode_arg[m];
+    argv[a++] = NUM(clock_wall_ms());
+    argv[a++] = NUM(status_ttl_s);
+    /* lean successes keep no status TTL of their own unless the caller asks
+     * for another one than jobs.status_ttl_s */
+    argv[a++] = status_ttl_s != status_ttl(js) ? "1" : "0";
+    argv[a++] = NUM(ncaps);
+    for (size_t k = 0; k < ncaps; k++) {
+        argv[a++] = ctype[k];
+        argv[a++] = NUM(js->cfg ? cfg_type(js->cfg, ctype[k])->retain : 100000);
+    }
+    size_t at_ntypes = a++, groups = 0;
+    for (size_t k = 0; k < ntype; k++) {
+        size_t at_count = a + 1, c = 0;
+        a += 2;
+        for (size_t i = 0; i < n; i++) {
+            const struct job *j = jobs[i];
+            if (!j->lean || st[i].outcome != BROKER_ACK || strcmp(j->type, ctype[k]) != 0)
+                continue;
+            argv[a++] = j->msg_id;
+            argv[a++] = NUM(j->deliveries);
+            argv[a++] = j->id;
+            order[no++] = i;
+            c++;
+        }
+        if (c == 0) {
+            a -= 2;
+            continue;
+        }
+        argv[at_count - 1] = ctype[k];
+        argv[at_count] = NUM(c);
+        groups++;
+    }
+    argv[at_ntypes] = NUM(groups);
+    argv[a++] = NUM(n - no);
+    for (size_t i = 0; i < n; i++) {
+        const struct job *j = jobs[i];
+        if (j->lean && st[i].outcome == BROKER_ACK)
+            continue;
+        /* a lean delivery that does not succeed writes its envelope into the
+         * status (the promoter and a replay take it from there): the bytes
+         * travel only then */
+        int env = j->lean;
+        size_t b0 = a;
+        argv[a++] = j->id;
+        argv[a++] = j->type;
+        argv[a++] = j->msg_id;
+        argv[a++] = NUM(j->epoch);
+        argv[a++] = outcome_str(st[i].outcome);
+        argv[a++] = NUM(st[i].delay_ms);
+        argv[a++] = st[i].error ? st[i].error : "";
+        argv[a++] = st[i].held ? "1" : "0";
+        argv[a++] = j->lean ? NUM(j->deliveries) : "";
+        argv[a++] = NUM(j->attempt);
+        argv[a++] = NUM(j->max_attempts);
+        argv[a++] = env && j->payload ? j->payload : "";
+        argv[a++] = env ? j->traceparent : "";
+        if (env && j->payload)
+            lens[b0 + 11] = j->payload_len;
+        order[no++] = i;
+    }
+#undef NUM
+    for (size_t i = 0; i < a; i++)
+        if (!lens[i])
+            lens[i] = strlen(argv[i]);
+    for (size_t i = 0; i < n; i++)
+        st[i].fenced = 0;
+    struct rds_reply *r = rds_eval(js->sync, &js->settle, 0, (int)a, argv, lens);
     enum cv_rc rc = rds_reply_rc(r, "settle");
     if (rc == CV_OK && rds_reply_len(r) != n)
         rc = CV_ERR_IO;
     for (size_t i = 0; rc == CV_OK && i < n; i++) {
         const char *v = rds_reply_at_str(r, i);
-        st[i].fenced = v && !strcmp(v, "fenced");
+        st[order[i]].fenced = v && !strcmp(v, "fenced");
     }
     rds_reply_free(r);
+    free(argv);
+    free(lens);
+    free(order);
+    free(nums);
+    free(ctype);
     return rc;
 }
 
@@ -416,13 +537,13 @@ static void get_done(const struct rds_reply *r, void *arg)
 
 void jstore_get(struct jstore *js, const char *id, broker_status_cb cb, void *arg)
 {
-    char key[96];
-    snprintf(key, sizeof(key), "cv:job:%.60s", id);
-    const char *argv[] = { "HGETALL", key };
+    char now[24];
+    num(now, sizeof(now), clock_wall_ms());
+    const char *argv[] = { id, now };
     struct get_ctx *c = xmalloc(sizeof(*c));
     c->cb = cb;
     c->arg = arg;
-    rds_either_cmd(js->sync, js->as, get_done, c, 2, argv, NULL);
+    rds_either_eval(js->sync, js->as, &js->get, get_done, c, 2, argv, NULL);
 }
 
 struct list_ctx {
@@ -652,6 +773,7 @@ struct jstore *jstore_new(struct rds *sync, struct rds_async *as, const struct c
     js->start = (struct rds_script){ "start", JSTORE_LUA_START, "" };
     js->settle = (struct rds_script){ "settle", JSTORE_LUA_SETTLE, "" };
     js->dead_retry = (struct rds_script){ "dead_retry", JSTORE_LUA_DEAD_RETRY, "" };
+    js->get = (struct rds_script){ "get", JSTORE_LUA_GET, "" };
     js->dead_list = (struct rds_script){ "dead_list", JSTORE_LUA_DEAD_LIST, "" };
     js->dead_purge = (struct rds_script){ "dead_purge", JSTORE_LUA_DEAD_PURGE, "" };
     js->dead_expire = (struct rds_script){ "dead_expire", JSTORE_LUA_DEAD_EXPIRE, "" };
@@ -660,7 +782,7 @@ struct jstore *jstore_new(struct rds *sync, struct rds_async *as, const struct c
     js->workers = (struct rds_script){ "workers", JSTORE_LUA_WORKERS, "" };
     js->counters = (struct rds_script){ "counters", JSTORE_LUA_COUNTERS, "" };
     /* an async link loads each script on its first use (rds_async_eval) */
-    struct rds_script *all[] = { &js->publish, &js->start, &js->settle, &js->dead_retry,
+    struct rds_script *all[] = { &js->publish, &js->start, &js->settle, &js->dead_retry, &js->get,
                                  &js->dead_list, &js->dead_purge, &js->dead_expire,
                                  &js->dead_unhold, &js->lease, &js->workers, &js->counters };
     for (size_t i = 0; sync && js && i < sizeof(all) / sizeof(all[0]); i++)

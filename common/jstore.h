@@ -74,6 +74,15 @@ enum cv_rc jstore_start(struct jstore *js, enum jstore_mode m, const char *consu
                         const char *type, struct jstore_delivery *d, size_t n,
                         struct job **out, size_t *nout);
 
+/* A lean Redis Streams entry (its fields, as XREADGROUP/XAUTOCLAIM give them:
+ * the envelope JSTORE_LUA_PUBLISH writes) delivered for the deliveries-th
+ * time, as a started job (free with job_free): epoch = the entry's epoch base
+ * + deliveries, fenced by (msg_id, deliveries). NULL when the entry is not
+ * lean (only an id: published before the lean path; start it with
+ * jstore_start) or is malformed. */
+struct job *jstore_entry_job(const char *type, const char *msg_id, const struct rds_reply *fields,
+                             long long deliveries);
+
 /* broker_settle's contract (sync link only). */
 enum cv_rc jstore_settle(struct jstore *js, enum jstore_mode m, struct job *const *jobs,
                          struct broker_settle *s, size_t n, int status_ttl_s);

@@ -36,6 +36,71 @@
 #ifndef CV_JSTORE_LUA_H
 #define CV_JSTORE_LUA_H
 
+/* Retention of a Redis stream (mode 'q'), a Lua function text the settle and
+ * promote scripts start with: retire(typ, now, ttl, cap, budget, count_only).
+ * The entries of cv:q:<typ> before our group's oldest unsettled one (its
+ * oldest pending entry, else everything it has read) are acked. Of those,
+ * the oldest go while the stream holds more than cap entries, or (unless
+ * count_only) while they are older than ttl seconds: at most budget, each
+ * lean one with its job's status, which it ended as a success: a lean entry
+ * whose delivery retried, failed or died is listed in cv:kept:<typ> by its
+ * settle, and its job's status (a new life, a dead letter) stays. An entry
+ * published before the lean path (no envelope) leaves its status to its TTL. So a type's stream holds at most cap entries,
+ * or its unsettled ones when more (a backlog past cap keeps no finished job),
+ * and Redis memory is bounded by configuration (README: bytes per retained
+ * job). Returns how many went (counted as retired in cv:stats:<typ>). */
+#define JSTORE_LUA_RETIRE_FN \
+"local function last_delivered(s)\n" \
+"  for _, g in ipairs(redis.call('XINFO', 'GROUPS', s)) do\n" \
+"    local name, ld = nil, nil\n" \
+"    for i = 1, #g, 2 do\n" \
+"      if g[i] == 'name' then name = g[i+1] elseif g[i] == 'last-delivered-id' then ld = g[i+1] end\n" \
+"    end\n" \
+"    if name == 'cv' then return ld end\n" \
+"  end\n" \
+"  return false\n" \
+"end\n" \
+"local function retire(typ, now, ttl, cap, budget, count_only)\n" \
+"  local s = 'cv:q:' .. typ\n" \
+"  local over = redis.call('XLEN', s) - cap\n" \
+"  if over <= 0 and count_only then return 0 end\n" \
+"  local ok, p = pcall(redis.call, 'XPENDING', s, 'cv')\n" \
+"  if not ok then return 0 end\n" \
+"  local upto = p[2] and ('(' .. p[2]) or last_delivered(s)\n" \
+"  if not upto then return 0 end\n" \
+"  local oldest = now - ttl * 1000\n" \
+"  local function young(id) return tonumber(string.match(id, '^(%d+)')) >= oldest end\n" \
+"  if over <= 0 then\n" \
+"    local h = redis.call('XRANGE', s, '-', upto, 'COUNT', 1)\n" \
+"    if not h[1] or young(h[1][1]) then return 0 end\n" \
+"  end\n" \
+"  local kk = 'cv:kept:' .. typ\n" \
+"  local nkept, kept = redis.call('SCARD', kk), {}\n" \
+"  if nkept > 0 and nkept <= 1000 then\n" \
+"    for _, m in ipairs(redis.call('SMEMBERS', kk)) do kept[m] = true end\n" \
+"  end\n" \
+"  local cut, gone = false, 0\n" \
+"  for i, e in ipairs(redis.call('XRANGE', s, '-', upto, 'COUNT', budget)) do\n" \
+"    if i > over and (count_only or young(e[1])) then break end\n" \
+"    local f, id, lean = e[2], nil, false\n" \
+"    for j = 1, #f, 2 do\n" \
+"      if f[j] == 'id' then id = f[j+1] elseif f[j] == 'p' then lean = true end\n" \
+"    end\n" \
+"    if id and lean then\n" \
+"      local keep = nkept > 0 and (kept[e[1]] or (nkept > 1000 and\n" \
+"        redis.call('SISMEMBER', kk, e[1]) == 1))\n" \
+"      if keep then redis.call('SREM', kk, e[1]) else redis.call('DEL', 'cv:job:' .. id) end\n" \
+"    end\n" \
+"    cut = e[1]; gone = gone + 1\n" \
+"  end\n" \
+"  if cut then\n" \
+"    local ms, seq = string.match(cut, '^(%d+)-(%d+)$')\n" \
+"    redis.call('XTRIM', s, 'MINID', ms .. '-' .. (tonumber(seq) + 1))\n" \
+"    redis.call('HINCRBY', 'cv:stats:' .. typ, 'retired', gone)\n" \
+"  end\n" \
+"  return gone\n" \
+"end\n"
+
 /* Publish. ARGV: mode, now, idem_ttl_s, n, then n x (id type payload
  * max_attempts created_ms not_before_ms idem_key tp producer key max_queued).
  * Returns a flat array: id, dup per job, dup 0 = published, 1 = a duplicate
@@ -46,6 +111,16 @@
  * idempotent by job id: a retry of a publish whose outcome was unknown cannot
  * enqueue twice, even when the two calls arrive in either order. Mode 'k':
  * a new queued job gets kq = 1 and enters cv:unproduced; the caller produces it.
+ *
+ * Mode 'q', the lean path (issue 8). A job due now travels in its stream
+ * entry: id, a (attempt), m (max attempts), p (payload), tp, e (the epoch
+ * base), c (created_ms); the worker starts it from the entry alone. Its status
+ * hash is small (id type state=queued m=<entry id> pr [not_before_ms idem]):
+ * nothing writes it when the job starts or succeeds, its state is read from
+ * the consumer group (JSTORE_LUA_GET), and it goes together with its entry
+ * when the type's retention retires both (JSTORE_LUA_RETIRE_FN). A scheduled
+ * job keeps the whole envelope in its hash until the promoter puts it on the
+ * stream.
  *
  * Backpressure. A type with max_queued > 0 holds at most that many unsettled
  * jobs (queued, scheduled, running, retrying): enqueued + replayed - succeeded
@@ -113,20 +188,29 @@
 "        pcall(redis.call, 'XGROUP', 'CREATE', 'cv:q:' .. typ, 'cv', '0', 'MKSTREAM')\n" \
 "      end\n" \
 "    end\n" \
-"    local state = 'queued'\n" \
-"    if nb > now then state = 'scheduled' end\n" \
-"    redis.call('HSET', k, 'id', id, 'type', typ, 'state', state, 'attempt', 1,\n" \
-"      'max_attempts', maxa, 'created_ms', created, 'payload', payload, 'tp', tp, 'pr', pr)\n" \
-"    if nb > 0 or idem ~= '' then\n" \
-"      redis.call('HSET', k, 'not_before_ms', nb, 'idem', idem)\n" \
-"    end\n" \
-"    if not streams then redis.call('HSET', k, 'kk', key) end\n" \
-"    if state == 'scheduled' then\n" \
-"      redis.call('ZADD', 'cv:delayed:' .. typ, nb, id)\n" \
-"    elseif streams then\n" \
-"      redis.call('XADD', 'cv:q:' .. typ, '*', 'id', id)\n" \
+"    if streams and nb <= now then\n" \
+"      local m = redis.call('XADD', 'cv:q:' .. typ, '*', 'id', id, 'a', 1, 'm', maxa,\n" \
+"        'p', payload, 'tp', tp, 'e', 0, 'c', created)\n" \
+"      if nb > 0 or idem ~= '' then\n" \
+"        redis.call('HSET', k, 'id', id, 'type', typ, 'state', 'queued', 'm', m, 'pr', pr,\n" \
+"          'not_before_ms', nb, 'idem', idem)\n" \
+"      else\n" \
+"        redis.call('HSET', k, 'id', id, 'type', typ, 'state', 'queued', 'm', m, 'pr', pr)\n" \
+"      end\n" \
 "    else\n" \
-"      redis.call('HSET', k, 'kq', 1); redis.call('ZADD', 'cv:unproduced', now, id)\n" \
+"      local state = 'queued'\n" \
+"      if nb > now then state = 'scheduled' end\n" \
+"      redis.call('HSET', k, 'id', id, 'type', typ, 'state', state, 'attempt', 1,\n" \
+"        'max_attempts', maxa, 'created_ms', created, 'payload', payload, 'tp', tp, 'pr', pr)\n" \
+"      if nb > 0 or idem ~= '' then\n" \
+"        redis.call('HSET', k, 'not_before_ms', nb, 'idem', idem)\n" \
+"      end\n" \
+"      if not streams then redis.call('HSET', k, 'kk', key) end\n" \
+"      if state == 'scheduled' then\n" \
+"        redis.call('ZADD', 'cv:delayed:' .. typ, nb, id)\n" \
+"      else\n" \
+"        redis.call('HSET', k, 'kq', 1); redis.call('ZADD', 'cv:unproduced', now, id)\n" \
+"      end\n" \
 "    end\n" \
 "    seen[typ] = seen[typ] + 1\n" \
 "    out[#out+1] = id; out[#out+1] = 0\n" \
@@ -172,64 +256,148 @@
 "end\n" \
 "return out\n"
 
-/* Settle deliveries. ARGV: mode, now, status_ttl_s, n, then n x (id type
- * msgid epoch outcome delay_ms error held). outcome: ack retry defer fail
- * dead. Returns per delivery 'ok', 'fenced' or 'gone'. A fenced delivery
- * writes nothing, not even its ack: the entry belongs to the newer delivery.
- * Every settled delivery records its epoch as se (the poison-job guard counts
- * from there). defer is retry without spending an attempt (our own
- * infrastructure was down); mode 'q' puts a retry in cv:delayed, mode 'k'
- * leaves it to the consumer (not_before_ms says when). A failed or dead job
- * with held = 1 is listed in cv:held. Nothing here ever deletes a dead job.
- * Acks and counters are gathered and written once per stream at the end.
- * Acked entries are not deleted one by one (XDEL costs more than the rest of
- * a settle): the promoter trims each stream below its oldest unsettled entry. */
+/* Settle deliveries. ARGV: mode, now, status_ttl_s, expire_acks, ncaps,
+ * ncaps x (type, retain), then the lean successes grouped by type: ntypes,
+ * ntypes x (type, k, k x (msgid, dc, id)), then the rest: n, n x (id type msgid
+ * epoch outcome delay_ms error held dc attempt max payload tp). outcome: ack
+ * retry defer fail dead. Returns 'ok', 'fenced' or 'gone' per delivery, the
+ * lean successes first, in the order given. A fenced delivery writes nothing,
+ * not even its ack: the entry belongs to the newer delivery. defer is retry
+ * without spending an attempt (our own infrastructure was down); mode 'q' puts
+ * a retry in cv:delayed, mode 'k' leaves it to the consumer (not_before_ms
+ * says when). A failed or dead job with held = 1 is listed in cv:held. Nothing
+ * here ever deletes a dead job. Acks and counters are written once per stream
+ * at the end; then, mode 'q', a type with a retain given retires what passed
+ * its bound (JSTORE_LUA_RETIRE_FN, by count: the promoter also retires by age).
+ *
+ * Two kinds of fencing token:
+ *  - dc given (a lean stream delivery, mode 'q'): the token is (entry, dc),
+ *    dc = the entry's delivery count when it was delivered. Redis counts
+ *    deliveries per pending entry (XAUTOCLAIM adds one), so the delivery is
+ *    current exactly when its entry is still pending with that count. The
+ *    lean successes of a type are checked with one XPENDING over their range
+ *    (one per entry only when that range holds too many others), and write
+ *    nothing but their ack: no status write (unless expire_acks is 1: the
+ *    caller asked for a status TTL other than jobs.status_ttl_s, which each
+ *    success then gets). A lean retry, fail or dead writes the whole status
+ *    with the envelope (attempt, max, payload, tp: the promoter and a replay
+ *    put the job back on the stream from it), makes it persistent, and lists
+ *    its entry in cv:kept:<type> so that the retention leaves that status be.
+ *  - dc '' (mode 'k', and stream entries published before the lean path):
+ *    the hash's epoch, which every start bumped; se records the settled epoch
+ *    (the poison-job guard counts from there). */
 #define JSTORE_LUA_SETTLE \
-"local mode, now, ttl, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])\n" \
-"local streams = mode == 'q'\n" \
+JSTORE_LUA_RETIRE_FN \
+"local mode, now, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])\n" \
+"local streams, expire_acks, ncaps = mode == 'q', ARGV[4] == '1', tonumber(ARGV[5])\n" \
+"local caps = {}\n" \
+"for i = 0, ncaps - 1 do caps[ARGV[6 + i * 2]] = tonumber(ARGV[7 + i * 2]) end\n" \
 "local out, acks, stats = {}, {}, {}\n" \
-"local function count(typ, what)\n" \
+"local function count(typ, what, c)\n" \
 "  local t = stats[typ]\n" \
 "  if not t then t = {}; stats[typ] = t end\n" \
-"  t[what] = (t[what] or 0) + 1\n" \
+"  t[what] = (t[what] or 0) + (c or 1)\n" \
 "end\n" \
+"local function ack(typ, msgid)\n" \
+"  local a = acks[typ]\n" \
+"  if not a then a = {}; acks[typ] = a end\n" \
+"  a[#a+1] = msgid\n" \
+"end\n" \
+"local function before(x, y)\n" \
+"  local am, as = string.match(x, '^(%d+)-(%d+)$')\n" \
+"  local bm, bs = string.match(y, '^(%d+)-(%d+)$')\n" \
+"  am, bm = tonumber(am), tonumber(bm)\n" \
+"  return am < bm or (am == bm and tonumber(as) < tonumber(bs))\n" \
+"end\n" \
+"local a = 6 + ncaps * 2\n" \
+"local ntypes = tonumber(ARGV[a]); a = a + 1\n" \
+"for _ = 1, ntypes do\n" \
+"  local typ, k = ARGV[a], tonumber(ARGV[a+1]); a = a + 2\n" \
+"  local s = 'cv:q:' .. typ\n" \
+"  local lo, hi = ARGV[a], ARGV[a]\n" \
+"  for i = 0, k - 1 do\n" \
+"    local m = ARGV[a + i * 3]\n" \
+"    if before(m, lo) then lo = m elseif before(hi, m) then hi = m end\n" \
+"  end\n" \
+"  local lim = k * 2 + 256\n" \
+"  local p = redis.call('XPENDING', s, 'cv', lo, hi, lim)\n" \
+"  local pend = {}\n" \
+"  for _, e in ipairs(p) do pend[e[1]] = e[4] end\n" \
+"  for i = 0, k - 1 do\n" \
+"    local m, dc, id = ARGV[a + i * 3], tonumber(ARGV[a + i * 3 + 1]), ARGV[a + i * 3 + 2]\n" \
+"    local c = pend[m]\n" \
+"    if c == nil and #p >= lim then\n" \
+"      local q = redis.call('XPENDING', s, 'cv', m, m, 1)\n" \
+"      c = q[1] and q[1][4]\n" \
+"    end\n" \
+"    if c == dc then\n" \
+"      ack(typ, m)\n" \
+"      if expire_acks then redis.call('EXPIRE', 'cv:job:' .. id, ttl) end\n" \
+"      out[#out+1] = 'ok'\n" \
+"    else\n" \
+"      out[#out+1] = 'fenced'\n" \
+"    end\n" \
+"  end\n" \
+"  count(typ, 'succeeded', #(acks[typ] or {}))\n" \
+"  a = a + k * 3\n" \
+"end\n" \
+"local n = tonumber(ARGV[a])\n" \
 "for i = 0, n - 1 do\n" \
-"  local b = 4 + i * 8\n" \
+"  local b = a + i * 13\n" \
 "  local id, typ, msgid, epoch = ARGV[b+1], ARGV[b+2], ARGV[b+3], ARGV[b+4]\n" \
 "  local what, delay, err, held = ARGV[b+5], tonumber(ARGV[b+6]), ARGV[b+7], ARGV[b+8]\n" \
+"  local dc, att, maxa, payload, tp = ARGV[b+9], tonumber(ARGV[b+10]), ARGV[b+11], ARGV[b+12],\n" \
+"    ARGV[b+13]\n" \
 "  local k = 'cv:job:' .. id\n" \
-"  local cur = redis.call('HGET', k, 'epoch')\n" \
-"  if cur and cur ~= epoch then\n" \
+"  local lean, cur = dc ~= '', true\n" \
+"  if lean then\n" \
+"    local p = redis.call('XPENDING', 'cv:q:' .. typ, 'cv', msgid, msgid, 1)\n" \
+"    if not (p[1] and tonumber(p[1][4]) == tonumber(dc)) then cur = false end\n" \
+"  else\n" \
+"    cur = redis.call('HGET', k, 'epoch')\n" \
+"    if cur and cur ~= epoch then cur = false elseif not cur then cur = nil end\n" \
+"  end\n" \
+"  if cur == false then\n" \
 "    out[#out+1] = 'fenced'\n" \
 "  else\n" \
-"    local a = acks[typ]\n" \
-"    if not a then a = {}; acks[typ] = a end\n" \
-"    a[#a+1] = msgid\n" \
-"    if not cur then\n" \
+"    ack(typ, msgid)\n" \
+"    local env = {'se', epoch}\n" \
+"    if lean then\n" \
+"      env = {'id', id, 'type', typ, 'epoch', epoch, 'attempt', att, 'max_attempts', maxa,\n" \
+"        'payload', payload, 'tp', tp}\n" \
+"      if what ~= 'ack' then\n" \
+"        redis.call('PERSIST', k); redis.call('SADD', 'cv:kept:' .. typ, msgid)\n" \
+"      end\n" \
+"    end\n" \
+"    if cur == nil then\n" \
 "      out[#out+1] = 'gone'\n" \
 "    elseif what == 'ack' then\n" \
-"      redis.call('HSET', k, 'state', 'succeeded', 'finished_ms', now, 'updated_ms', now,\n" \
-"        'se', epoch)\n" \
-"      redis.call('EXPIRE', k, ttl)\n" \
+"      if not lean then\n" \
+"        redis.call('HSET', k, 'state', 'succeeded', 'finished_ms', now, 'updated_ms', now,\n" \
+"          'se', epoch)\n" \
+"        redis.call('EXPIRE', k, ttl)\n" \
+"      elseif expire_acks then\n" \
+"        redis.call('EXPIRE', k, ttl)\n" \
+"      end\n" \
 "      count(typ, 'succeeded')\n" \
 "      out[#out+1] = 'ok'\n" \
 "    elseif what == 'retry' or what == 'defer' then\n" \
 "      local due = now + delay\n" \
 "      if what == 'retry' then\n" \
-"        redis.call('HINCRBY', k, 'attempt', 1)\n" \
+"        if lean then env[8] = att + 1 else redis.call('HINCRBY', k, 'attempt', 1) end\n" \
 "        count(typ, 'retried')\n" \
 "      else\n" \
 "        count(typ, 'deferred')\n" \
 "      end\n" \
 "      redis.call('HSET', k, 'state', 'retrying', 'last_error', err, 'not_before_ms', due,\n" \
-"        'updated_ms', now, 'se', epoch)\n" \
+"        'updated_ms', now, unpack(env))\n" \
 "      if streams then redis.call('ZADD', 'cv:delayed:' .. typ, due, id) end\n" \
 "      out[#out+1] = 'ok'\n" \
 "    else\n" \
 "      local state = 'dead'\n" \
 "      if what == 'fail' then state = 'failed' end\n" \
 "      redis.call('HSET', k, 'state', state, 'last_error', err, 'finished_ms', now,\n" \
-"        'updated_ms', now, 'se', epoch)\n" \
+"        'updated_ms', now, unpack(env))\n" \
 "      if held == '1' then\n" \
 "        redis.call('HSET', k, 'held', 1); redis.call('SADD', 'cv:held', id)\n" \
 "      end\n" \
@@ -241,24 +409,31 @@
 "  end\n" \
 "end\n" \
 "if streams then\n" \
-"  for typ, a in pairs(acks) do redis.call('XACK', 'cv:q:' .. typ, 'cv', unpack(a)) end\n" \
+"  for typ, am in pairs(acks) do\n" \
+"    redis.call('XACK', 'cv:q:' .. typ, 'cv', unpack(am))\n" \
+"    if caps[typ] then retire(typ, now, ttl, caps[typ], #am + 100, true) end\n" \
+"  end\n" \
 "end\n" \
 "for typ, t in pairs(stats) do\n" \
-"  for what, c in pairs(t) do redis.call('HINCRBY', 'cv:stats:' .. typ, what, c) end\n" \
+"  for what, c in pairs(t) do\n" \
+"    if c > 0 then redis.call('HINCRBY', 'cv:stats:' .. typ, what, c) end\n" \
+"  end\n" \
 "end\n" \
 "return out\n"
 
 /* Replay a failed or dead job: a new life. The attempt count starts again at
  * 1 and se = the current epoch, so the poison-job guard counts this life's
- * deliveries only; the epoch itself keeps growing (fencing spans lives). The
- * held mark goes: the next settle says again whether effects are unsettled.
- * ARGV: mode, id, now. Returns {'ok', type, kk, kq} ('q': the job is on its
- * stream; 'k': the caller produces it with that key and kq), {'not_found'} or
- * {'conflict'}. */
+ * deliveries only; the epoch itself keeps growing (fencing spans lives: mode
+ * 'q' puts it in the new entry as its epoch base). The held mark goes: the
+ * next settle says again whether effects are unsettled. ARGV: mode, id, now,
+ * status_ttl_s. Returns {'ok', type, kk, kq} ('q': the job is on its stream,
+ * its status expires like a new job's; 'k': the caller produces it with that
+ * key and kq), {'not_found'} or {'conflict'}. */
 #define JSTORE_LUA_DEAD_RETRY \
 "local mode, id, now = ARGV[1], ARGV[2], ARGV[3]\n" \
 "local k = 'cv:job:' .. id\n" \
-"local st = redis.call('HMGET', k, 'state', 'type', 'epoch', 'kk')\n" \
+"local st = redis.call('HMGET', k, 'state', 'type', 'epoch', 'kk', 'payload', 'tp', 'max_attempts',\n" \
+"  'created_ms')\n" \
 "if not st[1] then return {'not_found'} end\n" \
 "if st[1] ~= 'dead' and st[1] ~= 'failed' then return {'conflict'} end\n" \
 "redis.call('HSET', k, 'state', 'queued', 'attempt', 1, 'updated_ms', now, 'not_before_ms', 0,\n" \
@@ -271,13 +446,81 @@
 "local kq = 0\n" \
 "if mode == 'q' then\n" \
 "  if new then pcall(redis.call, 'XGROUP', 'CREATE', 'cv:q:' .. st[2], 'cv', '0', 'MKSTREAM') end\n" \
-"  redis.call('XADD', 'cv:q:' .. st[2], '*', 'id', id)\n" \
+"  local m = redis.call('XADD', 'cv:q:' .. st[2], '*', 'id', id, 'a', 1, 'm', st[7] or 1,\n" \
+"    'p', st[5] or '{}', 'tp', st[6] or '', 'e', st[3] or 0, 'c', st[8] or now)\n" \
+"  redis.call('HSET', k, 'm', m)\n" \
 "else\n" \
 "  kq = redis.call('HINCRBY', k, 'kq', 1)\n" \
 "  redis.call('ZADD', 'cv:unproduced', now, id)\n" \
 "end\n" \
 "redis.call('HINCRBY', 'cv:stats:' .. st[2], 'replayed', 1)\n" \
 "return {'ok', st[2], st[4] or '', kq}\n"
+
+/* One job's status. ARGV: id, now. Returns the status hash as a flat
+ * HGETALL array ({} when there is none). A lean stream job (mode 'q': field m,
+ * state queued) is not written when it starts or succeeds, so its state is
+ * read here from its entry and our group "cv", and appended as fields that
+ * override the hash's (the decoder keeps a field's last value):
+ *   entry pending                 -> running (worker, started_ms from the
+ *                                    idle time, epoch = base + deliveries)
+ *   entry at or before the group's last-delivered id, not pending
+ *                                 -> succeeded (acked; retry, fail and dead
+ *                                    write the hash, so an ack is a success)
+ *   otherwise                     -> queued
+ * and its envelope from the entry (payload, tp, attempt, max_attempts,
+ * created_ms: the entry is retired with the status, so it is there). A job
+ * that never retried has no attempt in its hash: its first. */
+#define JSTORE_LUA_GET \
+"local h = redis.call('HGETALL', 'cv:job:' .. ARGV[1])\n" \
+"local f = {}\n" \
+"for i = 1, #h, 2 do f[h[i]] = h[i+1] end\n" \
+"if not (f.m and f.state == 'queued' and f.type) then return h end\n" \
+"if not f.attempt then h[#h+1] = 'attempt'; h[#h+1] = '1' end\n" \
+"local s, m = 'cv:q:' .. f.type, f.m\n" \
+"local ok, p = pcall(redis.call, 'XPENDING', s, 'cv', m, m, 1)\n" \
+"if not ok then return h end\n" \
+"local base = 0\n" \
+"local e = redis.call('XRANGE', s, m, m)\n" \
+"if e[1] then\n" \
+"  local x = e[1][2]\n" \
+"  for i = 1, #x, 2 do\n" \
+"    local n, v = x[i], x[i+1]\n" \
+"    if n == 'p' then h[#h+1] = 'payload'; h[#h+1] = v\n" \
+"    elseif n == 'tp' then h[#h+1] = 'tp'; h[#h+1] = v\n" \
+"    elseif n == 'a' then h[#h+1] = 'attempt'; h[#h+1] = v\n" \
+"    elseif n == 'm' then h[#h+1] = 'max_attempts'; h[#h+1] = v\n" \
+"    elseif n == 'c' then h[#h+1] = 'created_ms'; h[#h+1] = v\n" \
+"    elseif n == 'e' then base = tonumber(v) end\n" \
+"  end\n" \
+"end\n" \
+"local function split(id)\n" \
+"  local a, b = string.match(id, '^(%d+)-(%d+)$')\n" \
+"  return tonumber(a), tonumber(b)\n" \
+"end\n" \
+"if p[1] then\n" \
+"  local started = tonumber(ARGV[2]) - p[1][3]\n" \
+"  for _, kv in ipairs({{'state', 'running'}, {'worker', p[1][2]}, {'started_ms', started},\n" \
+"      {'updated_ms', started}, {'epoch', base + p[1][4]}}) do\n" \
+"    h[#h+1] = kv[1]; h[#h+1] = kv[2]\n" \
+"  end\n" \
+"  return h\n" \
+"end\n" \
+"local last = false\n" \
+"for _, g in ipairs(redis.call('XINFO', 'GROUPS', s)) do\n" \
+"  local name, ld = nil, nil\n" \
+"  for i = 1, #g, 2 do\n" \
+"    if g[i] == 'name' then name = g[i+1] elseif g[i] == 'last-delivered-id' then ld = g[i+1] end\n" \
+"  end\n" \
+"  if name == 'cv' then last = ld end\n" \
+"end\n" \
+"if last then\n" \
+"  local am, as = split(m)\n" \
+"  local bm, bs = split(last)\n" \
+"  if am < bm or (am == bm and as <= bs) then\n" \
+"    h[#h+1] = 'state'; h[#h+1] = 'succeeded'\n" \
+"  end\n" \
+"end\n" \
+"return h\n"
 
 /* An operator's purge of one dead job. ARGV: id. Returns 'ok', 'not_found',
  * 'live' (not dead or failed) or 'held' (effects may be unsettled). */

@@ -13,7 +13,9 @@
 #include <unistd.h>
 
 #include "broker_int.h"
+#include "cfg.h"
 #include "clock.h"
+#include "jobtype.h"
 #include "jstore.h"
 #include "log.h"
 #include "mem.h"
@@ -28,7 +30,8 @@ struct rstream {
     size_t rr;                  /* consume: the type read first (round robin) */
     struct rds_async *as;       /* async mode */
     struct jstore *js;          /* the status store, on the same link */
-    struct rds_script promote, queues, worker_gone, gc_consumers;
+    struct rds_script promote, queues, worker_gone, gc_consumers, reclaim;
+    const struct cfg *cfg;      /* borrowed: the status TTL and the types' retain */
 };
 
 #define RS(b) ((struct rstream *)(b))
@@ -131,31 +134,46 @@ static void ensure_group(struct rstream *s, const char *type)
     rds_reply_free(r);
 }
 
-/* Collect (msgid, id) pairs of one stream's entries array and start them. */
+/* Start one stream's entries (an XREADGROUP or XAUTOCLAIM entries array) into
+ * out (at most max in all). counts: each entry's delivery count (XAUTOCLAIM;
+ * NULL = 1, a first read). A lean entry carries its envelope and starts here
+ * with no Redis write at all (jstore_entry_job); an entry published before the
+ * lean path carries only the job id and starts through the start script. */
 static enum cv_rc start_entries(struct rstream *s, const char *consumer, const char *type,
-                                const struct rds_reply *entries, struct job **out, size_t *n,
-                                size_t max)
+                                const struct rds_reply *entries, const struct rds_reply *counts,
+                                struct job **out, size_t *n, size_t max)
 {
     size_t ne = rds_reply_len(entries);
     if (ne > max - *n)
         ne = max - *n; /* never: COUNT bounds it */
-    struct jstore_delivery *d = xcalloc(ne ? ne : 1, sizeof(*d));
+    struct jstore_delivery *d = NULL;
     size_t nd = 0;
     for (size_t i = 0; i < ne; i++) {
         const struct rds_reply *e = rds_reply_at(entries, i);
         const char *msgid = rds_reply_at_str(e, 0);
         const struct rds_reply *fields = rds_reply_at(e, 1);
+        if (!msgid)
+            continue;
+        struct job *j = jstore_entry_job(type, msgid, fields,
+                                         counts ? rds_reply_at_int(counts, i, 1) : 1);
+        if (j) {
+            out[(*n)++] = j;
+            continue;
+        }
         const char *id = NULL;
         for (size_t k = 0; k + 1 < rds_reply_len(fields); k += 2)
             if (!strcmp(rds_reply_at_str(fields, k) ? rds_reply_at_str(fields, k) : "", "id"))
                 id = rds_reply_at_str(fields, k + 1);
-        if (!msgid || !id)
+        if (!id)
             continue;
+        if (!d)
+            d = xcalloc(ne, sizeof(*d));
         d[nd].msg_id = msgid;
         d[nd].id = id;
         nd++;
     }
-    enum cv_rc rc = jstore_start(s->js, JSTORE_STREAMS, consumer, type, d, nd, out, n);
+    enum cv_rc rc = nd ? jstore_start(s->js, JSTORE_STREAMS, consumer, type, d, nd, out, n)
+                       : CV_OK;
     free(d);
     return rc;
 }
@@ -210,7 +228,7 @@ static enum cv_rc read_group(struct rstream *s, const char *consumer, const char
             for (size_t t = 0; t < k; t++)
                 if (strcmp(sname, streams[t]) == 0)
                     full[t] = rds_reply_len(rds_reply_at(sr, 1)) >= count;
-            rc = start_entries(s, consumer, sname + 5, rds_reply_at(sr, 1), out, n, max);
+            rc = start_entries(s, consumer, sname + 5, rds_reply_at(sr, 1), NULL, out, n, max);
         }
     }
     rds_reply_free(r);
@@ -260,19 +278,21 @@ static enum cv_rc rs_reclaim(struct broker *b, const char *consumer, const char 
     snprintf(stream, sizeof(stream), "cv:q:%s", type);
     num(idle, sizeof(idle), min_idle_ms);
     num(count, sizeof(count), (long long)max);
-    const char *argv[] = { "XAUTOCLAIM", stream, GROUP, consumer, idle, "0-0", "COUNT", count };
-    struct rds_reply *r = rds_cmd(s->sync, 8, argv, NULL);
-    if (r && rds_reply_type(r) == RDS_ERR && strstr(rds_reply_str(r, NULL), "NOGROUP")) {
+    const char *argv[] = { stream, consumer, idle, count };
+    struct rds_reply *r = rds_eval(s->sync, &s->reclaim, 0, 4, argv, NULL);
+    enum cv_rc rc = rds_reply_rc(r, "reclaim");
+    const char *what = rc == CV_OK ? rds_reply_at_str(r, 0) : NULL;
+    if (what && !strcmp(what, "nogroup")) {
         rds_reply_free(r);
         ensure_group(s, type);
         return CV_OK;
     }
-    enum cv_rc rc = rds_reply_rc(r, "reclaim");
-    /* Redis 7: [next cursor, entries, deleted ids] */
-    if (rc == CV_OK && rds_reply_len(r) >= 2 && rds_reply_len(rds_reply_at(r, 1)) > 0) {
+    /* {entries, delivery counts} */
+    if (rc == CV_OK && rds_reply_len(r) == 2 && rds_reply_len(rds_reply_at(r, 0)) > 0) {
         LOG_INFO("broker.reclaimed", "type=%s count=%zu", type,
-                 rds_reply_len(rds_reply_at(r, 1)));
-        rc = start_entries(s, consumer, type, rds_reply_at(r, 1), out, n, max);
+                 rds_reply_len(rds_reply_at(r, 0)));
+        rc = start_entries(s, consumer, type, rds_reply_at(r, 0), rds_reply_at(r, 1), out, n,
+                           max);
     }
     rds_reply_free(r);
     return rc;
@@ -287,11 +307,27 @@ static enum cv_rc rs_settle(struct broker *b, struct job *const *jobs, struct br
 static enum cv_rc rs_promote(struct broker *b, size_t max, size_t *moved)
 {
     struct rstream *s = RS(b);
-    char now[24], mx[24];
-    num(now, sizeof(now), clock_wall_ms());
-    num(mx, sizeof(mx), (long long)max);
-    const char *argv[] = { now, mx };
-    struct rds_reply *r = rds_eval(s->sync, &s->promote, 0, 2, argv, NULL);
+    /* the types whose retain differs from jobs.retain, with theirs */
+    const char *argv[5 + 2 * JT_N];
+    char nums[5 + JT_N][24];
+    num(nums[0], 24, clock_wall_ms());
+    num(nums[1], 24, (long long)max);
+    num(nums[2], 24, s->cfg->status_ttl_s);
+    num(nums[3], 24, s->cfg->retain);
+    int argc = 5, ncaps = 0;
+    for (int i = 0; i < JT_N; i++) {
+        const char *name = jobtype_at(i)->name;
+        int keep = cfg_type(s->cfg, name)->retain;
+        if (keep == s->cfg->retain)
+            continue;
+        num(nums[5 + ncaps], 24, keep);
+        argv[argc++] = name;
+        argv[argc++] = nums[5 + ncaps++];
+    }
+    num(nums[4], 24, ncaps);
+    for (int i = 0; i < 5; i++)
+        argv[i] = nums[i];
+    struct rds_reply *r = rds_eval(s->sync, &s->promote, 0, argc, argv, NULL);
     enum cv_rc rc = rds_reply_rc(r, "promote");
     if (moved)
         *moved = rc == CV_OK ? (size_t)rds_reply_int(r) : 0;
@@ -366,10 +402,12 @@ struct broker *rstream_open(const struct cfg *cfg, struct event_base *base)
 {
     struct rstream *s = xcalloc(1, sizeof(*s));
     s->base.ops = &rstream_ops;
+    s->cfg = cfg;
     s->promote = (struct rds_script){ "promote", RSTREAM_LUA_PROMOTE, "" };
     s->queues = (struct rds_script){ "queues", RSTREAM_LUA_QUEUES, "" };
     s->worker_gone = (struct rds_script){ "worker_gone", RSTREAM_LUA_WORKER_GONE, "" };
     s->gc_consumers = (struct rds_script){ "gc_consumers", RSTREAM_LUA_GC_CONSUMERS, "" };
+    s->reclaim = (struct rds_script){ "reclaim", RSTREAM_LUA_RECLAIM, "" };
     if (base) {
         s->as = rds_async_new(base, cfg->redis_url, 5000);
         if (!s->as)
@@ -382,7 +420,8 @@ struct broker *rstream_open(const struct cfg *cfg, struct event_base *base)
     s->sync = rds_connect(cfg->redis_url, cfg->block_ms + 5000);
     if (!s->sync)
         goto fail;
-    struct rds_script *all[] = { &s->promote, &s->queues, &s->worker_gone, &s->gc_consumers };
+    struct rds_script *all[] = { &s->promote, &s->queues, &s->worker_gone, &s->gc_consumers,
+                                 &s->reclaim };
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         if (rds_script_load(s->sync, all[i]))
             goto fail;

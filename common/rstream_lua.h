@@ -12,15 +12,23 @@
 #ifndef CV_RSTREAM_LUA_H
 #define CV_RSTREAM_LUA_H
 
-/* Move due delayed jobs to their streams, and trim each stream below its
- * oldest entry that is not settled yet by OUR group "cv" (the oldest pending
- * one, else the first one it has not read): everything older is acked. Other
- * groups on the stream (an operator's tap) are not ours to wait for, and their
- * positions must never decide what we trim. Trimming is approximate (~), whole
- * nodes at a time, so it costs next to nothing. ARGV: now, max. Returns the
- * number of jobs moved. */
+#include "jstore_lua.h"     /* JSTORE_LUA_RETIRE_FN */
+
+/* Move due delayed jobs to their streams, and retire what each type's
+ * retention lets go (JSTORE_LUA_RETIRE_FN: beyond its retain count, or older
+ * than the status TTL; never an unsettled entry, and never by another group's
+ * position: an operator's tap is not ours to wait for). ARGV: now, max,
+ * status_ttl_s, default retain, ncaps, ncaps x (type, retain). Returns the
+ * number of jobs moved.
+ *
+ * A due job goes on the stream as a lean entry built from its status hash
+ * (the settle of its retry, or its scheduled publish, wrote the envelope
+ * there), whose epoch base is the hash's epoch; its status becomes queued. */
 #define RSTREAM_LUA_PROMOTE \
-"local now, max = ARGV[1], tonumber(ARGV[2])\n" \
+JSTORE_LUA_RETIRE_FN \
+"local now, max, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n" \
+"local cap, caps = tonumber(ARGV[4]), {}\n" \
+"for i = 0, tonumber(ARGV[5]) - 1 do caps[ARGV[6 + i * 2]] = tonumber(ARGV[7 + i * 2]) end\n" \
 "local moved = 0\n" \
 "for _, typ in ipairs(redis.call('SMEMBERS', 'cv:types')) do\n" \
 "  local s = 'cv:q:' .. typ\n" \
@@ -30,38 +38,38 @@
 "    for _, id in ipairs(ids) do\n" \
 "      redis.call('ZREM', dk, id)\n" \
 "      local k = 'cv:job:' .. id\n" \
-"      if redis.call('EXISTS', k) == 1 then\n" \
-"        redis.call('XADD', s, '*', 'id', id)\n" \
-"        redis.call('HSET', k, 'state', 'queued', 'updated_ms', now)\n" \
+"      local h = redis.call('HMGET', k, 'type', 'payload', 'tp', 'attempt', 'max_attempts',\n" \
+"        'epoch', 'created_ms')\n" \
+"      if h[1] then\n" \
+"        local m = redis.call('XADD', s, '*', 'id', id, 'a', h[4] or 1, 'm', h[5] or 1,\n" \
+"          'p', h[2] or '{}', 'tp', h[3] or '', 'e', h[6] or 0, 'c', h[7] or now)\n" \
+"        redis.call('HSET', k, 'state', 'queued', 'updated_ms', now, 'm', m)\n" \
 "      end\n" \
 "      moved = moved + 1\n" \
 "    end\n" \
 "  end\n" \
-"  local ok, p = pcall(redis.call, 'XPENDING', s, 'cv')\n" \
-"  if ok then\n" \
-"    local keep = p[2]\n" \
-"    if not keep then\n" \
-"      local last = false\n" \
-"      for _, g in ipairs(redis.call('XINFO', 'GROUPS', s)) do\n" \
-"        local name, ld = nil, nil\n" \
-"        for i = 1, #g, 2 do\n" \
-"          if g[i] == 'name' then name = g[i+1] elseif g[i] == 'last-delivered-id' then ld = g[i+1] end\n" \
-"        end\n" \
-"        if name == 'cv' then last = ld end\n" \
-"      end\n" \
-"      if last then\n" \
-"        local nx = redis.call('XRANGE', s, '(' .. last, '+', 'COUNT', 1)\n" \
-"        if nx[1] then keep = nx[1][1] else keep = '(' .. last end\n" \
-"      end\n" \
-"    end\n" \
-"    if keep and string.sub(keep, 1, 1) == '(' then\n" \
-"      local ms, seq = string.match(keep, '^%((%d+)-(%d+)$')\n" \
-"      keep = ms .. '-' .. (tonumber(seq) + 1)\n" \
-"    end\n" \
-"    if keep then redis.call('XTRIM', s, 'MINID', '~', keep) end\n" \
-"  end\n" \
+"  retire(typ, now, ttl, caps[typ] or cap, 1000, false)\n" \
 "end\n" \
 "return moved\n"
+
+/* Reclaim deliveries idle longer than the visibility timeout. ARGV: stream,
+ * consumer, min_idle_ms, count. Returns {entries, counts}: the entries
+ * XAUTOCLAIM moved to consumer, and each one's delivery count after the claim
+ * (the lean fencing token, jstore_lua.h), or {'nogroup'}. */
+#define RSTREAM_LUA_RECLAIM \
+"local s = ARGV[1]\n" \
+"local ok, r = pcall(redis.call, 'XAUTOCLAIM', s, 'cv', ARGV[2], ARGV[3], '0-0', 'COUNT', ARGV[4])\n" \
+"if not ok then\n" \
+"  local msg = type(r) == 'table' and r.err or tostring(r)\n" \
+"  if string.find(msg, 'NOGROUP') then return {'nogroup'} end\n" \
+"  return redis.error_reply(msg)\n" \
+"end\n" \
+"local counts = {}\n" \
+"for i, e in ipairs(r[2]) do\n" \
+"  local p = redis.call('XPENDING', s, 'cv', e[1], e[1], 1)\n" \
+"  counts[i] = (p[1] and p[1][4]) or 1\n" \
+"end\n" \
+"return {r[2], counts}\n"
 
 /* Consumers of workers that died without leaving (SIGKILL): no pending entry,
  * no read for idle_ms, no heartbeat for alive_ms. ARGV: now, idle_ms,

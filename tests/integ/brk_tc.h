@@ -238,14 +238,15 @@ static inline void publish_batch(const char *type, size_t n)
     free(o);
 }
 
-/* Consume and ack what type holds, up to max jobs (30 s at most). Returns how many. */
+/* Consume and ack what type holds, up to max jobs, never more (30 s at most).
+ * Returns how many. */
 static inline size_t ack_all(const char *type, size_t max)
 {
     size_t total = 0;
     struct job *got[256];
     int64_t end = clock_mono_ms() + 30000;
     while (total < max && clock_mono_ms() < end) {
-        size_t n = consume("c1", type, got, 256);
+        size_t n = consume("c1", type, got, max - total < 256 ? max - total : 256);
         struct broker_settle s[256];
         memset(s, 0, sizeof(s));
         cr_assert_eq(broker_settle(b, got, s, n, 60), CV_OK);

@@ -175,15 +175,70 @@ Test(rstream, every_status_field_is_decoded)
     job_status_cleanup(&st);
 }
 
-/* The promoter trims what the group acked (XDEL per settle costs more than the
- * rest of a settle, so the streams are trimmed below the oldest unsettled entry). */
-Test(rstream, the_promoter_trims_acked_entries)
+/* Issue 8: finished jobs are retained by count, not by time x throughput. A
+ * stream keeps at most its type's retain entries, its unsettled ones always:
+ * past that, the oldest acked entries go together with their statuses (the
+ * settle retires as it acks). Before issue 8 the promoter trimmed every acked
+ * entry at once and each status carried its own TTL. */
+Test(rstream, a_stream_retires_finished_jobs_past_its_retain_bound)
 {
-    publish_batch("noop", 1000);
-    cr_assert_eq(ack_all("noop", 1000), 1000);
-    size_t moved;
-    cr_assert_eq(broker_promote(b, 10, &moved), CV_OK);
-    struct rds_reply *x = rds_cmdf(r, "XLEN cv:q:noop");
-    cr_assert(rds_reply_int(x) < 1000, "acked entries are trimmed (%lld left)", rds_reply_int(x));
+    cr_assert_eq(cfg_set(&cfg, "jobs.types.noop.retain", "100"), 0);
+    char (*ids)[UUID_STR_LEN] = calloc(1000, UUID_STR_LEN);
+    struct job *jobs[1000];
+    for (int i = 0; i < 1000; i++) {
+        jobs[i] = mk("noop", "{}");
+        memcpy(ids[i], jobs[i]->id, UUID_STR_LEN);
+    }
+    struct pub_out *o = calloc(1, sizeof(*o));
+    broker_publish(b, jobs, 1000, 60, on_pub, o);
+    cr_assert_eq(o->rc, CV_OK);
+    for (int i = 0; i < 1000; i++)
+        job_free(jobs[i]);
+    cr_assert_eq(ack_all("noop", 600), 600);
+    /* the bound counts the 400 unsettled jobs, which always stay: no finished one
+     * is kept beside them */
+    cr_assert_eq(unsettled(400), 400);
+    cr_assert_eq(xlen("cv:q:noop"), 400);
+    struct st_out gone;
+    get_status(ids[0], &gone);
+    cr_assert_eq(gone.rc, CV_ERR_NOT_FOUND, "a finished job is gone with its entry");
+    get_status(ids[599], &gone);
+    cr_assert_eq(gone.rc, CV_ERR_NOT_FOUND);
+    cr_assert_eq(state_of(ids[600]), JOB_STATE_QUEUED);
+    cr_assert_eq(ack_all("noop", 400), 400);
+    cr_assert_eq(broker_promote(b, 10, NULL), CV_OK);
+    /* once they finished, the newest 100 are kept, with their statuses */
+    cr_assert_eq(xlen("cv:q:noop"), 100);
+    cr_assert_eq(state_of(ids[999]), JOB_STATE_SUCCEEDED);
+    cr_assert_eq(state_of(ids[900]), JOB_STATE_SUCCEEDED);
+    get_status(ids[899], &gone);
+    cr_assert_eq(gone.rc, CV_ERR_NOT_FOUND);
+    struct rds_reply *x = rds_cmdf(r, "HGET cv:stats:noop retired");
+    cr_assert_geq(atoll(rds_reply_str(x, NULL) ? rds_reply_str(x, NULL) : "0"), 900);
     rds_reply_free(x);
+    free(ids);
+    free(o);
+}
+
+/* Issue 8: the promoter also retires finished jobs older than the status TTL,
+ * entries and statuses together, however few they are. */
+Test(rstream, finished_jobs_older_than_the_status_ttl_are_retired)
+{
+    cr_assert_eq(cfg_set(&cfg, "jobs.status_ttl_s", "1"), 0);
+    struct job *j = mk("noop", "{}");
+    struct pub_out *o = calloc(1, sizeof(*o));
+    publish1(j, o);
+    cr_assert_eq(ack_all("noop", 1), 1);
+    cr_assert_eq(state_of(j->id), JOB_STATE_SUCCEEDED);
+    int64_t end = clock_mono_ms() + 10000;
+    while (xlen("cv:q:noop") > 0 && clock_mono_ms() < end) {
+        cr_assert_eq(broker_promote(b, 10, NULL), CV_OK);
+        usleep(20000);
+    }
+    cr_assert_eq(xlen("cv:q:noop"), 0, "the old entry was retired");
+    struct st_out gone;
+    get_status(j->id, &gone);
+    cr_assert_eq(gone.rc, CV_ERR_NOT_FOUND, "with its status");
+    job_free(j);
+    free(o);
 }
