@@ -222,8 +222,9 @@ void broker_counters(struct broker *b, broker_counters_cb cb, void *arg);
 
 /* Read up to max new deliveries for the given types, blocking up to block_ms
  * when none is ready. Each delivery gets a new lease epoch and the status
- * `running`. Deliveries of jobs that already ended are settled and skipped.
- * On return *n jobs are in out (free each with job_free). */
+ * `running` (Redis Streams: read from the consumer group, nothing written).
+ * Deliveries of jobs that already ended are settled and skipped. On return
+ * *n jobs are in out (free each with job_free). */
 enum cv_rc broker_consume(struct broker *b, const char *consumer, const char *const *types,
                           size_t ntypes, size_t max, int block_ms, struct job **out, size_t *n);
 
@@ -232,8 +233,11 @@ enum cv_rc broker_consume(struct broker *b, const char *consumer, const char *co
 enum cv_rc broker_reclaim(struct broker *b, const char *consumer, const char *type,
                           int64_t min_idle_ms, size_t max, struct job **out, size_t *n);
 
-/* Settle n deliveries in one round trip. Each write checks the job's epoch:
- * s[i].fenced is set when a newer delivery owns job i (nothing written). */
+/* Settle n deliveries in one round trip. Each write checks the delivery's
+ * fencing token (its epoch; on Redis Streams its entry's delivery count):
+ * s[i].fenced is set when a newer delivery owns job i (nothing written). A
+ * success's status is kept for status_ttl_s at most (Redis Streams: retired
+ * with its entry, by its type's retain count or at that age). */
 enum cv_rc broker_settle(struct broker *b, struct job *const *jobs, struct broker_settle *s,
                          size_t n, int status_ttl_s);
 

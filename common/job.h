@@ -3,10 +3,14 @@
  * Lifecycle. A producer (conveyor-api, conveyorctl) publishes a job: its
  * status hash is written as `queued` (or `scheduled` when not_before is in the
  * future, then the job waits in the delayed set). A worker reads it from its
- * type's stream through the type's consumer group; the delivery bumps the job's
- * lease epoch and sets `running`. The handler's outcome decides what happens:
+ * type's stream through the type's consumer group; the delivery has a new,
+ * larger lease epoch and the job reads as `running` (on Redis Streams from the
+ * consumer group's pending entry, with no write: jstore_lua.h). The handler's
+ * outcome decides what happens:
  *
- *   ok                      -> succeeded (acked; status expires after status_ttl_s)
+ *   ok                      -> succeeded (acked; its status is retired after
+ *                                          status_ttl_s, or sooner past its type's
+ *                                          retain count on Redis Streams)
  *   transient, attempts left-> retrying  (acked; back into the delayed set with
  *                                          backoff 1,2,4,8,16 s + jitter; attempt+1)
  *   transient, none left    -> dead      (acked; in the dead-letter set, replayable)

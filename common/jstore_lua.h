@@ -4,11 +4,18 @@
  *
  * Keys (one Redis, not cluster-safe: scripts compute key names):
  *   cv:types               set of job types ever published
- *   cv:job:<id>            hash: the envelope and status (state, attempt, epoch, ...);
- *                          se = the epoch of the last settled delivery (or of the
- *                          replay that began this life): epoch - se = deliveries that
- *                          never settled, the poison-job guard's count; held = 1 while a
- *                          dead job's effects may be unsettled
+ *   cv:job:<id>            hash: the status (state, type, pr = producer, ...) and,
+ *                          unless the job is a lean stream job, its envelope (payload,
+ *                          attempt, epoch, ...); m = the stream entry of a lean job
+ *                          (mode 'q': its state is then read from the consumer group,
+ *                          JSTORE_LUA_GET); se = the epoch of the last settled delivery
+ *                          (or of the replay that began this life): epoch - se =
+ *                          deliveries that never settled, the poison-job guard's count
+ *                          (mode 'k'; a lean job counts its entry's deliveries); held =
+ *                          1 while a dead job's effects may be unsettled
+ *   cv:kept:<type>         set of lean stream entries whose delivery did not succeed
+ *                          (retried, failed, died): their job's status outlives the
+ *                          entry's retirement (JSTORE_LUA_RETIRE_FN)
  *   cv:delayed:<type>      zset id -> due time (ms): scheduled jobs and retries
  *   cv:dead, cv:dead:<type> zset id -> time it ended (ms * 1000 + a sequence, so
  *                          that order holds within a millisecond): failed and dead jobs.

@@ -7,7 +7,11 @@
  * Keys (one Redis, not cluster-safe: scripts compute key names): the job-status
  * store's keys (jstore_lua.h: cv:types, cv:job:<id>, cv:delayed:<type>, cv:dead*,
  * cv:held, cv:idem:*, cv:stats:<type>, cv:workers), and
- *   cv:q:<type>            stream of deliveries (fields: id, a = attempt); group "cv"
+ *   cv:q:<type>            stream of jobs, group "cv": a lean entry carries the
+ *                          envelope (id, a = attempt, m = max attempts, p = payload, tp,
+ *                          e = epoch base, c = created_ms; JSTORE_LUA_PUBLISH); one
+ *                          written before the lean path only the id. Finished entries
+ *                          stay until retired with their statuses (retain, status TTL)
  * Every script runs atomically, so many producers and workers can call them at once. */
 #ifndef CV_RSTREAM_LUA_H
 #define CV_RSTREAM_LUA_H

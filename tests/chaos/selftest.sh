@@ -67,13 +67,18 @@ O_PENDING="nothing lost: no tracking event left"
 
 check baseline
 NOOP=$(sql "SELECT id FROM chaos_jobs WHERE type = 'noop' AND state = 'succeeded' LIMIT 1")
+# (a long run can drain accounts: the corruptions below debit, and balances may not go
+# negative, so they pick accounts that can pay)
 OK=$(sql "SELECT j.id FROM chaos_jobs j JOIN transactions t ON t.transaction_id = j.id
-          WHERE j.state = 'succeeded' AND t.status = 'SUCCESS' LIMIT 1")
+          JOIN accounts a ON a.user_id = t.user_id
+          WHERE j.state = 'succeeded' AND t.status = 'SUCCESS' AND a.balance >= t.amount LIMIT 1")
+RICH=$(sql "SELECT user_id FROM accounts WHERE balance >= 6 ORDER BY balance DESC LIMIT 1")
 REJ=$(sql "SELECT j.id FROM chaos_jobs j JOIN transactions t ON t.transaction_id = j.id
            WHERE j.state = 'failed' AND j.in_dead AND t.status = 'FAILED'
            ORDER BY (t.error = 'insufficient balance') DESC LIMIT 1")
-if [ -z "$NOOP" ] || [ -z "$OK" ] || [ -z "$REJ" ]; then
-    echo "selftest: the run has no succeeded noop, succeeded activation or failed one"
+if [ -z "$NOOP" ] || [ -z "$OK" ] || [ -z "$REJ" ] || [ -z "$RICH" ]; then
+    echo "selftest: the run has no succeeded noop, succeeded activation (of an account"
+    echo "that can pay), failed activation or account with 6.00 left"
     exit 2
 fi
 
@@ -103,10 +108,10 @@ unmark() {
 }
 
 marks
-sql "UPDATE accounts SET balance = balance - 1 WHERE user_id = 50"
+sql "UPDATE accounts SET balance = balance - 1 WHERE user_id = $RICH"
 check stolen
 expect stolen "$BALANCE" "$DEBITS"
-sql "UPDATE accounts SET balance = balance + 1 WHERE user_id = 50"
+sql "UPDATE accounts SET balance = balance + 1 WHERE user_id = $RICH"
 unmark
 
 marks
@@ -126,13 +131,13 @@ marks
 HELDID=$(cat /proc/sys/kernel/random/uuid)
 sql "BEGIN;
      INSERT INTO transactions (transaction_id, user_id, offer_id, amount, status)
-     VALUES ('$HELDID', 50, 1, 5.00, 'PROCESSING');
-     UPDATE accounts SET balance = balance - 5.00 WHERE user_id = 50;
+     VALUES ('$HELDID', $RICH, 1, 5.00, 'PROCESSING');
+     UPDATE accounts SET balance = balance - 5.00 WHERE user_id = $RICH;
      COMMIT"
 check held
 expect held "$HELD" "$BALANCE"
 sql "BEGIN; DELETE FROM transactions WHERE transaction_id = '$HELDID';
-     UPDATE accounts SET balance = balance + 5.00 WHERE user_id = 50; COMMIT"
+     UPDATE accounts SET balance = balance + 5.00 WHERE user_id = $RICH; COMMIT"
 unmark
 
 SCORE=$(redis-cli -p "$REDIS_PORT" ZSCORE cv:dead "$REJ")
