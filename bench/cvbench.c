@@ -145,7 +145,7 @@ struct post {
 /* ---- when did a job end: the lean stream path writes nothing at success -----------
  * A watcher polls (about every millisecond while jobs are out): it reads each
  * newly answered job's stream entry id (its status's field m) and created_ms
- * (the entry's field c), then the group's last-delivered id and its pending entries; a job whose
+ * (from the envelope in the entry), then the group's last-delivered id and its pending entries; a job whose
  * entry the group read and no longer holds pending was acked, and is stamped
  * done at that poll. So a figure may be up to one poll (~1 ms) high, never
  * low. Jobs whose status has finished_ms (the Kafka transport writes it) are
@@ -199,14 +199,13 @@ static void watch_poll(struct rds *r, struct watch *w, char (*ids)[UUID_STR_LEN]
         if (!mids[i - from][0])
             continue;
         struct rds_reply *x = rds_read(r);
-        const struct rds_reply *f = rds_reply_at(rds_reply_at(x, 0), 1);
-        for (size_t k = 0; k + 1 < rds_reply_len(f); k += 2) {
-            const char *name = rds_reply_at_str(f, k);
-            if (name && !strcmp(name, "c")) {
-                split_id(mids[i - from], &w->e[i].ms, &w->e[i].seq);
-                w->e[i].created = rds_reply_at_int(f, k + 1, 0);
-                w->e[i].known = 1;
-            }
+        /* the envelope "<id> <attempt> <max> <epoch base> <created_ms> ..." */
+        const char *env = rds_reply_at_str(rds_reply_at(rds_reply_at(x, 0), 1), 1);
+        long long created;
+        if (env && sscanf(env, "%*s %*d %*d %*d %lld", &created) == 1) {
+            split_id(mids[i - from], &w->e[i].ms, &w->e[i].seq);
+            w->e[i].created = created;
+            w->e[i].known = 1;
         }
         rds_reply_free(x);
     }

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "mem.h"
 #include "rds.h"
+#include "sbuf.h"
 
 struct jstore {
     struct rds *sync;           /* borrowed: exactly one of sync and as */
@@ -192,7 +193,7 @@ static void publish_done(const struct rds_reply *r, void *arg)
 }
 
 #define PUB_HEAD 4      /* the publish script's ARGV before the jobs */
-#define PUB_FIELDS 11   /* per job in the publish script's ARGV */
+#define PUB_FIELDS 8    /* per job in the publish script's ARGV */
 
 /* How long a finished job's status stays (jobs.status_ttl_s): lean successes
  * get no TTL of their own unless a settle asks for another one (jstore_lua.h). */
@@ -208,7 +209,8 @@ void jstore_publish(struct jstore *js, enum jstore_mode m, struct job *const *jo
     size_t argc = PUB_HEAD + n * PUB_FIELDS;
     const char **argv = xmalloc(sizeof(*argv) * argc);
     size_t *lens = xmalloc(sizeof(*lens) * argc);
-    char (*nums)[24] = xmalloc(sizeof(*nums) * (PUB_HEAD - 1 + n * 4));
+    size_t *env_at = xmalloc(sizeof(*env_at) * (n + 1));
+    char (*nums)[24] = xmalloc(sizeof(*nums) * (PUB_HEAD - 1 + n * 2));
     num(nums[0], 24, now);
     num(nums[1], 24, idem_ttl_s);
     num(nums[2], 24, (long long)n);
@@ -217,36 +219,46 @@ void jstore_publish(struct jstore *js, enum jstore_mode m, struct job *const *jo
         argv[1 + i] = nums[i];
     for (int i = 0; i < PUB_HEAD; i++)
         lens[i] = strlen(argv[i]);
-    char (*jn)[24] = nums + PUB_HEAD - 1;   /* 4 numbers per job */
+    /* every envelope in one buffer (JSTORE_LUA_ENV_FN's format: attempt 1,
+     * epoch base 0), pointed at once it stops growing */
+    struct sbuf env;
+    sbuf_init(&env);
+    for (size_t i = 0; i < n; i++) {
+        const struct job *j = jobs[i];
+        env_at[i] = env.len;
+        sbuf_addf(&env, "%s 1 %d 0 %lld %s\n", j->id, j->max_attempts,
+                  (long long)(j->created_ms ? j->created_ms : now), j->traceparent);
+        if (j->payload)
+            sbuf_add(&env, j->payload, j->payload_len);
+        else
+            sbuf_adds(&env, "{}");
+    }
+    env_at[n] = env.len;
+    char (*jn)[24] = nums + PUB_HEAD - 1;   /* 2 numbers per job */
     for (size_t i = 0; i < n; i++) {
         const struct job *j = jobs[i];
         size_t b0 = PUB_HEAD + i * PUB_FIELDS;
-        num(jn[i * 4], 24, j->max_attempts);
-        num(jn[i * 4 + 1], 24, j->created_ms ? j->created_ms : now);
-        num(jn[i * 4 + 2], 24, j->not_before_ms);
-        num(jn[i * 4 + 3], 24,
+        num(jn[i * 2], 24, j->not_before_ms);
+        num(jn[i * 2 + 1], 24,
             j->bounded && js->cfg ? cfg_type(js->cfg, j->type)->max_queued : 0);
         argv[b0] = j->id;
         argv[b0 + 1] = j->type;
-        argv[b0 + 2] = j->payload ? j->payload : "{}";
-        argv[b0 + 3] = jn[i * 4];
-        argv[b0 + 4] = jn[i * 4 + 1];
-        argv[b0 + 5] = jn[i * 4 + 2];
-        argv[b0 + 6] = j->idem_key ? j->idem_key : "";
-        argv[b0 + 7] = j->traceparent;
-        argv[b0 + 8] = j->producer;
-        argv[b0 + 9] = keys && keys[i] ? keys[i] : "";
-        argv[b0 + 10] = jn[i * 4 + 3];
+        argv[b0 + 2] = env.p + env_at[i];
+        argv[b0 + 3] = jn[i * 2];
+        argv[b0 + 4] = j->idem_key ? j->idem_key : "";
+        argv[b0 + 5] = j->producer;
+        argv[b0 + 6] = keys && keys[i] ? keys[i] : "";
+        argv[b0 + 7] = jn[i * 2 + 1];
         for (size_t k = 0; k < PUB_FIELDS; k++)
-            lens[b0 + k] = strlen(argv[b0 + k]);
-        if (j->payload)
-            lens[b0 + 2] = j->payload_len;
+            lens[b0 + k] = k == 2 ? env_at[i + 1] - env_at[i] : strlen(argv[b0 + k]);
     }
     struct pub_ctx *c = xmalloc(sizeof(*c));
     c->cb = cb;
     c->arg = arg;
     c->n = n;
     rds_either_eval(js->sync, js->as, &js->publish, publish_done, c, (int)argc, argv, lens);
+    sbuf_cleanup(&env);
+    free(env_at);
     free(argv);
     free(lens);
     free(nums);
@@ -316,35 +328,28 @@ enum cv_rc jstore_start(struct jstore *js, enum jstore_mode m, const char *consu
 struct job *jstore_entry_job(const char *type, const char *msg_id, const struct rds_reply *fields,
                              long long deliveries)
 {
-    const char *id = NULL, *payload = NULL, *tp = "";
-    size_t plen = 0;
-    long long attempt = 1, max = 1, base = 0, created = 0;
-    for (size_t k = 0; k + 1 < rds_reply_len(fields); k += 2) {
-        const char *f = rds_reply_at_str(fields, k);
-        const struct rds_reply *v = rds_reply_at(fields, k + 1);
-        if (!f || !rds_reply_str(v, NULL))
-            continue;
-        if (!strcmp(f, "id"))
-            id = rds_reply_str(v, NULL);
-        else if (!strcmp(f, "p"))
-            payload = rds_reply_str(v, &plen);
-        else if (!strcmp(f, "tp"))
-            tp = rds_reply_str(v, NULL);
-        else if (!strcmp(f, "a"))
-            attempt = atoll(rds_reply_str(v, NULL));
-        else if (!strcmp(f, "m"))
-            max = atoll(rds_reply_str(v, NULL));
-        else if (!strcmp(f, "e"))
-            base = atoll(rds_reply_str(v, NULL));
-        else if (!strcmp(f, "c"))
-            created = atoll(rds_reply_str(v, NULL));
-    }
-    if (!id || !payload || strlen(id) >= UUID_STR_LEN || deliveries < 1)
+    /* one field j: "<id> <attempt> <max> <epoch base> <created_ms> <tp>\n<payload>" */
+    const char *f = rds_reply_at_str(fields, 0);
+    size_t len = 0;
+    const char *v = rds_reply_str(rds_reply_at(fields, 1), &len);
+    if (!f || strcmp(f, "j") != 0 || !v || deliveries < 1)
+        return NULL;
+    const char *nl = memchr(v, '\n', len);
+    char head[JOB_TRACEPARENT_LEN + UUID_STR_LEN + 96];
+    if (!nl || (size_t)(nl - v) >= sizeof(head))
+        return NULL;
+    memcpy(head, v, (size_t)(nl - v));
+    head[nl - v] = '\0';
+    char id[UUID_STR_LEN], tp[JOB_TRACEPARENT_LEN];
+    long long attempt, max, base, created;
+    tp[0] = '\0';
+    if (sscanf(head, "%36s %lld %lld %lld %lld %55s", id, &attempt, &max, &base, &created, tp) <
+        5)
         return NULL;
     struct job *j = job_new(type);
     copy_field(j->msg_id, sizeof(j->msg_id), msg_id);
     copy_field(j->id, sizeof(j->id), id);
-    job_set_payload(j, payload, plen);
+    job_set_payload(j, nl + 1, len - (size_t)(nl + 1 - v));
     copy_field(j->traceparent, sizeof(j->traceparent), tp);
     j->attempt = (int)attempt;
     j->max_attempts = (int)max;
@@ -369,6 +374,17 @@ static const char *outcome_str(enum broker_outcome o)
 
 #define SETTLE_FIELDS 13  /* per delivery but lean successes, in the settle script's ARGV */
 
+/* 1 when stream entry id x ("<ms>-<seq>") comes before y. */
+static int msgid_before(const char *x, const char *y)
+{
+    char *ex, *ey;
+    unsigned long long xm = strtoull(x, &ex, 10), ym = strtoull(y, &ey, 10);
+    if (xm != ym)
+        return xm < ym;
+    return strtoull(*ex == '-' ? ex + 1 : ex, NULL, 10) <
+           strtoull(*ey == '-' ? ey + 1 : ey, NULL, 10);
+}
+
 /* Settle's ARGV (jstore_lua.h): the lean successes (3 strings each) grouped by
  * type, then the rest (SETTLE_FIELDS each). order[] says which job each reply
  * is for: the script answers in the order the deliveries were given. */
@@ -389,7 +405,7 @@ enum cv_rc jstore_settle(struct jstore *js, enum jstore_mode m, struct job *cons
             ctype[ntype++] = jobs[i]->type;
     }
     size_t ncaps = m == JSTORE_STREAMS ? ntype : 0;
-    size_t argc = 7 + ncaps * 2 + ntype * 2 + n * SETTLE_FIELDS;
+    size_t argc = 7 + ncaps * 2 + ntype * 4 + n * SETTLE_FIELDS;
     const char **argv = xmalloc(sizeof(*argv) * argc);
     size_t *lens = xcalloc(argc, sizeof(*lens));
     size_t *order = xmalloc(sizeof(*order) * n);
@@ -409,12 +425,17 @@ enum cv_rc jstore_settle(struct jstore *js, enum jstore_mode m, struct job *cons
     }
     size_t at_ntypes = a++, groups = 0;
     for (size_t k = 0; k < ntype; k++) {
-        size_t at_count = a + 1, c = 0;
-        a += 2;
+        size_t at = a, c = 0;
+        const char *lo = NULL, *hi = NULL;
+        a += 4;
         for (size_t i = 0; i < n; i++) {
             const struct job *j = jobs[i];
             if (!j->lean || st[i].outcome != BROKER_ACK || strcmp(j->type, ctype[k]) != 0)
                 continue;
+            if (!lo || msgid_before(j->msg_id, lo))
+                lo = j->msg_id;
+            if (!hi || msgid_before(hi, j->msg_id))
+                hi = j->msg_id;
             argv[a++] = j->msg_id;
             argv[a++] = NUM(j->deliveries);
             argv[a++] = j->id;
@@ -422,11 +443,13 @@ enum cv_rc jstore_settle(struct jstore *js, enum jstore_mode m, struct job *cons
             c++;
         }
         if (c == 0) {
-            a -= 2;
+            a -= 4;
             continue;
         }
-        argv[at_count - 1] = ctype[k];
-        argv[at_count] = NUM(c);
+        argv[at] = ctype[k];
+        argv[at + 1] = NUM(c);
+        argv[at + 2] = lo;
+        argv[at + 3] = hi;
         groups++;
     }
     argv[at_ntypes] = NUM(groups);

@@ -89,11 +89,9 @@
 "  local cut, gone = false, 0\n" \
 "  for i, e in ipairs(redis.call('XRANGE', s, '-', upto, 'COUNT', budget)) do\n" \
 "    if i > over and (count_only or young(e[1])) then break end\n" \
-"    local f, id, lean = e[2], nil, false\n" \
-"    for j = 1, #f, 2 do\n" \
-"      if f[j] == 'id' then id = f[j+1] elseif f[j] == 'p' then lean = true end\n" \
-"    end\n" \
-"    if id and lean then\n" \
+"    local f = e[2]\n" \
+"    local id = f[1] == 'j' and string.match(f[2], '^(%S+) ')\n" \
+"    if id then\n" \
 "      local keep = nkept > 0 and (kept[e[1]] or (nkept > 1000 and\n" \
 "        redis.call('SISMEMBER', kk, e[1]) == 1))\n" \
 "      if keep then redis.call('SREM', kk, e[1]) else redis.call('DEL', 'cv:job:' .. id) end\n" \
@@ -108,8 +106,24 @@
 "  return gone\n" \
 "end\n"
 
-/* Publish. ARGV: mode, now, idem_ttl_s, n, then n x (id type payload
- * max_attempts created_ms not_before_ms idem_key tp producer key max_queued).
+/* The envelope a lean stream entry carries in its one field j (JSTORE_LUA_PUBLISH):
+ *   "<id> <attempt> <max_attempts> <epoch base> <created_ms> <traceparent>\n<payload>"
+ * one string, so that XADD, XREADGROUP and the AOF handle one field, not seven
+ * (each argument of a redis.call from Lua costs about 0.17 us). The payload is
+ * last and may hold anything. env_split(j) returns the seven parts. */
+#define JSTORE_LUA_ENV_FN \
+"local function env_split(j)\n" \
+"  local id, a, m, e, c, tp, at = string.match(j, '^(%S+) (%d+) (%d+) (%d+) (%d+) (%S*)\\n()')\n" \
+"  if not id then return nil end\n" \
+"  return id, a, m, e, c, tp, string.sub(j, at)\n" \
+"end\n" \
+"local function env_join(id, a, m, e, c, tp, payload)\n" \
+"  return id .. ' ' .. a .. ' ' .. m .. ' ' .. e .. ' ' .. c .. ' ' .. tp .. '\\n' .. payload\n" \
+"end\n"
+
+/* Publish. ARGV: mode, now, idem_ttl_s, n, then n x (id type env not_before_ms
+ * idem_key producer key max_queued), env the envelope as JSTORE_LUA_ENV_FN
+ * packs it (attempt 1, epoch base 0).
  * Returns a flat array: id, dup per job, dup 0 = published, 1 = a duplicate
  * (id is the earlier job: same idempotency key of the same producer, or a job
  * with this id, type and producer exists already), 2 = a conflict (a job with
@@ -120,14 +134,13 @@
  * a new queued job gets kq = 1 and enters cv:unproduced; the caller produces it.
  *
  * Mode 'q', the lean path (issue 8). A job due now travels in its stream
- * entry: id, a (attempt), m (max attempts), p (payload), tp, e (the epoch
- * base), c (created_ms); the worker starts it from the entry alone. Its status
- * hash is small (id type state=queued m=<entry id> pr [not_before_ms idem]):
- * nothing writes it when the job starts or succeeds, its state is read from
- * the consumer group (JSTORE_LUA_GET), and it goes together with its entry
- * when the type's retention retires both (JSTORE_LUA_RETIRE_FN). A scheduled
- * job keeps the whole envelope in its hash until the promoter puts it on the
- * stream.
+ * entry (field j, the envelope as given); the worker starts it from the entry
+ * alone. Its status hash is small (type state=queued m=<entry id> pr
+ * [not_before_ms idem]): nothing writes it when the job starts or succeeds,
+ * its state is read from the consumer group (JSTORE_LUA_GET), and it goes
+ * together with its entry when the type's retention retires both
+ * (JSTORE_LUA_RETIRE_FN). A scheduled job keeps the whole envelope in its hash
+ * until the promoter puts it on the stream.
  *
  * Backpressure. A type with max_queued > 0 holds at most that many unsettled
  * jobs (queued, scheduled, running, retrying): enqueued + replayed - succeeded
@@ -138,11 +151,12 @@
  * type (fields rs_ms, rs_done, rate of cv:stats:<type>): nothing is written
  * for unbounded types. */
 #define JSTORE_LUA_PUBLISH \
+JSTORE_LUA_ENV_FN \
 "local mode, now, ttl, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])\n" \
 "local streams = mode == 'q'\n" \
 "local out, seen, want, full = {}, {}, {}, {}\n" \
 "for i = 0, n - 1 do\n" \
-"  local typ, bound = ARGV[4 + i * 11 + 2], tonumber(ARGV[4 + i * 11 + 11])\n" \
+"  local typ, bound = ARGV[4 + i * 8 + 2], tonumber(ARGV[4 + i * 8 + 8])\n" \
 "  if bound > 0 then want[typ] = {bound, ((want[typ] or {})[2] or 0) + 1} end\n" \
 "end\n" \
 "for typ, w in pairs(want) do\n" \
@@ -166,10 +180,9 @@
 "  end\n" \
 "end\n" \
 "for i = 0, n - 1 do\n" \
-"  local b = 4 + i * 11\n" \
-"  local id, typ, payload, maxa = ARGV[b+1], ARGV[b+2], ARGV[b+3], ARGV[b+4]\n" \
-"  local created, nb, idem, tp = ARGV[b+5], tonumber(ARGV[b+6]), ARGV[b+7], ARGV[b+8]\n" \
-"  local pr, key = ARGV[b+9], ARGV[b+10]\n" \
+"  local b = 4 + i * 8\n" \
+"  local id, typ, env, nb = ARGV[b+1], ARGV[b+2], ARGV[b+3], tonumber(ARGV[b+4])\n" \
+"  local idem, pr, key = ARGV[b+5], ARGV[b+6], ARGV[b+7]\n" \
 "  local k = 'cv:job:' .. id\n" \
 "  local prev, dup, ik = false, 1, false\n" \
 "  if idem ~= '' then\n" \
@@ -196,15 +209,15 @@
 "      end\n" \
 "    end\n" \
 "    if streams and nb <= now then\n" \
-"      local m = redis.call('XADD', 'cv:q:' .. typ, '*', 'id', id, 'a', 1, 'm', maxa,\n" \
-"        'p', payload, 'tp', tp, 'e', 0, 'c', created)\n" \
+"      local m = redis.call('XADD', 'cv:q:' .. typ, '*', 'j', env)\n" \
 "      if nb > 0 or idem ~= '' then\n" \
-"        redis.call('HSET', k, 'id', id, 'type', typ, 'state', 'queued', 'm', m, 'pr', pr,\n" \
+"        redis.call('HSET', k, 'type', typ, 'state', 'queued', 'm', m, 'pr', pr,\n" \
 "          'not_before_ms', nb, 'idem', idem)\n" \
 "      else\n" \
-"        redis.call('HSET', k, 'id', id, 'type', typ, 'state', 'queued', 'm', m, 'pr', pr)\n" \
+"        redis.call('HSET', k, 'type', typ, 'state', 'queued', 'm', m, 'pr', pr)\n" \
 "      end\n" \
 "    else\n" \
+"      local _, _, maxa, _, created, tp, payload = env_split(env)\n" \
 "      local state = 'queued'\n" \
 "      if nb > now then state = 'scheduled' end\n" \
 "      redis.call('HSET', k, 'id', id, 'type', typ, 'state', state, 'attempt', 1,\n" \
@@ -265,7 +278,8 @@
 
 /* Settle deliveries. ARGV: mode, now, status_ttl_s, expire_acks, ncaps,
  * ncaps x (type, retain), then the lean successes grouped by type: ntypes,
- * ntypes x (type, k, k x (msgid, dc, id)), then the rest: n, n x (id type msgid
+ * ntypes x (type, k, lo, hi, k x (msgid, dc, id)) (lo, hi: the smallest and
+ * largest msgid of the group), then the rest: n, n x (id type msgid
  * epoch outcome delay_ms error held dc attempt max payload tp). outcome: ack
  * retry defer fail dead. Returns 'ok', 'fenced' or 'gone' per delivery, the
  * lean successes first, in the order given. A fenced delivery writes nothing,
@@ -310,22 +324,11 @@ JSTORE_LUA_RETIRE_FN \
 "  if not a then a = {}; acks[typ] = a end\n" \
 "  a[#a+1] = msgid\n" \
 "end\n" \
-"local function before(x, y)\n" \
-"  local am, as = string.match(x, '^(%d+)-(%d+)$')\n" \
-"  local bm, bs = string.match(y, '^(%d+)-(%d+)$')\n" \
-"  am, bm = tonumber(am), tonumber(bm)\n" \
-"  return am < bm or (am == bm and tonumber(as) < tonumber(bs))\n" \
-"end\n" \
 "local a = 6 + ncaps * 2\n" \
 "local ntypes = tonumber(ARGV[a]); a = a + 1\n" \
 "for _ = 1, ntypes do\n" \
-"  local typ, k = ARGV[a], tonumber(ARGV[a+1]); a = a + 2\n" \
+"  local typ, k, lo, hi = ARGV[a], tonumber(ARGV[a+1]), ARGV[a+2], ARGV[a+3]; a = a + 4\n" \
 "  local s = 'cv:q:' .. typ\n" \
-"  local lo, hi = ARGV[a], ARGV[a]\n" \
-"  for i = 0, k - 1 do\n" \
-"    local m = ARGV[a + i * 3]\n" \
-"    if before(m, lo) then lo = m elseif before(hi, m) then hi = m end\n" \
-"  end\n" \
 "  local lim = k * 2 + 256\n" \
 "  local p = redis.call('XPENDING', s, 'cv', lo, hi, lim)\n" \
 "  local pend = {}\n" \
@@ -437,6 +440,7 @@ JSTORE_LUA_RETIRE_FN \
  * its status expires like a new job's; 'k': the caller produces it with that
  * key and kq), {'not_found'} or {'conflict'}. */
 #define JSTORE_LUA_DEAD_RETRY \
+JSTORE_LUA_ENV_FN \
 "local mode, id, now = ARGV[1], ARGV[2], ARGV[3]\n" \
 "local k = 'cv:job:' .. id\n" \
 "local st = redis.call('HMGET', k, 'state', 'type', 'epoch', 'kk', 'payload', 'tp', 'max_attempts',\n" \
@@ -453,8 +457,8 @@ JSTORE_LUA_RETIRE_FN \
 "local kq = 0\n" \
 "if mode == 'q' then\n" \
 "  if new then pcall(redis.call, 'XGROUP', 'CREATE', 'cv:q:' .. st[2], 'cv', '0', 'MKSTREAM') end\n" \
-"  local m = redis.call('XADD', 'cv:q:' .. st[2], '*', 'id', id, 'a', 1, 'm', st[7] or 1,\n" \
-"    'p', st[5] or '{}', 'tp', st[6] or '', 'e', st[3] or 0, 'c', st[8] or now)\n" \
+"  local m = redis.call('XADD', 'cv:q:' .. st[2], '*', 'j',\n" \
+"    env_join(id, 1, st[7] or 1, st[3] or 0, st[8] or now, st[6] or '', st[5] or '{}'))\n" \
 "  redis.call('HSET', k, 'm', m)\n" \
 "else\n" \
 "  kq = redis.call('HINCRBY', k, 'kq', 1)\n" \
@@ -478,26 +482,26 @@ JSTORE_LUA_RETIRE_FN \
  * created_ms: the entry is retired with the status, so it is there). A job
  * that never retried has no attempt in its hash: its first. */
 #define JSTORE_LUA_GET \
+JSTORE_LUA_ENV_FN \
 "local h = redis.call('HGETALL', 'cv:job:' .. ARGV[1])\n" \
 "local f = {}\n" \
 "for i = 1, #h, 2 do f[h[i]] = h[i+1] end\n" \
 "if not (f.m and f.state == 'queued' and f.type) then return h end\n" \
+"if not f.id then h[#h+1] = 'id'; h[#h+1] = ARGV[1] end\n" \
 "if not f.attempt then h[#h+1] = 'attempt'; h[#h+1] = '1' end\n" \
 "local s, m = 'cv:q:' .. f.type, f.m\n" \
 "local ok, p = pcall(redis.call, 'XPENDING', s, 'cv', m, m, 1)\n" \
 "if not ok then return h end\n" \
 "local base = 0\n" \
 "local e = redis.call('XRANGE', s, m, m)\n" \
-"if e[1] then\n" \
-"  local x = e[1][2]\n" \
-"  for i = 1, #x, 2 do\n" \
-"    local n, v = x[i], x[i+1]\n" \
-"    if n == 'p' then h[#h+1] = 'payload'; h[#h+1] = v\n" \
-"    elseif n == 'tp' then h[#h+1] = 'tp'; h[#h+1] = v\n" \
-"    elseif n == 'a' then h[#h+1] = 'attempt'; h[#h+1] = v\n" \
-"    elseif n == 'm' then h[#h+1] = 'max_attempts'; h[#h+1] = v\n" \
-"    elseif n == 'c' then h[#h+1] = 'created_ms'; h[#h+1] = v\n" \
-"    elseif n == 'e' then base = tonumber(v) end\n" \
+"if e[1] and e[1][2][1] == 'j' then\n" \
+"  local _, a, maxa, eb, c, tp, payload = env_split(e[1][2][2])\n" \
+"  if a then\n" \
+"    for _, kv in ipairs({{'attempt', a}, {'max_attempts', maxa}, {'created_ms', c}, {'tp', tp},\n" \
+"        {'payload', payload}}) do\n" \
+"      h[#h+1] = kv[1]; h[#h+1] = kv[2]\n" \
+"    end\n" \
+"    base = tonumber(eb)\n" \
 "  end\n" \
 "end\n" \
 "local function split(id)\n" \

@@ -8,9 +8,8 @@
  * store's keys (jstore_lua.h: cv:types, cv:job:<id>, cv:delayed:<type>, cv:dead*,
  * cv:held, cv:idem:*, cv:stats:<type>, cv:workers), and
  *   cv:q:<type>            stream of jobs, group "cv": a lean entry carries the
- *                          envelope (id, a = attempt, m = max attempts, p = payload, tp,
- *                          e = epoch base, c = created_ms; JSTORE_LUA_PUBLISH); one
- *                          written before the lean path only the id. Finished entries
+ *                          envelope in its one field j (JSTORE_LUA_ENV_FN); one written
+ *                          before the lean path only the field id. Finished entries
  *                          stay until retired with their statuses (retain, status TTL)
  * Every script runs atomically, so many producers and workers can call them at once. */
 #ifndef CV_RSTREAM_LUA_H
@@ -30,6 +29,7 @@
  * there), whose epoch base is the hash's epoch; its status becomes queued. */
 #define RSTREAM_LUA_PROMOTE \
 JSTORE_LUA_RETIRE_FN \
+JSTORE_LUA_ENV_FN \
 "local now, max, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n" \
 "local cap, caps = tonumber(ARGV[4]), {}\n" \
 "for i = 0, tonumber(ARGV[5]) - 1 do caps[ARGV[6 + i * 2]] = tonumber(ARGV[7 + i * 2]) end\n" \
@@ -45,8 +45,8 @@ JSTORE_LUA_RETIRE_FN \
 "      local h = redis.call('HMGET', k, 'type', 'payload', 'tp', 'attempt', 'max_attempts',\n" \
 "        'epoch', 'created_ms')\n" \
 "      if h[1] then\n" \
-"        local m = redis.call('XADD', s, '*', 'id', id, 'a', h[4] or 1, 'm', h[5] or 1,\n" \
-"          'p', h[2] or '{}', 'tp', h[3] or '', 'e', h[6] or 0, 'c', h[7] or now)\n" \
+"        local m = redis.call('XADD', s, '*', 'j', env_join(id, h[4] or 1, h[5] or 1, h[6] or 0,\n" \
+"          h[7] or now, h[3] or '', h[2] or '{}'))\n" \
 "        redis.call('HSET', k, 'state', 'queued', 'updated_ms', now, 'm', m)\n" \
 "      end\n" \
 "      moved = moved + 1\n" \
