@@ -480,14 +480,15 @@ JSTORE_LUA_ENV_FN \
  *   otherwise                     -> queued
  * and its envelope from the entry (payload, tp, attempt, max_attempts,
  * created_ms: the entry is retired with the status, so it is there). A job
- * that never retried has no attempt in its hash: its first. */
+ * that never retried has no attempt in its hash: its first. A lean status
+ * hash holds no id: the one asked for is added. */
 #define JSTORE_LUA_GET \
 JSTORE_LUA_ENV_FN \
 "local h = redis.call('HGETALL', 'cv:job:' .. ARGV[1])\n" \
 "local f = {}\n" \
 "for i = 1, #h, 2 do f[h[i]] = h[i+1] end\n" \
+"if #h > 0 and not f.id then h[#h+1] = 'id'; h[#h+1] = ARGV[1] end\n" \
 "if not (f.m and f.state == 'queued' and f.type) then return h end\n" \
-"if not f.id then h[#h+1] = 'id'; h[#h+1] = ARGV[1] end\n" \
 "if not f.attempt then h[#h+1] = 'attempt'; h[#h+1] = '1' end\n" \
 "local s, m = 'cv:q:' .. f.type, f.m\n" \
 "local ok, p = pcall(redis.call, 'XPENDING', s, 'cv', m, m, 1)\n" \
@@ -582,14 +583,15 @@ JSTORE_LUA_ENV_FN \
 "if redis.call('GET', k) == owner then redis.call('PEXPIRE', k, ttl); return 1 end\n" \
 "return 0\n"
 
-/* Dead-letter listing. ARGV: type ('' = all), limit. Returns HGETALL arrays. */
+/* Dead-letter listing. ARGV: type ('' = all), limit. Returns HGETALL arrays
+ * (each with its id: a lean status hash holds none). */
 #define JSTORE_LUA_DEAD_LIST \
 "local key = 'cv:dead'\n" \
 "if ARGV[1] ~= '' then key = 'cv:dead:' .. ARGV[1] end\n" \
 "local out = {}\n" \
 "for _, id in ipairs(redis.call('ZREVRANGE', key, 0, tonumber(ARGV[2]) - 1)) do\n" \
 "  local h = redis.call('HGETALL', 'cv:job:' .. id)\n" \
-"  if #h > 0 then out[#out+1] = h end\n" \
+"  if #h > 0 then h[#h+1] = 'id'; h[#h+1] = id; out[#out+1] = h end\n" \
 "end\n" \
 "return out\n"
 
