@@ -46,6 +46,7 @@ static int fill(const char *type, long n, const char *payload)
         size_t k = n - done > 1000 ? 1000 : (size_t)(n - done);
         for (size_t i = 0; i < k; i++) {
             jobs[i] = job_new(type);
+            jobs[i]->fresh_id = 1;  /* drawn here, published once */
             if (strcmp(type, "activation") == 0) {
                 /* as the API builds them: transaction id = job id, users 1..100 */
                 char p[160];

@@ -74,6 +74,11 @@ struct job {
      * clients and webhooks submit; the system's own jobs, follow-ups and
      * schedules are never refused). Not stored. */
     int bounded;
+    /* 1: the id was drawn by job_new for this publish and never sent before
+     * (jobopt_make without a job id given, a benchmark's fill): no job can
+     * hold it, so the publish skips its existence check. Never set it on a
+     * job whose publish may be repeated under the same id. Not stored. */
+    int fresh_id;
     /* set by the broker on delivery */
     char msg_id[48];           /* transport position (stream entry id) */
     int64_t epoch;             /* lease epoch: the fencing token of this delivery */

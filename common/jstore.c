@@ -193,7 +193,7 @@ static void publish_done(const struct rds_reply *r, void *arg)
 }
 
 #define PUB_HEAD 4      /* the publish script's ARGV before the jobs */
-#define PUB_FIELDS 8    /* per job in the publish script's ARGV */
+#define PUB_FIELDS 9    /* per job in the publish script's ARGV */
 
 /* How long a finished job's status stays (jobs.status_ttl_s): lean successes
  * get no TTL of their own unless a settle asks for another one (jstore_lua.h). */
@@ -249,6 +249,7 @@ void jstore_publish(struct jstore *js, enum jstore_mode m, struct job *const *jo
         argv[b0 + 5] = j->producer;
         argv[b0 + 6] = keys && keys[i] ? keys[i] : "";
         argv[b0 + 7] = jn[i * 2 + 1];
+        argv[b0 + 8] = j->fresh_id ? "1" : "";
         for (size_t k = 0; k < PUB_FIELDS; k++)
             lens[b0 + k] = k == 2 ? env_at[i + 1] - env_at[i] : strlen(argv[b0 + k]);
     }

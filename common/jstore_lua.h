@@ -122,8 +122,10 @@
 "end\n"
 
 /* Publish. ARGV: mode, now, idem_ttl_s, n, then n x (id type env not_before_ms
- * idem_key producer key max_queued), env the envelope as JSTORE_LUA_ENV_FN
- * packs it (attempt 1, epoch base 0).
+ * idem_key producer key max_queued fresh), env the envelope as
+ * JSTORE_LUA_ENV_FN packs it (attempt 1, epoch base 0), fresh '1' when the id
+ * was drawn for this publish (job.h fresh_id: no job can hold it, so its
+ * existence is not checked; an Idempotency-Key still is).
  * Returns a flat array: id, dup per job, dup 0 = published, 1 = a duplicate
  * (id is the earlier job: same idempotency key of the same producer, or a job
  * with this id, type and producer exists already), 2 = a conflict (a job with
@@ -156,7 +158,7 @@ JSTORE_LUA_ENV_FN \
 "local streams = mode == 'q'\n" \
 "local out, seen, want, full = {}, {}, {}, {}\n" \
 "for i = 0, n - 1 do\n" \
-"  local typ, bound = ARGV[4 + i * 8 + 2], tonumber(ARGV[4 + i * 8 + 8])\n" \
+"  local typ, bound = ARGV[4 + i * 9 + 2], tonumber(ARGV[4 + i * 9 + 8])\n" \
 "  if bound > 0 then want[typ] = {bound, ((want[typ] or {})[2] or 0) + 1} end\n" \
 "end\n" \
 "for typ, w in pairs(want) do\n" \
@@ -180,16 +182,16 @@ JSTORE_LUA_ENV_FN \
 "  end\n" \
 "end\n" \
 "for i = 0, n - 1 do\n" \
-"  local b = 4 + i * 8\n" \
+"  local b = 4 + i * 9\n" \
 "  local id, typ, env, nb = ARGV[b+1], ARGV[b+2], ARGV[b+3], tonumber(ARGV[b+4])\n" \
-"  local idem, pr, key = ARGV[b+5], ARGV[b+6], ARGV[b+7]\n" \
+"  local idem, pr, key, fresh = ARGV[b+5], ARGV[b+6], ARGV[b+7], ARGV[b+9] == '1'\n" \
 "  local k = 'cv:job:' .. id\n" \
 "  local prev, dup, ik = false, 1, false\n" \
 "  if idem ~= '' then\n" \
 "    ik = 'cv:idem:' .. typ .. ':' .. pr .. ':' .. idem\n" \
 "    prev = redis.call('GET', ik)\n" \
 "  end\n" \
-"  if not prev then\n" \
+"  if not prev and not fresh then\n" \
 "    local e = redis.call('HMGET', k, 'type', 'pr')\n" \
 "    if e[1] then\n" \
 "      prev = id\n" \

@@ -3,6 +3,10 @@
  * the scripts write them. The contract every transport keeps is test_broker.c. */
 #include "brk_tc.h"
 
+#include "jobopt.h"
+#include "jobtype.h"
+#include "json.h"
+
 static void setup(void)
 {
     tc_setup("redis");
@@ -240,5 +244,43 @@ Test(rstream, finished_jobs_older_than_the_status_ttl_are_retired)
     get_status(j->id, &gone);
     cr_assert_eq(gone.rc, CV_ERR_NOT_FOUND, "with its status");
     job_free(j);
+    free(o);
+}
+
+/* Issue 8: a job whose id was drawn for its publish skips the existence check;
+ * the same id sent again (a client's retry with Conveyor-Job-Id) is checked and
+ * found: one job. jobopt_make marks only the ids it drew. */
+Test(rstream, a_fresh_id_skips_the_existence_check_a_repeated_one_does_not)
+{
+    struct job *a = mk("noop", "{}");
+    a->fresh_id = 1;
+    struct pub_out *o = calloc(1, sizeof(*o));
+    publish1(a, o);
+    cr_assert_eq(o->dup[0], 0);
+    struct job *again = mk("noop", "{}");
+    memcpy(again->id, a->id, UUID_STR_LEN);
+    publish1(again, o);
+    cr_assert_eq(o->dup[0], 1, "the repeat is a duplicate");
+    cr_assert_eq(unsettled(1), 1, "one job");
+    struct cfg c;
+    cr_assert_eq(cfg_load(&c, NULL), 0);
+    struct jobopt opt;
+    memset(&opt, 0, sizeof(opt));
+    struct job *drawn = NULL, *given = NULL;
+    const char *field = NULL, *why = NULL;
+    cJSON *p = json_parse("{}", 2);
+    cr_assert_eq(jobopt_make(&c, jobtype_at(JT_NOOP), &opt, NULL, "", p, NULL, 0, 1, &drawn,
+                             &field, &why), CV_OK);
+    cr_assert_eq(drawn->fresh_id, 1);
+    snprintf(opt.job_id, sizeof(opt.job_id), "%s", a->id);
+    cr_assert_eq(jobopt_make(&c, jobtype_at(JT_NOOP), &opt, NULL, "", p, NULL, 0, 1, &given,
+                             &field, &why), CV_OK);
+    cr_assert_eq(given->fresh_id, 0);
+    cJSON_Delete(p);
+    job_free(drawn);
+    job_free(given);
+    cfg_cleanup(&c);
+    job_free(a);
+    job_free(again);
     free(o);
 }
