@@ -106,8 +106,9 @@ JSTORE_LUA_ENV_FN \
  * (after a restart from an AOF with a trimmed stream it was seen 173,947 with
  * an empty stream). The entries after our position are at most XLEN - pending
  * (the rest are acked, awaiting the trim). So: up to 1000 of them are counted
- * exactly; above that depth = min(lag, XLEN - pending), which converges as the
- * promoter trims. */
+ * exactly; above that depth = min(lag, XLEN - pending, the unsettled jobs by
+ * the type's counters - pending - delayed): the stream also keeps finished
+ * entries (retention), so XLEN alone would count them as waiting. */
 #define RSTREAM_LUA_QUEUES \
 "local out = {}\n" \
 "for _, typ in ipairs(redis.call('SMEMBERS', 'cv:types')) do\n" \
@@ -135,6 +136,12 @@ JSTORE_LUA_ENV_FN \
 "    if oldest == 0 or ts < oldest then oldest = ts end\n" \
 "  end\n" \
 "  local bound = redis.call('XLEN', s) - pending\n" \
+"  local c = redis.call('HMGET', 'cv:stats:' .. typ, 'enqueued', 'replayed', 'succeeded',\n" \
+"    'failed', 'dead')\n" \
+"  local function v(x) return tonumber(x) or 0 end\n" \
+"  local live = v(c[1]) + v(c[2]) - v(c[3]) - v(c[4]) - v(c[5])\n" \
+"  local waiting = live - pending - redis.call('ZCARD', 'cv:delayed:' .. typ)\n" \
+"  if waiting < bound then bound = waiting end\n" \
 "  if bound < 0 then bound = 0 end\n" \
 "  if bound <= 1000 then\n" \
 "    lag = #redis.call('XRANGE', s, '(' .. last, '+', 'COUNT', 1001)\n" \

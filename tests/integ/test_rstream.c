@@ -93,6 +93,29 @@ Test(rstream, queue_depth_does_not_trust_a_wrong_lag)
 }
 
 
+/* Issue 8: the stream keeps finished entries now (retention); with a lag Redis
+ * got wrong, depth must not count them as waiting either. */
+Test(rstream, queue_depth_does_not_count_retained_finished_jobs)
+{
+    publish_batch("noop", 1000);
+    publish_batch("noop", 200);
+    cr_assert_eq(ack_all("noop", 1200), 1200);
+    publish_batch("noop", 1000);
+    publish_batch("noop", 100);
+    cr_assert_eq(xlen("cv:q:noop"), 2300, "the finished entries are retained");
+    /* a lag Redis got wrong (as after a restart from the AOF): the group stays
+     * where it is, but claims to have read nothing */
+    struct rds_reply *x = rds_cmdf(r, "XRANGE cv:q:noop - + COUNT 1200");
+    const char *last_acked = rds_reply_at_str(rds_reply_at(x, 1199), 0);
+    cr_assert_not_null(last_acked);
+    struct rds_reply *y = rds_cmdf(r, "XGROUP SETID cv:q:noop cv %s ENTRIESREAD 0", last_acked);
+    cr_assert_eq(rds_reply_type(y), RDS_STATUS, "%s", rds_reply_str(y, NULL));
+    rds_reply_free(y);
+    rds_reply_free(x);
+    cr_assert_eq(unsettled_now(), 1100);
+}
+
+
 /* Issue 5: consumers of SIGKILLed workers were never removed. */
 Test(rstream, consumers_of_dead_workers_are_removed)
 {
