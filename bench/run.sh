@@ -20,6 +20,8 @@ cd "$ROOT"
 CV_ROOT=$ROOT
 # shellcheck source=scripts/lib.sh
 . "$ROOT/scripts/lib.sh"
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 SECS=${BENCH_SECONDS:-5}
 NOOP=${BENCH_NOOP:-200000}
@@ -30,88 +32,13 @@ CVB=$ROOT/build/rel/bench/cvbench
 T=$(scratch_dir conveyor-bench)
 export CV_STATE_DIR=$T CV_QUIET=1
 
-cleanup() {
-    set +e
-    stop_pids "$T" 20
-    stop_redis "$T/redis"
-    drop_pg "$T"
-    [ "${BENCH_KEEP:-0}" = 1 ] && echo "bench: kept $T" >&2 || rm -rf "$T"
-}
-trap cleanup EXIT
-
-read -r RP PP AP SP <<<"$(free_port 4 | tr '\n' ' ')"
-start_redis "$T/redis" "$RP"
-start_pg "$T" "$PP"
-export CONVEYOR_REDIS_URL=redis://127.0.0.1:$RP
-export CONVEYOR_PG_DSN=postgresql://postgres@127.0.0.1:$PP/conveyor
-export CONVEYOR_ACTIVATION_URL=http://127.0.0.1:$SP
-export CONVEYOR_LOG_LEVEL=warn
-"$BIN/conveyorctl" migrate --dir "$ROOT/migrations" >/dev/null
-"$BIN/conveyorctl" seed >/dev/null
-KEY=bench-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
-export CONVEYOR_API_KEYS="bench:$("$BIN/conveyorctl" hash-key "$KEY"):*"
-start_bg sim "$T/sim.log" "$BIN/conveyor-sim" --port "$SP"
-CONVEYOR_HTTP_PORT=$AP start_bg api "$T/api.log" "$BIN/conveyor-api"
-wait_http "http://127.0.0.1:$SP/health" 20
-wait_http "http://127.0.0.1:$AP/health" 20
-API=http://127.0.0.1:$AP
-
+trap bench_cleanup EXIT
+bench_stack
+bench_wrk_scripts
 figure() { printf '%-28s %12s %-8s cores=%s\n' "$1" "$2" "$3" "$CORES"; }
-flush() { redis-cli -p "$RP" FLUSHALL >/dev/null; }
-psql_q() { psql -qtA "$CONVEYOR_PG_DSN" -c "$1"; }
-
-# wrk SCRIPT URL CONNS -> requests/s, after checking that every answer was 2xx
-wrk_rate() {
-    local out
-    out=$(wrk -t2 -c"$3" -d"${SECS}s" -s "$1" "$2")
-    if grep -q "Non-2xx" <<<"$out"; then
-        echo "bench: non-2xx answers during $2:" >&2
-        echo "$out" >&2
-        return 1
-    fi
-    awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out"
-}
-
-cat >"$T/post.lua" <<EOT
-wrk.method = "POST"
-wrk.body = "{}"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer $KEY"
-EOT
-{
-    echo 'wrk.method = "POST"'
-    printf 'wrk.body = "['
-    for ((i = 0; i < 999; i++)); do printf '{},'; done
-    printf '{}]"\n'
-    echo 'wrk.headers["Content-Type"] = "application/json"'
-    echo "wrk.headers[\"Authorization\"] = \"Bearer $KEY\""
-} >"$T/batch.lua"
 
 echo "Conveyor bench: $(date -u +%Y-%m-%dT%H:%M:%SZ), $CORES cores, ${SECS}s per ingest run"
 ONLY=${BENCH_ONLY:-}
-drain() { # WORKERS TYPE N CONCURRENCY
-    local w rate rss=0 pid
-    for ((w = 1; w <= $1; w++)); do
-        start_bg "worker$w" "$T/worker$w.log" "$BIN/conveyor-worker" --types "$2" --concurrency "$4"
-    done
-    rate=$("$CVB" wait "$2" "$3" 300 | awk '{print $2}')
-    for ((w = 1; w <= $1; w++)); do
-        pid=$(pidfile_pid "$T/pids/worker$w.pid")
-        rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
-    done
-    stop_pids "$T" 20 worker
-    echo "$rate $rss"
-}
-
-# redis_cpu_us: redis-server's CPU time so far, in microseconds (/proc utime + stime)
-redis_cpu_us() {
-    awk -v hz="$(getconf CLK_TCK)" '{printf "%.0f", ($14 + $15) / hz * 1e6}' \
-        "/proc/$(head -n 1 "$T/redis/redis.pid")/stat"
-}
-# per_job US0 US1 N: microseconds of Redis CPU per job between two redis_cpu_us readings
-per_job() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN {printf "%.1f", (b - a) / n}'; }
-# ratio A B: A / B to two places
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "-"}'; }
 
 if [ -z "$ONLY" ] || [ "$ONLY" = redis ]; then
 # the bare limits of this Redis (AOF as shipped), measured first: the figures below are
@@ -246,10 +173,7 @@ for c in SEUR ONTIME CORREOS_EXPRESS TIPSA; do
 done
 export CONVEYOR_SIM_TRANSIT_DELAY_MS=0 CONVEYOR_SIM_DELIVER_DELAY_MS=0
 export CONVEYOR_JOBS_TYPES_TRACKING_POLL_EVERY_S=1   # TIPSA's feed, read every second
-start_bg sim "$T/sim.log" "$BIN/conveyor-sim" --port "$SP"
-CONVEYOR_HTTP_PORT=$AP start_bg api "$T/api.log" "$BIN/conveyor-api"
-wait_http "http://127.0.0.1:$SP/health" 20
-wait_http "http://127.0.0.1:$AP/health" 20
+bench_sim_api
 SIM=http://127.0.0.1:$SP
 
 # orders_reset LATENCY_MS: empty order tables, a fresh sim at that latency with N orders
