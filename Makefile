@@ -27,23 +27,24 @@ CHAOS_SRC  := $(sort $(wildcard tests/chaos/*.c))
 
 BINS = conveyor-api conveyor-worker conveyor-sim conveyorctl conveyor-kmock
 
-.PHONY: all san test unit integ bench run up down clean deps deps-ok servers chaos
+.PHONY: all san test unit integ bench bench-peers run up down clean deps deps-ok servers chaos
 all: $(addprefix bin/,$(BINS))
 
 # ---- dependencies --------------------------------------------------------
 # A fresh machine has none of the -dev packages when make starts, and the README's entry
 # points must work there the first time:
 # - deps-ok is an order-only prerequisite of every compile, so it runs (once per make) before
-#   the first one, and also with -j. When a goal is deps, run, up, test or bench it installs
-#   what is missing (scripts/deps.sh); for any other goal (plain `make`, all, san, unit...)
-#   it only checks, and names what is missing and how to get it.
+#   the first one, and also with -j. When a goal is deps, run, up, test, bench or bench-peers
+#   it installs what is missing (scripts/deps.sh); for any other goal (plain `make`, all,
+#   san, unit...) it only checks, and names what is missing and how to get it.
 # - The pkg-config flags above are read lazily, at the first compile or link, so after that
 #   install. A `:=` read them at parse time, before the install, and the first compile of
 #   common/db.c had no -I/usr/include/postgresql.
-INSTALL_GOALS = deps run up test bench
+INSTALL_GOALS = deps run up test bench bench-peers
 DEPS_MODE   = $(if $(filter $(INSTALL_GOALS),$(MAKECMDGOALS)),,--check)
 DEPS_GROUPS = build $(if $(filter $(INSTALL_GOALS),$(MAKECMDGOALS)),run) \
-              $(if $(filter deps bench,$(MAKECMDGOALS)),bench)
+              $(if $(filter deps bench bench-peers,$(MAKECMDGOALS)),bench) \
+              $(if $(filter bench-peers,$(MAKECMDGOALS)),peers)
 deps-ok:
 	@bash scripts/deps.sh $(DEPS_MODE) $(DEPS_GROUPS)
 deps: deps-ok
@@ -137,6 +138,10 @@ build/rel/bench/%: bench/%.c build/rel/libcommon.a | deps-ok
 	$(CC) $(BASE) $(REL) -o $@ $(filter %.c %.a,$^) $(LIBS)
 bench: deps-ok all $(BENCH_SRC:bench/%.c=build/rel/bench/%)
 	bash bench/run.sh
+# the same workloads for Conveyor, BullMQ and Celery side by side (bench/peers.sh: it installs
+# BullMQ into build/peers with npm; knobs PEERS_* in its header)
+bench-peers: deps-ok all $(BENCH_SRC:bench/%.c=build/rel/bench/%)
+	bash bench/peers.sh
 
 # ---- the local stack -----------------------------------------------------
 # BROKER=kafka: the jobs go through librdkafka's mock Kafka cluster (bin/conveyor-kmock)
