@@ -144,16 +144,18 @@ struct post {
 #define POSTS_IN_FLIGHT 64
 
 /* ---- when did a job end: the lean stream path writes nothing at success -----------
- * A watcher polls (about every millisecond while jobs are out): it reads each
- * newly answered job's stream entry id (its status's field m) and created_ms
- * (from the envelope in the entry), then the group's last-delivered id and its pending entries; a job whose
- * entry the group read and no longer holds pending was acked, and is stamped
- * done at that poll. So a figure may be up to one poll (~1 ms) high, never
- * low. Jobs whose status has finished_ms (the Kafka transport writes it) are
- * read from there. */
+ * A job's latency runs from the moment its POST was handed to curl (the
+ * client's clock, in microseconds) to the poll that saw it done. A watcher
+ * polls (about every millisecond while jobs are out): it reads each newly
+ * answered job's stream entry id (its status's field m), then the group's
+ * last-delivered id and its pending entries; a job whose entry the group read
+ * and no longer holds pending was acked, and is stamped done at that poll. So
+ * a figure may be up to one poll (~1 ms) high, never low. Jobs whose status
+ * has finished_ms (the Kafka transport writes it) are read from there, to
+ * the millisecond, from the API's created_ms. */
 struct wentry {
     unsigned long long ms, seq;
-    long long created, done;
+    int64_t done;               /* clock_mono_us() of the poll that saw it acked */
     int known;                  /* m read */
 };
 
@@ -181,39 +183,22 @@ static int id_le(unsigned long long am, unsigned long long as, unsigned long lon
 static void watch_poll(struct rds *r, struct watch *w, char (*ids)[UUID_STR_LEN], long answered)
 {
     long from = w->asked;
-    char (*mids)[48] = xcalloc((size_t)(answered - from + 1), 48);
     for (long i = from; i < answered; i++)
         rds_appendf(r, "HGET cv:job:%s m", ids[i]);
     for (long i = from; i < answered; i++) {
         struct rds_reply *x = rds_read(r);
         const char *m = rds_reply_str(x, NULL);
-        snprintf(mids[i - from], 48, "%s", m ? m : "");
-        rds_reply_free(x);
-    }
-    /* created_ms travels in the entry (field c) */
-    for (long i = from; i < answered; i++)
-        if (mids[i - from][0])
-            rds_appendf(r, "XRANGE cv:q:noop %s %s", mids[i - from], mids[i - from]);
-    rds_appendf(r, "XINFO GROUPS cv:q:noop");
-    rds_appendf(r, "XPENDING cv:q:noop cv - + 100000");
-    for (long i = from; i < answered; i++) {
-        if (!mids[i - from][0])
-            continue;
-        struct rds_reply *x = rds_read(r);
-        /* the envelope "<id> <attempt> <max> <epoch base> <created_ms> ..." */
-        const char *env = rds_reply_at_str(rds_reply_at(rds_reply_at(x, 0), 1), 1);
-        long long created;
-        if (env && sscanf(env, "%*s %*d %*d %*d %lld", &created) == 1) {
-            split_id(mids[i - from], &w->e[i].ms, &w->e[i].seq);
-            w->e[i].created = created;
+        if (m && *m) {
+            split_id(m, &w->e[i].ms, &w->e[i].seq);
             w->e[i].known = 1;
         }
         rds_reply_free(x);
     }
-    free(mids);
+    rds_appendf(r, "XINFO GROUPS cv:q:noop");
+    rds_appendf(r, "XPENDING cv:q:noop cv - + 100000");
     w->asked = answered;
     struct rds_reply *g = rds_read(r), *p = rds_read(r);
-    long long now = clock_wall_ms();
+    int64_t now = clock_mono_us();
     unsigned long long lm = 0, ls = 0;
     for (size_t i = 0; i < rds_reply_len(g); i++) {
         const struct rds_reply *gr = rds_reply_at(g, i);
@@ -287,6 +272,7 @@ static int latency(const char *url, const char *key, long n, long rate)
     struct watch w = { .e = xcalloc((size_t)n, sizeof(struct wentry)) };
     long prefix = 0;                /* ids[0..prefix) are answered */
     char *got = xcalloc((size_t)n, 1);
+    int64_t *sent_us = xcalloc((size_t)n, sizeof(*sent_us));
     int64_t t0 = clock_mono_us(), polled = 0;
     long sent = 0, answered = 0;
     int failed = 0;
@@ -295,6 +281,7 @@ static int latency(const char *url, const char *key, long n, long rate)
         while (sent < n && nfree > 0 && t0 + sent * 1000000 / rate <= now) {
             struct post *p = freel[--nfree];
             p->i = sent++;
+            sent_us[p->i] = clock_mono_us();
             p->body.len = 0;
             p->body.buf[0] = '\0';
             curl_multi_add_handle(m, p->c);
@@ -340,7 +327,7 @@ static int latency(const char *url, const char *key, long n, long rate)
     if (failed)
         return 1;
     printf("submit_rate %.0f jobs/s\n", (double)n / secs);
-    long long *lat = xcalloc((size_t)n, sizeof(*lat));
+    long long *lat = xcalloc((size_t)n, sizeof(*lat));     /* microseconds */
     int64_t end = clock_mono_ms() + 30000;
     long have = 0;
     while (have < n && clock_mono_ms() < end) {
@@ -354,7 +341,7 @@ static int latency(const char *url, const char *key, long n, long rate)
             long long cr = rds_reply_at_int(x, 0, 0), fin = rds_reply_at_int(x, 1, 0);
             rds_reply_free(x);
             if (fin > 0 && i == k)
-                lat[k++] = fin - cr;
+                lat[k++] = (fin - cr) * 1000;
         }
         if (k == have && w.open == n)
             break;                          /* every stream entry ended: read them below */
@@ -364,16 +351,17 @@ static int latency(const char *url, const char *key, long n, long rate)
     }
     if (have < n && w.open == n)
         for (have = 0; have < n; have++)
-            lat[have] = w.e[have].done - w.e[have].created;
+            lat[have] = w.e[have].done - sent_us[have];
     free(w.e);
+    free(sent_us);
     free(got);
     if (have < n) {
         fprintf(stderr, "cvbench: %ld of %ld jobs seen finished\n", have, n);
         return 1;
     }
     qsort(lat, (size_t)n, sizeof(*lat), cmp_ll);
-    printf("submit_to_done_p50 %lld ms\nsubmit_to_done_p99 %lld ms\n", lat[n / 2],
-           lat[(n * 99) / 100 < n ? (n * 99) / 100 : n - 1]);
+    printf("submit_to_done_p50 %.1f ms\nsubmit_to_done_p99 %.1f ms\n", (double)lat[n / 2] / 1e3,
+           (double)lat[(n * 99) / 100 < n ? (n * 99) / 100 : n - 1] / 1e3);
     free(lat);
     free(ids);
     rds_free(r);
