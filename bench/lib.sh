@@ -50,9 +50,10 @@ bench_sim_api() {
 }
 
 # bench_wrk_scripts: $T/post.lua (one {} per POST) and $T/batch.lua (an array of 1000 {}),
-# both authorized with $KEY.
+# both authorized with $KEY, and $T/get.lua (a plain GET, for nginx).
 bench_wrk_scripts() {
     local i
+    echo 'wrk.method = "GET"' >"$T/get.lua"
     cat >"$T/post.lua" <<EOT
 wrk.method = "POST"
 wrk.body = "{}"
@@ -102,19 +103,32 @@ peak_rss_kb() {
 # timed_drain WORKERS START... -- WAIT...: the drain of jobs queued already, by WORKERS
 # worker processes: WAIT... (cvbench wait, meter.py wait: prints "name jobs/s ...") runs in
 # the background first, then `START... I` starts worker I (as start_bg "workerI") for I in
-# 1..WORKERS. The waiter times from the first job it sees end, so it must be watching before
-# any worker runs: start_bg's 0.2 s check per worker is longer than a small drain. Prints
-# "jobs/s peak-RSS-kB" (the largest worker's) and stops the workers.
+# 1..WORKERS, all at once (CV_BG_CHECK=0), and only then are they checked alive. The waiter
+# times from the first job it sees end, so it must be watching before any worker runs, and
+# start_bg's 0.2 s look per worker would hold worker 2 back for a good part of a small drain.
+# Prints "jobs/s peak-RSS-kB" (the largest worker's) and stops the workers; when a worker
+# did not start, the waiter and the workers go and it fails.
 timed_drain() {
-    local n=$1 start=() w names=() waiter rate
+    local n=$1 start=() w names=() waiter rate pid
     shift
     while [ "$1" != -- ]; do start+=("$1"); shift; done
     shift
     "$@" >"$T/drain.out" &
     waiter=$!
     for ((w = 1; w <= n; w++)); do
-        "${start[@]}" "$w"
         names+=("worker$w")
+        CV_BG_CHECK=0 "${start[@]}" "$w"
+    done
+    sleep 0.2
+    for w in "${names[@]}"; do
+        pid=$(pidfile_pid "$T/pids/$w.pid") && proc_alive "$pid" && continue
+        cv_err "$w exited at once"
+        log_tail "$T/$w.log"
+        # the waiter would poll until its timeout: it goes, the workers started go too
+        kill "$waiter" 2>/dev/null || true
+        wait "$waiter" 2>/dev/null || true
+        stop_pids "$T" 20 worker
+        return 1
     done
     wait "$waiter"
     rate=$(awk '{print $2; exit}' "$T/drain.out")
@@ -129,6 +143,64 @@ cv_worker() {
 
 drain() { # WORKERS TYPE N CONCURRENCY -> "jobs/s peak-RSS-kB"
     timed_drain "$1" cv_worker "$2" "$4" -- "$CVB" wait "$2" "$3" 300
+}
+
+# nginx_static_rate CONNS LOG: requests/s of nginx (Debian's nginx-light) serving a static
+# file the size of a 202 answer to the same wrk as the API's single-POST run: what a small
+# HTTP answer costs on this machine (issue 8's single-POST target is a ratio of it). The
+# settings of Debian's /etc/nginx/nginx.conf (worker_processes auto, sendfile, tcp_nopush,
+# an access log) with LOG=on, the same without the access log with LOG=off. Starts and
+# stops its own nginx.
+nginx_static_rate() {
+    local d=$T/nginx port rate log="access_log off;"
+    [ "$2" = off ] || log="access_log $d/logs/access.log;"
+    port=$(free_port 1)
+    mkdir -p "$d/www" "$d/logs"
+    printf '{"id":"00000000-0000-4000-8000-000000000000","state":"queued"}' >"$d/www/job.json"
+    cat >"$d/nginx.conf" <<EOT
+worker_processes auto;
+pid $d/nginx.pid;
+error_log $d/logs/error.log warn;
+events { worker_connections 1024; }
+http {
+    sendfile on;
+    tcp_nopush on;
+    default_type application/json;
+    $log
+    client_body_temp_path $d/tmp;
+    server { listen 127.0.0.1:$port; root $d/www; }
+}
+EOT
+    start_bg nginx "$d/nginx.log" /usr/sbin/nginx -p "$d" -c "$d/nginx.conf" -g 'daemon off;'
+    wait_http "http://127.0.0.1:$port/job.json" 20
+    rate=$(wrk_rate "$T/get.lua" "http://127.0.0.1:$port/job.json" "$1")
+    stop_pids "$T" 20 nginx
+    rm -f "$d/logs/access.log"
+    echo "$rate"
+}
+
+# pgbench_ceiling CLIENTS: transactions/s of pgbench running one activation per PostgreSQL
+# transaction (cv_activation_reserve then cv_activation_finish of one job, committed, on the
+# seeded accounts and offer 1) with CLIENTS connections for SECS: what a worker doing one
+# transaction per job could reach at most. Leaves the rows it made (the caller truncates).
+pgbench_ceiling() {
+    cat >"$T/act.pgbench" <<'EOT'
+\set uid random(1, 100)
+BEGIN;
+SELECT gen_random_uuid() AS t \gset
+SELECT outcome FROM cv_activation_reserve(ARRAY[:t::uuid], ARRAY[:uid]::bigint[], ARRAY[1]::bigint[], ARRAY[1]::bigint[]);
+SELECT outcome FROM cv_activation_finish(ARRAY[:t::uuid], ARRAY[true], ARRAY[1]::bigint[], ARRAY[NULL]::text[]);
+COMMIT;
+EOT
+    local tps
+    tps=$(pgbench -n -M prepared -c "$1" -j "$CORES" -T "$SECS" -f "$T/act.pgbench" \
+        "$CONVEYOR_PG_DSN" 2>"$T/pgbench.log" | awk '/^tps/ {printf "%.0f", $3}')
+    if [ -z "$tps" ]; then
+        echo "bench: pgbench failed:" >&2
+        cat "$T/pgbench.log" >&2
+        return 1
+    fi
+    echo "$tps"
 }
 
 # redis_cpu_us [DIR]: the CPU time so far of the redis-server of DIR (default $T/redis), in

@@ -131,7 +131,7 @@ start_redis "$T/predis" "$PRP"
 redis-cli -p "$PRP" CONFIG SET maxmemory-policy noeviction >/dev/null
 export PEERS_REDIS_URL=redis://127.0.0.1:$PRP PEERS_PG_DSN=$CONVEYOR_PG_DSN
 pflush() { redis-cli -p "$PRP" FLUSHALL >/dev/null; }
-meter() { "$PY" "$PEERDIR/meter.py" "$@"; }
+METER=("$PY" "$PEERDIR/meter.py")    # a command, not a function: timed_drain kills it
 num() { awk '{print $2; exit}'; }                  # the value of a "name value unit" line
 mb() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
 
@@ -187,7 +187,10 @@ ORDER=(submit_one submit_bulk drain_1 redis_us_per_job_1 rss_noop_1 drain_2
 ROUND=0
 record() { # FIGURE SYSTEM VALUE
     # a drain over in one poll gives inf: PEERS_N too small for that system
-    [[ "$3" =~ ^[0-9.]+$ ]] || { echo "peers: $1 of $2 is '$3' (PEERS_N too small?)" >&2; return 1; }
+    if ! [[ "$3" =~ ^[0-9.]+$ ]]; then
+        echo "peers: $1 of $2 is '$3' (PEERS_N too small?)" >&2
+        return 1
+    fi
     echo "$1 $2 $3" >>"$RES"
     printf '  round %s/%s  %-20s %-9s %12s %s\n' "$ROUND" "$RUNS" "$1" "$2" "$3" "${UNIT[$1]}"
 }
@@ -281,7 +284,8 @@ peer_drain() { # SYSTEM WORKERS
     pflush
     peer_fill "$1" noop "$N"
     c0=$(redis_cpu_us "$T/predis")
-    out=$(timed_drain "$2" peer_worker "$1" noop "${NOOP_CONC[$1]}" -- meter wait "$N" 600)
+    out=$(timed_drain "$2" peer_worker "$1" noop "${NOOP_CONC[$1]}" -- \
+        "${METER[@]}" wait "$N" 600)
     c1=$(redis_cpu_us "$T/predis")
     record "drain_$2" "$1" "${out% *}"
     record "redis_us_per_job_$2" "$1" "$(per_job "$c0" "$c1" "$N")"
@@ -292,7 +296,7 @@ peer_activation() { # SYSTEM
     pflush
     psql_q "TRUNCATE transactions, user_offers; UPDATE accounts SET balance = 100000000"
     peer_fill "$1" activation "$ACT"
-    out=$(timed_drain 2 peer_worker "$1" activation "$ACT_CONC" -- meter wait "$ACT" 600)
+    out=$(timed_drain 2 peer_worker "$1" activation "$ACT_CONC" -- "${METER[@]}" wait "$ACT" 600)
     check_activations
     record activation_2 "$1" "${out% *}"
     record rss_activation "$1" "$(mb "${out#* }")"
@@ -304,9 +308,9 @@ peer_latency() { # SYSTEM
     peer_worker "$1" noop "${NOOP_CONC[$1]}" 2
     # the workers' start (seconds for Celery) is no job's latency: 100 jobs first
     peer_fill "$1" noop 100
-    meter settle 100 60
+    "${METER[@]}" settle 100 60
     rate=$(peer_cmd "$1" latency "$LAT_N" "$RATE" | num)
-    out=$(meter latency "$LAT_N" 60)
+    out=$("${METER[@]}" latency "$LAT_N" 60)
     stop_pids "$T" 20 worker
     record latency_rate "$1" "$rate"
     record latency_p50 "$1" "$(awk '$1 == "submit_to_done_p50" {print $2}' <<<"$out")"

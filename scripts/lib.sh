@@ -186,6 +186,8 @@ start_bg() {
     pid=$!
     disown "$pid" 2>/dev/null || true    # no "Killed" job notices from this shell
     record_pid "$dir/pids/$name.pid" "$pid"
+    # CV_BG_CHECK=0: no 0.2 s look (the caller starts several at once and looks itself)
+    [ "${CV_BG_CHECK:-1}" = 0 ] && return 0
     sleep 0.2
     if ! proc_alive "$pid"; then
         cv_err "$name exited at once: $*"
