@@ -3,10 +3,12 @@
 #
 # Starts its own redis-server, PostgreSQL, simulator and API (release builds) on free
 # 127.0.0.1 ports in a temp dir, measures, and stops everything it started:
-#   single-POST ingest    wrk POSTing {} to /v1/jobs/noop
+#   single-POST ingest    wrk POSTing {} to /v1/jobs/noop, and nginx serving a static file
+#                         of the answer's size to the same wrk (the ratio is issue 8's target)
 #   batch ingest          wrk POSTing arrays of 1000 {} to /v1/jobs/noop/batch
 #   noop drain            200k queued noop jobs drained by 1, then 2 workers (+ worker RSS)
-#   activation            20k queued activations through 2 workers, PostgreSQL and the sim
+#   activation            20k queued activations through 2 workers, PostgreSQL and the sim,
+#                         and pgbench running the same SQL one job per transaction
 #   submit->done latency  noop jobs POSTed at a steady rate while 2 workers run: p50/p99
 #   order pipeline        fetch to COMPLETE through one worker, sim at 0 and 50 ms per call
 #   kafka_*               ingest, drain, Redis CPU per job and latency again on the Kafka
@@ -50,7 +52,14 @@ RAW_READ=$(awk '$1 == "raw_xreadgroup_xack_100" {print $2}' <<<"$rawout")
 figure "raw_xadd_pipelined" "$RAW_XADD" "entries/s"
 figure "raw_xreadgroup_xack_100" "$RAW_READ" "entries/s"
 flush
-figure "ingest_single_post" "$(wrk_rate "$T/post.lua" "$API/v1/jobs/noop" 64)" "jobs/s"
+r=$(wrk_rate "$T/post.lua" "$API/v1/jobs/noop" 64)
+figure "ingest_single_post" "$r" "jobs/s"
+NGINX=$(nginx_static_rate 64 on)
+figure "nginx_static_same_wrk" "$NGINX" "req/s"
+figure "ingest_single_post_vs_nginx" "$(ratio "$r" "$NGINX")" "x"
+NGINX=$(nginx_static_rate 64 off)
+figure "nginx_static_no_access_log" "$NGINX" "req/s"
+figure "ingest_single_post_vs_it" "$(ratio "$r" "$NGINX")" "x"
 flush
 c0=$(redis_cpu_us)
 r=$(wrk_rate "$T/batch.lua" "$API/v1/jobs/noop/batch" 4)
@@ -81,9 +90,13 @@ figure "noop_drain_1_worker_aof_rewrite" "$rate" "jobs/s"
 
 flush
 psql_q "TRUNCATE transactions, user_offers; UPDATE accounts SET balance = 100000000"
+PGB=$(pgbench_ceiling 16)
+figure "pgbench_one_txn_per_job" "$PGB" "txn/s"
+psql_q "TRUNCATE transactions, user_offers; UPDATE accounts SET balance = 100000000"
 "$CVB" fill activation "$ACT" >/dev/null
 read -r rate rss < <(drain 2 activation "$ACT" 128)
 figure "activation_2_workers" "$rate" "jobs/s"
+figure "activation_vs_pgbench" "$(ratio "$rate" "$PGB")" "x"
 figure "worker_rss_activation" "$((rss / 1024))" "MB"
 ok=$(psql_q "SELECT count(*) FROM transactions WHERE status='SUCCESS'")
 [ "$ok" = "$ACT" ] || echo "bench: only $ok of $ACT activations succeeded" >&2

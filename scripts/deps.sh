@@ -2,9 +2,10 @@
 # scripts/deps.sh [--check] [GROUP...] - the Debian packages Conveyor needs.
 #
 # GROUPs: build (compiler, pkg-config, the -dev libraries, Criterion), run (redis-server,
-# PostgreSQL 15, curl), bench (wrk), peers (make bench-peers: Debian's Celery with its Redis
-# and PostgreSQL clients for /usr/bin/python3, and Node.js with npm for BullMQ, which npm puts
-# in build/peers), fuzz (clang and its runtimes: make fuzz). No GROUP: build, run and bench.
+# PostgreSQL 15 with pgbench, curl), bench (wrk, and nginx-light for make bench's static-file
+# baseline: its package's service is not used, bench/lib.sh starts its own), peers (make
+# bench-peers: Debian's Celery with its Redis and PostgreSQL clients for /usr/bin/python3, and
+# Node.js with npm for BullMQ, which npm puts in build/peers), fuzz (clang and its runtimes: make fuzz). No GROUP: build, run and bench.
 #   default   install what is missing with apt-get (as root, else through sudo).
 #   --check   install nothing: name what is missing and how to get it, then exit 1.
 # Silent and quick (one dpkg-query) when nothing is missing: the Makefile runs it before every
@@ -21,7 +22,7 @@ for g in "$@"; do
     build) pkgs+=(build-essential pkg-config libhiredis-dev libevent-dev libcurl4-openssl-dev
                   libcjson-dev libpq-dev libconfig-dev libssl-dev libcriterion-dev librdkafka-dev) ;;
     run) pkgs+=(redis-server postgresql-15 curl) ;;
-    bench) pkgs+=(wrk) ;;
+    bench) pkgs+=(wrk nginx-light) ;;
     # Node.js counts when node and npm already run, whoever installed them: a NodeSource
     # nodejs ships its own npm and conflicts with Debian's npm package.
     peers) pkgs+=(python3-celery python3-redis python3-psycopg2)
