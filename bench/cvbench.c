@@ -3,8 +3,10 @@
  *   cvbench fill TYPE N [PAYLOAD]     publish N jobs straight to the broker in batches of 1000
  *                                     (activation jobs get their own transaction ids)
  *   cvbench wait TYPE N TIMEOUT_S     wait until N jobs of TYPE ended; prints jobs/s
- *   cvbench latency URL KEY N RATE    POST N noop jobs through the API at RATE/s (open loop,
- *                                     up to 64 in flight), wait for them, print the rate
+ *   cvbench latency URL KEY N RATE [B]
+ *                                     POST N noop jobs through the API at RATE/s (open loop,
+ *                                     up to 64 POSTs in flight; B > 1: B jobs per batch POST
+ *                                     at RATE/B per second), wait for them, print the rate
  *                                     reached and p50/p99 submit->done latency (done: seen
  *                                     acked by polling the stream every ms, or finished_ms)
  *   cvbench raw N                     the bare Redis limits every figure is judged against:
@@ -123,9 +125,16 @@ static int cmp_ll(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+#define BATCH_MAX 200
+
+struct body {
+    char buf[64 + BATCH_MAX * 40];   /* {"ids":["<uuid>",...]} */
+    size_t len;
+};
+
 static size_t on_body(char *p, size_t sz, size_t nm, void *arg)
 {
-    struct { char buf[256]; size_t len; } *o = arg;
+    struct body *o = arg;
     size_t n = sz * nm;
     size_t k = n < sizeof(o->buf) - 1 - o->len ? n : sizeof(o->buf) - 1 - o->len;
     memcpy(o->buf + o->len, p, k);
@@ -137,8 +146,8 @@ static size_t on_body(char *p, size_t sz, size_t nm, void *arg)
 /* One POST in flight: its easy handle, the reply, the job it is for. */
 struct post {
     CURL *c;
-    long i;
-    struct { char buf[256]; size_t len; } body;
+    long i, k;                  /* jobs i..i+k */
+    struct body body;
 };
 
 #define POSTS_IN_FLIGHT 64
@@ -243,7 +252,21 @@ static void watch_poll(struct rds *r, struct watch *w, char (*ids)[UUID_STR_LEN]
 /* POST n noop jobs at rate per second, open loop: each is sent at its time
  * (t0 + i / rate) on one of up to POSTS_IN_FLIGHT connections, whatever the
  * answers to the earlier ones, so a slow answer does not lower the rate. */
-static int latency(const char *url, const char *key, long n, long rate)
+/* The k ids of a reply, in order, into ids[0..k): 0, or -1 when it holds fewer. */
+static int reply_ids(const char *body, long k, char (*ids)[UUID_STR_LEN])
+{
+    const char *q = strstr(body, k == 1 ? "\"id\":" : "\"ids\":[");
+    for (long j = 0; j < k; j++) {
+        q = q ? strchr(q + (j ? 38 : 5), '"') : NULL;
+        if (!q || strlen(q) < 38 || q[37] != '"')
+            return -1;
+        memcpy(ids[j], q + 1, 36);
+        ids[j][36] = '\0';
+    }
+    return 0;
+}
+
+static int latency(const char *url, const char *key, long n, long rate, long batch)
 {
     CURLM *m = curl_multi_init();
     struct rds *r = rds_connect(cfg.redis_url, 5000);
@@ -252,7 +275,15 @@ static int latency(const char *url, const char *key, long n, long rate)
     char (*ids)[UUID_STR_LEN] = xcalloc((size_t)n, UUID_STR_LEN);
     char auth[300], full[512];
     snprintf(auth, sizeof(auth), "Authorization: Bearer %s", key);
-    snprintf(full, sizeof(full), "%s/v1/jobs/noop", url);
+    snprintf(full, sizeof(full), "%s/v1/jobs/noop%s", url, batch > 1 ? "/batch" : "");
+    /* "[{},{},...]" of batch elements; a shorter last batch sends a prefix of it */
+    char *bodies = xcalloc((size_t)batch * 3 + 2, 1);
+    if (batch > 1) {
+        for (long j = 0; j < batch; j++)
+            strcat(bodies, j ? ",{}" : "[{}");
+    } else {
+        strcpy(bodies, "{}");
+    }
     struct curl_slist *h = curl_slist_append(NULL, auth);
     h = curl_slist_append(h, "Content-Type: application/json");
     struct post *posts = xcalloc(POSTS_IN_FLIGHT, sizeof(*posts));
@@ -263,7 +294,6 @@ static int latency(const char *url, const char *key, long n, long rate)
         p->c = curl_easy_init();
         curl_easy_setopt(p->c, CURLOPT_URL, full);
         curl_easy_setopt(p->c, CURLOPT_HTTPHEADER, h);
-        curl_easy_setopt(p->c, CURLOPT_POSTFIELDS, "{}");
         curl_easy_setopt(p->c, CURLOPT_WRITEFUNCTION, on_body);
         curl_easy_setopt(p->c, CURLOPT_WRITEDATA, &p->body);
         curl_easy_setopt(p->c, CURLOPT_PRIVATE, p);
@@ -280,8 +310,23 @@ static int latency(const char *url, const char *key, long n, long rate)
         int64_t now = clock_mono_us();
         while (sent < n && nfree > 0 && t0 + sent * 1000000 / rate <= now) {
             struct post *p = freel[--nfree];
-            p->i = sent++;
-            sent_us[p->i] = clock_mono_us();
+            p->i = sent;
+            p->k = n - sent < batch ? n - sent : batch;
+            sent += p->k;
+            if (batch > 1) {
+                /* the prefix of k elements, closed: "[{},{}" + "]" */
+                char *b = xmalloc((size_t)p->k * 3 + 2);
+                memcpy(b, bodies, (size_t)p->k * 3);
+                b[p->k * 3] = ']';
+                b[p->k * 3 + 1] = '\0';
+                curl_easy_setopt(p->c, CURLOPT_COPYPOSTFIELDS, b);
+                free(b);
+            } else {
+                curl_easy_setopt(p->c, CURLOPT_POSTFIELDS, bodies);
+            }
+            int64_t at = clock_mono_us();
+            for (long j = 0; j < p->k; j++)
+                sent_us[p->i + j] = at;
             p->body.len = 0;
             p->body.buf[0] = '\0';
             curl_multi_add_handle(m, p->c);
@@ -295,18 +340,15 @@ static int latency(const char *url, const char *key, long n, long rate)
                 continue;
             struct post *p = NULL;
             curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&p);
-            const char *id = strstr(p->body.buf, "\"id\":\"");
-            if (msg->data.result != CURLE_OK || !id) {
+            if (msg->data.result != CURLE_OK || reply_ids(p->body.buf, p->k, ids + p->i)) {
                 fprintf(stderr, "cvbench: POST failed: %s\n", p->body.buf);
                 failed = 1;
             } else {
-                memcpy(ids[p->i], id + 6, 36);
-                ids[p->i][36] = '\0';
-                got[p->i] = 1;
+                memset(got + p->i, 1, (size_t)p->k);
             }
             curl_multi_remove_handle(m, p->c);
             freel[nfree++] = p;
-            answered++;
+            answered += p->k;
         }
         while (prefix < n && got[prefix])
             prefix++;
@@ -322,6 +364,7 @@ static int latency(const char *url, const char *key, long n, long rate)
     for (int k = 0; k < POSTS_IN_FLIGHT; k++)
         curl_easy_cleanup(posts[k].c);
     free(posts);
+    free(bodies);
     curl_multi_cleanup(m);
     curl_slist_free_all(h);
     if (failed)
@@ -435,9 +478,15 @@ int main(int argc, char **argv)
         return wait_done(argv[2], atol(argv[3]), atoi(argv[4]));
     if (argc >= 3 && !strcmp(argv[1], "raw"))
         return raw(atol(argv[2]));
-    if (argc >= 6 && !strcmp(argv[1], "latency"))
-        return latency(argv[2], argv[3], atol(argv[4]), atol(argv[5]));
+    if (argc >= 6 && !strcmp(argv[1], "latency")) {
+        long b = argc >= 7 ? atol(argv[6]) : 1;
+        if (b < 1 || b > BATCH_MAX) {
+            fprintf(stderr, "cvbench: a batch is 1..%d jobs\n", BATCH_MAX);
+            return 2;
+        }
+        return latency(argv[2], argv[3], atol(argv[4]), atol(argv[5]), b);
+    }
     fprintf(stderr, "usage: cvbench fill TYPE N [PAYLOAD] | wait TYPE N TIMEOUT_S | "
-                    "latency URL KEY N RATE | raw N\n");
+                    "latency URL KEY N RATE [B] | raw N\n");
     return 2;
 }

@@ -7,13 +7,16 @@
 #                         of the answer's size to the same wrk (the ratio is issue 8's target)
 #   batch ingest          wrk POSTing arrays of 1000 {} to /v1/jobs/noop/batch
 #   noop drain            200k queued noop jobs drained by 1, then 2 workers (+ worker RSS)
+#   flat cost             publish and drain 100k with 10k, then 1M jobs queued ahead of them
+#                         (BENCH_FLAT: the depths, e.g. "10000 1000000 10000000")
 #   activation            20k queued activations through 2 workers, PostgreSQL and the sim,
 #                         and pgbench running the same SQL one job per transaction
-#   submit->done latency  noop jobs POSTed at a steady rate while 2 workers run: p50/p99
+#   submit->done latency  noop jobs POSTed at a steady rate while 2 workers run: p50/p99, at
+#                         1000/s one per POST, and at half the 2-worker drain in batches of 100
 #   order pipeline        fetch to COMPLETE through one worker, sim at 0 and 50 ms per call
 #   kafka_*               ingest, drain, Redis CPU per job and latency again on the Kafka
 #                         transport, against librdkafka's mock cluster (BENCH_KAFKA=0: skip)
-# Knobs: BENCH_SECONDS (5), BENCH_NOOP (200000), BENCH_ACTIVATIONS (20000), BENCH_ORDERS
+# Knobs: BENCH_SECONDS (5), BENCH_NOOP (200000), BENCH_FLAT (10000 1000000), BENCH_ACTIVATIONS (20000), BENCH_ORDERS
 # (3000), BENCH_ONLY=redis (only the Redis Streams part), orders (only the order pipeline)
 # or kafka (only the Kafka part).
 set -euo pipefail
@@ -81,6 +84,23 @@ for n in 1 2; do
     figure "worker_rss_noop_${n}" "$((rss / 1024))" "MB"
 done
 
+# flat cost: publish and drain 100k jobs with DEPTH jobs queued ahead of them, for each
+# DEPTH of BENCH_FLAT (10k and 1M; "10000 1000000 10000000" for issue 8's 10M, about 4 GB
+# of Redis and 4 minutes), and Redis's memory per queued job at that depth. The workers
+# keep 1000 finished jobs (jobs.retain), so that at every depth each job's settle also
+# retires one, as in a steady state past the retain bound (100k by default)
+for depth in ${BENCH_FLAT:-10000 1000000}; do
+    flush
+    m0=$(redis-cli -p "$RP" INFO memory | awk -F: '/^used_memory:/ {print $2 + 0}')
+    "$CVB" fill noop "$depth" >/dev/null
+    m1=$(redis-cli -p "$RP" INFO memory | awk -F: '/^used_memory:/ {print $2 + 0}')
+    r=$("$CVB" fill noop 100000 | awk '{print $2}')
+    read -r rate rss < <(CONVEYOR_JOBS_RETAIN=1000 drain 1 noop 100000 500)
+    figure "publish_at_depth_$depth" "$r" "jobs/s"
+    figure "drain_1_at_depth_$depth" "$rate" "jobs/s"
+    figure "redis_bytes_per_queued_job" "$(( (m1 - m0) / depth ))" "B"
+done
+
 # the same drain with an AOF rewrite started with it (issue 8: rewrites stalled the hot path)
 flush
 "$CVB" fill noop "$NOOP" >/dev/null
@@ -105,10 +125,12 @@ flush
 start_bg worker1 "$T/worker1.log" "$BIN/conveyor-worker" --types noop --concurrency 64
 start_bg worker2 "$T/worker2.log" "$BIN/conveyor-worker" --types noop --concurrency 64
 "$CVB" latency "$API" "$KEY" 5000 1000 | while read -r name v unit; do figure "$name" "$v" "$unit"; done
-# issue 8's latency target is at half the maximum drain rate (the two-worker drain above)
+# issue 8's latency target is at half the maximum drain rate (the two-worker drain above):
+# more than single POSTs reach, so the jobs go in batch POSTs of 100, each job timed from its
+# batch's send
 half=$((${DRAIN_MAX%.*} / 2))
 flush
-"$CVB" latency "$API" "$KEY" "$((half * 5))" "$half" | while read -r name v unit; do
+"$CVB" latency "$API" "$KEY" "$((half * 5))" "$half" 100 | while read -r name v unit; do
     figure "half_drain_$name" "$v" "$unit"
 done
 stop_pids "$T" 20 worker

@@ -51,7 +51,9 @@
  * count_only) while they are older than ttl seconds: at most budget, each
  * lean one with its job's status, which it ended as a success: a lean entry
  * whose delivery retried, failed or died is listed in cv:kept:<typ> by its
- * settle, and its job's status (a new life, a dead letter) stays. An entry
+ * settle, and its job's status (a new life, a dead letter) stays. The
+ * statuses go by one DEL per 500 (a redis.call from Lua costs about 1 us of
+ * its own, each of its arguments 0.17 us: one per job cost twice as much). An entry
  * published before the lean path (no envelope) leaves its status to its TTL. So a type's stream holds at most cap entries,
  * or its unsettled ones when more (a backlog past cap keeps no finished job),
  * and Redis memory is bounded by configuration (README: bytes per retained
@@ -86,7 +88,7 @@
 "  if nkept > 0 and nkept <= 1000 then\n" \
 "    for _, m in ipairs(redis.call('SMEMBERS', kk)) do kept[m] = true end\n" \
 "  end\n" \
-"  local cut, gone = false, 0\n" \
+"  local cut, gone, dels = false, 0, {}\n" \
 "  for i, e in ipairs(redis.call('XRANGE', s, '-', upto, 'COUNT', budget)) do\n" \
 "    if i > over and (count_only or young(e[1])) then break end\n" \
 "    local f = e[2]\n" \
@@ -94,9 +96,12 @@
 "    if id then\n" \
 "      local keep = nkept > 0 and (kept[e[1]] or (nkept > 1000 and\n" \
 "        redis.call('SISMEMBER', kk, e[1]) == 1))\n" \
-"      if keep then redis.call('SREM', kk, e[1]) else redis.call('DEL', 'cv:job:' .. id) end\n" \
+"      if keep then redis.call('SREM', kk, e[1]) else dels[#dels+1] = 'cv:job:' .. id end\n" \
 "    end\n" \
 "    cut = e[1]; gone = gone + 1\n" \
+"  end\n" \
+"  for i = 1, #dels, 500 do\n" \
+"    redis.call('DEL', unpack(dels, i, math.min(i + 499, #dels)))\n" \
 "  end\n" \
 "  if cut then\n" \
 "    local ms, seq = string.match(cut, '^(%d+)-(%d+)$')\n" \
