@@ -191,6 +191,8 @@ struct api_route {
 };
 
 #define API_PATH_MAX 256
+/* A worker whose last heartbeat is older than this is not live (GET /v1/workers, /metrics). */
+#define WORKER_ALIVE_MS 10000
 /* In lists, payloads above this many bytes are left out (payload_bytes says the size). */
 #define API_LIST_PAYLOAD_MAX (16 * 1024)
 #define API_MAX_PARAMS 3

@@ -16,7 +16,6 @@
 #include "broker.h"
 #include "mem.h"
 
-#define WORKER_ALIVE_MS 10000
 
 /* ==== GET /v1/dead ========================================================== */
 

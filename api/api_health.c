@@ -6,6 +6,7 @@
  * /metrics renders this process's counters and two things every process
  * shares through Redis: the per-type job counters (broker_counters) and the
  * activation histogram the workers write; those two are cached (below). */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,15 +59,17 @@ void api_h_ready(struct req *r)
 /* ==== /metrics ============================================================ */
 
 /* The part of a scrape that comes from Redis (the per-type job counters, one
- * script, the activation histogram, one HGETALL, and the held-money figures
- * the reconciler writes, one HGETALL) is cached per loop and
- * read again at most every http.metrics_cache_ms: a scrape in between is
- * served from memory, and scrapes that arrive while a read is out wait for
- * that read instead of starting their own. So however often /metrics is
- * called, each loop costs Redis at most three bounded reads per period. */
-#define METRICS_PARTS 3
+ * script, the activation histogram, one HGETALL, the held-money figures the
+ * reconciler writes, one HGETALL, the queues, one script over the types, and
+ * the live workers, one script) is cached per loop and read again at most
+ * every http.metrics_cache_ms: a scrape in between is served from memory, and
+ * scrapes that arrive while a read is out wait for that read instead of
+ * starting their own. So however often /metrics is called, each loop costs
+ * Redis at most five bounded reads per period. */
+#define METRICS_PARTS 5
 struct api_metrics {
-    struct sbuf part[METRICS_PARTS];  /* rendered: job counters, histogram, held money */
+    struct sbuf part[METRICS_PARTS];  /* rendered: job counters, histogram, held money,
+                                       * queues, workers */
     struct sbuf next[METRICS_PARTS];  /* being read */
     int64_t fetched_ms;               /* monotonic; 0 = never */
     int reads_left;                   /* calls out; 0 = none */
@@ -190,6 +193,78 @@ static void on_held(const struct rds_reply *reply, void *arg)
     read_done(t);
 }
 
+/* The queues of every type (broker_queues: the same figures as GET
+ * /v1/queues), one gauge family per figure. */
+static void on_queues(void *arg, enum cv_rc rc, const struct queue_stat *q, size_t n)
+{
+    static const struct {
+        const char *name, *help;
+        size_t off;
+    } gauges[] = {
+        { "conveyor_queue_depth", "Jobs published and not yet started, by type.",
+          offsetof(struct queue_stat, depth) },
+        { "conveyor_queue_running", "Jobs started and not yet settled, by type.",
+          offsetof(struct queue_stat, pending) },
+        { "conveyor_queue_delayed",
+          "Jobs waiting for their not-before time or their retry's backoff, by type.",
+          offsetof(struct queue_stat, scheduled) },
+        { "conveyor_dead_jobs", "Jobs in the dead-letter set (dead or failed), by type.",
+          offsetof(struct queue_stat, dead) },
+        { "conveyor_queue_consumers", "Consumers of the type's queue.",
+          offsetof(struct queue_stat, consumers) },
+    };
+    struct api_thread *t = arg;
+    struct sbuf *b = &t->metrics->next[3];
+    struct sbuf lab;
+    sbuf_init(&lab);
+    for (size_t g = 0; rc == CV_OK && g < sizeof(gauges) / sizeof(gauges[0]); g++) {
+        met_text_header(b, gauges[g].name, "gauge", gauges[g].help);
+        for (size_t i = 0; i < n; i++) {
+            sbuf_reset(&lab);
+            met_text_label(&lab, "type", q[i].type, 1);
+            long long v = *(const long long *)((const char *)&q[i] + gauges[g].off);
+            met_text_u64(b, gauges[g].name, lab.p, (unsigned long long)(v > 0 ? v : 0));
+        }
+    }
+    if (rc == CV_OK) {
+        met_text_header(b, "conveyor_queue_lag_seconds", "gauge",
+                        "Age of the oldest unsettled job, by type (0 when none).");
+        for (size_t i = 0; i < n; i++) {
+            sbuf_reset(&lab);
+            met_text_label(&lab, "type", q[i].type, 1);
+            sbuf_addf(b, "conveyor_queue_lag_seconds{%s} %.3f\n", lab.p,
+                      (double)(q[i].oldest_age_ms > 0 ? q[i].oldest_age_ms : 0) / 1000.0);
+        }
+    }
+    sbuf_cleanup(&lab);
+    read_done(t);
+}
+
+/* Workers that sent a heartbeat lately; busy = settled jobs since their
+ * previous heartbeat. */
+static void on_workers(void *arg, enum cv_rc rc, const struct worker_info *w, size_t n)
+{
+    struct api_thread *t = arg;
+    struct sbuf *b = &t->metrics->next[4];
+    if (rc == CV_OK) {
+        unsigned long long busy = 0, conc = 0;
+        for (size_t i = 0; i < n; i++) {
+            busy += w[i].recent > 0;
+            conc += w[i].concurrency > 0 ? (unsigned long long)w[i].concurrency : 0;
+        }
+        met_text_header(b, "conveyor_workers_live", "gauge",
+                        "Worker processes whose heartbeat is recent.");
+        met_text_u64(b, "conveyor_workers_live", NULL, n);
+        met_text_header(b, "conveyor_workers_busy", "gauge",
+                        "Live workers that settled jobs since their previous heartbeat.");
+        met_text_u64(b, "conveyor_workers_busy", NULL, busy);
+        met_text_header(b, "conveyor_workers_slots", "gauge",
+                        "Job slots (--concurrency) of the live workers, summed.");
+        met_text_u64(b, "conveyor_workers_slots", NULL, conc);
+    }
+    read_done(t);
+}
+
 void api_h_metrics(struct req *r)
 {
     struct api_thread *t = r->t;
@@ -215,6 +290,8 @@ void api_h_metrics(struct req *r)
     rds_async_cmd(t->rds, on_hist, t, 2, argv, NULL);
     const char *held[] = { "HGETALL", "cv:held:stats" };
     rds_async_cmd(t->rds, on_held, t, 2, held, NULL);
+    broker_queues(t->broker, on_queues, t);
+    broker_workers(t->broker, WORKER_ALIVE_MS, on_workers, t);
 }
 
 /* ==== the registry (every counter and series, before the loops start) ===== */

@@ -203,6 +203,20 @@ EOT
     echo "$tps"
 }
 
+# redis_used_memory: used_memory of Conveyor's Redis, in bytes
+redis_used_memory() {
+    redis-cli -p "$RP" INFO memory | awk -F: '/^used_memory:/ {printf "%.0f", $2}'
+}
+
+# wait_aof_rewrite SECONDS: until Conveyor's Redis runs no AOF rewrite (at most SECONDS)
+wait_aof_rewrite() {
+    local end=$((SECONDS + $1))
+    while redis-cli -p "$RP" INFO persistence | grep -q '^aof_rewrite_in_progress:1'; do
+        [ "$SECONDS" -lt "$end" ] || { echo "bench: an AOF rewrite outlasted $1 s" >&2; return 1; }
+        sleep 0.2
+    done
+}
+
 # redis_cpu_us [DIR]: the CPU time so far of the redis-server of DIR (default $T/redis), in
 # microseconds (/proc utime + stime)
 # shellcheck disable=SC2120  # DIR is optional

@@ -65,6 +65,7 @@ struct worker_info {
     int64_t started_ms;
     int64_t last_seen_ms;
     long long processed;
+    long long recent;         /* jobs settled since its previous heartbeat (busy when > 0) */
 };
 
 /* How a delivery ends. */

@@ -94,6 +94,7 @@ static const struct field worker_fields[] = {
     { "started_ms", NUM_AT(F_I64, struct worker_info, started_ms) },
     { "last_seen_ms", NUM_AT(F_I64, struct worker_info, last_seen_ms) },
     { "processed", NUM_AT(F_LL, struct worker_info, processed) },
+    { "recent", NUM_AT(F_LL, struct worker_info, recent) },
 };
 
 #define NFIELDS(t) (sizeof(t) / sizeof((t)[0]))
@@ -758,7 +759,7 @@ int jstore_lease(struct jstore *js, const char *name, const char *owner, int64_t
 
 enum cv_rc jstore_heartbeat(struct jstore *js, const struct worker_info *w, int ttl_ms)
 {
-    char key[160], now[24], pid[16], conc[16], started[24], processed[24], ttl[16];
+    char key[160], now[24], pid[16], conc[16], started[24], processed[24], recent[24], ttl[16];
     snprintf(key, sizeof(key), "cv:worker:%s", w->name);
     int64_t t = clock_wall_ms();
     num(now, sizeof(now), t);
@@ -766,14 +767,15 @@ enum cv_rc jstore_heartbeat(struct jstore *js, const struct worker_info *w, int 
     num(conc, sizeof(conc), w->concurrency);
     num(started, sizeof(started), w->started_ms);
     num(processed, sizeof(processed), w->processed);
+    num(recent, sizeof(recent), w->recent);
     num(ttl, sizeof(ttl), ttl_ms);
     const char *hset[] = { "HSET", key, "name", w->name, "host", w->host, "types", w->types,
                            "pid", pid, "concurrency", conc, "started_ms", started,
-                           "last_seen_ms", now, "processed", processed };
+                           "last_seen_ms", now, "processed", processed, "recent", recent };
     const char *expire[] = { "PEXPIRE", key, ttl };
     const char *zadd[] = { "ZADD", "cv:workers", now, w->name };
     enum cv_rc rc = CV_OK;
-    if (rds_append(js->sync, 18, hset, NULL) || rds_append(js->sync, 3, expire, NULL) ||
+    if (rds_append(js->sync, (int)(sizeof(hset) / sizeof(hset[0])), hset, NULL) || rds_append(js->sync, 3, expire, NULL) ||
         rds_append(js->sync, 4, zadd, NULL))
         return CV_ERR_IO;
     for (int i = 0; i < 3; i++) {

@@ -343,6 +343,8 @@ static void heartbeat(struct wrk *w)
     wi.concurrency = w->cfg->concurrency;
     wi.started_ms = w->started_ms;
     wi.processed = (long long)w->processed;
+    wi.recent = (long long)(w->processed - w->hb_processed);
+    w->hb_processed = w->processed;
     if (broker_heartbeat(w->broker, &wi, w->cfg->heartbeat_ms * 5) != CV_OK)
         LOG_WARN("worker.heartbeat_failed", "name=%s", w->name);
 }

@@ -20,6 +20,7 @@ struct wrk {
     size_t batch;
     int64_t started_ms;
     uint64_t processed;
+    uint64_t hb_processed;    /* processed at the previous heartbeat */
     volatile sig_atomic_t *stop;
     int64_t stop_seen_ms;     /* monotonic time the stop was first noticed, 0 before */
     int infra_down;           /* our PostgreSQL or Redis failed: pause before consuming */

@@ -312,6 +312,64 @@ Test(api, workers_queues_health_and_metrics)
     hn_stop_stack(&st);
 }
 
+struct metrics_wait {
+    struct hn_stack *st;
+    const char *const *want;    /* lines that must all be in one scrape, NULL-ended */
+    char *body;                 /* the last scrape (malloc'd) */
+};
+
+static int metrics_have(void *arg)
+{
+    static const char *const none[] = { NULL };
+    struct metrics_wait *w = arg;
+    struct hn_resp *r = req(w->st, "GET", "/metrics", NULL, none);
+    free(w->body);
+    w->body = strdup(r->status == 200 ? r->body : "");
+    hn_resp_free(r);
+    for (const char *const *l = w->want; *l; l++)
+        if (!strstr(w->body, *l))
+            return 0;
+    return 1;
+}
+
+/* The queue and worker gauges of issue 9 (deploy/prometheus/METRICS.md): three
+ * jobs wait with no worker, then two workers run them. The scrape is cached
+ * for http.metrics_cache_ms, so each state is polled for. */
+Test(api, metrics_show_each_queue_and_the_live_workers)
+{
+    static const char *const api_env[] = { "CONVEYOR_HTTP_METRICS_CACHE_MS=100", NULL };
+    struct hn_stack st;
+    struct hn_stack_opts o = { .workers = 0, .api_env = api_env };
+    hn_start_stack(&st, &o);
+    for (int i = 0; i < 3; i++)
+        free(submit(&st, "/v1/jobs/noop", "{}", NULL, 202));
+    static const char *const waiting[] = {
+        "conveyor_queue_depth{type=\"noop\"} 3\n", "conveyor_queue_running{type=\"noop\"} 0\n",
+        "conveyor_dead_jobs{type=\"noop\"} 0\n", "conveyor_workers_live 0\n",
+        "conveyor_queue_lag_seconds{type=\"noop\"} ", NULL,
+    };
+    struct metrics_wait w = { &st, waiting, NULL };
+    cr_assert(hn_wait_until(metrics_have, &w, 10000, 50), "%s", w.body);
+    /* the lag is the age of the oldest of the three: more than nothing */
+    double lag = atof(strstr(w.body, "conveyor_queue_lag_seconds{type=\"noop\"} ") +
+                      strlen("conveyor_queue_lag_seconds{type=\"noop\"} "));
+    cr_expect(lag > 0 && lag < 60, "lag %f", lag);
+    hn_stop_stack(&st);
+
+    o = (struct hn_stack_opts){ .workers = 2, .worker_types = "noop", .worker_env = fast_env,
+                                .api_env = api_env };
+    hn_start_stack(&st, &o);
+    static const char *const ran[] = {
+        "conveyor_queue_depth{type=\"noop\"} 0\n", "conveyor_workers_live 2\n",
+        "conveyor_jobs_total{type=\"noop\",outcome=\"succeeded\"} 3\n",
+        "conveyor_queue_lag_seconds{type=\"noop\"} 0.000\n", NULL,
+    };
+    w.want = ran;
+    cr_assert(hn_wait_until(metrics_have, &w, 15000, 50), "%s", w.body);
+    free(w.body);
+    hn_stop_stack(&st);
+}
+
 static int post_accepted(void *arg)
 {
     int ok = 1;
