@@ -23,6 +23,7 @@
 #include "broker.h"
 #include "cfg.h"
 #include "clock.h"
+#include "jstore.h"
 #include "log.h"
 #include "mem.h"
 #include "rds.h"
@@ -48,7 +49,7 @@ static int fill(const char *type, long n, const char *payload)
         size_t k = n - done > 1000 ? 1000 : (size_t)(n - done);
         for (size_t i = 0; i < k; i++) {
             jobs[i] = job_new(type);
-            jobs[i]->fresh_id = 1;  /* drawn here, published once */
+            job_fresh_id(jobs[i]);  /* drawn here, published once */
             if (strcmp(type, "activation") == 0) {
                 /* as the API builds them: transaction id = job id, users 1..100 */
                 char p[160];
@@ -192,8 +193,14 @@ static int id_le(unsigned long long am, unsigned long long as, unsigned long lon
 static void watch_poll(struct rds *r, struct watch *w, char (*ids)[UUID_STR_LEN], long answered)
 {
     long from = w->asked;
-    for (long i = from; i < answered; i++)
-        rds_appendf(r, "HGET cv:job:%s m", ids[i]);
+    /* the entry id: in the status index for ids the API drew (jstore_lua.h) */
+    char ix[128];
+    for (long i = from; i < answered; i++) {
+        if (jstore_ix_key("noop", ids[i], ix, sizeof(ix)) == 0)
+            rds_appendf(r, "HGET %s %s", ix, ids[i]);
+        else
+            rds_appendf(r, "HGET cv:job:%s m", ids[i]);
+    }
     for (long i = from; i < answered; i++) {
         struct rds_reply *x = rds_read(r);
         const char *m = rds_reply_str(x, NULL);

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "mem.h"
 
 static const char *const state_names[] = {
@@ -25,6 +26,12 @@ int job_state_parse(const char *s)
         if (strcmp(s, state_names[i]) == 0)
             return (int)i;
     return -1;
+}
+
+void job_fresh_id(struct job *j)
+{
+    uuid_v7(clock_wall_ms(), j->id);
+    j->fresh_id = 1;
 }
 
 struct job *job_new(const char *type)

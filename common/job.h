@@ -74,10 +74,12 @@ struct job {
      * clients and webhooks submit; the system's own jobs, follow-ups and
      * schedules are never refused). Not stored. */
     int bounded;
-    /* 1: the id was drawn by job_new for this publish and never sent before
-     * (jobopt_make without a job id given, a benchmark's fill): no job can
-     * hold it, so the publish skips its existence check. Never set it on a
-     * job whose publish may be repeated under the same id. Not stored. */
+    /* 1: the id was drawn by job_fresh_id for this publish and never sent
+     * before (jobopt_make without a job id given, a benchmark's fill): no job
+     * can hold it, so the publish skips its existence check, and on Redis
+     * Streams the job's status index goes in the bucket of the id's time
+     * (jstore_lua.h). Never set it on a job whose publish may be repeated
+     * under the same id. Not stored. */
     int fresh_id;
     /* set by the broker on delivery */
     char msg_id[48];           /* transport position (stream entry id) */
@@ -93,6 +95,8 @@ struct job {
 
 /* A new zeroed job with a fresh id. Free with job_free(). */
 struct job *job_new(const char *type);
+/* Draw a new time-ordered (v7) id for j, now, and mark it fresh (fresh_id). */
+void job_fresh_id(struct job *j);
 void job_free(struct job *j);
 void job_set_payload(struct job *j, const char *json, size_t len);
 

@@ -130,7 +130,7 @@ enum cv_rc jobopt_make(const struct cfg *c, const struct jobtype *t, const struc
     if (o->job_id[0])
         memcpy(j->id, o->job_id, UUID_STR_LEN);
     else
-        j->fresh_id = 1;    /* drawn just now: see job.h */
+        job_fresh_id(j);    /* drawn just now: see job.h */
     snprintf(j->producer, sizeof(j->producer), "%s", producer ? producer : "");
     j->max_attempts = o->max_attempts ? o->max_attempts : cfg_max_attempts(c, t->name);
     j->created_ms = now;

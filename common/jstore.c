@@ -327,14 +327,28 @@ enum cv_rc jstore_start(struct jstore *js, enum jstore_mode m, const char *consu
     return rc;
 }
 
+int jstore_ix_key(const char *type, const char *id, char *out, size_t cap)
+{
+    if (!uuid_valid(id) || id[14] != '7')
+        return -1;
+    char hex[13];
+    memcpy(hex, id, 8);
+    memcpy(hex + 8, id + 9, 4);
+    hex[12] = '\0';
+    unsigned long long ms = strtoull(hex, NULL, 16);
+    snprintf(out, cap, "cv:ix:%s:%llu", type, ms / 10000);  /* IX_SPAN */
+    return 0;
+}
+
 struct job *jstore_entry_job(const char *type, const char *msg_id, const struct rds_reply *fields,
                              long long deliveries)
 {
-    /* one field j: "<id> <attempt> <max> <epoch base> <created_ms> <tp>\n<payload>" */
+    /* one field j, or b when the job's status is in the index's bucket
+     * (jstore_lua.h): "<id> <attempt> <max> <epoch base> <created_ms> <tp>\n<payload>" */
     const char *f = rds_reply_at_str(fields, 0);
     size_t len = 0;
     const char *v = rds_reply_str(rds_reply_at(fields, 1), &len);
-    if (!f || strcmp(f, "j") != 0 || !v || deliveries < 1)
+    if (!f || (strcmp(f, "j") != 0 && strcmp(f, "b") != 0) || !v || deliveries < 1)
         return NULL;
     const char *nl = memchr(v, '\n', len);
     char head[JOB_TRACEPARENT_LEN + UUID_STR_LEN + 96];

@@ -74,6 +74,11 @@ enum cv_rc jstore_start(struct jstore *js, enum jstore_mode m, const char *consu
                         const char *type, struct jstore_delivery *d, size_t n,
                         struct job **out, size_t *nout);
 
+/* The key of the status-index bucket (jstore_lua.h JSTORE_LUA_IX_FN) that
+ * holds id's field if a job of type was published under it fresh: its field
+ * is "<entry id> <producer>". 0 and out set, or -1 when id is no v7 UUID. */
+int jstore_ix_key(const char *type, const char *id, char *out, size_t cap);
+
 /* A lean Redis Streams entry (its fields, as XREADGROUP/XAUTOCLAIM give them:
  * the envelope JSTORE_LUA_PUBLISH writes) delivered for the deliveries-th
  * time, as a started job (free with job_free): epoch = the entry's epoch base

@@ -43,6 +43,54 @@
 #ifndef CV_JSTORE_LUA_H
 #define CV_JSTORE_LUA_H
 
+/* The status index of fresh jobs (mode 'q'). A job whose id the API drew for
+ * its publish (job.h fresh_id: a v7 UUID, its first 48 bits the time in ms),
+ * due now and without an Idempotency-Key, has no status hash of its own while
+ * it is queued, running or succeeded: its stream entry (field b instead of j)
+ * and one field of the hash cv:ix:<type>:<bucket> (id -> "<entry id>
+ * <producer>", bucket = the id's ms / 10000) are all there is, and the
+ * bucket numbers of a type are listed in the zset cv:ixs:<type>. Publish adds
+ * a whole batch's fields with one HSET per bucket; retiring the entries
+ * deletes no per-job key: a bucket goes whole (UNLINK) once the type's stream
+ * is trimmed a minute past its end, so that a job is findable for as long as
+ * its entry is there, with API hosts' clocks up to 60 s behind Redis's. A job
+ * that retries, fails or dies gets its whole status in cv:job:<id> as any
+ * other (the settle moves m and pr over and drops its field), so that the
+ * index never outlives that status (a purge, the dead letters' retention).
+ * Why: a key per job costs ~2 us of Redis to write and as much again to
+ * delete, a field of a bucket a fraction of that, and ~100 B less memory. */
+#define JSTORE_LUA_IX_FN \
+"local IX_SPAN, IX_SLACK = 10000, 60000\n" \
+"local function ix_bucket(id)\n" \
+"  if string.sub(id, 15, 15) ~= '7' then return nil end\n" \
+"  local ms = tonumber(string.sub(id, 1, 8) .. string.sub(id, 10, 13), 16)\n" \
+"  if not ms then return nil end\n" \
+"  return string.format('%d', math.floor(ms / IX_SPAN))\n" \
+"end\n" \
+"local function ix_key(typ, b) return 'cv:ix:' .. typ .. ':' .. b end\n" \
+"local function ix_get(typ, id)\n" \
+"  local b = ix_bucket(id)\n" \
+"  local v = b and redis.call('HGET', ix_key(typ, b), id)\n" \
+"  if not v then return nil end\n" \
+"  local m, pr = string.match(v, '^(%S+) (.*)$')\n" \
+"  return m, pr, ix_key(typ, b)\n" \
+"end\n" \
+"local function ix_find(id)\n" \
+"  if not ix_bucket(id) then return nil end\n" \
+"  for _, typ in ipairs(redis.call('SMEMBERS', 'cv:types')) do\n" \
+"    local m, pr = ix_get(typ, id)\n" \
+"    if m then return typ, m, pr end\n" \
+"  end\n" \
+"  return nil\n" \
+"end\n" \
+"local function ix_drop(typ, upto_ms)\n" \
+"  local last = math.floor((upto_ms - IX_SLACK) / IX_SPAN) - 1\n" \
+"  local zk = 'cv:ixs:' .. typ\n" \
+"  local olds = redis.call('ZRANGEBYSCORE', zk, '-inf', last, 'LIMIT', 0, 100)\n" \
+"  for _, b in ipairs(olds) do redis.call('UNLINK', ix_key(typ, b)) end\n" \
+"  if #olds > 0 then redis.call('ZREM', zk, unpack(olds)) end\n" \
+"end\n"
+
 /* Retention of a Redis stream (mode 'q'), a Lua function text the settle and
  * promote scripts start with: retire(typ, now, ttl, cap, budget, count_only).
  * The entries of cv:q:<typ> before our group's oldest unsettled one (its
@@ -59,6 +107,7 @@
  * and Redis memory is bounded by configuration (README: bytes per retained
  * job). Returns how many went (counted as retired in cv:stats:<typ>). */
 #define JSTORE_LUA_RETIRE_FN \
+JSTORE_LUA_IX_FN \
 "local function last_delivered(s)\n" \
 "  for _, g in ipairs(redis.call('XINFO', 'GROUPS', s)) do\n" \
 "    local name, ld = nil, nil\n" \
@@ -92,11 +141,14 @@
 "  for i, e in ipairs(redis.call('XRANGE', s, '-', upto, 'COUNT', budget)) do\n" \
 "    if i > over and (count_only or young(e[1])) then break end\n" \
 "    local f = e[2]\n" \
-"    local id = f[1] == 'j' and string.match(f[2], '^(%S+) ')\n" \
-"    if id then\n" \
+"    if f[1] == 'j' or f[1] == 'b' then\n" \
 "      local keep = nkept > 0 and (kept[e[1]] or (nkept > 1000 and\n" \
 "        redis.call('SISMEMBER', kk, e[1]) == 1))\n" \
-"      if keep then redis.call('SREM', kk, e[1]) else dels[#dels+1] = 'cv:job:' .. id end\n" \
+"      if keep then\n" \
+"        redis.call('SREM', kk, e[1])\n" \
+"      elseif f[1] == 'j' then\n" \
+"        dels[#dels+1] = 'cv:job:' .. string.match(f[2], '^(%S+) ')\n" \
+"      end\n" \
 "    end\n" \
 "    cut = e[1]; gone = gone + 1\n" \
 "  end\n" \
@@ -107,6 +159,7 @@
 "    local ms, seq = string.match(cut, '^(%d+)-(%d+)$')\n" \
 "    redis.call('XTRIM', s, 'MINID', ms .. '-' .. (tonumber(seq) + 1))\n" \
 "    redis.call('HINCRBY', 'cv:stats:' .. typ, 'retired', gone)\n" \
+"    ix_drop(typ, tonumber(ms))\n" \
 "  end\n" \
 "  return gone\n" \
 "end\n"
@@ -159,9 +212,10 @@
  * for unbounded types. */
 #define JSTORE_LUA_PUBLISH \
 JSTORE_LUA_ENV_FN \
+JSTORE_LUA_IX_FN \
 "local mode, now, ttl, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])\n" \
 "local streams = mode == 'q'\n" \
-"local out, seen, want, full = {}, {}, {}, {}\n" \
+"local out, seen, want, full, ixs = {}, {}, {}, {}, {}\n" \
 "for i = 0, n - 1 do\n" \
 "  local typ, bound = ARGV[4 + i * 9 + 2], tonumber(ARGV[4 + i * 9 + 8])\n" \
 "  if bound > 0 then want[typ] = {bound, ((want[typ] or {})[2] or 0) + 1} end\n" \
@@ -198,6 +252,10 @@ JSTORE_LUA_ENV_FN \
 "  end\n" \
 "  if not prev and not fresh then\n" \
 "    local e = redis.call('HMGET', k, 'type', 'pr')\n" \
+"    if not e[1] then\n" \
+"      local t2, _, p2 = ix_find(id)\n" \
+"      e = {t2, p2}\n" \
+"    end\n" \
 "    if e[1] then\n" \
 "      prev = id\n" \
 "      if e[1] ~= typ or (e[2] or '') ~= pr then dup = 2 end\n" \
@@ -215,7 +273,14 @@ JSTORE_LUA_ENV_FN \
 "        pcall(redis.call, 'XGROUP', 'CREATE', 'cv:q:' .. typ, 'cv', '0', 'MKSTREAM')\n" \
 "      end\n" \
 "    end\n" \
-"    if streams and nb <= now then\n" \
+"    local b = streams and fresh and nb == 0 and idem == '' and ix_bucket(id)\n" \
+"    if b then\n" \
+"      local m = redis.call('XADD', 'cv:q:' .. typ, '*', 'b', env)\n" \
+"      local key = ix_key(typ, b)\n" \
+"      local t = ixs[key]\n" \
+"      if not t then t = {typ, b}; ixs[key] = t end\n" \
+"      t[#t+1] = id; t[#t+1] = m .. ' ' .. pr\n" \
+"    elseif streams and nb <= now then\n" \
 "      local m = redis.call('XADD', 'cv:q:' .. typ, '*', 'j', env)\n" \
 "      if nb > 0 or idem ~= '' then\n" \
 "        redis.call('HSET', k, 'type', typ, 'state', 'queued', 'm', m, 'pr', pr,\n" \
@@ -242,6 +307,10 @@ JSTORE_LUA_ENV_FN \
 "    seen[typ] = seen[typ] + 1\n" \
 "    out[#out+1] = id; out[#out+1] = 0\n" \
 "  end\n" \
+"end\n" \
+"for key, t in pairs(ixs) do\n" \
+"  for i = 3, #t, 1000 do redis.call('HSET', key, unpack(t, i, math.min(i + 999, #t))) end\n" \
+"  redis.call('ZADD', 'cv:ixs:' .. t[1], t[2], t[2])\n" \
 "end\n" \
 "for typ, c in pairs(seen) do redis.call('HINCRBY', 'cv:stats:' .. typ, 'enqueued', c) end\n" \
 "return out\n"
@@ -309,7 +378,8 @@ JSTORE_LUA_ENV_FN \
  *    caller asked for a status TTL other than jobs.status_ttl_s, which each
  *    success then gets). A lean retry, fail or dead writes the whole status
  *    with the envelope (attempt, max, payload, tp: the promoter and a replay
- *    put the job back on the stream from it), makes it persistent, and lists
+ *    put the job back on the stream from it; m and pr moved over from the
+ *    status index for an indexed job, JSTORE_LUA_IX_FN), makes it persistent, and lists
  *    its entry in cv:kept:<type> so that the retention leaves that status be.
  *  - dc '' (mode 'k', and stream entries published before the lean path):
  *    the hash's epoch, which every start bumped; se records the settled epoch
@@ -384,6 +454,11 @@ JSTORE_LUA_RETIRE_FN \
 "        'payload', payload, 'tp', tp}\n" \
 "      if what ~= 'ack' then\n" \
 "        redis.call('PERSIST', k); redis.call('SADD', 'cv:kept:' .. typ, msgid)\n" \
+"        local im, ipr, ik = ix_get(typ, id)\n" \
+"        if im then\n" \
+"          env[#env+1] = 'm'; env[#env+1] = im; env[#env+1] = 'pr'; env[#env+1] = ipr\n" \
+"          redis.call('HDEL', ik, id)\n" \
+"        end\n" \
 "      end\n" \
 "    end\n" \
 "    if cur == nil then\n" \
@@ -488,10 +563,21 @@ JSTORE_LUA_ENV_FN \
  * and its envelope from the entry (payload, tp, attempt, max_attempts,
  * created_ms: the entry is retired with the status, so it is there). A job
  * that never retried has no attempt in its hash: its first. A lean status
- * hash holds no id: the one asked for is added. */
+ * hash holds no id: the one asked for is added. A job with no hash may be in
+ * the status index (JSTORE_LUA_IX_FN): its field gives type, entry and
+ * producer, and when its entry was retired already (its bucket outlives it
+ * by a minute or so) it is gone, as a retired hash is. */
 #define JSTORE_LUA_GET \
 JSTORE_LUA_ENV_FN \
+JSTORE_LUA_IX_FN \
 "local h = redis.call('HGETALL', 'cv:job:' .. ARGV[1])\n" \
+"local indexed = false\n" \
+"if #h == 0 then\n" \
+"  local typ, m, pr = ix_find(ARGV[1])\n" \
+"  if not typ then return h end\n" \
+"  h = {'type', typ, 'state', 'queued', 'm', m, 'pr', pr}\n" \
+"  indexed = true\n" \
+"end\n" \
 "local f = {}\n" \
 "for i = 1, #h, 2 do f[h[i]] = h[i+1] end\n" \
 "if #h > 0 and not f.id then h[#h+1] = 'id'; h[#h+1] = ARGV[1] end\n" \
@@ -502,7 +588,8 @@ JSTORE_LUA_ENV_FN \
 "if not ok then return h end\n" \
 "local base = 0\n" \
 "local e = redis.call('XRANGE', s, m, m)\n" \
-"if e[1] and e[1][2][1] == 'j' then\n" \
+"if indexed and not e[1] then return {} end\n" \
+"if e[1] and (e[1][2][1] == 'j' or e[1][2][1] == 'b') then\n" \
 "  local _, a, maxa, eb, c, tp, payload = env_split(e[1][2][2])\n" \
 "  if a then\n" \
 "    for _, kv in ipairs({{'attempt', a}, {'max_attempts', maxa}, {'created_ms', c}, {'tp', tp},\n" \

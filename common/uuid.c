@@ -58,6 +58,16 @@ void uuid_v4(char out[UUID_STR_LEN])
     format(b, 4, out);
 }
 
+void uuid_v7(int64_t ms, char out[UUID_STR_LEN])
+{
+    unsigned char b[16];
+    uuid_pool_bytes(b, sizeof(b));
+    uint64_t t = ms > 0 ? (uint64_t)ms : 0;
+    for (int i = 0; i < 6; i++)
+        b[i] = (unsigned char)(t >> (40 - 8 * i));
+    format(b, 7, out);
+}
+
 void uuid_v8(const unsigned char hash[16], char out[UUID_STR_LEN])
 {
     unsigned char b[16];

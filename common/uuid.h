@@ -1,11 +1,19 @@
-/* uuid.h - random (version 4) UUIDs for job and transaction ids. */
+/* uuid.h - UUIDs for job and transaction ids: random (v4), time-ordered (v7), named (v8). */
 #ifndef CV_UUID_H
 #define CV_UUID_H
+
+#include <stdint.h>
 
 #define UUID_STR_LEN 37 /* 36 characters and the NUL */
 
 /* Write a new lower-case v4 UUID into out. Thread-safe. */
 void uuid_v4(char out[UUID_STR_LEN]);
+
+/* A version 7 UUID (RFC 9562): the first 48 bits are ms, the Unix time in
+ * milliseconds, the rest random. Job ids the API draws are v7: the Redis
+ * Streams transport finds a queued job's entry by the id's time (jstore_lua.h,
+ * the status index). Thread-safe. */
+void uuid_v7(int64_t ms, char out[UUID_STR_LEN]);
 
 /* A version 8 UUID from 16 bytes of a hash: the same name gives the same id
  * (follow-up jobs: a republish after a crash is a duplicate, not a new job). */

@@ -4,6 +4,7 @@
 #include "brk_tc.h"
 
 #include "jobopt.h"
+#include "jstore.h"
 #include "jobtype.h"
 #include "json.h"
 
@@ -305,5 +306,89 @@ Test(rstream, a_fresh_id_skips_the_existence_check_a_repeated_one_does_not)
     cfg_cleanup(&c);
     job_free(a);
     job_free(again);
+    free(o);
+}
+
+static long long redis_int(const char *fmt, const char *arg)
+{
+    struct rds_reply *x = rds_cmdf(r, fmt, arg);
+    long long v = rds_reply_int(x);
+    rds_reply_free(x);
+    return v;
+}
+
+/* Issue 8: an id drawn for its publish (job_fresh_id, a v7 UUID) gets no status
+ * hash of its own: one field of its time's bucket of the status index says
+ * where its entry is (jstore_lua.h JSTORE_LUA_IX_FN). Its status reads as any
+ * other's; a repeat under its id is a duplicate, under another type a
+ * conflict; a failure writes the whole status; and the bucket goes once the
+ * stream was trimmed a minute past it, and with it the finished job. */
+Test(rstream, a_drawn_id_is_found_through_its_time_bucket_until_it_retires)
+{
+    cr_assert_eq(cfg_set(&cfg, "jobs.types.noop.retain", "1"), 0);
+    /* drawn two minutes ago: its bucket is past the slack once its entry goes */
+    struct job *a = mk("noop", "{\"x\":1}");
+    uuid_v7(clock_wall_ms() - 120000, a->id);
+    a->fresh_id = 1;
+    struct pub_out *o = calloc(1, sizeof(*o));
+    publish1(a, o);
+    cr_assert_eq(o->dup[0], 0);
+    char ix[128];
+    cr_assert_eq(jstore_ix_key("noop", a->id, ix, sizeof(ix)), 0);
+    cr_assert_eq(redis_int("EXISTS cv:job:%s", a->id), 0, "no hash of its own");
+    struct rds_reply *x = rds_cmdf(r, "HGET %s %s", ix, a->id);
+    cr_assert(rds_reply_str(x, NULL) != NULL, "a field in %s", ix);
+    rds_reply_free(x);
+    struct job_status st;
+    cr_assert_eq(broker_get_copy(b, a->id, &st), CV_OK);
+    cr_assert_eq(st.state, JOB_STATE_QUEUED);
+    cr_assert_str_eq(st.payload, "{\"x\":1}");
+    cr_assert_eq(st.attempt, 1);
+    job_status_cleanup(&st);
+
+    struct job *again = mk("noop", "{}"), *other = mk("activation", "{}");
+    memcpy(again->id, a->id, UUID_STR_LEN);
+    memcpy(other->id, a->id, UUID_STR_LEN);
+    publish1(again, o);
+    cr_assert_eq(o->dup[0], 1, "a repeat under its id is a duplicate");
+    publish1(other, o);
+    cr_assert_eq(o->dup[0], 2, "under another type, a conflict");
+
+    struct job *f = mk("noop", "{}");
+    job_fresh_id(f);
+    publish1(f, o);
+    struct job *got[4];
+    cr_assert_eq(consume("c1", "noop", got, 4), 2);
+    cr_assert_str_eq(got[0]->id, a->id);
+    cr_assert_eq(state_of(a->id), JOB_STATE_RUNNING);
+    int fenced;
+    settle1(got[1], BROKER_FAIL, 0, &fenced);
+    cr_assert_eq(fenced, 0);
+    cr_assert_eq(state_of(f->id), JOB_STATE_FAILED);
+    cr_assert_eq(redis_int("EXISTS cv:job:%s", f->id), 1, "a failure writes the whole status");
+    x = rds_cmdf(r, "HGET cv:job:%s m", f->id);
+    cr_assert_str_eq(rds_reply_str(x, NULL) ? rds_reply_str(x, NULL) : "", got[1]->msg_id);
+    rds_reply_free(x);
+    char fix[128];
+    cr_assert_eq(jstore_ix_key("noop", f->id, fix, sizeof(fix)), 0);
+    x = rds_cmdf(r, "HEXISTS %s %s", fix, f->id);
+    cr_assert_eq(rds_reply_int(x), 0, "its field left the index (a purge must not revive it)");
+    rds_reply_free(x);
+
+    /* retain 1: acking a retires it (f is newer), and its bucket with it */
+    settle1(got[0], BROKER_ACK, 0, &fenced);
+    cr_assert_eq(fenced, 0);
+    cr_assert_eq(xlen("cv:q:noop"), 1);
+    cr_assert_eq(redis_int("EXISTS %s", ix), 0, "the bucket went");
+    struct st_out gone;
+    get_status(a->id, &gone);
+    cr_assert_eq(gone.rc, CV_ERR_NOT_FOUND, "a finished job is gone with its entry");
+    cr_assert_eq(state_of(f->id), JOB_STATE_FAILED, "the failed one stays");
+    for (int i = 0; i < 2; i++)
+        job_free(got[i]);
+    job_free(a);
+    job_free(again);
+    job_free(other);
+    job_free(f);
     free(o);
 }
