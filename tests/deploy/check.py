@@ -218,9 +218,9 @@ ONE_SHOT = ("no", '"no"')
 CONDITIONS = ("service_started", "service_healthy", "service_completed_successfully")
 
 
-def check_compose(root, compose, env_example):
+def check_compose(root, compose, env_example, prom):
     c = Check("compose.yaml: depends_on names services, health checks or one-shots, secrets "
-              "from deploy/.env, a worker per job type")
+              "from deploy/.env, a worker per job type, Prometheus scrapes its services")
     services = compose.get("services", {})
     c.expect(services, "no services")
     for want in ("redis", "postgres", "kafka", "migrate", "api", "sim", "prometheus",
@@ -275,6 +275,12 @@ def check_compose(root, compose, env_example):
             served |= set(cmd[cmd.index("--types") + 1].split(","))
     for t in job_types(root):
         c.expect(t in served, "no worker service runs job type %s" % t)
+    for sc in prom.get("scrape_configs", []):
+        for st in sc.get("static_configs", []):
+            for tgt in st.get("targets", []):
+                host = tgt.rsplit(":", 1)[0]
+                c.expect(host == "localhost" or host in services,
+                         "prometheus.yml scrapes %s: no compose service %s" % (tgt, host))
     return c
 
 
@@ -456,6 +462,7 @@ def load_all(root):
         "contract": metric_contract(root),
         "dash": json.loads(read(os.path.join(d, "grafana/dashboards/conveyor.json"))),
         "compose": yaml.safe_load(read(os.path.join(d, "compose.yaml"))),
+        "prom": yaml.safe_load(read(os.path.join(d, "prometheus/prometheus.yml"))),
         "env_example": read(os.path.join(d, ".env.example")),
         "kust": kust,
         "objs": objs,
@@ -469,7 +476,7 @@ def run_all(root, x, outdir=None):
         check_parse(root),
         check_alerts(root, x["alerts"], x["tests"], x["contract"]),
         check_dashboard(root, x["dash"], x["contract"], records, outdir),
-        check_compose(root, x["compose"], x["env_example"]),
+        check_compose(root, x["compose"], x["env_example"], x["prom"]),
         check_k8s(root, x["kust"], x["objs"], outdir),
         check_units(root, x["units"]),
     ]
@@ -527,6 +534,9 @@ def selftest(root):
         "a hard-coded password":
             (3, lambda x: x["compose"]["services"]["postgres"]["environment"].update(
                 POSTGRES_PASSWORD="hunter2"), "POSTGRES_PASSWORD"),
+        "Prometheus scrapes a host that is no service":
+            (3, lambda x: x["prom"]["scrape_configs"][0]["static_configs"][0].update(
+                targets=["conveyor-api:8080"]), "conveyor-api:8080"),
         "a job type without a worker service":
             (3, lambda x: x["compose"]["services"].pop("worker-tracking-push"), "tracking-push"),
         "a container field misspelt":
