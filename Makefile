@@ -27,7 +27,8 @@ CHAOS_SRC  := $(sort $(wildcard tests/chaos/*.c))
 
 BINS = conveyor-api conveyor-worker conveyor-sim conveyorctl conveyor-kmock
 
-.PHONY: all san test unit integ bench bench-peers run up down clean deps deps-ok servers chaos
+.PHONY: all san test unit integ bench bench-peers run up down clean deps deps-ok servers chaos \
+        check-deploy
 all: $(addprefix bin/,$(BINS))
 
 # ---- dependencies --------------------------------------------------------
@@ -44,7 +45,8 @@ INSTALL_GOALS = deps run up test bench bench-peers
 DEPS_MODE   = $(if $(filter $(INSTALL_GOALS),$(MAKECMDGOALS)),,--check)
 DEPS_GROUPS = build $(if $(filter $(INSTALL_GOALS),$(MAKECMDGOALS)),run) \
               $(if $(filter deps bench bench-peers,$(MAKECMDGOALS)),bench) \
-              $(if $(filter bench-peers,$(MAKECMDGOALS)),peers)
+              $(if $(filter bench-peers,$(MAKECMDGOALS)),peers) \
+              $(if $(filter test,$(MAKECMDGOALS)),ops)
 deps-ok:
 	@bash scripts/deps.sh $(DEPS_MODE) $(DEPS_GROUPS)
 deps: deps-ok
@@ -111,13 +113,21 @@ build/san/tests/freeport: tests/harness/freeport.c | deps-ok
 san: $(addprefix build/san/bin/,$(BINS)) build/san/unit_tests build/san/integ_tests build/san/tests/freeport
 
 # ---- tests ---------------------------------------------------------------
-# Unit tests, then integration tests, then a short chaos run on each transport (Kafka on
-# the mock cluster): one make each, so that -j never runs them together.
+# The deploy/ checks (seconds), unit tests, then integration tests, then a short chaos run on
+# each transport (Kafka on the mock cluster): one make each, so that -j never runs them
+# together.
 test: deps-ok all san
+	$(MAKE) check-deploy
 	$(MAKE) unit
 	$(MAKE) integ
 	CHAOS_JOBS=1500 CHAOS_SECONDS=60 CHAOS_BIN=build/san/bin $(MAKE) chaos
 	CHAOS_BROKER=kafka CHAOS_JOBS=1000 CHAOS_SECONDS=45 CHAOS_BIN=build/san/bin $(MAKE) chaos
+
+# deploy/: YAML and JSON parse, promtool check and test rules, the Kubernetes schemas,
+# systemd-analyze, the metric contract (tests/deploy/check.sh; it installs the ops group of
+# scripts/deps.sh itself, so it also runs alone, without a build)
+check-deploy:
+	bash tests/deploy/check.sh
 
 unit: build/san/unit_tests
 	build/san/unit_tests --jobs 2

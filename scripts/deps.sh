@@ -5,7 +5,10 @@
 # PostgreSQL 15 with pgbench, curl), bench (wrk, and nginx-light for make bench's static-file
 # baseline: its package's service is not used, bench/lib.sh starts its own), peers (make
 # bench-peers: Debian's Celery with its Redis and PostgreSQL clients for /usr/bin/python3, and
-# Node.js with npm for BullMQ, which npm puts in build/peers), fuzz (clang and its runtimes: make fuzz). No GROUP: build, run and bench.
+# Node.js with npm for BullMQ, which npm puts in build/peers), fuzz (clang and its runtimes: make fuzz),
+# ops (make check-deploy, tests/deploy/check.sh: prometheus for promtool, python3-yaml for
+# /usr/bin/python3, systemd for systemd-analyze, Node.js with npm for the Kubernetes schemas
+# that npm puts in build/ops). No GROUP: build, run and bench.
 #   default   install what is missing with apt-get (as root, else through sudo).
 #   --check   install nothing: name what is missing and how to get it, then exit 1.
 # Silent and quick (one dpkg-query) when nothing is missing: the Makefile runs it before every
@@ -29,7 +32,10 @@ for g in "$@"; do
            command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 ||
                pkgs+=(nodejs npm) ;;
     fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
-    *) echo "usage: $0 [--check] [build|run|bench|peers|fuzz]..." >&2; exit 2 ;;
+    ops) pkgs+=(prometheus python3-yaml systemd)
+         command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 ||
+             pkgs+=(nodejs npm) ;;
+    *) echo "usage: $0 [--check] [build|run|bench|peers|fuzz|ops]..." >&2; exit 2 ;;
     esac
 done
 
@@ -74,3 +80,9 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get -o DPkg::Lock::Timeout=300 update -qq
 $SUDO apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${missing[@]}"
+# Debian's prometheus package (installed for its promtool) enables its own Prometheus server and,
+# where systemd runs and no policy-rc.d forbids it, starts it on port 9090. Nothing here uses
+# that server: stop and disable the one this very install started, never one that was there.
+if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+fi
