@@ -17,6 +17,7 @@
 #include "db.h"
 #include "mem.h"
 #include "met.h"
+#include "ostate.h"
 #include "rds.h"
 
 void api_h_health(struct req *r)
@@ -61,15 +62,16 @@ void api_h_ready(struct req *r)
 /* The part of a scrape that comes from Redis (the per-type job counters, one
  * script, the activation histogram, one HGETALL, the held-money figures the
  * reconciler writes, one HGETALL, the queues, one script over the types, and
- * the live workers, one script) is cached per loop and read again at most
+ * the live workers, one script) and from PostgreSQL (orders per state, one
+ * GROUP BY over the state index) is cached per loop and read again at most
  * every http.metrics_cache_ms: a scrape in between is served from memory, and
  * scrapes that arrive while a read is out wait for that read instead of
  * starting their own. So however often /metrics is called, each loop costs
- * Redis at most five bounded reads per period. */
-#define METRICS_PARTS 5
+ * Redis at most five bounded reads and PostgreSQL one per period. */
+#define METRICS_PARTS 6
 struct api_metrics {
     struct sbuf part[METRICS_PARTS];  /* rendered: job counters, histogram, held money,
-                                       * queues, workers */
+                                       * queues, workers, orders */
     struct sbuf next[METRICS_PARTS];  /* being read */
     int64_t fetched_ms;               /* monotonic; 0 = never */
     int reads_left;                   /* calls out; 0 = none */
@@ -141,6 +143,20 @@ static void on_counters(void *arg, enum cv_rc rc, const struct type_counters *c,
                 met_text_label(&lab, "outcome", broker_counter_names[k], 0);
                 met_text_u64(b, "conveyor_jobs_total", lab.p,
                               (unsigned long long)(c[i].n[k] > 0 ? c[i].n[k] : 0));
+            }
+        }
+        static const char *const help[BROKER_NEVENTS] = {
+            [BROKER_E_RECLAIMED] = "Deliveries taken over from a worker that went silent, by type.",
+            [BROKER_E_FENCED] =
+                "Settles refused because the delivery's lease had passed to a newer one, by type.",
+        };
+        for (int e = 0; e < BROKER_NEVENTS; e++) {
+            met_text_header(b, broker_event_metrics[e], "counter", help[e]);
+            for (size_t i = 0; i < n; i++) {
+                sbuf_reset(&lab);
+                met_text_label(&lab, "type", c[i].type, 1);
+                met_text_u64(b, broker_event_metrics[e], lab.p,
+                             (unsigned long long)(c[i].ev[e] > 0 ? c[i].ev[e] : 0));
             }
         }
         sbuf_cleanup(&lab);
@@ -265,6 +281,32 @@ static void on_workers(void *arg, enum cv_rc rc, const struct worker_info *w, si
     read_done(t);
 }
 
+/* Orders per state (orders.internal_state), every state of the table
+ * present, 0 when none; nothing when PostgreSQL did not answer. */
+static void on_orders(void *arg, enum cv_rc rc, const struct db_res *res)
+{
+    struct api_thread *t = arg;
+    struct sbuf *b = &t->metrics->next[5];
+    if (rc == CV_OK && res) {
+        long long n[OSTATE_N] = { 0 };
+        for (int i = 0; i < db_res_rows(res); i++) {
+            int s = ostate_parse(db_res_get(res, i, 0));
+            if (s >= 0)
+                n[s] = atoll(db_res_get(res, i, 1));
+        }
+        struct sbuf lab;
+        sbuf_init(&lab);
+        met_text_header(b, "conveyor_orders", "gauge", "Orders by state.");
+        for (int s = 0; s < OSTATE_N; s++) {
+            sbuf_reset(&lab);
+            met_text_label(&lab, "state", ostate_str((enum ostate)s), 1);
+            met_text_u64(b, "conveyor_orders", lab.p, (unsigned long long)n[s]);
+        }
+        sbuf_cleanup(&lab);
+    }
+    read_done(t);
+}
+
 void api_h_metrics(struct req *r)
 {
     struct api_thread *t = r->t;
@@ -292,6 +334,11 @@ void api_h_metrics(struct req *r)
     rds_async_cmd(t->rds, on_held, t, 2, held, NULL);
     broker_queues(t->broker, on_queues, t);
     broker_workers(t->broker, WORKER_ALIVE_MS, on_workers, t);
+    if (t->db)
+        db_async_query(t->db, "SELECT internal_state, count(*) FROM orders GROUP BY 1", 0, NULL,
+                       on_orders, t);
+    else
+        read_done(t);
 }
 
 /* ==== the registry (every counter and series, before the loops start) ===== */

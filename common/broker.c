@@ -62,6 +62,15 @@ const char *const broker_counter_names[BROKER_NCOUNTERS] = {
     [BROKER_C_RETIRED] = "retired",
 };
 
+const char *const broker_event_names[BROKER_NEVENTS] = {
+    [BROKER_E_RECLAIMED] = "reclaimed",
+    [BROKER_E_FENCED] = "fenced",
+};
+const char *const broker_event_metrics[BROKER_NEVENTS] = {
+    [BROKER_E_RECLAIMED] = "conveyor_reclaims_total",
+    [BROKER_E_FENCED] = "conveyor_fenced_writes_total",
+};
+
 struct broker *broker_open(const struct cfg *cfg, struct event_base *base)
 {
     const struct transport *t = transport_find(cfg->broker_transport);

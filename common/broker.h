@@ -211,9 +211,20 @@ enum broker_counter {
     BROKER_NCOUNTERS
 };
 extern const char *const broker_counter_names[BROKER_NCOUNTERS];
+/* Per-type events that are no job's outcome, stored beside the counters:
+ * their names are the fields of cv:stats:<type>, and /metrics renders each
+ * as a counter family of its own (broker_event_metrics). */
+enum broker_event {
+    BROKER_E_RECLAIMED,  /* deliveries taken over from a silent worker (Redis Streams) */
+    BROKER_E_FENCED,     /* settles refused: the delivery's lease had passed to a newer one */
+    BROKER_NEVENTS
+};
+extern const char *const broker_event_names[BROKER_NEVENTS];
+extern const char *const broker_event_metrics[BROKER_NEVENTS];
 struct type_counters {
     char type[JOB_TYPE_MAX];
     long long n[BROKER_NCOUNTERS];
+    long long ev[BROKER_NEVENTS];
 };
 typedef void (*broker_counters_cb)(void *arg, enum cv_rc rc, const struct type_counters *c,
                                    size_t n);

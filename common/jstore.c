@@ -706,6 +706,9 @@ static void counters_done(const struct rds_reply *r, void *arg)
             for (int x = 0; f && x < BROKER_NCOUNTERS; x++)
                 if (!strcmp(f, broker_counter_names[x]))
                     tc[i].n[x] = v;
+            for (int x = 0; f && x < BROKER_NEVENTS; x++)
+                if (!strcmp(f, broker_event_names[x]))
+                    tc[i].ev[x] = v;
         }
     }
     c->cb(c->arg, rc, tc, n);

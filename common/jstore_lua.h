@@ -357,7 +357,8 @@ JSTORE_LUA_IX_FN \
  * ntypes x (type, k, lo, hi, k x (msgid, dc, id)) (lo, hi: the smallest and
  * largest msgid of the group), then the rest: n, n x (id type msgid
  * epoch outcome delay_ms error held dc attempt max payload tp). outcome: ack
- * retry defer fail dead. Returns 'ok', 'fenced' or 'gone' per delivery, the
+ * retry defer fail dead. Returns 'ok', 'fenced' (counted as fenced in
+ * cv:stats:<type>) or 'gone' per delivery, the
  * lean successes first, in the order given. A fenced delivery writes nothing,
  * not even its ack: the entry belongs to the newer delivery. defer is retry
  * without spending an attempt (our own infrastructure was down); mode 'q' puts
@@ -422,7 +423,7 @@ JSTORE_LUA_RETIRE_FN \
 "      if expire_acks then redis.call('EXPIRE', 'cv:job:' .. id, ttl) end\n" \
 "      out[#out+1] = 'ok'\n" \
 "    else\n" \
-"      out[#out+1] = 'fenced'\n" \
+"      out[#out+1] = 'fenced'; count(typ, 'fenced')\n" \
 "    end\n" \
 "  end\n" \
 "  count(typ, 'succeeded', #(acks[typ] or {}))\n" \
@@ -445,7 +446,7 @@ JSTORE_LUA_RETIRE_FN \
 "    if cur and cur ~= epoch then cur = false elseif not cur then cur = nil end\n" \
 "  end\n" \
 "  if cur == false then\n" \
-"    out[#out+1] = 'fenced'\n" \
+"    out[#out+1] = 'fenced'; count(typ, 'fenced')\n" \
 "  else\n" \
 "    ack(typ, msgid)\n" \
 "    local env = {'se', epoch}\n" \

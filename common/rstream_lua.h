@@ -59,7 +59,8 @@ JSTORE_LUA_ENV_FN \
 /* Reclaim deliveries idle longer than the visibility timeout. ARGV: stream,
  * consumer, min_idle_ms, count. Returns {entries, counts}: the entries
  * XAUTOCLAIM moved to consumer, and each one's delivery count after the claim
- * (the lean fencing token, jstore_lua.h), or {'nogroup'}. */
+ * (the lean fencing token, jstore_lua.h), or {'nogroup'}. They are counted
+ * as reclaimed in cv:stats:<type> (the stream is cv:q:<type>). */
 #define RSTREAM_LUA_RECLAIM \
 "local s = ARGV[1]\n" \
 "local ok, r = pcall(redis.call, 'XAUTOCLAIM', s, 'cv', ARGV[2], ARGV[3], '0-0', 'COUNT', ARGV[4])\n" \
@@ -72,6 +73,9 @@ JSTORE_LUA_ENV_FN \
 "for i, e in ipairs(r[2]) do\n" \
 "  local p = redis.call('XPENDING', s, 'cv', e[1], e[1], 1)\n" \
 "  counts[i] = (p[1] and p[1][4]) or 1\n" \
+"end\n" \
+"if #r[2] > 0 then\n" \
+"  redis.call('HINCRBY', 'cv:stats:' .. string.sub(s, 6), 'reclaimed', #r[2])\n" \
 "end\n" \
 "return {r[2], counts}\n"
 

@@ -332,9 +332,10 @@ static int metrics_have(void *arg)
     return 1;
 }
 
-/* The queue and worker gauges of issue 9 (deploy/prometheus/METRICS.md): three
- * jobs wait with no worker, then two workers run them. The scrape is cached
- * for http.metrics_cache_ms, so each state is polled for. */
+/* The queue, worker and order gauges of issue 9 (deploy/prometheus/METRICS.md):
+ * three jobs wait with no worker, then two workers run them; five orders in
+ * two states. The scrape is cached for http.metrics_cache_ms, so each state is
+ * polled for. */
 Test(api, metrics_show_each_queue_and_the_live_workers)
 {
     static const char *const api_env[] = { "CONVEYOR_HTTP_METRICS_CACHE_MS=100", NULL };
@@ -343,7 +344,12 @@ Test(api, metrics_show_each_queue_and_the_live_workers)
     hn_start_stack(&st, &o);
     for (int i = 0; i < 3; i++)
         free(submit(&st, "/v1/jobs/noop", "{}", NULL, 202));
+    hn_psql_exec("INSERT INTO orders (order_id, internal_state, country, weight_kg)"
+                 " SELECT 'M-' || g, CASE WHEN g <= 2 THEN 'COMPLETE' ELSE 'FAILED_POST' END,"
+                 " 'ES', 1.5 FROM generate_series(1, 5) g");
     static const char *const waiting[] = {
+        "conveyor_orders{state=\"COMPLETE\"} 2\n", "conveyor_orders{state=\"FAILED_POST\"} 3\n",
+        "conveyor_orders{state=\"PENDING_POST\"} 0\n",
         "conveyor_queue_depth{type=\"noop\"} 3\n", "conveyor_queue_running{type=\"noop\"} 0\n",
         "conveyor_dead_jobs{type=\"noop\"} 0\n", "conveyor_workers_live 0\n",
         "conveyor_queue_lag_seconds{type=\"noop\"} ", NULL,

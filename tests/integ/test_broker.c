@@ -237,6 +237,11 @@ CONTRACT(reclaimed_delivery_fences_the_slow_worker)
     settle1(fresh[0], BROKER_ACK, 0, &fenced);
     cr_assert_eq(fenced, 0);
     cr_assert_eq(state_of(j->id), JOB_STATE_SUCCEEDED);
+    /* both are counted (/metrics: conveyor_reclaims_total, conveyor_fenced_writes_total) */
+    struct rds_reply *x = rds_cmdf(r, "HMGET cv:stats:noop reclaimed fenced");
+    cr_assert_eq(rds_reply_at_int(x, 0, 0), 1, "one delivery reclaimed");
+    cr_assert_eq(rds_reply_at_int(x, 1, 0), 1, "one settle fenced");
+    rds_reply_free(x);
     job_free(slow[0]);
     job_free(fresh[0]);
     job_free(j);
