@@ -19,6 +19,7 @@
 #include "met.h"
 #include "ostate.h"
 #include "rds.h"
+#include "ups.h"
 
 void api_h_health(struct req *r)
 {
@@ -63,15 +64,19 @@ void api_h_ready(struct req *r)
  * script, the activation histogram, one HGETALL, the held-money figures the
  * reconciler writes, one HGETALL, the queues, one script over the types, and
  * the live workers, one script) and from PostgreSQL (orders per state, one
- * GROUP BY over the state index) is cached per loop and read again at most
+ * GROUP BY over the state index), plus two HGETALLs per configured upstream
+ * (its breaker and its last call), is cached per loop and read again at most
  * every http.metrics_cache_ms: a scrape in between is served from memory, and
  * scrapes that arrive while a read is out wait for that read instead of
  * starting their own. So however often /metrics is called, each loop costs
- * Redis at most five bounded reads and PostgreSQL one per period. */
-#define METRICS_PARTS 6
+ * Redis five bounded reads and two per upstream, and PostgreSQL one, per
+ * period. */
+#define METRICS_PARTS 7
 struct api_metrics {
     struct sbuf part[METRICS_PARTS];  /* rendered: job counters, histogram, held money,
-                                       * queues, workers, orders */
+                                       * queues, workers, orders, upstreams */
+    int ups_left;                     /* upstream reads still out */
+    struct sbuf ups_br, ups_lat;      /* their lines, joined into part 6 at the end */
     struct sbuf next[METRICS_PARTS];  /* being read */
     int64_t fetched_ms;               /* monotonic; 0 = never */
     int reads_left;                   /* calls out; 0 = none */
@@ -307,6 +312,108 @@ static void on_orders(void *arg, enum cv_rc rc, const struct db_res *res)
     read_done(t);
 }
 
+/* The circuit an upstream's breaker hash (ups:{name}:br) says, as
+ * ups_breaker.c's state script reads it (on this host's clock: a gauge, not a
+ * decision). */
+static enum ups_breaker_state circuit_of(const struct rds_reply *br, int open_ms)
+{
+    const char *state = br ? rds_reply_hash_get(br, "state") : NULL;
+    const char *opened = br ? rds_reply_hash_get(br, "opened_at") : NULL;
+    if (!state || strcmp(state, "open") != 0)
+        return UPS_BREAKER_CLOSED;
+    return opened && clock_wall_ms() >= atoll(opened) + open_ms ? UPS_BREAKER_HALF_OPEN
+                                                                 : UPS_BREAKER_OPEN;
+}
+
+/* One read of ups_read_all: whose it is, which upstream, which hash. */
+struct ups_read {
+    void *owner;            /* the api_thread (/metrics) or the req (/api/v1/health) */
+    int id;
+    int part;               /* 0 its last call, 1 its breaker */
+};
+
+static int ups_configured(const struct cfg *c, int i)
+{
+    return c->ups[i].url && c->ups[i].url[0];
+}
+
+/* Both hashes of every configured upstream (ups.h ups_status_key), pipelined:
+ * cb gets one struct ups_read (its to free) per answer, in order. Each read
+ * holds hold when given. Returns how many went out. */
+static int ups_read_all(struct api_thread *t, rds_cb cb, void *owner, struct req *hold)
+{
+    int n = 0;
+    for (int i = 0; i < CFG_UPS_N; i++) {
+        if (!ups_configured(t->cfg, i))
+            continue;
+        for (int part = 0; part < 2; part++) {
+            struct ups_read *u = xcalloc(1, sizeof(*u));
+            char key[96];
+            u->owner = owner;
+            u->id = i;
+            u->part = part;
+            ups_status_key(cfg_ups_name(i), part ? "br" : "last", key, sizeof(key));
+            const char *argv[] = { "HGETALL", key };
+            if (hold)
+                api_req_hold(hold);
+            rds_async_cmd(t->rds, cb, u, 2, argv, NULL);
+            n++;
+        }
+    }
+    return n;
+}
+
+/* One upstream's last call or breaker, for /metrics. */
+static void on_ups_metric(const struct rds_reply *reply, void *arg)
+{
+    struct ups_read *u = arg;
+    struct api_thread *t = u->owner;
+    struct api_metrics *m = t->metrics;
+    struct sbuf lab;
+    sbuf_init(&lab);
+    met_text_label(&lab, "upstream", cfg_ups_name(u->id), 1);
+    if (reply && rds_reply_type(reply) == RDS_ARR) {
+        if (u->part == 1) {
+            enum ups_breaker_state s = circuit_of(reply, t->cfg->ups[u->id].breaker_open_ms);
+            met_text_u64(&m->ups_br, "conveyor_upstream_breaker_state", lab.p,
+                         s == UPS_BREAKER_OPEN ? 2 : s == UPS_BREAKER_HALF_OPEN ? 1 : 0);
+        } else {
+            const char *lat = rds_reply_hash_get(reply, "latency_ms");
+            if (lat)
+                sbuf_addf(&m->ups_lat, "conveyor_upstream_last_latency_seconds{%s} %.3f\n",
+                          lab.p, atof(lat) / 1000.0);
+        }
+    }
+    sbuf_cleanup(&lab);
+    free(u);
+    if (--m->ups_left > 0)
+        return;
+    struct sbuf *b = &m->next[6];
+    met_text_header(b, "conveyor_upstream_breaker_state", "gauge",
+                    "Circuit breaker of an outside system: 0 closed, 1 half-open, 2 open.");
+    sbuf_add(b, m->ups_br.p ? m->ups_br.p : "", m->ups_br.len);
+    met_text_header(b, "conveyor_upstream_last_latency_seconds", "gauge",
+                    "Duration of the last call a worker made to the outside system.");
+    sbuf_add(b, m->ups_lat.p ? m->ups_lat.p : "", m->ups_lat.len);
+    read_done(t);
+}
+
+/* Part 6: the upstreams' hashes; done when the last answer is in, at once
+ * when none is configured. */
+static void read_upstreams(struct api_thread *t)
+{
+    struct api_metrics *m = t->metrics;
+    sbuf_reset(&m->ups_br);
+    sbuf_reset(&m->ups_lat);
+    m->ups_left = 0;
+    for (int i = 0; i < CFG_UPS_N; i++)
+        m->ups_left += 2 * ups_configured(t->cfg, i);
+    if (m->ups_left == 0)
+        read_done(t);
+    else
+        ups_read_all(t, on_ups_metric, t, NULL);
+}
+
 void api_h_metrics(struct req *r)
 {
     struct api_thread *t = r->t;
@@ -339,6 +446,7 @@ void api_h_metrics(struct req *r)
                        on_orders, t);
     else
         read_done(t);
+    read_upstreams(t);
 }
 
 /* ==== the registry (every counter and series, before the loops start) ===== */
@@ -377,6 +485,8 @@ int api_metrics_init(struct api_thread *t)
         sbuf_init(&t->metrics->part[i]);
         sbuf_init(&t->metrics->next[i]);
     }
+    sbuf_init(&t->metrics->ups_br);
+    sbuf_init(&t->metrics->ups_lat);
     return 0;
 }
 
@@ -391,6 +501,8 @@ void api_metrics_free(struct api_thread *t)
         sbuf_cleanup(&m->part[i]);
         sbuf_cleanup(&m->next[i]);
     }
+    sbuf_cleanup(&m->ups_br);
+    sbuf_cleanup(&m->ups_lat);
     free(m->waiting);
     free(m);
     t->metrics = NULL;
@@ -403,12 +515,6 @@ void api_metrics_free(struct api_thread *t)
  * for every configured upstream, pipelined, and answers once all are in. An
  * upstream is "reachable" when its last call got a complete answer (any
  * status: it answered), unknown when no worker has called it yet. */
-struct ups_probe {
-    struct req *r;
-    int id;
-    int part;               /* 0 last, 1 breaker */
-};
-
 static void v1_reply(struct req *r)
 {
     struct sbuf *b = r->acc;
@@ -425,8 +531,8 @@ static void v1_reply(struct req *r)
 
 static void on_ups(const struct rds_reply *reply, void *arg)
 {
-    struct ups_probe *p = arg;
-    struct req *r = p->r;
+    struct ups_read *p = arg;
+    struct req *r = p->owner;
     struct sbuf *b = r->acc;
     const char *name = cfg_ups_name(p->id);
     if (p->part == 0) {
@@ -449,14 +555,8 @@ static void on_ups(const struct rds_reply *reply, void *arg)
         api_json_time(b, "last_call_at", at ? atoll(at) : 0, 0);
         api_json_time(b, "last_ok_at", ok ? atoll(ok) : 0, 0);
     } else {
-        const char *state = reply ? rds_reply_hash_get(reply, "state") : NULL;
-        const char *opened = reply ? rds_reply_hash_get(reply, "opened_at") : NULL;
-        const char *circuit = "closed";
-        if (state && strcmp(state, "open") == 0)
-            circuit = opened && clock_wall_ms() >= atoll(opened) +
-                                                       r->t->cfg->ups[p->id].breaker_open_ms
-                          ? "half_open"
-                          : "open";
+        const char *circuit =
+            ups_breaker_state_str(circuit_of(reply, r->t->cfg->ups[p->id].breaker_open_ms));
         api_json_str(b, "circuit", reply ? circuit : "unknown", 0);
         sbuf_add(b, "}", 1);
     }
@@ -476,26 +576,11 @@ void api_h_health_v1(struct req *r)
         return;
     }
     for (int i = 0; i < CFG_UPS_N; i++)
-        if (r->t->cfg->ups[i].url && r->t->cfg->ups[i].url[0])
-            r->writes_left += 2;
+        r->writes_left += 2 * ups_configured(r->t->cfg, i);
     if (r->writes_left == 0) {
         v1_reply(r);
         return;
     }
     /* Redis answers in order: each upstream's "last" then its breaker */
-    for (int i = 0; i < CFG_UPS_N; i++) {
-        if (!r->t->cfg->ups[i].url || !r->t->cfg->ups[i].url[0])
-            continue;
-        for (int part = 0; part < 2; part++) {
-            struct ups_probe *p = xcalloc(1, sizeof(*p));
-            char key[96];
-            p->r = r;
-            p->id = i;
-            p->part = part;
-            snprintf(key, sizeof(key), "ups:%s:%s", cfg_ups_name(i), part ? "br" : "last");
-            const char *argv[] = { "HGETALL", key };
-            api_req_hold(r);
-            rds_async_cmd(r->t->rds, on_ups, p, 2, argv, NULL);
-        }
-    }
+    ups_read_all(r->t, on_ups, r, r);
 }

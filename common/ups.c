@@ -20,9 +20,14 @@
 #define DEFAULT_MIN_CALLS 10
 #define DEFAULT_WINDOW_S 60
 
+void ups_status_key(const char *name, const char *suffix, char *buf, size_t len)
+{
+    snprintf(buf, len, "ups:{%s}:%s", name, suffix);
+}
+
 void ups_key(const struct ups *u, const char *suffix, char *buf, size_t len)
 {
-    snprintf(buf, len, "ups:{%s}:%s", u->conf.name, suffix);
+    ups_status_key(u->conf.name, suffix, buf, len);
 }
 
 void ups_conf_from_cfg(struct ups_conf *out, const struct cfg *c, int id)
@@ -430,7 +435,7 @@ static void note_last(struct ups *u, const struct ups_call *calls, size_t n, con
     if (!last)
         return;
     char key[96], at[24], lat[24], st[16];
-    snprintf(key, sizeof(key), "ups:%s:last", u->conf.name);
+    ups_key(u, "last", key, sizeof(key));
     snprintf(at, sizeof(at), "%lld", (long long)clock_wall_ms());
     snprintf(lat, sizeof(lat), "%lld", (long long)last->duration_ms);
     snprintf(st, sizeof(st), "%d", last->status);

@@ -24,6 +24,7 @@
  *   ups:{name}:tok, ups:{name}:tok:stale, ups:{name}:tok:lock   token cache
  *   ups:{name}:br, ups:{name}:br:probe                           circuit breaker
  *   ups:{name}:rate                                              GCRA state
+ *   ups:{name}:last                                              its last call
  *   ups:notify:<minute>                                          notification budget
  *
  * Threads: a struct ups, its rds, httpc and ups_log belong to one thread. */
@@ -196,6 +197,12 @@ void ups_token_drop(struct ups *u, const char *token);
 /* ---- circuit breaker (ups_breaker.c) ------------------------------------ */
 
 enum ups_breaker_state { UPS_BREAKER_CLOSED, UPS_BREAKER_OPEN, UPS_BREAKER_HALF_OPEN };
+
+/* The Redis key ups:{name}:<suffix> of an upstream's shared state, for
+ * readers outside the pipeline (the API's health and metrics): suffix "br",
+ * the breaker's hash (state, opened_at); "last", the last call's (at_ms,
+ * latency_ms, status, class, ok_at_ms). */
+void ups_status_key(const char *name, const char *suffix, char *buf, size_t len);
 const char *ups_breaker_state_str(enum ups_breaker_state s);
 
 /* May a call go now? Returns CV_OK with *probe = 1 when this call is the one

@@ -859,12 +859,34 @@ static int stat_reached(void *arg)
     return sim_stat(w->system, w->key) >= w->at_least;
 }
 
+/* 1 when /metrics shows SEUR's circuit not closed (1 half-open, 2 open) and
+ * /api/v1/health agrees. */
+static int seur_circuit_shown(void *arg)
+{
+    (void)arg;
+    static const char line[] = "conveyor_upstream_breaker_state{upstream=\"seur\"} ";
+    struct hn_resp *r = api("GET", "/metrics", NULL);
+    const char *at = r->status == 200 ? strstr(r->body, line) : NULL;
+    int v = at ? atoi(at + strlen(line)) : 0;
+    hn_resp_free(r);
+    if (v < 1)
+        return 0;
+    r = api("GET", "/api/v1/health", NULL);
+    const char *seur = strstr(r->body, "\"seur\":{");
+    const char *end = seur ? strchr(seur, '}') : NULL;
+    const char *c = seur ? strstr(seur, "\"circuit\":\"") : NULL;
+    int ok = c && c < end && strncmp(c + 11, "closed", 6) != 0;
+    hn_resp_free(r);
+    return ok;
+}
+
 Test(orders, open_circuit_defers_without_spending_attempts_then_recovers)
 {
     static const char *const wenv[] = { WORKER_ENV_BASE,
                                         "CONVEYOR_UPSTREAMS_SEUR_BREAKER_FAILURES=2",
                                         "CONVEYOR_UPSTREAMS_SEUR_BREAKER_OPEN_MS=5000", NULL };
-    struct opts o = { .workers = 1, .worker_env = wenv };
+    static const char *const aenv[] = { "CONVEYOR_HTTP_METRICS_CACHE_MS=100", NULL };
+    struct opts o = { .workers = 1, .worker_env = wenv, .api_env = aenv };
     start(&o);
     warm_up();
     double errors0 = sim_stat("seur", "errors");
@@ -876,6 +898,9 @@ Test(orders, open_circuit_defers_without_spending_attempts_then_recovers)
     fetch(LONG_AGO, NULL);
     struct stat_wait sw = { "seur", "errors", errors0 + 2 };
     cr_assert(hn_wait_until(stat_reached, &sw, 20000, 20), "SEUR never failed twice");
+    /* operators see it: the breaker gauge on /metrics and the circuit on /api/v1/health */
+    cr_assert(hn_wait_until(seur_circuit_shown, NULL, 10000, 50),
+              "the open circuit is on neither /metrics nor /api/v1/health");
 
     /* orders posted while it is open wait, without calling SEUR or spending attempts */
     struct ids y;
