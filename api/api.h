@@ -69,6 +69,7 @@ struct api_global {
     int m_http;                   /* first conveyor_http_requests_total series */
     int m_enqueued[JT_N];         /* conveyor_jobs_enqueued_total{type} */
     int m_act[API_ACT_N];         /* activation_requests_total{status} */
+    int m_scrape[2];              /* conveyor_metrics_scrapes_total{source=cache|redis} */
     int m_conn_closed;            /* first conveyor_http_connections_closed_total series */
     atomic_int nconns;            /* open client connections, all loops (the cap) */
     struct cidr_list proxies;     /* http.trusted_proxies */
@@ -378,6 +379,7 @@ void api_h_dead_list(struct req *r);
 void api_h_dead_retry(struct req *r);
 void api_h_dead_purge(struct req *r);
 void api_h_queues(struct req *r);
+void api_h_stats(struct req *r);
 void api_h_workers(struct req *r);
 /* api_activation.c */
 void api_h_activation_create(struct req *r);

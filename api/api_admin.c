@@ -214,6 +214,9 @@ static void on_workers(void *arg, enum cv_rc rc, const struct worker_info *w, si
         api_json_time(&b, "started_at", w[i].started_ms, 0);
         api_json_time(&b, "last_seen", w[i].last_seen_ms, 0);
         api_json_i64(&b, "processed", w[i].processed, 0);
+        /* settled since its previous heartbeat: busy when > 0 */
+        api_json_i64(&b, "recent", w[i].recent, 0);
+        sbuf_adds(&b, w[i].recent > 0 ? ",\"busy\":true" : ",\"busy\":false");
         sbuf_add(&b, "}", 1);
     }
     sbuf_adds(&b, "]}");

@@ -420,6 +420,7 @@ void api_h_metrics(struct req *r)
     struct api_metrics *m = t->metrics;
     int64_t now = clock_mono_ms();
     int fresh = m->fetched_ms && now - m->fetched_ms < t->cfg->metrics_cache_ms;
+    met_inc(t->g->met, t->idx, t->g->m_scrape[!(fresh && !m->reads_left)]);
     if (t->closing || (fresh && !m->reads_left)) {
         metrics_finish(r);
         return;
@@ -466,6 +467,15 @@ struct met *api_metrics_registry(struct api_global *g, int nthreads)
     for (int i = 0; i < JT_N; i++) {
         const char *v[] = { jobtype_at(i)->name };
         g->m_enqueued[i] = met_series(m, f, v);
+    }
+    static const char *const source_label[] = { "source" };
+    f = met_family(m, "conveyor_metrics_scrapes_total",
+                   "Scrapes of /metrics by where their Redis part came from: the loop's cache, "
+                   "or a read.",
+                   1, source_label, 0);
+    for (int i = 0; i < 2; i++) {
+        const char *v[] = { i ? "redis" : "cache" };
+        g->m_scrape[i] = met_series(m, f, v);
     }
     f = met_family(m, "activation_requests_total",
                    "Activation requests by outcome: accepted (202), rejected (4xx), error (5xx).",

@@ -130,6 +130,7 @@ static const struct api_route routes[] = {
     { EVHTTP_REQ_POST, "/v1/dead/{id}/purge", API_AUTH_OPERATOR, api_h_dead_purge,
       "POST /v1/dead/{id}/purge", 0 },
     { EVHTTP_REQ_GET, "/v1/queues", API_AUTH_OPERATOR, api_h_queues, "GET /v1/queues", 0 },
+    { EVHTTP_REQ_GET, "/stats", API_AUTH_OPERATOR, api_h_stats, "GET /stats", 0 },
     { EVHTTP_REQ_GET, "/v1/workers", API_AUTH_OPERATOR, api_h_workers, "GET /v1/workers", 0 },
     { EVHTTP_REQ_POST, "/api/v1/activation", API_AUTH_ACTIVATION, api_h_activation_create,
       "POST /api/v1/activation/", 1 },

@@ -309,6 +309,28 @@ Test(api, workers_queues_health_and_metrics)
               "%s", r->body);
     cr_assert(strstr(r->body, "activation_requests_total") != NULL);
     hn_resp_free(r);
+
+    /* /stats (seed 001): the counts per type and in all, and the caches' hit rates;
+     * the operator's scope only */
+    static const char *const noop_only[] = { HN_AUTH_NOOP, NULL };
+    r = req(&st, "GET", "/stats", NULL, noop_only);
+    cr_assert_eq(r->status, 403, "%d %s", r->status, r->body);
+    hn_resp_free(r);
+    r = req(&st, "GET", "/stats", NULL, NULL);
+    cr_assert_eq(r->status, 200, "%s", r->body);
+    cJSON *j = hn_json(r);
+    cJSON *noop = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "jobs"), "noop");
+    cr_assert_eq(cJSON_GetObjectItem(noop, "succeeded")->valuedouble, 1, "%s", r->body);
+    cr_assert_eq(cJSON_GetObjectItem(noop, "enqueued")->valuedouble, 1, "%s", r->body);
+    cr_assert(cJSON_IsNumber(cJSON_GetObjectItem(noop, "fenced")), "%s", r->body);
+    cr_assert_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "totals"), "succeeded")->valuedouble,
+                 1, "%s", r->body);
+    cJSON *mc = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "caches"), "metrics");
+    cr_assert_geq(cJSON_GetObjectItem(mc, "misses")->valuedouble, 1, "the scrape above read: %s",
+                  r->body);
+    cr_assert(cJSON_IsNumber(cJSON_GetObjectItem(mc, "hit_rate")), "%s", r->body);
+    cJSON_Delete(j);
+    hn_resp_free(r);
     hn_stop_stack(&st);
 }
 
