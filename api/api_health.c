@@ -64,17 +64,19 @@ void api_h_ready(struct req *r)
  * script, the activation histogram, one HGETALL, the held-money figures the
  * reconciler writes, one HGETALL, the queues, one script over the types, and
  * the live workers, one script) and from PostgreSQL (orders per state, one
- * GROUP BY over the state index), plus two HGETALLs per configured upstream
- * (its breaker and its last call), is cached per loop and read again at most
+ * GROUP BY over the state index), plus the upstream call histogram and rate
+ * waits (an HGETALL each) and two HGETALLs per configured upstream (its breaker and its last
+ * call), is cached per loop and read again at most
  * every http.metrics_cache_ms: a scrape in between is served from memory, and
  * scrapes that arrive while a read is out wait for that read instead of
  * starting their own. So however often /metrics is called, each loop costs
- * Redis five bounded reads and two per upstream, and PostgreSQL one, per
+ * Redis seven bounded reads and two per upstream, and PostgreSQL one, per
  * period. */
-#define METRICS_PARTS 7
+#define METRICS_PARTS 9
 struct api_metrics {
     struct sbuf part[METRICS_PARTS];  /* rendered: job counters, histogram, held money,
-                                       * queues, workers, orders, upstreams */
+                                       * queues, workers, orders, upstreams,
+                                       * upstream call durations, rate waits */
     int ups_left;                     /* upstream reads still out */
     struct sbuf ups_br, ups_lat;      /* their lines, joined into part 6 at the end */
     struct sbuf next[METRICS_PARTS];  /* being read */
@@ -169,9 +171,10 @@ static void on_counters(void *arg, enum cv_rc rc, const struct type_counters *c,
     read_done(t);
 }
 
-static void on_hist(const struct rds_reply *reply, void *arg)
+/* A histogram hash the workers write (met.h) into part, rendered. */
+static void hist_part(struct api_thread *t, const struct rds_reply *reply, int part,
+                      const char *name, const char *help, const char *label)
 {
-    struct api_thread *t = arg;
     if (reply && rds_reply_type(reply) == RDS_ARR) {
         size_t n = rds_reply_len(reply) / 2;
         const char **f = n ? xcalloc(n, sizeof(*f)) : NULL;
@@ -180,11 +183,43 @@ static void on_hist(const struct rds_reply *reply, void *arg)
             f[i] = rds_reply_at_str(reply, 2 * i);
             v[i] = rds_reply_at_str(reply, 2 * i + 1);
         }
-        met_hist_render(&t->metrics->next[1], MET_ACTIVATION_HIST_NAME,
-                        "Time spent processing activations, by final status.", "status", f, v,
-                        n);
+        met_hist_render(&t->metrics->next[part], name, help, label, f, v, n);
         free(f);
         free(v);
+    }
+    read_done(t);
+}
+
+static void on_hist(const struct rds_reply *reply, void *arg)
+{
+    hist_part(arg, reply, 1, MET_ACTIVATION_HIST_NAME,
+              "Time spent processing activations, by final status.", "status");
+}
+
+static void on_ups_hist(const struct rds_reply *reply, void *arg)
+{
+    hist_part(arg, reply, 7, MET_UPSTREAM_HIST_NAME,
+              "Duration of the calls the workers made to each outside system.", "upstream");
+}
+
+/* MET_UPSTREAM_WAITS_KEY: upstream -> calls that waited for its rate limit. */
+static void on_ups_waits(const struct rds_reply *reply, void *arg)
+{
+    struct api_thread *t = arg;
+    struct sbuf *b = &t->metrics->next[8];
+    if (reply && rds_reply_type(reply) == RDS_ARR) {
+        struct sbuf lab;
+        sbuf_init(&lab);
+        met_text_header(b, "conveyor_upstream_rate_limit_waits_total", "counter",
+                        "Calls that waited (slept or were deferred) for an outside system's "
+                        "shared rate limit.");
+        for (size_t i = 0; i + 1 < rds_reply_len(reply); i += 2) {
+            sbuf_reset(&lab);
+            met_text_label(&lab, "upstream", rds_reply_at_str(reply, i), 1);
+            met_text_u64(b, "conveyor_upstream_rate_limit_waits_total", lab.p,
+                         strtoull(rds_reply_at_str(reply, i + 1), NULL, 10));
+        }
+        sbuf_cleanup(&lab);
     }
     read_done(t);
 }
@@ -440,6 +475,10 @@ void api_h_metrics(struct req *r)
     rds_async_cmd(t->rds, on_hist, t, 2, argv, NULL);
     const char *held[] = { "HGETALL", "cv:held:stats" };
     rds_async_cmd(t->rds, on_held, t, 2, held, NULL);
+    const char *uh[] = { "HGETALL", MET_UPSTREAM_HIST_KEY };
+    rds_async_cmd(t->rds, on_ups_hist, t, 2, uh, NULL);
+    const char *uw[] = { "HGETALL", MET_UPSTREAM_WAITS_KEY };
+    rds_async_cmd(t->rds, on_ups_waits, t, 2, uw, NULL);
     broker_queues(t->broker, on_queues, t);
     broker_workers(t->broker, WORKER_ALIVE_MS, on_workers, t);
     if (t->db)

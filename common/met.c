@@ -12,11 +12,17 @@
 const double met_buckets[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 };
 const int met_nbuckets = (int)(sizeof(met_buckets) / sizeof(met_buckets[0]));
 
-const char *met_bucket_field(const char *status, double seconds, char buf[64])
+int met_bucket_index(double seconds)
 {
     int i = 0;
     while (i < met_nbuckets && !(seconds <= met_buckets[i]))
         i++;
+    return i;
+}
+
+const char *met_bucket_field(const char *status, double seconds, char buf[64])
+{
+    int i = met_bucket_index(seconds);
     if (i < met_nbuckets)
         snprintf(buf, 64, "%.40s:%g", status, met_buckets[i]);
     else
@@ -271,7 +277,7 @@ void met_hist_render(struct sbuf *b, const char *name, const char *help, const c
 {
     struct hist_status *st = xcalloc(HIST_MAX_STATUS, sizeof(*st));
     int nst = 0;
-    CV_ASSERT(met_nbuckets < 16);
+    CV_ASSERT(met_nbuckets <= MET_MAX_BUCKETS);
     for (size_t i = 0; i < n; i++) {
         const char *f = fields[i], *v = values[i];
         const char *colon = f ? strrchr(f, ':') : NULL;

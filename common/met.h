@@ -24,11 +24,21 @@
 
 #define MET_ACTIVATION_HIST_KEY "cv:met:h:activation_processing_seconds"
 #define MET_ACTIVATION_HIST_NAME "activation_processing_seconds"
+/* Outbound call durations, labelled by upstream (ups.c, one write per batch). */
+#define MET_UPSTREAM_HIST_KEY "cv:met:h:upstream_request_duration_seconds"
+#define MET_UPSTREAM_HIST_NAME "conveyor_upstream_request_duration_seconds"
+/* Calls that waited for an upstream's shared rate limit, by upstream (ups.c). */
+#define MET_UPSTREAM_WAITS_KEY "cv:met:ups_rate_waits"
 
 /* Upper bounds (seconds) of the histogram buckets, ascending:
  * 0.005 0.01 0.025 0.05 0.1 0.25 0.5 1 2.5 5 10. */
 extern const double met_buckets[];
 extern const int met_nbuckets;
+#define MET_MAX_BUCKETS 15
+
+/* The bucket of an observation: the index of the smallest bound >= seconds,
+ * met_nbuckets when above them all (+Inf). */
+int met_bucket_index(double seconds);
 
 /* The hash field for one observation: "<status>:<bound>" with the smallest
  * bound >= seconds (formatted %g, e.g. "SUCCESS:0.05"), or "<status>:+Inf".

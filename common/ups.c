@@ -2,6 +2,7 @@
  * httpc, one 401 retry, breaker outcome, communication log. */
 #include "ups_int.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include "cfg.h"
 #include "clock.h"
 #include "log.h"
+#include "met.h"
 #include "mem.h"
 #include "rds.h"
 #include "uuid.h"
@@ -337,11 +339,14 @@ static size_t check_breaker(struct ups *u, struct ups_call *calls, size_t n, int
     return probe ? 0 : (size_t)-1;
 }
 
-/* Step 2: a rate slot per call that may go; wait_at[i] = ms from now. */
+/* Step 2: a rate slot per call that may go; wait_at[i] = ms from now. The
+ * calls that had to wait (a sleep or a deferral) are counted in the hash
+ * MET_UPSTREAM_WAITS_KEY under the upstream's name, once per batch. */
 static void take_rate(struct ups *u, struct ups_call *calls, size_t n, int *go, int64_t *wait_at)
 {
     if (u->conf.rate_per_min <= 0)
         return;
+    long long waited = 0;
     for (size_t i = 0; i < n; i++) {
         int64_t w = 0;
         if (!go[i])
@@ -350,10 +355,15 @@ static void take_rate(struct ups *u, struct ups_call *calls, size_t n, int *go, 
         if (got == 0) {
             go[i] = 0;
             defer(&calls[i], w, "rate limit");
+            waited++;
         } else if (got == 1) {
             wait_at[i] = w;
+            waited += w > 0;
         }
     }
+    if (waited > 0)
+        rds_reply_free(rds_cmdf(u->rds, "HINCRBY %s %s %lld", MET_UPSTREAM_WAITS_KEY,
+                                u->conf.name, waited));
 }
 
 /* Steps 3-4: credentials, then send in waves ordered by rate wait. Returns the
@@ -421,19 +431,40 @@ static void retry_auth(struct ups *u, struct ups_call *calls, size_t n, const in
 
 /* What /api/v1/health shows of this upstream: the last call of the batch that
  * was made (when, how long, what came back) and the last success, in the hash
- * ups:{name}:last (one write per batch). */
+ * ups:{name}:last; and every call's duration in the histogram
+ * MET_UPSTREAM_HIST_KEY (met.h: the upstream's name as the label). One
+ * pipelined write per batch: an HINCRBY per bucket the batch touched, one
+ * HINCRBYFLOAT for the sum, one HSET. */
 static void note_last(struct ups *u, const struct ups_call *calls, size_t n, const int *go)
 {
     const struct ups_call *last = NULL, *ok = NULL;
+    unsigned long long per[MET_MAX_BUCKETS + 1] = { 0 };
+    double sum = 0;
     for (size_t i = 0; i < n; i++) {
         if (!go[i] || calls[i].outcome != UPS_DONE)
             continue;
         last = &calls[i];
         if (calls[i].cls == HTTPC_OK)
             ok = &calls[i];
+        double s = (double)calls[i].duration_ms / 1000.0;
+        per[met_bucket_index(s)]++;
+        sum += s;
     }
     if (!last)
         return;
+    int sent = 0;
+    for (int b = 0; b <= met_nbuckets; b++) {
+        if (!per[b])
+            continue;
+        char field[64];
+        met_bucket_field(u->conf.name, b < met_nbuckets ? met_buckets[b] : INFINITY, field);
+        rds_appendf(u->rds, "HINCRBY %s %s %llu", MET_UPSTREAM_HIST_KEY, field, per[b]);
+        sent++;
+    }
+    rds_appendf(u->rds, "HINCRBYFLOAT %s %s:sum %.6f", MET_UPSTREAM_HIST_KEY, u->conf.name, sum);
+    sent++;
+    for (int i = 0; i < sent; i++)
+        rds_reply_free(rds_read(u->rds));
     char key[96], at[24], lat[24], st[16];
     ups_key(u, "last", key, sizeof(key));
     snprintf(at, sizeof(at), "%lld", (long long)clock_wall_ms());

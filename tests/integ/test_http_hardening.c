@@ -866,9 +866,9 @@ Test(http_hardening, metrics_scrapes_share_one_cached_redis_read)
     long long scripts = cmd_calls(c, "evalsha") + cmd_calls(c, "eval");
     long long hgetall = cmd_calls(c, "hgetall");
     cr_expect(scripts <= 6, "counter, queue and worker scripts for 40 scrapes: %lld", scripts);
-    /* per read: the histogram, the held money, and each configured upstream's breaker and
-     * last call (at most CFG_UPS_N upstreams) */
-    cr_expect(hgetall <= 2 * (2 + 2 * CFG_UPS_N),
+    /* per read: the two histograms, the held money, the rate waits, and each configured
+     * upstream's breaker and last call (at most CFG_UPS_N upstreams) */
+    cr_expect(hgetall <= 2 * (4 + 2 * CFG_UPS_N),
               "histogram, held-money and upstream reads for 40 scrapes: %lld", hgetall);
     rds_free(c);
     hn_stop_stack(&st);

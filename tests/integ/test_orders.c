@@ -880,6 +880,23 @@ static int seur_circuit_shown(void *arg)
     return ok;
 }
 
+/* 1 when /metrics counts at least one SEUR call in the duration histogram, with
+ * its +Inf bucket equal to its count. */
+static int seur_calls_timed(void *arg)
+{
+    (void)arg;
+    static const char cnt[] = "conveyor_upstream_request_duration_seconds_count{upstream=\"seur\"} ";
+    static const char inf[] =
+        "conveyor_upstream_request_duration_seconds_bucket{upstream=\"seur\",le=\"+Inf\"} ";
+    struct hn_resp *r = api("GET", "/metrics", NULL);
+    const char *c = r->status == 200 ? strstr(r->body, cnt) : NULL;
+    const char *i = r->status == 200 ? strstr(r->body, inf) : NULL;
+    int ok = c && i && atoll(c + strlen(cnt)) >= 1 &&
+             atoll(c + strlen(cnt)) == atoll(i + strlen(inf));
+    hn_resp_free(r);
+    return ok;
+}
+
 Test(orders, open_circuit_defers_without_spending_attempts_then_recovers)
 {
     static const char *const wenv[] = { WORKER_ENV_BASE,
@@ -934,6 +951,8 @@ Test(orders, open_circuit_defers_without_spending_attempts_then_recovers)
         cr_assert_eq(a, 1, "%s succeeded on attempt %d: the wait spent attempts", y.id[i], a);
         cr_assert_eq(ref_stat("seur", y.id[i], "creates"), 1);
     }
+    cr_assert(hn_wait_until(seur_calls_timed, NULL, 10000, 50),
+              "SEUR's calls are not in conveyor_upstream_request_duration_seconds");
     hn_stop_stack(&st);
 }
 

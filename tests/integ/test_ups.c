@@ -19,6 +19,7 @@
 #include "hn_srv.h"
 #include "httpc.h"
 #include "mem.h"
+#include "met.h"
 #include "rds.h"
 #include "ups.h"
 
@@ -410,6 +411,18 @@ Test(ups, short_rate_waits_are_slept_longer_ones_deferred)
     /* now, +100 ms (slept); +200 ms is over the bound: deferred */
     cr_assert_eq(done, 2);
     cr_assert_eq(hits(&up.api_hits), 2);
+    /* /metrics: the four that waited (one slept, three deferred), the two calls timed */
+    struct rds_reply *r = rds_cmdf(a.rds, "HGET " MET_UPSTREAM_WAITS_KEY " mirakl");
+    cr_assert_eq(atoll(rds_reply_str(r, NULL) ? rds_reply_str(r, NULL) : "0"), 4);
+    rds_reply_free(r);
+    r = rds_cmdf(a.rds, "HGETALL " MET_UPSTREAM_HIST_KEY);
+    long long timed = 0;
+    for (size_t i = 0; i + 1 < rds_reply_len(r); i += 2)
+        if (strncmp(rds_reply_at_str(r, i), "mirakl:", 7) == 0 &&
+            strcmp(rds_reply_at_str(r, i), "mirakl:sum") != 0)
+            timed += atoll(rds_reply_at_str(r, i + 1));
+    rds_reply_free(r);
+    cr_assert_eq(timed, 2, "both calls in the duration histogram");
     wk_free(&a);
 }
 
