@@ -27,6 +27,15 @@ CHAOS_SRC  := $(sort $(wildcard tests/chaos/*.c))
 
 BINS = conveyor-api conveyor-worker conveyor-sim conveyorctl conveyor-kmock
 
+# The dashboard (ui/) compiled into conveyor-api: scripts/ui_embed.sh turns its files into one
+# C source whenever one of them changes (api/api_ui.c says why embedded).
+UI_FILES := $(sort $(wildcard ui/*))
+API_GEN  := build/gen/ui_assets.c
+build/gen/ui_assets.c: $(UI_FILES) scripts/ui_embed.sh
+	@mkdir -p $(dir $@)
+	sh scripts/ui_embed.sh $@ $(UI_FILES)
+build/rel/build/gen/%.o build/san/build/gen/%.o: BASE += -Iapi
+
 .PHONY: all san test unit integ bench bench-peers run up down clean deps deps-ok servers chaos \
         check-deploy
 all: $(addprefix bin/,$(BINS))
@@ -57,7 +66,7 @@ build/rel/%.o: %.c | deps-ok
 	$(CC) $(BASE) $(REL) -c $< -o $@
 build/rel/libcommon.a: $(COMMON_SRC:%.c=build/rel/%.o)
 	ar rcs $@ $^
-bin/conveyor-api: $(API_SRC:%.c=build/rel/%.o) build/rel/libcommon.a
+bin/conveyor-api: $(API_SRC:%.c=build/rel/%.o) $(API_GEN:%.c=build/rel/%.o) build/rel/libcommon.a
 	@mkdir -p bin
 	$(CC) $(REL) -o $@ $^ $(LIBS)
 bin/conveyor-worker: $(WORKER_SRC:%.c=build/rel/%.o) build/rel/libcommon.a
@@ -80,7 +89,8 @@ build/san/%.o: %.c | deps-ok
 	$(CC) $(BASE) $(SAN) -DCV_TESTING -c $< -o $@
 build/san/libcommon.a: $(COMMON_SRC:%.c=build/san/%.o)
 	ar rcs $@ $^
-build/san/bin/conveyor-api: $(API_SRC:%.c=build/san/%.o) build/san/libcommon.a
+build/san/bin/conveyor-api: $(API_SRC:%.c=build/san/%.o) $(API_GEN:%.c=build/san/%.o) \
+                            build/san/libcommon.a
 	@mkdir -p $(dir $@)
 	$(CC) $(SAN) -o $@ $^ $(LIBS)
 build/san/bin/conveyor-worker: $(WORKER_SRC:%.c=build/san/%.o) build/san/libcommon.a
