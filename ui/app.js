@@ -264,6 +264,7 @@ async function tick() {
     try {
         const q = await getJSON('/v1/queues');
         record(q.body);
+        fillTypes(q.body);
         if (state.page === 'queues') renderQueues(q.body);
         else if (pages[state.page]) await pages[state.page].poll();
         await pollReplayed();
@@ -317,13 +318,15 @@ function sparkline(type) {
     const h = state.history.get(type) || [];
     const g = c.getContext('2d');
     if (!g || h.length < 2) return c;
+    /* the x axis spans the history kept so far (at least a minute, at most the window) */
     const now = Date.now(), vals = h.map((s) => s.ready + s.running);
+    const span = Math.min(SPARK_WINDOW_MS, Math.max(60000, now - h[0].t));
     const max = Math.max(1, ...vals);
     g.strokeStyle = '#58a6ff';
     g.lineWidth = 1.5;
     g.beginPath();
     h.forEach((s, i) => {
-        const x = 150 - ((now - s.t) / SPARK_WINDOW_MS) * 150;
+        const x = 150 - ((now - s.t) / span) * 150;
         const y = 26 - (vals[i] / max) * 24;
         if (i) g.lineTo(x, y); else g.moveTo(x, y);
     });
@@ -354,7 +357,6 @@ function renderQueues(body) {
     });
     tbody.replaceChildren(...rows);
     $('#queues-empty').hidden = rows.length > 0;
-    fillTypes(body);
 }
 
 /* The dead-letter page's type filter lists the types the queues know. */
@@ -646,7 +648,7 @@ async function pollUpstreams() {
         td(name, 'mono'),
         el('td', {}, el('span', { class: 'badge ' + (circuitCls[u.circuit] || 'dim'), text: u.circuit })),
         td(u.reachable === null ? 'not called yet' : u.reachable ? 'yes' : 'no'),
-        td(u.last_latency_ms === null ? '—' : u.last_latency_ms + ' ms', 'num'),
+        td(typeof u.last_latency_ms === 'number' ? u.last_latency_ms + ' ms' : '—', 'num'),
         td(u.last_status, 'num'), td(u.last_class), td(ago(u.last_call_at)), td(ago(u.last_ok_at)),
         td('not reported yet', 'dim'), td('not reported yet', 'dim'))));
 }
