@@ -44,6 +44,7 @@
 #define SESS_PREFIX "cv:ui:sess:"
 #define SESS_HEX 64                       /* a session id or CSRF token: 32 bytes in hex */
 #define SESS_VALUE_LEN (SESS_HEX + 1 + SESS_HEX)
+#define LOGIN_BODY_MAX 4096                /* before authentication, far below http.body_max */
 
 /* ==== low level ============================================================== */
 
@@ -283,9 +284,15 @@ void api_h_ui_login(struct req *r)
 {
     cJSON *root = NULL;
     const char *token = NULL, *field = NULL;
+    size_t len;
     sess_headers(r);
     if (api_require_json_or_reply(r))
         goto out;
+    api_body(r, &len);
+    if (len > LOGIN_BODY_MAX) {
+        api_reply_err(r, CV_ERR_TOO_LARGE, "a login body is at most 4096 bytes", "body");
+        goto out;
+    }
     root = api_parse_body_or_reply(r);
     if (!root)
         goto out;

@@ -219,6 +219,15 @@ Test(ui, login_refuses_a_wrong_key_401_and_a_non_operator_key_403)
     r = call(&st, "POST", "/ui/login", "{\"key\":42}", NULL);
     cr_assert_eq(r->status, 400, "%s", r->body);
     hn_resp_free(r);
+    /* before any key is known, a body is small */
+    char big[8192];
+    memset(big, ' ', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    memcpy(big, "{\"key\":\"x\"", 10);
+    big[sizeof(big) - 2] = '}';
+    r = call(&st, "POST", "/ui/login", big, NULL);
+    cr_assert_eq(r->status, 413, "%s", r->body);
+    hn_resp_free(r);
     hn_stop_stack(&st);
 }
 
@@ -335,6 +344,13 @@ Test(ui, cookie_authenticates_the_dashboards_reads_but_no_submission)
     r = call(&st, "GET", "/v1/queues", NULL, junk);
     cr_assert_eq(r->status, 401, "%s", r->body);
     hn_resp_free(r);
+    /* the session among other cookies, as a browser sends them */
+    char among[160];
+    snprintf(among, sizeof(among), "Cookie: theme=dark; cv_session=%s; lang=en", s.sid);
+    const char *const mixed[] = { among, NULL };
+    r = call(&st, "GET", "/v1/queues", NULL, mixed);
+    cr_assert_eq(r->status, 200, "%s", r->body);
+    hn_resp_free(r);
     hn_stop_stack(&st);
 }
 
@@ -356,6 +372,17 @@ Test(ui, polled_endpoints_answer_etags_and_304)
     r = call(&st, "GET", "/v1/queues", NULL, hi);
     cr_assert_eq(r->status, 304, "%d %s", r->status, r->body);
     cr_assert_eq(r->len, 0);
+    hn_resp_free(r);
+    /* a list of tags, ours weak, also matches; another tag does not */
+    char list[128];
+    snprintf(list, sizeof(list), "If-None-Match: \"0000000000000000\", W/%s", etag);
+    const char *const hl[] = { s.cookie_hdr, list, NULL };
+    r = call(&st, "GET", "/v1/queues", NULL, hl);
+    cr_assert_eq(r->status, 304, "%d", r->status);
+    hn_resp_free(r);
+    const char *const other[] = { s.cookie_hdr, "If-None-Match: \"0000000000000000\"", NULL };
+    r = call(&st, "GET", "/v1/queues", NULL, other);
+    cr_assert_eq(r->status, 200, "%d", r->status);
     hn_resp_free(r);
 
     /* a job arrives: the queue's figures change, and so does the tag */
