@@ -27,8 +27,17 @@ CHAOS_SRC  := $(sort $(wildcard tests/chaos/*.c))
 
 BINS = conveyor-api conveyor-worker conveyor-sim conveyorctl conveyor-kmock
 
+# The dashboard (ui/) compiled into conveyor-api: scripts/ui_embed.sh turns its files into one
+# C source whenever one of them changes (api/api_ui.c says why embedded).
+UI_FILES := $(sort $(wildcard ui/*))
+API_GEN  := build/gen/ui_assets.c
+build/gen/ui_assets.c: $(UI_FILES) scripts/ui_embed.sh
+	@mkdir -p $(dir $@)
+	sh scripts/ui_embed.sh $@ $(UI_FILES)
+build/rel/build/gen/%.o build/san/build/gen/%.o: BASE += -Iapi
+
 .PHONY: all san test unit integ bench bench-peers run up down clean deps deps-ok servers chaos \
-        check-deploy
+        check-deploy ui-test
 all: $(addprefix bin/,$(BINS))
 
 # ---- dependencies --------------------------------------------------------
@@ -41,7 +50,7 @@ all: $(addprefix bin/,$(BINS))
 # - The pkg-config flags above are read lazily, at the first compile or link, so after that
 #   install. A `:=` read them at parse time, before the install, and the first compile of
 #   common/db.c had no -I/usr/include/postgresql.
-INSTALL_GOALS = deps run up test bench bench-peers
+INSTALL_GOALS = deps run up test bench bench-peers ui-test
 DEPS_MODE   = $(if $(filter $(INSTALL_GOALS),$(MAKECMDGOALS)),,--check)
 DEPS_GROUPS = build $(if $(filter $(INSTALL_GOALS),$(MAKECMDGOALS)),run) \
               $(if $(filter deps bench bench-peers,$(MAKECMDGOALS)),bench) \
@@ -57,7 +66,7 @@ build/rel/%.o: %.c | deps-ok
 	$(CC) $(BASE) $(REL) -c $< -o $@
 build/rel/libcommon.a: $(COMMON_SRC:%.c=build/rel/%.o)
 	ar rcs $@ $^
-bin/conveyor-api: $(API_SRC:%.c=build/rel/%.o) build/rel/libcommon.a
+bin/conveyor-api: $(API_SRC:%.c=build/rel/%.o) $(API_GEN:%.c=build/rel/%.o) build/rel/libcommon.a
 	@mkdir -p bin
 	$(CC) $(REL) -o $@ $^ $(LIBS)
 bin/conveyor-worker: $(WORKER_SRC:%.c=build/rel/%.o) build/rel/libcommon.a
@@ -80,7 +89,8 @@ build/san/%.o: %.c | deps-ok
 	$(CC) $(BASE) $(SAN) -DCV_TESTING -c $< -o $@
 build/san/libcommon.a: $(COMMON_SRC:%.c=build/san/%.o)
 	ar rcs $@ $^
-build/san/bin/conveyor-api: $(API_SRC:%.c=build/san/%.o) build/san/libcommon.a
+build/san/bin/conveyor-api: $(API_SRC:%.c=build/san/%.o) $(API_GEN:%.c=build/san/%.o) \
+                            build/san/libcommon.a
 	@mkdir -p $(dir $@)
 	$(CC) $(SAN) -o $@ $^ $(LIBS)
 build/san/bin/conveyor-worker: $(WORKER_SRC:%.c=build/san/%.o) build/san/libcommon.a
@@ -120,6 +130,7 @@ test: deps-ok all san
 	$(MAKE) check-deploy
 	$(MAKE) unit
 	$(MAKE) integ
+	UI_BIN=build/san/bin $(MAKE) ui-test
 	CHAOS_JOBS=1500 CHAOS_SECONDS=60 CHAOS_BIN=build/san/bin $(MAKE) chaos
 	CHAOS_BROKER=kafka CHAOS_JOBS=1000 CHAOS_SECONDS=45 CHAOS_BIN=build/san/bin $(MAKE) chaos
 
@@ -128,6 +139,11 @@ test: deps-ok all san
 # scripts/deps.sh itself, so it also runs alone, without a build)
 check-deploy:
 	bash tests/deploy/check.sh
+
+# the dashboard end to end in headless Chromium (tests/ui/run.sh: it installs Debian's chromium
+# and npm's playwright-core into build/ui itself; screenshots in build/ui/screenshots/)
+ui-test: deps-ok all
+	bash tests/ui/run.sh
 
 unit: build/san/unit_tests
 	build/san/unit_tests --jobs 2

@@ -178,6 +178,8 @@ enum api_auth {
     API_AUTH_ACTIVATION,          /* the activation scope (seed endpoints) */
     API_AUTH_OPERATOR,            /* the operator scope (queues, workers, dead letters) */
     API_AUTH_ORDERS,              /* the orders scope (order reads, orchestrator routes) */
+    API_AUTH_SESSION,             /* a dashboard session cookie, whatever its key's scopes
+                                   * (the session's own routes: /ui/api/session, logout) */
 };
 
 typedef void (*api_handler)(struct req *r);
@@ -230,6 +232,10 @@ struct req {
     int batch_idem;               /* the batch had an Idempotency-Key */
     size_t batch_n;
     char (*batch_ids)[UUID_STR_LEN]; /* the batch's ids, for an unknown-outcome reply */
+    /* a request authenticated by a dashboard session cookie (api_sess.c) */
+    int via_session;
+    char sess_key[80];            /* its Redis key: cv:ui:sess:<sha256 of the id> */
+    char sess_csrf[65];           /* its CSRF token */
 };
 
 /* api_http.c */
@@ -381,6 +387,7 @@ void api_h_dead_purge(struct req *r);
 void api_h_queues(struct req *r);
 void api_h_stats(struct req *r);
 void api_h_workers(struct req *r);
+void api_h_held(struct req *r);
 /* api_activation.c */
 void api_h_activation_create(struct req *r);
 
@@ -390,9 +397,48 @@ void api_h_orders_fetch(struct req *r);
 void api_h_orders_post(struct req *r);
 void api_h_orders_push(struct req *r);
 void api_h_orders_view(struct req *r);
+void api_h_orders_counts(struct req *r);
 void api_h_orders_ops(struct req *r);
 void api_h_orders_csv(struct req *r);
 void api_h_order_get(struct req *r);
+
+/* ---- the dashboard (api_ui.c: its files; api_sess.c: login and sessions) ------------- */
+/* One file of ui/, compiled in (build/gen/ui_assets.c, made by scripts/ui_embed.sh). */
+struct api_ui_asset {
+    const char *name;             /* "app.js": served at /ui/app.js */
+    const char *content_type;
+    const unsigned char *data;
+    size_t len;
+};
+extern const struct api_ui_asset api_ui_assets[];
+extern const int api_ui_nassets;
+/* GET /ui (index.html) and GET /ui/{file}. */
+void api_h_ui_index(struct req *r);
+void api_h_ui_asset(struct req *r);
+/* The headers every dashboard reply carries: Content-Security-Policy (default-src
+ * 'self': no inline script, nothing from elsewhere), X-Frame-Options DENY,
+ * Referrer-Policy no-referrer, X-Content-Type-Options nosniff. */
+void api_ui_security_headers(struct req *r);
+
+/* The session cookie's name. Its value is 64 hex digits (32 random bytes); the
+ * server keeps only their SHA-256, as the Redis key of the session. */
+#define API_SESS_COOKIE "cv_session"
+/* 1 when the request carries a session cookie (well formed or not). */
+int api_sess_cookie_present(struct req *r);
+/* Authenticate r by its session cookie, then call next(r) with r->key the key
+ * that logged in and r->via_session set; a state-changing method (anything but
+ * GET and HEAD) must also send X-CSRF-Token equal to the session's token.
+ * Otherwise replies itself: 401 (no, bad or expired session: the cookie is
+ * cleared), 403 (CSRF token missing or wrong), 503 (Redis down). Holds r
+ * across the Redis read; next runs at most once, from a callback. */
+typedef void (*api_sess_next)(struct req *r);
+void api_sess_resolve(struct req *r, api_sess_next next);
+/* POST /ui/login {"key":"..."}: a key of the operator scope opens a session. */
+void api_h_ui_login(struct req *r);
+/* POST /ui/logout: ends the session (X-CSRF-Token required) and clears the cookie. */
+void api_h_ui_logout(struct req *r);
+/* GET /ui/api/session: {"name","csrf","scopes"} of the current session. */
+void api_h_ui_session(struct req *r);
 
 /* ---- inbound webhooks (api_webhook.c) ---------------------------------------------- */
 /* Parse the webhook allowlists and trusted proxies into g; -1 after printing why. */

@@ -598,8 +598,8 @@ static void on_ups(const struct rds_reply *reply, void *arg)
         const char *st = rds_reply_hash_get(reply, "status");
         const char *at = rds_reply_hash_get(reply, "at_ms");
         const char *ok = rds_reply_hash_get(reply, "ok_at_ms");
-        api_json_num_text(b, "last_latency_ms", lat ? lat : "null", 0);
-        api_json_num_text(b, "last_status", st ? st : "null", 0);
+        api_json_num_text(b, "last_latency_ms", lat, 0);   /* NULL: JSON null */
+        api_json_num_text(b, "last_status", st, 0);
         api_json_str_or_null(b, "last_class", cls, 0);
         api_json_time(b, "last_call_at", at ? atoll(at) : 0, 0);
         api_json_time(b, "last_ok_at", ok ? atoll(ok) : 0, 0);

@@ -107,6 +107,8 @@ static const struct api_route routes[] = {
       api_h_orders_push, "POST /api/v1/orchestrator/push-tracking-to-mirakl", 0 },
     { EVHTTP_REQ_GET, "/api/v1/logs/orders-view", API_AUTH_ORDERS, api_h_orders_view,
       "GET /api/v1/logs/orders-view", 0 },
+    { EVHTTP_REQ_GET, "/api/v1/logs/orders-counts", API_AUTH_ORDERS, api_h_orders_counts,
+      "GET /api/v1/logs/orders-counts", 0 },
     { EVHTTP_REQ_GET, "/api/v1/logs/operations", API_AUTH_ORDERS, api_h_orders_ops,
       "GET /api/v1/logs/operations", 0 },
     { EVHTTP_REQ_GET, "/api/v1/logs/exports/orders-view.csv", API_AUTH_ORDERS,
@@ -124,6 +126,13 @@ static const struct api_route routes[] = {
       0 },
     { EVHTTP_REQ_POST, "/v1/jobs/{type}/batch", API_AUTH_PATH_TYPE, api_h_job_batch,
       "POST /v1/jobs/{type}/batch", 0 },
+    /* the dashboard: its files and login are open, the rest needs its session */
+    { EVHTTP_REQ_GET, "/ui", API_AUTH_NONE, api_h_ui_index, "GET /ui", 0 },
+    { EVHTTP_REQ_POST, "/ui/login", API_AUTH_NONE, api_h_ui_login, "POST /ui/login", 0 },
+    { EVHTTP_REQ_POST, "/ui/logout", API_AUTH_SESSION, api_h_ui_logout, "POST /ui/logout", 0 },
+    { EVHTTP_REQ_GET, "/ui/api/session", API_AUTH_SESSION, api_h_ui_session,
+      "GET /ui/api/session", 0 },
+    { EVHTTP_REQ_GET, "/ui/{file}", API_AUTH_NONE, api_h_ui_asset, "GET /ui/{file}", 0 },
     { EVHTTP_REQ_GET, "/v1/dead", API_AUTH_OPERATOR, api_h_dead_list, "GET /v1/dead", 0 },
     { EVHTTP_REQ_POST, "/v1/dead/{id}/retry", API_AUTH_OPERATOR, api_h_dead_retry,
       "POST /v1/dead/{id}/retry", 0 },
@@ -132,6 +141,7 @@ static const struct api_route routes[] = {
     { EVHTTP_REQ_GET, "/v1/queues", API_AUTH_OPERATOR, api_h_queues, "GET /v1/queues", 0 },
     { EVHTTP_REQ_GET, "/stats", API_AUTH_OPERATOR, api_h_stats, "GET /stats", 0 },
     { EVHTTP_REQ_GET, "/v1/workers", API_AUTH_OPERATOR, api_h_workers, "GET /v1/workers", 0 },
+    { EVHTTP_REQ_GET, "/v1/held", API_AUTH_OPERATOR, api_h_held, "GET /v1/held", 0 },
     { EVHTTP_REQ_POST, "/api/v1/activation", API_AUTH_ACTIVATION, api_h_activation_create,
       "POST /api/v1/activation/", 1 },
     { EVHTTP_REQ_GET, "/api/v1/activation/status/{transaction_id}", API_AUTH_ACTIVATION,
@@ -149,7 +159,7 @@ static const struct api_route routes[] = {
 
 /* ==== metrics of the HTTP layer =========================================== */
 
-static const int codes[] = { 200, 202, 400, 401, 403, 404, 405, 408, 409,
+static const int codes[] = { 200, 202, 304, 400, 401, 403, 404, 405, 408, 409,
                              413, 415, 429, 500, 501, 503, 504 };
 #define NCODES ((int)(sizeof(codes) / sizeof(codes[0])) + 1)  /* + "other" */
 
@@ -252,17 +262,62 @@ static struct evhttp_request *take_http(struct req *r, struct api_conn **conn)
     return hr;
 }
 
+/* ETags. Every 200 to a GET carries a strong ETag computed from its body
+ * (FNV-1a, 64 bits: it tells versions of one resource apart, it protects
+ * nothing), and a request whose If-None-Match names it gets 304 with no body.
+ * The handler still did its reads: this saves the bytes and the client's work
+ * (the dashboard polls every 2 s and redraws only what changed), not Redis's. */
+static void etag_of(const char *body, size_t len, char out[24])
+{
+    uint64_t h = 14695981039346656037ULL;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)body[i];
+        h *= 1099511628211ULL;
+    }
+    snprintf(out, 24, "\"%016llx\"", (unsigned long long)h);
+}
+
+/* 1 when the If-None-Match value inm (a list of entity tags, or "*") names
+ * etag; weak tags (W/"...") compare by their opaque part, as RFC 9110 asks. */
+static int etag_listed(const char *inm, const char *etag)
+{
+    size_t el = strlen(etag);
+    const char *p = inm;
+    while (p && *p) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (*p == '*')
+            return 1;
+        if (p[0] == 'W' && p[1] == '/')
+            p += 2;
+        size_t n = strcspn(p, ", \t");
+        if (n == el && memcmp(p, etag, el) == 0)
+            return 1;
+        p += n;
+    }
+    return 0;
+}
+
 void api_reply(struct req *r, int status, const char *content_type, const char *body,
                size_t len)
 {
     struct api_thread *t = r->t;
+    if (status == 200 && r->http && !r->gone &&
+        evhttp_request_get_command(r->http) == EVHTTP_REQ_GET) {
+        char etag[24];
+        etag_of(body, len, etag);
+        api_add_header(r, "ETag", etag);
+        if (etag_listed(api_header(r, "If-None-Match"), etag))
+            status = 304;
+    }
     reply_account(r, status);
     struct api_conn *conn;
     struct evhttp_request *hr = take_http(r, &conn);
     if (!hr)
         return;
     struct evkeyvalq *h = evhttp_request_get_output_headers(hr);
-    evhttp_add_header(h, "Content-Type", content_type);
+    if (status != 304)
+        evhttp_add_header(h, "Content-Type", content_type);
     if (t->stopping)
         evhttp_add_header(h, "Connection", "close");
     /* libevent 2.1 gives HEAD and CONNECT replies no Content-Length but still
@@ -270,7 +325,7 @@ void api_reply(struct req *r, int status, const char *content_type, const char *
      * says: a keep-alive client (or a proxy) would read the body as the start
      * of the next reply (found by tests/fuzz/fuzz_http). HEAD gets no body,
      * as HTTP says; every other reply states its length itself. */
-    if (evhttp_request_get_command(hr) != EVHTTP_REQ_HEAD) {
+    if (evhttp_request_get_command(hr) != EVHTTP_REQ_HEAD && status != 304) {
         char cl[24];
         snprintf(cl, sizeof(cl), "%zu", len);
         evhttp_add_header(h, "Content-Length", cl);
@@ -532,16 +587,11 @@ void api_req_release(struct req *r)
     free(r);
 }
 
-/* The route's scope (see enum api_auth). Returns 0, or -1 after replying. */
+/* The route's scope (see enum api_auth) for r->key, the key that sent r (or
+ * logged in the session that did). Returns 0, or -1 after replying. */
 static int scope_or_reply(struct req *r, const struct api_route *hit)
 {
     const char *scope = NULL;
-    if (hit->auth == API_AUTH_NONE)
-        return 0;
-    if (auth_check(r->t->cfg, api_header(r, "Authorization"), &r->key) != CV_OK) {
-        api_reply_err(r, CV_ERR_AUTH, "missing or invalid API key", NULL);
-        return -1;
-    }
     switch (hit->auth) {
     case API_AUTH_PATH_TYPE: {
         int ti = jobtype_index(r->param[0]);
@@ -558,6 +608,7 @@ static int scope_or_reply(struct req *r, const struct api_route *hit)
     case API_AUTH_OPERATOR: scope = AUTH_SCOPE_OPERATOR; break;
     case API_AUTH_ORDERS: scope = AUTH_SCOPE_ORDERS; break;
     case API_AUTH_JOB_TYPE:
+    case API_AUTH_SESSION:
     case API_AUTH_NONE: return 0;
     }
     if (hit->auth == API_AUTH_PATH_TYPE ? !auth_allows_type(r->key, scope)
@@ -569,6 +620,54 @@ static int scope_or_reply(struct req *r, const struct api_route *hit)
         return -1;
     }
     return 0;
+}
+
+/* The routes on which a dashboard session cookie stands in for a key (README
+ * "Dashboard"): the operator routes, the reads of orders and jobs, and the
+ * session's own. Never a producer's submission, the seed endpoints or the
+ * orchestrator's triggers: a browser session is for looking and for the
+ * dead-letter actions, whatever else its key may do. */
+static int session_may(const struct api_route *hit)
+{
+    switch (hit->auth) {
+    case API_AUTH_OPERATOR:
+    case API_AUTH_SESSION: return 1;
+    case API_AUTH_ORDERS:
+    case API_AUTH_JOB_TYPE: return hit->method == EVHTTP_REQ_GET;
+    default: return 0;
+    }
+}
+
+/* r->key is known: check the scope and run the handler. */
+static void authorized(struct req *r)
+{
+    if (scope_or_reply(r, r->route) == 0)
+        r->route->fn(r);
+}
+
+/* Who sent r: the Authorization header's key, or, with no such header, a
+ * dashboard session (asynchronous: a Redis read), then the scope. A request
+ * that sends both is judged by its key alone. */
+static void authorize(struct req *r, const struct api_route *hit)
+{
+    if (hit->auth == API_AUTH_NONE) {
+        hit->fn(r);
+        return;
+    }
+    const char *authorization = api_header(r, "Authorization");
+    if (!authorization && session_may(hit) && api_sess_cookie_present(r)) {
+        api_sess_resolve(r, authorized);
+        return;
+    }
+    if (hit->auth == API_AUTH_SESSION) {
+        api_reply_err(r, CV_ERR_AUTH, "no dashboard session: log in at /ui", NULL);
+        return;
+    }
+    if (auth_check(r->t->cfg, authorization, &r->key) != CV_OK) {
+        api_reply_err(r, CV_ERR_AUTH, "missing or invalid API key", NULL);
+        return;
+    }
+    authorized(r);
 }
 
 static void route_or_reply(struct req *r)
@@ -625,8 +724,7 @@ static void route_or_reply(struct req *r)
         r->param[i] = r->path + ps[i];
     }
 
-    if (scope_or_reply(r, hit) == 0)
-        hit->fn(r);
+    authorize(r, hit);
 }
 
 static void on_request(struct evhttp_request *hr, void *arg)

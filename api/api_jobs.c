@@ -357,8 +357,12 @@ static void on_status(void *arg, enum cv_rc rc, const struct job_status *st)
 {
     struct req *r = arg;
     /* A job of a type the key may not use answers exactly like a job that
-     * does not exist: a 403 would tell a prober that the id is real. */
-    if (rc == CV_ERR_NOT_FOUND || (rc == CV_OK && st && !auth_allows_type(r->key, st->type))) {
+     * does not exist: a 403 would tell a prober that the id is real. The
+     * operator scope sees every job here as it does in /v1/dead (the
+     * dashboard's inspect and replay follow-up). */
+    if (rc == CV_ERR_NOT_FOUND ||
+        (rc == CV_OK && st && !auth_allows_type(r->key, st->type) &&
+         !auth_allows(r->key, AUTH_SCOPE_OPERATOR))) {
         api_reply_err(r, CV_ERR_NOT_FOUND, "no such job (or its status expired)", NULL);
     } else if (rc != CV_OK || !st) {
         api_reply_err(r, rc != CV_OK ? rc : CV_ERR_INTERNAL, "could not read the job", NULL);

@@ -8,6 +8,7 @@
  *   POST /api/v1/orchestrator/push-tracking-to-mirakl   a tracking-push job for every
  *                                                   order in TRACKED (same bound)
  *   GET  /api/v1/logs/orders-view?state=&limit=&cursor=   orders, cursor paging
+ *   GET  /api/v1/logs/orders-counts                 orders per state, every state named
  *   GET  /api/v1/logs/operations?limit=&order_id=&after=  the operations log, newest
  *                                                   first (after=ID: newer rows, oldest
  *                                                   first, for `conveyorctl ops tail`)
@@ -31,6 +32,7 @@
 #include "log.h"
 #include "mem.h"
 #include "met.h"
+#include "ostate.h"
 #include "ostore.h"
 
 #define CSV_ROWS_MAX 1000       /* rows per query (and per chunk) of the streamed export */
@@ -330,6 +332,43 @@ void api_h_orders_view(struct req *r)
         return;
     snprintf(r->key_param, sizeof(r->key_param), "%s", lim);
     query(r, ostore_sql_list, 4, params, on_view);
+}
+
+/* ---- GET /api/v1/logs/orders-counts --------------------------------------------------- */
+
+/* {"counts":{"PENDING_POST":n,...},"total":n}: every state of the machine, in
+ * its order, 0 when it has no order (a count that reached 0 stays visible). */
+static void on_counts(void *arg, enum cv_rc rc, const struct db_res *res)
+{
+    struct req *r = arg;
+    if (failed(r, rc, res))
+        goto out;
+    struct sbuf b;
+    long long total = 0;
+    sbuf_init(&b);
+    sbuf_adds(&b, "{\"counts\":{");
+    for (int s = 0; s < OSTATE_N; s++) {
+        long long n = 0;
+        for (int i = 0; i < db_res_rows(res); i++)
+            if (strcmp(db_res_get(res, i, 0), ostate_str((enum ostate)s)) == 0)
+                n = atoll(db_res_get(res, i, 1));
+        total += n;
+        api_json_i64(&b, ostate_str((enum ostate)s), n, s == 0);
+    }
+    sbuf_add(&b, "}", 1);
+    api_json_i64(&b, "total", total, 0);
+    sbuf_add(&b, "}", 1);
+    api_reply_json(r, 200, &b);
+    sbuf_cleanup(&b);
+out:
+    api_req_release(r);
+}
+
+void api_h_orders_counts(struct req *r)
+{
+    if (db_ready_or_reply(r))
+        return;
+    query(r, ostore_sql_counts, 0, NULL, on_counts);
 }
 
 /* ---- GET /api/v1/logs/operations ------------------------------------------------------- */

@@ -33,16 +33,21 @@ void auth_sha256(const void *data, size_t len, unsigned char out[32])
     CV_ASSERT(ok == 1 && n == 32);
 }
 
-void auth_sha256_hex(const void *data, size_t len, char out[65])
+void auth_hex(const unsigned char *b, size_t n, char *out)
 {
     static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = hex[b[i] >> 4];
+        out[2 * i + 1] = hex[b[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+void auth_sha256_hex(const void *data, size_t len, char out[65])
+{
     unsigned char h[32];
     auth_sha256(data, len, h);
-    for (int i = 0; i < 32; i++) {
-        out[2 * i] = hex[h[i] >> 4];
-        out[2 * i + 1] = hex[h[i] & 15];
-    }
-    out[64] = '\0';
+    auth_hex(h, 32, out);
 }
 
 const struct cfg_api_key *auth_match(const struct cfg_api_key *keys, int n,
@@ -78,15 +83,27 @@ enum cv_rc auth_check(const struct cfg *c, const char *authorization,
     size_t len = strlen(p);
     while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
         len--;
-    if (len == 0 || len > AUTH_TOKEN_MAX)
+    return auth_check_token(c, p, len, key);
+}
+
+enum cv_rc auth_check_token(const struct cfg *c, const char *token, size_t len,
+                            const struct cfg_api_key **key)
+{
+    *key = NULL;
+    if (!token || len == 0 || len > AUTH_TOKEN_MAX)
         return CV_ERR_AUTH;
     unsigned char sha[32];
-    auth_sha256(p, len, sha);
+    auth_sha256(token, len, sha);
     const struct cfg_api_key *k = auth_match(c->api_keys, c->napi_keys, sha);
     if (!k)
         return CV_ERR_AUTH;
     *key = k;
     return CV_OK;
+}
+
+int auth_equal(const void *a, const void *b, size_t n)
+{
+    return CRYPTO_memcmp(a, b, n) == 0;
 }
 
 int auth_allows(const struct cfg_api_key *k, const char *type)

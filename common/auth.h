@@ -28,6 +28,8 @@
 
 /* SHA-256 of len bytes. */
 void auth_sha256(const void *data, size_t len, unsigned char out[32]);
+/* Lower-case hex of b[0..n) into out (2n + 1 bytes with the NUL). */
+void auth_hex(const unsigned char *b, size_t n, char *out);
 /* Lower-case hex of the SHA-256 (65 bytes with the NUL), for tools and tests. */
 void auth_sha256_hex(const void *data, size_t len, char out[65]);
 
@@ -41,6 +43,16 @@ const struct cfg_api_key *auth_match(const struct cfg_api_key *keys, int n,
  * than AUTH_TOKEN_MAX or unknown. *key points into c. */
 enum cv_rc auth_check(const struct cfg *c, const char *authorization,
                       const struct cfg_api_key **key);
+
+/* The same check for a bare key token[0..len) (the dashboard's login form):
+ * CV_OK with *key, or CV_ERR_AUTH when empty, longer than AUTH_TOKEN_MAX or
+ * unknown. Hashed and compared in constant time like auth_check. */
+enum cv_rc auth_check_token(const struct cfg *c, const char *token, size_t len,
+                            const struct cfg_api_key **key);
+
+/* 1 when a[0..n) equals b[0..n), in time that depends on n only (secrets:
+ * CSRF tokens, signatures). */
+int auth_equal(const void *a, const void *b, size_t n);
 
 /* 1 when k may use job type (or scope) type: a "*" key or one that lists it.
  * NULL k is never allowed. */

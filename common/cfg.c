@@ -54,6 +54,8 @@ static const struct cfg_row rows[] = {
       O(metrics_cache_ms) },
     { "http.trusted_proxies", "CONVEYOR_HTTP_TRUSTED_PROXIES", T_STR, "", 0, 0, 0,
       O(trusted_proxies) },
+    { "ui.session_ttl_s", "CONVEYOR_UI_SESSION_TTL_S", T_INT, "28800", 60, 604800, 0,
+      O(ui_session_ttl_s) },
     { "orders.home_country", "CONVEYOR_ORDERS_HOME_COUNTRY", T_STR, "ES", 0, 0, 0,
       O(orders_home_country) },
     { "orders.fetch_states", "CONVEYOR_ORDERS_FETCH_STATES", T_STR, "SHIPPING", 0, 0, 0,

@@ -144,7 +144,9 @@ struct cfg {
     /* groups */
     struct cfg_jobtype types[JT_N + 1];    /* by enum jobtype_id; [JT_N]: other types */
     struct cfg_upstream ups[CFG_UPS_N];    /* by enum cfg_ups_id */
-    char *trusted_proxies;                 /* CIDRs whose X-Forwarded-For is believed */
+    char *trusted_proxies;                 /* CIDRs whose X-Forwarded-For (and
+                                            * X-Forwarded-Proto) is believed */
+    int ui_session_ttl_s;                  /* a dashboard session lives this long */
     /* the order pipeline */
     char *orders_home_country;    /* ISO 3166 alpha-2: other countries are international */
     char *orders_fetch_states;    /* Mirakl order_state_codes to fetch */

@@ -577,6 +577,8 @@ out:
 const char ostore_sql_list[] = LIST_SQL;
 const char ostore_sql_get[] = GET_SQL;
 const char ostore_sql_ops[] = OPS_SQL;
+const char ostore_sql_counts[] =
+    "SELECT internal_state, count(*) AS n FROM orders GROUP BY internal_state";
 
 /* A cursor is "<updated_at in epoch microseconds>:<order_id>" of the last row
  * seen: exact (timestamptz has microseconds) and opaque to clients. */

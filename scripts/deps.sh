@@ -8,7 +8,9 @@
 # Node.js with npm for BullMQ, which npm puts in build/peers), fuzz (clang and its runtimes: make fuzz),
 # ops (make check-deploy, tests/deploy/check.sh: prometheus for promtool, python3-yaml for
 # /usr/bin/python3, systemd for systemd-analyze, Node.js with npm for the Kubernetes schemas
-# that npm puts in build/ops). No GROUP: build, run and bench.
+# that npm puts in build/ops), ui (make ui-test, tests/ui/run.sh: Debian's chromium, driven
+# by playwright-core that npm puts in build/ui, so Node.js with npm). No GROUP: build, run and
+# bench.
 #   default   install what is missing with apt-get (as root, else through sudo).
 #   --check   install nothing: name what is missing and how to get it, then exit 1.
 # Silent and quick (one dpkg-query) when nothing is missing: the Makefile runs it before every
@@ -35,7 +37,10 @@ for g in "$@"; do
     ops) pkgs+=(prometheus python3-yaml systemd)
          command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 ||
              pkgs+=(nodejs npm) ;;
-    *) echo "usage: $0 [--check] [build|run|bench|peers|fuzz|ops]..." >&2; exit 2 ;;
+    ui) pkgs+=(chromium)
+        command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 ||
+            pkgs+=(nodejs npm) ;;
+    *) echo "usage: $0 [--check] [build|run|bench|peers|fuzz|ops|ui]..." >&2; exit 2 ;;
     esac
 done
 

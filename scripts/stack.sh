@@ -174,6 +174,7 @@ summary() { # HEADLINE
     cat <<EOF
 conveyor: ${1:-stack is up}
   api      http://127.0.0.1:$API_PORT      (log var/log/api.log)
+  ui       http://127.0.0.1:$API_PORT/ui   (the dashboard: log in with CONVEYOR_API_KEY)
   sim      http://127.0.0.1:$SIM_PORT      (log var/log/sim.log)
   workers  $NWORKERS x concurrency $CONCURRENCY   (logs var/log/worker-N.log)
   redis    127.0.0.1:$REDIS_PORT           (AOF in var/redis)

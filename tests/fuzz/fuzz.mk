@@ -15,7 +15,7 @@ FUZZ_SAN      = -O1 -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_NAMES   := $(patsubst tests/fuzz/fuzz_%.c,%,$(sort $(wildcard tests/fuzz/fuzz_*.c)))
 FUZZ_BINS    := $(FUZZ_NAMES:%=build/fuzz/fuzz_%)
 # every object but the programs' main()
-FUZZ_LIB_SRC := $(COMMON_SRC) $(filter-out api/main.c,$(API_SRC)) \
+FUZZ_LIB_SRC := $(COMMON_SRC) $(filter-out api/main.c,$(API_SRC)) $(API_GEN) \
                 $(filter-out worker/main.c,$(WORKER_SRC))
 
 .PHONY: fuzz fuzz-build

@@ -42,6 +42,34 @@ Test(auth, match_finds_the_right_key_wherever_it_is)
     cr_assert_null(auth_match(c.api_keys, 0, h));
 }
 
+/* The dashboard's login form: a bare key, no "Bearer". */
+Test(auth, bare_token_check)
+{
+    struct cfg c;
+    const struct cfg_api_key *k;
+    char big[AUTH_TOKEN_MAX + 2];
+    two_keys(&c);
+    cr_assert_eq(auth_check_token(&c, "admin-secret", 12, &k), CV_OK);
+    cr_assert_str_eq(k->name, "admin");
+    cr_assert_eq(auth_check_token(&c, "admin-secret", 11, &k), CV_ERR_AUTH, "a prefix is not it");
+    cr_assert_null(k);
+    cr_assert_eq(auth_check_token(&c, "Bearer admin-secret", 19, &k), CV_ERR_AUTH);
+    cr_assert_eq(auth_check_token(&c, "", 0, &k), CV_ERR_AUTH);
+    cr_assert_eq(auth_check_token(&c, NULL, 0, &k), CV_ERR_AUTH);
+    memset(big, 'a', sizeof(big));
+    cr_assert_eq(auth_check_token(&c, big, AUTH_TOKEN_MAX + 1, &k), CV_ERR_AUTH);
+}
+
+Test(auth, equal_and_hex)
+{
+    cr_assert(auth_equal("abcdef", "abcdef", 6));
+    cr_assert_not(auth_equal("abcdef", "abcdeF", 6));
+    cr_assert_not(auth_equal("Xbcdef", "abcdef", 6));
+    char hex[9];
+    auth_hex((const unsigned char *)"\x00\x7f\xa5\xff", 4, hex);
+    cr_assert_str_eq(hex, "007fa5ff");
+}
+
 Test(auth, bearer_header_parsing)
 {
     struct cfg c;
