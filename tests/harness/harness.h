@@ -120,6 +120,13 @@ int hn_wait_http_ok(const char *url, int timeout_ms);
 #define HN_AUTH_ALL "Authorization: Bearer test-key-all"
 #define HN_AUTH_NOOP "Authorization: Bearer test-key-noop"
 
+/* Worker settings that make retries, reads and heartbeats quick enough for a test
+ * (backoff 50..400 ms, 100 ms blocking reads, a heartbeat every 200 ms): entries of a
+ * worker_env array. */
+#define HN_FAST_ENV                                                                         \
+    "CONVEYOR_RETRY_BASE_MS=50", "CONVEYOR_RETRY_MAX_MS=400", "CONVEYOR_BLOCK_MS=100",      \
+        "CONVEYOR_HEARTBEAT_MS=200"
+
 /* The plain test keys: "test-key-all" may submit every type ("*"); "test-key-noop" only noop. */
 const char *hn_test_key(void);
 const char *hn_test_key_scoped(void);

@@ -57,10 +57,7 @@ static const char *const *api_env(const char *const *extra)
     return env;
 }
 
-static const char *const fast_env[] = {
-    "CONVEYOR_RETRY_BASE_MS=50", "CONVEYOR_RETRY_MAX_MS=400", "CONVEYOR_BLOCK_MS=100",
-    "CONVEYOR_HEARTBEAT_MS=200", NULL,
-};
+static const char *const fast_env[] = { HN_FAST_ENV, NULL };
 
 static void setup(void)
 {
