@@ -91,6 +91,9 @@ struct job {
      * (jstore_lua.h). 0: fenced by the status hash's epoch (Kafka, and entries
      * published before the lean path). */
     int lean;
+    /* set by the worker: monotonic ms by which a call upstream must have gone
+     * out (ups_call.send_by_ms), or 0 for no bound. See wrk_loop.c. */
+    int64_t send_by_ms;
 };
 
 /* A new zeroed job with a fresh id. Free with job_free(). */

@@ -274,10 +274,40 @@ static void wave_add(struct wave *w, struct ups *u, struct ups_call *c)
     build_req(u, c, &w->reqs[k], w->hdrs[k], nh, &w->urls[k]);
 }
 
+/* The last check before anything leaves: a call whose send_by_ms has passed
+ * is taken out of the wave and DEFERRED, unsent. It is made here, after the
+ * breaker, the rate limit's sleep and the credentials, right before httpc
+ * writes, so that only microseconds separate it from the send. */
+static void drop_late(struct wave *w)
+{
+    int64_t now = clock_mono_ms();
+    size_t kept = 0;
+    for (size_t k = 0; k < w->m; k++) {
+        struct ups_call *c = w->calls[k];
+        if (c->send_by_ms > 0 && now > c->send_by_ms) {
+            LOG_WARN("ups.lease_spent", "upstream=%s job_id=%s late_ms=%lld",
+                     w->ups[k]->conf.name, c->job_id ? c->job_id : "",
+                     (long long)(now - c->send_by_ms));
+            defer(c, 1, "the delivery's lease is spent, a newer one may own the job");
+            free(w->hdrs[k]);
+            free(w->urls[k]);
+            continue;
+        }
+        w->reqs[kept] = w->reqs[k];
+        w->hdrs[kept] = w->hdrs[k];
+        w->urls[kept] = w->urls[k];
+        w->ups[kept] = w->ups[k];
+        w->calls[kept] = w->calls[k];
+        kept++;
+    }
+    w->m = kept;
+}
+
 /* Send the wave (every request has its own upstream's timeouts), take the
  * answers, empty it. */
 static void wave_send(struct wave *w)
 {
+    drop_late(w);
     if (w->m == 0)
         return;
     int64_t at = clock_wall_ms();
@@ -530,6 +560,9 @@ static void grp_end(struct grp *g)
             if (g->go[i] && g->calls[i].outcome == UPS_DONE)
                 ups_breaker_record(u, g->calls[i].cls, i == g->probe);
         }
+        /* a probe kept back by its send_by_ms: give it back, nothing was learnt */
+        if (g->probe != (size_t)-1 && g->calls[g->probe].outcome == UPS_DEFERRED)
+            ups_breaker_record(u, HTTPC_THROTTLED, 1);
     }
     note_last(u, g->calls, g->n, g->go);
     free(g->token);

@@ -107,7 +107,8 @@ void ups_auth_apply_bearer(struct ups *u, void *arg, struct ups_call *c, const c
 
 enum ups_outcome {
     UPS_DONE = 0,     /* the request ran (or failed to be sent): see cls */
-    UPS_DEFERRED,     /* not called (circuit open, rate wait, half-open probe busy):
+    UPS_DEFERRED,     /* not called (circuit open, rate wait, half-open probe busy,
+                       * send_by_ms passed):
                        * run it again after delay_ms; spend no attempt */
     UPS_FAILED,       /* not called: we could not get credentials or reach Redis */
 };
@@ -128,6 +129,12 @@ struct ups_call {
     const char *trace_id;
     const char *order_id;
     int attempt;                  /* the job's attempt, for comm_log */
+    /* Monotonic ms (clock_mono_ms); 0 = any time. A call that has not gone out
+     * by then is not sent at all: it comes back DEFERRED ("lease spent"). The
+     * worker sets it from the delivery's lease, so that a worker stalled past
+     * the point where another one may own the job (SIGSTOP, swap, a long GC of
+     * the host) makes no late, second effect upstream. */
+    int64_t send_by_ms;
     /* set by the auth's apply (cleared by ups_run before each send) */
     char auth_header[1024];       /* one header line, or "" */
     const char *basic_user;

@@ -182,12 +182,7 @@ static void prepare(struct wrk_ctx *ctx, struct post *ps, size_t n)
 
 static void call_init(struct ups_call *c, const struct post *p)
 {
-    memset(c, 0, sizeof(*c));
-    c->traceparent = p->job->traceparent;
-    c->job_id = p->job->id;
-    c->trace_id = p->trace;
-    c->order_id = p->order_id;
-    c->attempt = p->job->attempt;
+    ord_call_init(c, p->job, p->trace, p->order_id);
     c->body_check = p->car->body_check;
 }
 

@@ -33,7 +33,7 @@ static void one(struct wrk_ctx *ctx, struct job *j, struct wrk_result *r)
     char resource[RESOURCE_MAX], topic[40], trace[33];
     struct ups_call c;
     cJSON *body = NULL;
-    memset(&c, 0, sizeof(c));
+    ord_call_init(&c, j, NULL, NULL);
     car_json_str(p, "resource", resource, sizeof(resource));
     car_json_str(p, "topic", topic, sizeof(topic));
     cJSON_Delete(p);
@@ -48,9 +48,6 @@ static void one(struct wrk_ctx *ctx, struct job *j, struct wrk_result *r)
     c.method = "GET";
     c.path = resource;
     c.content_type = HTTPC_CT_NONE;
-    c.job_id = j->id;
-    c.traceparent = j->traceparent;
-    c.attempt = j->attempt;
     ups_run(wrk_ups(ctx, CFG_UPS_MELI), &c, 1);
     if (c.outcome == UPS_DEFERRED) {
         wrk_fail(r, CV_ERR_BUSY, "meli: %s", c.error);

@@ -71,11 +71,8 @@ static void one(struct wrk_ctx *ctx, struct job *j, struct wrk_result *res)
         struct sbuf path;
         struct mkl_page pg;
         sbuf_init(&path);
-        memset(&c, 0, sizeof(c));
+        ord_call_init(&c, j, NULL, NULL);
         memset(&pg, 0, sizeof(pg));
-        c.traceparent = j->traceparent;
-        c.job_id = j->id;
-        c.attempt = j->attempt;
         mkl_list_req(&c, &path, ctx->cfg->orders_fetch_states, start, offset, page_size);
         ups_run(wrk_ups(ctx, CFG_UPS_MIRAKL), &c, 1);
         int stop = 0;

@@ -110,11 +110,8 @@ static enum cv_rc read_feed(struct wrk_ctx *ctx, const struct job *j, const stru
         struct car_event *got = NULL;
         size_t n = 0;
         int more = 0;
-        memset(&c, 0, sizeof(c));
+        ord_call_init(&c, j, NULL, NULL);
         sbuf_init(&b);
-        c.job_id = j->id;
-        c.traceparent = j->traceparent;
-        c.attempt = j->attempt;
         c.body_check = car->body_check;
         car->feed_req(since, page, &c, &b);
         ups_run(wrk_ups(ctx, car->ups_id), &c, 1);

@@ -110,16 +110,6 @@ static void prepare(struct wrk_ctx *ctx, struct push *ps, size_t n)
     free(in);
 }
 
-static void call_init(struct ups_call *c, struct push *p)
-{
-    memset(c, 0, sizeof(*c));
-    c->traceparent = p->job->traceparent;
-    c->job_id = p->job->id;
-    c->trace_id = p->trace;
-    c->order_id = p->order_id;
-    c->attempt = p->job->attempt;
-}
-
 /* Orders shipped at Mirakl, from an OR11 answer: marks the pushes among ps. */
 static void mark_shipped(const struct ups_call *c, struct push **ps, size_t n)
 {
@@ -150,7 +140,7 @@ static void lookups(struct wrk_ctx *ctx, struct push **ps, size_t n)
     sbuf_init(&path);
     for (size_t i = 0; i < n; i++)
         ids[i] = ps[i]->order_id;
-    call_init(&c, ps[0]);
+    ord_call_init(&c, ps[0]->job, ps[0]->trace, ps[0]->order_id);
     c.order_id = n == 1 ? ps[0]->order_id : NULL;
     mkl_ids_req(&c, &path, ids, n);
     ups_run(wrk_ups(ctx, CFG_UPS_MIRAKL), &c, 1);
@@ -192,7 +182,7 @@ static void round_(struct wrk_ctx *ctx, struct push **ps, size_t n, int ship)
         struct push *p = ps[i];
         sbuf_reset(&p->path);
         sbuf_reset(&p->body);
-        call_init(&calls[i], p);
+        ord_call_init(&calls[i], p->job, p->trace, p->order_id);
         if (ship)
             mkl_ship_req(&calls[i], &p->path, p->order_id);
         else

@@ -73,6 +73,18 @@ static void notify_failed(struct wrk_ctx *ctx, const struct ostore_change *c)
                        n->rate_per_min > 0 ? n->rate_per_min : 10, text);
 }
 
+void ord_call_init(struct ups_call *c, const struct job *j, const char *trace,
+                   const char *order_id)
+{
+    memset(c, 0, sizeof(*c));
+    c->traceparent = j->traceparent;
+    c->job_id = j->id;
+    c->trace_id = trace;
+    c->order_id = order_id;
+    c->attempt = j->attempt;
+    c->send_by_ms = j->send_by_ms;
+}
+
 enum cv_rc ord_move(struct wrk_ctx *ctx, const struct job *j, struct ostore_change *c,
                     struct ostore_moved *moved, struct wrk_result *r)
 {

@@ -74,6 +74,11 @@ int ord_step_start(struct wrk_ctx *ctx, const struct job *j, const char *order_i
 
 /* The job's trace id (32 hex) into out[33]. */
 void ord_trace_id(const struct job *j, char out[33]);
+/* A zeroed call upstream for job j about order_id: its trace, comm_log ids
+ * and its send-by time (j->send_by_ms: not sent once the delivery's lease may
+ * have passed to another worker). trace and order_id must outlive the call. */
+void ord_call_init(struct ups_call *c, const struct job *j, const char *trace,
+                   const char *order_id);
 /* A batch move's plan for job j's order (ostore_move_many): fenced by j's id
  * and epoch, releasing the claim, its steps at steps (nsteps set by the caller). */
 void ord_plan(struct ostore_plan *pl, const struct job *j, const char *order_id,

@@ -186,9 +186,28 @@ static size_t check_payloads(const struct wrk_handler *h, struct job **group,
     return kept;
 }
 
+/* The lease of deliveries just read: another worker may reclaim one once it
+ * has been idle for the visibility timeout, so a call upstream that goes out
+ * after that could repeat an effect the new owner makes (the fencing token
+ * stops our writes to Redis and PostgreSQL, but a marketplace or a carrier
+ * knows nothing of it). Each job gets a send-by time (ups_call.send_by_ms):
+ * the visibility timeout from the moment its read returned, less a fifth
+ * for the call to land and for the read's own latency. A transport that
+ * redelivers by itself (Kafka: a rebalance) has no idle clock: no bound. */
+static void set_send_by(struct wrk *w, struct job **jobs, size_t n)
+{
+    if (!(broker_caps(w->broker) & BROKER_CAP_RECLAIM_IDLE))
+        return;
+    int64_t vis = w->cfg->visibility_timeout_ms;
+    int64_t by = clock_mono_ms() + vis - vis / 5;
+    for (size_t i = 0; i < n; i++)
+        jobs[i]->send_by_ms = by;
+}
+
 /* Run one batch of deliveries through their handlers and settle it. */
 static void run_batch(struct wrk *w, struct job **jobs, size_t n)
 {
+    set_send_by(w, jobs, n);
     struct wrk_result *res = xcalloc(n, sizeof(*res));
     struct job **group = xmalloc(sizeof(*group) * n);
     struct wrk_result *gres = xcalloc(n, sizeof(*gres));

@@ -804,6 +804,34 @@ Test(orders, mirakl_429_on_or23_waits_retry_after_then_completes)
     hn_stop_stack(&st);
 }
 
+/* A worker stalled past its delivery's lease (SIGSTOP, swap) must send nothing late:
+ * another worker may own the job by then and have shipped the order (found by the chaos
+ * kit: a worker stopped for 8 s between its OR11 lookup and its OR24 sent that OR24 after
+ * the new owner had shipped; Mirakl refused it, but it was a second OR24). Mirakl answering
+ * slower than the lease stands in for the stall: each delivery's OR24 would leave after its
+ * lease, so none leaves while Mirakl is slow, and exactly one once it is fast again. */
+Test(orders, no_or24_goes_out_past_the_deliverys_lease)
+{
+    static const char *const env[] = { WORKER_ENV_BASE, "CONVEYOR_VISIBILITY_TIMEOUT_MS=1000",
+                                       NULL };
+    char id[32];
+    start_tracked_without_push(id);
+    sim_admin("/admin/mirakl/faults", "{\"latency_ms\":900}"); /* send-by: 800 ms */
+    const char *const *keep = st.opts.worker_env;
+    st.opts.worker_env = env;
+    add_worker("tracking-push");
+    st.opts.worker_env = keep;
+    /* two deliveries that found OR23 done and looked the order up (OR11 by id) */
+    long long lookups = comm_rows(id, "url LIKE '%order_ids=%'", 2);
+    cr_assert_geq(lookups, 2, "%lld OR11 lookups: the push never resumed", lookups);
+    cr_assert_eq(mk_stat(id, "or24"), 0, "an OR24 went out past its delivery's lease");
+    cr_assert_eq(comm_rows(id, "url LIKE '%/ship'", 0), 0);
+    sim_admin("/admin/mirakl/faults", "{\"latency_ms\":0}");
+    wait_state(id, "COMPLETE", WAIT_MS);
+    cr_assert_eq(mk_stat(id, "or24"), 1, "exactly one OR24 once Mirakl is fast");
+    hn_stop_stack(&st);
+}
+
 /* =========================================================================================
  * 6. expired SEUR tokens, two workers
  * ========================================================================================= */

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "cfg.h"
+#include "clock.h"
 #include "db.h"
 #include "harness.h"
 #include "hn_srv.h"
@@ -423,6 +424,32 @@ Test(ups, short_rate_waits_are_slept_longer_ones_deferred)
             timed += atoll(rds_reply_at_str(r, i + 1));
     rds_reply_free(r);
     cr_assert_eq(timed, 2, "both calls in the duration histogram");
+    wk_free(&a);
+}
+
+/* send_by_ms is checked right before the send, after the rate limit's sleep: the
+ * call that slept past it is not sent at all, the other one is. */
+Test(ups, a_call_not_sent_by_its_send_by_time_is_deferred_unsent)
+{
+    struct ups_conf c = conf_base();
+    c.rate_per_min = 600; /* one per 100 ms: the second call sleeps 100 ms */
+    c.rate_burst = 1;
+    c.rate_sleep_max_ms = 150;
+    struct wk a;
+    wk_init(&a, &c, NULL, NULL);
+    struct ups_call calls[2];
+    int64_t now = clock_mono_ms();
+    for (int i = 0; i < 2; i++)
+        calls[i] = api_call("/api/orders");
+    calls[0].send_by_ms = now + 5000;
+    calls[1].send_by_ms = now + 50;
+    ups_run(a.u, calls, 2);
+    cr_assert_eq(calls[0].outcome, UPS_DONE);
+    cr_assert_eq(calls[1].outcome, UPS_DEFERRED, "slept past its send-by, yet sent");
+    cr_assert(strstr(calls[1].error, "lease") != NULL, "why: %s", calls[1].error);
+    cr_assert_eq(hits(&up.api_hits), 1);
+    for (int i = 0; i < 2; i++)
+        ups_call_cleanup(&calls[i]);
     wk_free(&a);
 }
 
