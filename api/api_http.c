@@ -538,7 +538,7 @@ static int scope_or_reply(struct req *r, const struct api_route *hit)
     const char *scope = NULL;
     if (hit->auth == API_AUTH_NONE)
         return 0;
-    if (auth_check(r->t->cfg, api_header(r, "Authorization"), &r->key) != CV_OK) {
+    if (api_keys_check(r->t, api_header(r, "Authorization"), &r->key_copy, &r->key) != CV_OK) {
         api_reply_err(r, CV_ERR_AUTH, "missing or invalid API key", NULL);
         return -1;
     }

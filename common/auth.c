@@ -61,10 +61,8 @@ const struct cfg_api_key *auth_match(const struct cfg_api_key *keys, int n,
     return found ? &keys[idx] : NULL;
 }
 
-enum cv_rc auth_check(const struct cfg *c, const char *authorization,
-                      const struct cfg_api_key **key)
+enum cv_rc auth_bearer_sha(const char *authorization, unsigned char sha[32])
 {
-    *key = NULL;
     if (!authorization)
         return CV_ERR_AUTH;
     const char *p = authorization;
@@ -80,8 +78,17 @@ enum cv_rc auth_check(const struct cfg *c, const char *authorization,
         len--;
     if (len == 0 || len > AUTH_TOKEN_MAX)
         return CV_ERR_AUTH;
-    unsigned char sha[32];
     auth_sha256(p, len, sha);
+    return CV_OK;
+}
+
+enum cv_rc auth_check(const struct cfg *c, const char *authorization,
+                      const struct cfg_api_key **key)
+{
+    unsigned char sha[32];
+    *key = NULL;
+    if (auth_bearer_sha(authorization, sha) != CV_OK)
+        return CV_ERR_AUTH;
     const struct cfg_api_key *k = auth_match(c->api_keys, c->napi_keys, sha);
     if (!k)
         return CV_ERR_AUTH;
