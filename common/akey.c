@@ -103,9 +103,11 @@ int akey_scopes_parse(const char *csv, char *out, size_t cap, char bad[32], cons
         p += len;
         if (*p == ',')
             p++;
-        *why = "empty scope";
-        if (*p == '\0' && p[-1] == ',')
+        if (*p == '\0' && p[-1] == ',') {
+            *why = "empty scope";
+            bad[0] = '\0';
             goto out;
+        }
     }
     *why = "no scope given";
     if (n == 0)
