@@ -321,6 +321,18 @@ Test(ctl, submit_file_batches_refuses_bad_lines_and_summarises)
     cr_assert(strstr(r->out, "lines 2: accepted 2, duplicates 0, refused 0"), "%s", r->out);
     hn_run_free(r);
     cr_assert_eq(depth_of("noop"), 2502);
+
+    /* on a terminal: a bar over the file's lines, then the summary */
+    FILE *f = fopen(path, "w");
+    for (int i = 0; i < 300; i++)
+        fprintf(f, "{\"type\":\"noop\",\"payload\":{\"n\":%d}}\n", i);
+    fclose(f);
+    r = CTL_PTY(NULL, "submit", "--file", path);
+    expect_exit(r, 0, "a file on a terminal");
+    cr_assert(strstr(r->out, "submit [") && strstr(r->out, "100% 300/300"), "%s", r->out);
+    cr_assert(strstr(r->out, "accepted 300"), "%s", r->out);
+    hn_run_free(r);
+    cr_assert_eq(depth_of("noop"), 2802);
     unlink(path);
     free(file);
 }
@@ -462,6 +474,21 @@ static int worker_live(void *arg)
     return n >= 1;
 }
 
+static int alive_pred(void *arg)
+{
+    return hn_alive(arg);
+}
+
+static int log_has_frame(void *arg)
+{
+    return hn_log_has(arg, "HELD  ");
+}
+
+static int log_has_o9(void *arg)
+{
+    return hn_log_has(arg, "\"order_id\":\"o-9\"");
+}
+
 Test(ctl, watch_prints_frames_with_queues_workers_and_held_money)
 {
     char id[UUID_STR_LEN];
@@ -494,6 +521,15 @@ Test(ctl, watch_prints_frames_with_queues_workers_and_held_money)
     cr_assert_eq(num(h, "dead_jobs"), 1);
     cJSON_Delete(j);
     hn_run_free(r);
+
+    /* without --count it runs until Ctrl-C, and then ends well */
+    const char *const wargv[] = { "conveyorctl", "watch", NULL };
+    struct hn_proc *wp = hn_spawn("ctl-watch", wargv, NULL);
+    cr_assert(hn_wait_until(log_has_frame, wp, 10000, 50), "a first frame");
+    cr_assert(hn_alive(wp), "still watching");
+    cr_assert_eq(hn_stop(wp, SIGINT, 5000), 0, "Ctrl-C ends it with 0");
+    cr_assert(!hn_log_has_sanitizer_report(wp));
+    hn_proc_free(wp);
 
     /* on a terminal each frame clears the screen */
     r = CTL_PTY(NULL, "watch", "--count", "1");
@@ -561,6 +597,17 @@ Test(ctl, orders_counts_lists_and_one_orders_history)
     cr_assert_str_eq(str(j, "to_state"), "POSTED");
     cJSON_Delete(j);
     hn_run_free(r);
+
+    /* --follow prints what is written after it started, until Ctrl-C */
+    const char *const argv[] = { "conveyorctl", "ops", "tail", "--follow", "--json", NULL };
+    struct hn_proc *p = hn_spawn("ctl-ops", argv, NULL);
+    cr_assert(hn_wait_until(alive_pred, p, 2000, 50), "it runs");
+    hn_psql_exec("INSERT INTO operations (scope, action, order_id, status) VALUES"
+                 " ('operator', 'note', 'o-9', 'OK')");
+    cr_assert(hn_wait_until(log_has_o9, p, 10000, 50), "the new row is printed");
+    cr_assert_eq(hn_stop(p, SIGINT, 5000), 0, "Ctrl-C ends it with 0");
+    cr_assert(!hn_log_has_sanitizer_report(p));
+    hn_proc_free(p);
 }
 
 Test(ctl, held_json_and_migrate_status)
