@@ -58,6 +58,26 @@ static void sleep_ms(int ms)
     }
 }
 
+/* A growing NUL-terminated byte buffer (HTTP bodies, command output). */
+struct buf {
+    char *p;
+    size_t len, cap;
+};
+
+static void buf_add(struct buf *b, const char *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 1024;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        b->p = xrealloc(b->p, cap);
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
 /* Read a whole file into a NUL-terminated malloc'd buffer; NULL when unreadable. */
 static char *read_file(const char *path, size_t *len_out)
 {
@@ -482,22 +502,6 @@ void hn_log_tail(const struct hn_proc *p, int lines)
 
 /* ==== commands run to completion ========================================================= */
 
-struct hn_buf {
-    char *p;
-    size_t len, cap;
-};
-
-static void hn_buf_add(struct hn_buf *b, const char *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        b->cap = (b->len + n + 1) * 2;
-        b->p = xrealloc(b->p, b->cap);
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
 /* fork and execve argv with fds 0, 1, 2 from fd[0..2] (the child closes every other fd);
  * pty_slave >= 0: the child makes it its controlling terminal first. */
 static pid_t run_child(const char *const argv[], const char *const extra_env[], const int fd[3],
@@ -571,7 +575,7 @@ struct hn_run *hn_run(const char *const argv[], const char *const extra_env[], c
                       size_t in_len, int timeout_ms)
 {
     int pin[2], pout[2], perr[2];
-    struct hn_buf out = { 0 }, err = { 0 };
+    struct buf out = { 0 }, err = { 0 };
     long long deadline = now_ms() + timeout_ms;
     cr_assert(argv && argv[0], "hn_run: empty argv");
     if (pipe2(pin, O_CLOEXEC) || pipe2(pout, O_CLOEXEC) || pipe2(perr, O_CLOEXEC))
@@ -610,7 +614,7 @@ struct hn_run *hn_run(const char *const argv[], const char *const extra_env[], c
             char buf[65536];
             ssize_t n = read(p[i].fd, buf, sizeof(buf));
             if (n > 0) {
-                hn_buf_add(i == 0 ? &out : &err, buf, (size_t)n);
+                buf_add(i == 0 ? &out : &err, buf, (size_t)n);
             } else if (n == 0 || errno != EINTR) {
                 close(p[i].fd);
                 if (i == 0)
@@ -637,8 +641,8 @@ struct hn_run *hn_run(const char *const argv[], const char *const extra_env[], c
     }
     struct hn_run *r = xcalloc(1, sizeof(*r));
     r->status = run_reap(pid, deadline, argv[0]);
-    hn_buf_add(&out, "", 0);
-    hn_buf_add(&err, "", 0);
+    buf_add(&out, "", 0);
+    buf_add(&err, "", 0);
     r->out = out.p;
     r->out_len = out.len;
     r->err = err.p;
@@ -650,7 +654,7 @@ struct hn_run *hn_run_pty(const char *const argv[], const char *const extra_env[
                           const char *in, int timeout_ms)
 {
     int master, slave;
-    struct hn_buf out = { 0 };
+    struct buf out = { 0 };
     long long deadline = now_ms() + timeout_ms;
     struct winsize ws = { 40, 120, 0, 0 };
     cr_assert(argv && argv[0], "hn_run_pty: empty argv");
@@ -675,14 +679,14 @@ struct hn_run *hn_run_pty(const char *const argv[], const char *const extra_env[
         char buf[65536];
         ssize_t n = read(master, buf, sizeof(buf));
         if (n > 0)
-            hn_buf_add(&out, buf, (size_t)n);
+            buf_add(&out, buf, (size_t)n);
         else if (n == 0 || errno != EINTR)
             break;        /* EIO: every holder of the slave has closed it */
     }
     close(master);
     struct hn_run *r = xcalloc(1, sizeof(*r));
     r->status = run_reap(pid, deadline, argv[0]);
-    hn_buf_add(&out, "", 0);
+    buf_add(&out, "", 0);
     r->out = out.p;
     r->out_len = out.len;
     r->err = xstrdup("");
@@ -700,25 +704,6 @@ void hn_run_free(struct hn_run *r)
 }
 
 /* ==== HTTP ============================================================================= */
-
-struct buf {
-    char *p;
-    size_t len, cap;
-};
-
-static void buf_add(struct buf *b, const char *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        b->p = xrealloc(b->p, cap);
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
 
 static size_t on_data(char *data, size_t size, size_t nmemb, void *arg)
 {
