@@ -52,6 +52,7 @@ struct broker;
 struct db_async;
 struct rds_async;
 struct api_pubq;
+struct api_keys;
 struct api_metrics;
 struct met;
 struct job_status;
@@ -88,6 +89,7 @@ struct api_thread {
     struct db_async *db;          /* NULL when pg.dsn is empty */
     struct rds_async *rds;        /* activation hashes */
     struct api_pubq *pubq;        /* single-job publishes of this turn (api_pub.c) */
+    struct api_keys *keys;        /* keys stored in PostgreSQL (api_keys.c); NULL without pg */
     struct api_metrics *metrics;  /* /metrics cache (api_health.c) */
     struct event *stop_ev;        /* readable when main asks us to stop */
     struct event *drain_ev;       /* timer while draining */
@@ -205,7 +207,9 @@ struct req {
     struct api_conn *conn;        /* NULL once the connection is gone */
     struct evhttp_request *http;  /* NULL once replied or the client is gone */
     const struct api_route *route;
-    const struct cfg_api_key *key;
+    const struct cfg_api_key *key;   /* the configuration's, or &key_copy */
+    struct cfg_api_key key_copy;  /* a stored key (api_keys.c), copied: the loop's set of
+                                   * stored keys may be replaced while r is in flight */
     int refs;
     int gone;                     /* the client left before the reply */
     int replied;
@@ -291,6 +295,21 @@ void api_thread_free_http(struct api_thread *t);
 void api_http_metrics_init(struct api_global *g);
 /* Count a reply that no route made (evhttp's own, or a connection refusal). */
 void api_http_count_other(struct api_thread *t, int status);
+
+/* ---- API keys (api_keys.c) ------------------------------------------------- */
+/* Read the stored keys (common/akey.h) on t->db every AKEY_REFRESH_MS; nothing
+ * when t->db is NULL. 0, or -1 when the timer cannot be made. */
+int api_keys_init(struct api_thread *t);
+/* After db_async_free(t->db). NULL-safe. */
+void api_keys_free(struct api_thread *t);
+/* The key of an Authorization header value: the configuration's or a stored
+ * one (then copied into *copy), unless its name is revoked. CV_OK with *key,
+ * else CV_ERR_AUTH. */
+enum cv_rc api_keys_check(struct api_thread *t, const char *authorization,
+                          struct cfg_api_key *copy, const struct cfg_api_key **key);
+/* The same for a key's hash (a dashboard login's key, a session's key). */
+enum cv_rc api_keys_match(struct api_thread *t, const unsigned char sha[32],
+                          struct cfg_api_key *copy, const struct cfg_api_key **key);
 
 /* ---- submissions (api_jobs.c) ---------------------------------------------- */
 /* The request header that names the job id: the API sends it with an

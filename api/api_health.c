@@ -17,6 +17,7 @@
 #include "db.h"
 #include "mem.h"
 #include "met.h"
+#include "ostore.h"
 #include "ostate.h"
 #include "rds.h"
 #include "ups.h"
@@ -482,8 +483,7 @@ void api_h_metrics(struct req *r)
     broker_queues(t->broker, on_queues, t);
     broker_workers(t->broker, WORKER_ALIVE_MS, on_workers, t);
     if (t->db)
-        db_async_query(t->db, "SELECT internal_state, count(*) FROM orders GROUP BY 1", 0, NULL,
-                       on_orders, t);
+        db_async_query(t->db, ostore_sql_counts, 0, NULL, on_orders, t);
     else
         read_done(t);
     read_upstreams(t);

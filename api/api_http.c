@@ -663,7 +663,7 @@ static void authorize(struct req *r, const struct api_route *hit)
         api_reply_err(r, CV_ERR_AUTH, "no dashboard session: log in at /ui", NULL);
         return;
     }
-    if (auth_check(r->t->cfg, authorization, &r->key) != CV_OK) {
+    if (api_keys_check(r->t, authorization, &r->key_copy, &r->key) != CV_OK) {
         api_reply_err(r, CV_ERR_AUTH, "missing or invalid API key", NULL);
         return;
     }

@@ -557,12 +557,8 @@ static void on_history(void *arg, enum cv_rc rc, const struct db_res *res)
         row_json(r->acc, res, i, NULL);
     }
     sbuf_add(r->acc, "]", 1);
-    const char *params[] = { r->key_param };
-    query(r,
-          "SELECT id, cv_ts(at) AS at, upstream, method, url, status AS status_code, class,"
-          " duration_ms, attempt, job_id, trace_id, error FROM comm_log WHERE order_id = $1"
-          " ORDER BY id DESC LIMIT 200",
-          1, params, on_calls);
+    const char *params[] = { r->key_param, "200" };
+    query(r, ostore_sql_calls, 2, params, on_calls);
 out:
     api_req_release(r);
 }

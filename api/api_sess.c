@@ -21,9 +21,10 @@
  *
  * Every request the cookie authenticates (api_http.c's session_may() says on
  * which routes it may) reads the session back (one GET, pipelined on the
- * loop's Redis link), finds the key by its hash among the configured keys
- * (auth_match: constant time; a key removed from the configuration ends its
- * sessions), and, for a method other than GET and HEAD, compares the header
+ * loop's Redis link), finds the key by its hash among the configured and the
+ * stored keys (api_keys_match: constant time; a key removed from the
+ * configuration or revoked with conveyorctl keys revoke ends its sessions
+ * within one refresh of the stored keys), and, for a method other than GET and HEAD, compares the header
  * X-CSRF-Token with the session's token in constant time: the cookie alone
  * never replays or purges anything, even if SameSite were not honoured. The
  * token reaches the page in the login reply and GET /ui/api/session, which
@@ -184,8 +185,10 @@ static const struct cfg_api_key *sess_parse(struct req *r, const char *v, size_t
         return NULL;
     memcpy(csrf, v + SESS_HEX + 1, SESS_HEX);
     csrf[SESS_HEX] = '\0';
-    const struct cfg_api_key *k = auth_match(r->t->cfg->api_keys, r->t->cfg->napi_keys, sha);
-    return k && auth_allows(k, AUTH_SCOPE_OPERATOR) ? k : NULL;
+    const struct cfg_api_key *k = NULL;
+    if (api_keys_match(r->t, sha, &r->key_copy, &k) != CV_OK)
+        return NULL;
+    return auth_allows(k, AUTH_SCOPE_OPERATOR) ? k : NULL;
 }
 
 /* X-CSRF-Token for a state-changing method. 1 when fine. */
@@ -301,7 +304,9 @@ void api_h_ui_login(struct req *r)
         goto out;
     }
     const struct cfg_api_key *k = NULL;
-    if (auth_check_token(r->t->cfg, token, strlen(token), &k) != CV_OK) {
+    unsigned char sha[32];
+    if (auth_token_sha(token, strlen(token), sha) != CV_OK ||
+        api_keys_match(r->t, sha, &r->key_copy, &k) != CV_OK) {
         LOG_WARN("ui.login_refused", "why=unknown_key");
         api_reply_err(r, CV_ERR_AUTH, "unknown key", "key");
         goto out;

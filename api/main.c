@@ -175,7 +175,7 @@ static int thread_init(struct api_thread *t, const struct cfg *cfg, struct api_g
         fprintf(stderr, "conveyor-api: cannot set up event loop %d\n", idx);
         return -1;
     }
-    if (api_pub_init(t) != 0 || api_metrics_init(t) != 0) {
+    if (api_pub_init(t) != 0 || api_metrics_init(t) != 0 || api_keys_init(t) != 0) {
         fprintf(stderr, "conveyor-api: cannot set up event loop %d\n", idx);
         return -1;
     }
@@ -204,6 +204,7 @@ static void thread_cleanup(struct api_thread *t)
     api_metrics_free(t);
     db_async_free(t->db);
     t->db = NULL;
+    api_keys_free(t);
     api_thread_free_http(t);
     if (t->stop_ev)
         event_free(t->stop_ev);
@@ -251,7 +252,8 @@ int main(int argc, char **argv)
     cfg_log(&cfg);
     if (cfg.napi_keys == 0)
         LOG_WARN("api.no_keys", "msg=\"no api_keys configured: authenticated endpoints "
-                                "answer 401\"");
+                                "answer 401 unless keys are stored in PostgreSQL "
+                                "(conveyorctl keys add)\"");
     if (!cfg.pg_dsn || !*cfg.pg_dsn)
         LOG_WARN("api.no_postgres", "msg=\"pg.dsn is empty: /ready stays 503 and the "
                                     "offers, accounts and status fallback answer 503\"");

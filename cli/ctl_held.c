@@ -2,7 +2,8 @@
  * activation's outcome is not recorded (transactions PROCESSING), oldest
  * first, with the state of the job that should settle it. A row here older
  * than reconcile.held_after_s with a dead job is what the reconciler replays;
- * with no job at all, it publishes one again (see worker/wrk_reconcile.c). */
+ * with no job at all, it publishes one again (see worker/wrk_reconcile.c).
+ * Also the held summary of `watch` (ctl_held_summary). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include "broker.h"
 #include "ctl.h"
 #include "db.h"
+#include "sbuf.h"
 
 #define HELD_LIMIT 1000
 
@@ -19,6 +21,43 @@ static const char HELD_SQL[] =
     "FROM transactions WHERE status = 'PROCESSING' "
     "AND updated_at <= now() - make_interval(secs => $1::int) "
     "ORDER BY updated_at LIMIT $2::int";
+
+static const char SUMMARY_SQL[] =
+    "SELECT count(*), coalesce(sum(amount), 0)::text, "
+    "coalesce(extract(epoch FROM now() - min(updated_at))::bigint, 0) "
+    "FROM transactions WHERE status = 'PROCESSING'";
+
+enum cv_rc ctl_held_summary(struct db *d, struct ctl_held_sum *s)
+{
+    enum cv_rc rc;
+    memset(s, 0, sizeof(*s));
+    struct db_res *r = db_exec(d, SUMMARY_SQL, 0, NULL, &rc);
+    if (!r)
+        return rc;
+    const char *n = db_res_get(r, 0, 0), *amount = db_res_get(r, 0, 1),
+               *age = db_res_get(r, 0, 2);
+    s->transactions = n ? atoll(n) : 0;
+    snprintf(s->amount, sizeof(s->amount), "%s", amount ? amount : "0");
+    s->oldest_s = age ? atoll(age) : 0;
+    db_res_free(r);
+    return CV_OK;
+}
+
+static void row_json(struct db_res *r, int i, const char *job, int held)
+{
+    struct sbuf b;
+    sbuf_init(&b);
+    sbuf_adds(&b, "{\"transaction_id\":");
+    sbuf_add_json_str(&b, db_res_get(r, i, 0));
+    sbuf_addf(&b, ",\"user_id\":%s,\"offer_id\":%s,\"amount\":", db_res_get(r, i, 1),
+              db_res_get(r, i, 2));
+    sbuf_add_json_str(&b, db_res_get(r, i, 3));
+    sbuf_addf(&b, ",\"age_s\":%s,\"job\":", db_res_get(r, i, 4));
+    sbuf_add_json_str(&b, job);
+    sbuf_addf(&b, ",\"job_held\":%s}", held ? "true" : "false");
+    puts(b.p);
+    sbuf_cleanup(&b);
+}
 
 int ctl_held(const struct cfg *c, int argc, char **argv)
 {
@@ -41,14 +80,9 @@ int ctl_held(const struct cfg *c, int argc, char **argv)
         ret = ctl_usage("held: --min-age-s wants seconds, 0..315360000");
         goto out;
     }
-    if (cfg_require(c, "pg.dsn"))
+    ret = ctl_db_open(c, "held", &d);
+    if (ret != CTL_EXIT_OK)
         goto out;
-    ret = CTL_EXIT_FAIL;
-    d = db_connect(c->pg_dsn);
-    if (!d) {
-        ret = ctl_fail("held: cannot reach PostgreSQL at pg.dsn");
-        goto out;
-    }
     b = broker_open(c, NULL);   /* may be NULL: the job column then says "?" */
     char lim[16];
     snprintf(lim, sizeof(lim), "%d", HELD_LIMIT);
@@ -56,11 +90,12 @@ int ctl_held(const struct cfg *c, int argc, char **argv)
     enum cv_rc rc;
     r = db_exec(d, HELD_SQL, 2, params, &rc);
     if (!r) {
-        ret = ctl_fail("held: %s", db_last_error(d));
+        ret = ctl_failx(ctl_exit_of(rc), "held: %s", db_last_error(d));
         goto out;
     }
-    printf("%-36s %10s %10s %12s %9s %s\n", "TRANSACTION", "USER", "OFFER", "AMOUNT", "AGE_S",
-           "JOB");
+    if (!ctl_json)
+        printf("%-36s %10s %10s %12s %9s %s\n", "TRANSACTION", "USER", "OFFER", "AMOUNT",
+               "AGE_S", "JOB");
     for (int i = 0; i < db_res_rows(r); i++) {
         const char *txn = db_res_get(r, i, 0);
         struct job_status st;
@@ -68,13 +103,18 @@ int ctl_held(const struct cfg *c, int argc, char **argv)
         const char *job = lrc == CV_OK            ? job_state_str(st.state)
                           : lrc == CV_ERR_NOT_FOUND ? "missing"
                                                     : "?";
-        printf("%-36s %10s %10s %12s %9s %s%s\n", txn, db_res_get(r, i, 1),
-               db_res_get(r, i, 2), db_res_get(r, i, 3), db_res_get(r, i, 4), job,
-               lrc == CV_OK && st.held ? " (held)" : "");
+        int held = lrc == CV_OK && st.held;
+        if (ctl_json)
+            row_json(r, i, job, held);
+        else
+            printf("%-36s %10s %10s %12s %9s %s%s\n", txn, db_res_get(r, i, 1),
+                   db_res_get(r, i, 2), db_res_get(r, i, 3), db_res_get(r, i, 4), job,
+                   held ? " (held)" : "");
         if (lrc == CV_OK)
             job_status_cleanup(&st);
     }
-    printf("%d held\n", db_res_rows(r));
+    if (!ctl_json)
+        printf("%d held\n", db_res_rows(r));
     ret = CTL_EXIT_OK;
 out:
     db_res_free(r);

@@ -1,5 +1,6 @@
-/* ctl_jobs.c - conveyorctl commands that talk to the broker: submit, status,
- * dead, retry, purge, queues, workers.
+/* ctl_jobs.c - conveyorctl commands that talk to the broker: submit (one job),
+ * status, queues, workers. (Dead letters: ctl_dead.c; submit --file:
+ * ctl_batch.c.)
  *
  * The broker is opened in synchronous mode, so every callback has run by the
  * time the broker call returns; results the callbacks see are valid only
@@ -20,51 +21,7 @@
 #include "uuid.h"
 
 #define STDIN_MAX_BYTES (64 * 1024 * 1024)
-#define DEAD_LIMIT_DEFAULT 100
-#define DEAD_LIMIT_MAX 10000
 #define WORKERS_ALIVE_MS 10000
-
-/* What a callback reports back. */
-struct call {
-    int called;
-    enum cv_rc rc;
-};
-
-static struct broker *open_broker(const struct cfg *c)
-{
-    struct broker *b = broker_open(c, NULL);
-    if (!b)
-        ctl_fail("cannot reach the broker at redis.url (the reason is logged above)");
-    return b;
-}
-
-/* Exit code for a finished call; prints why it failed. */
-static int call_result(const struct call *k, const char *what, const char *id)
-{
-    if (!k->called)
-        return ctl_fail("%s: the broker did not answer", what);
-    switch (k->rc) {
-    case CV_OK:
-        return CTL_EXIT_OK;
-    case CV_ERR_NOT_FOUND:
-        return ctl_fail("%s: no job %s", what, id ? id : "");
-    case CV_ERR_CONFLICT:
-        return ctl_fail("%s: job %s is not dead or failed", what, id ? id : "");
-    default:
-        return ctl_fail("%s failed: %s", what, cv_rc_str(k->rc));
-    }
-}
-
-/* Replace control characters so that one record stays on one line. */
-static void print_line_safe(const char *s)
-{
-    if (!s || !*s) {
-        fputs("-", stdout);
-        return;
-    }
-    for (; *s; s++)
-        putchar((unsigned char)*s < 0x20 || *s == 0x7f ? ' ' : *s);
-}
 
 static char *read_stdin(size_t *len)
 {
@@ -84,7 +41,7 @@ static char *read_stdin(size_t *len)
 /* ---- submit ------------------------------------------------------------- */
 
 struct publish_res {
-    struct call k;
+    struct ctl_call k;
     char id[UUID_STR_LEN];
     int dup;
 };
@@ -111,6 +68,7 @@ int ctl_submit(const struct cfg *c, int argc, char **argv)
     struct broker *b = NULL;
     struct publish_res pr = { 0 };
     struct jobopt o;
+    int file = 0;
     int64_t now = clock_wall_ms();
     /* the flags are the API's options under their command-line names */
     static const struct {
@@ -123,6 +81,14 @@ int ctl_submit(const struct cfg *c, int argc, char **argv)
         { "--job-id", "job_id" },
     };
     memset(&o, 0, sizeof(o));
+
+    /* submit --file FILE is another command (ctl_batch.c) */
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--file") == 0 || strncmp(argv[i], "--file=", 7) == 0 ||
+            strcmp(argv[i], "-f") == 0)
+            file = 1;
+    if (file)
+        return ctl_submit_file(c, argc, argv);
 
     for (int i = 1; i < argc; i++) {
         int m = 0;
@@ -182,18 +148,28 @@ int ctl_submit(const struct cfg *c, int argc, char **argv)
         goto out;
     }
 
-    ret = CTL_EXIT_FAIL;
-    b = open_broker(c);
-    if (!b)
-        goto out;
-    broker_publish(b, &j, 1, c->idempotency_ttl_s, on_publish, &pr);
-    ret = call_result(&pr.k, "submit", NULL);
+    ret = ctl_broker_open(c, "submit", &b);
     if (ret != CTL_EXIT_OK)
         goto out;
-    if (pr.dup)
+    broker_publish(b, &j, 1, c->idempotency_ttl_s, on_publish, &pr);
+    ret = ctl_call_result(&pr.k, "submit", NULL);
+    if (ret != CTL_EXIT_OK)
+        goto out;
+    /* dup: see broker_publish_cb */
+    if (pr.dup == 2) {
+        ret = ctl_failx(CTL_EXIT_CONFLICT, "submit: job id %s is taken by another job", j->id);
+    } else if (pr.dup == 3) {
+        ret = ctl_failx(CTL_EXIT_CONFLICT,
+                        "submit: refused: %s holds its max_queued unsettled jobs; try again in "
+                        "%s s", j->type, pr.id);
+    } else if (ctl_json) {
+        printf("{\"id\":\"%s\",\"duplicate\":%s}\n", pr.id[0] ? pr.id : j->id,
+               pr.dup ? "true" : "false");
+    } else if (pr.dup) {
         printf("duplicate of %s\n", pr.id);
-    else
+    } else {
         printf("%s\n", pr.id[0] ? pr.id : j->id);
+    }
 out:
     if (b)
         broker_close(b);
@@ -206,7 +182,7 @@ out:
 /* ---- status ------------------------------------------------------------- */
 
 struct status_res {
-    struct call k;
+    struct ctl_call k;
     struct sbuf out;
 };
 
@@ -227,7 +203,7 @@ static void add_time(struct sbuf *b, const char *key, int64_t ms)
 
 /* The status as one JSON object. The payload is embedded as JSON when it
  * parses, else as a string. */
-static void status_json(struct sbuf *b, const struct job_status *st)
+void ctl_status_json(struct sbuf *b, const struct job_status *st)
 {
     sbuf_adds(b, "{\"id\":");
     sbuf_add_json_str(b, st->id);
@@ -263,18 +239,7 @@ static void on_status(void *arg, enum cv_rc rc, const struct job_status *st)
     s->k.called = 1;
     s->k.rc = rc;
     if (rc == CV_OK && st)
-        status_json(&s->out, st);
-}
-
-/* Check that a command got exactly one ID argument. */
-static int one_id(int argc, char **argv, const char **id)
-{
-    if (argc != 2)
-        return ctl_usage("%s: give exactly one job ID", argv[0]);
-    if (!uuid_valid(argv[1]))
-        return ctl_usage("%s: '%s' is not a job id (a UUID)", argv[0], argv[1]);
-    *id = argv[1];
-    return CTL_EXIT_OK;
+        ctl_status_json(&s->out, st);
 }
 
 int ctl_status(const struct cfg *c, int argc, char **argv)
@@ -282,16 +247,22 @@ int ctl_status(const struct cfg *c, int argc, char **argv)
     const char *id = NULL;
     struct status_res s = { 0 };
     struct broker *b = NULL;
-    int ret = one_id(argc, argv, &id);
+    int ret = CTL_EXIT_OK;
     sbuf_init(&s.out);
+    if (argc != 2) {
+        ret = ctl_usage("status: give exactly one job ID");
+        goto out;
+    }
+    id = argv[1];
+    if (!uuid_valid(id)) {
+        ret = ctl_usage("status: '%s' is not a job id (a UUID)", id);
+        goto out;
+    }
+    ret = ctl_broker_open(c, "status", &b);
     if (ret != CTL_EXIT_OK)
         goto out;
-    ret = CTL_EXIT_FAIL;
-    b = open_broker(c);
-    if (!b)
-        goto out;
     broker_get(b, id, on_status, &s);
-    ret = call_result(&s.k, "status", id);
+    ret = ctl_call_result(&s.k, "status", id);
     if (ret == CTL_EXIT_OK)
         printf("%s\n", s.out.p ? s.out.p : "{}");
 out:
@@ -301,148 +272,10 @@ out:
     return ret;
 }
 
-/* ---- dead --------------------------------------------------------------- */
-
-static void on_dead(void *arg, enum cv_rc rc, const struct job_status *st, size_t n)
-{
-    struct call *k = arg;
-    k->called = 1;
-    k->rc = rc;
-    if (rc != CV_OK)
-        return;
-    for (size_t i = 0; i < n; i++) {
-        printf("%s %s %s%s %d ", st[i].id, st[i].type, job_state_str(st[i].state),
-               st[i].held ? "(held)" : "", st[i].attempt);
-        print_line_safe(st[i].last_error);
-        putchar('\n');
-    }
-}
-
-int ctl_dead(const struct cfg *c, int argc, char **argv)
-{
-    int ret = CTL_EXIT_USAGE;
-    const char *type = NULL, *limit_s = NULL;
-    int64_t limit = DEAD_LIMIT_DEFAULT;
-    struct call k = { 0 };
-    struct broker *b = NULL;
-
-    for (int i = 1; i < argc; i++) {
-        int m;
-        if ((m = ctl_opt(argc, argv, &i, "--type", &type)) == 0 &&
-            (m = ctl_opt(argc, argv, &i, "--limit", &limit_s)) == 0) {
-            ret = ctl_usage("dead: unexpected argument '%s'", argv[i]);
-            goto out;
-        }
-        if (m < 0)
-            goto out;
-    }
-    if (type && !job_type_valid(type, strlen(type))) {
-        ret = ctl_usage("dead: bad type '%s'", type);
-        goto out;
-    }
-    if (limit_s && ctl_parse_int64(limit_s, 1, DEAD_LIMIT_MAX, &limit) != 0) {
-        ret = ctl_usage("dead: --limit wants 1..%d", DEAD_LIMIT_MAX);
-        goto out;
-    }
-    ret = CTL_EXIT_FAIL;
-    b = open_broker(c);
-    if (!b)
-        goto out;
-    broker_dead_list(b, type, (int)limit, on_dead, &k);
-    ret = call_result(&k, "dead", NULL);
-out:
-    if (b)
-        broker_close(b);
-    return ret;
-}
-
-/* ---- retry -------------------------------------------------------------- */
-
-static void on_done(void *arg, enum cv_rc rc)
-{
-    struct call *k = arg;
-    k->called = 1;
-    k->rc = rc;
-}
-
-int ctl_retry(const struct cfg *c, int argc, char **argv)
-{
-    const char *id = NULL;
-    struct call k = { 0 };
-    struct broker *b = NULL;
-    int ret = one_id(argc, argv, &id);
-    if (ret != CTL_EXIT_OK)
-        goto out;
-    ret = CTL_EXIT_FAIL;
-    b = open_broker(c);
-    if (!b)
-        goto out;
-    broker_dead_retry(b, id, on_done, &k);
-    ret = call_result(&k, "retry", id);
-    if (ret == CTL_EXIT_OK)
-        printf("requeued %s\n", id);
-out:
-    if (b)
-        broker_close(b);
-    return ret;
-}
-
-struct purge_call {
-    int called;
-    enum cv_rc rc;
-    enum broker_purge what;
-};
-
-static void on_purge(void *arg, enum cv_rc rc, enum broker_purge what)
-{
-    struct purge_call *k = arg;
-    k->called = 1;
-    k->rc = rc;
-    k->what = what;
-}
-
-int ctl_purge(const struct cfg *c, int argc, char **argv)
-{
-    const char *id = NULL;
-    struct purge_call k = { 0, CV_OK, BROKER_PURGE_UNKNOWN };
-    struct broker *b = NULL;
-    int ret = one_id(argc, argv, &id);
-    if (ret != CTL_EXIT_OK)
-        goto out;
-    ret = CTL_EXIT_FAIL;
-    b = open_broker(c);
-    if (!b)
-        goto out;
-    broker_dead_purge(b, id, on_purge, &k);
-    if (!k.called || k.rc != CV_OK)
-        ret = ctl_fail("purge failed: %s", k.called ? cv_rc_str(k.rc) : "no answer");
-    else if (k.what == BROKER_PURGE_UNKNOWN)
-        ret = ctl_fail("purge: no job %s", id);
-    else if (k.what == BROKER_PURGE_LIVE)
-        ret = ctl_fail("purge: job %s is not dead or failed", id);
-    else if (k.what == BROKER_PURGE_HELD)
-        ret = ctl_fail("purge: job %s is held (its effects may be unsettled: money may be "
-                       "debited); `conveyorctl held` lists it, the reconciler settles it",
-                       id);
-    else {
-        printf("purged %s\n", id);
-        ret = CTL_EXIT_OK;
-    }
-out:
-    if (b)
-        broker_close(b);
-    return ret;
-}
-
 /* ---- queues and workers ------------------------------------------------- */
 
-static void on_queues(void *arg, enum cv_rc rc, const struct queue_stat *q, size_t n)
+void ctl_queues_table(const struct queue_stat *q, size_t n)
 {
-    struct call *k = arg;
-    k->called = 1;
-    k->rc = rc;
-    if (rc != CV_OK)
-        return;
     printf("%-31s %10s %10s %10s %9s %10s %10s %14s\n", "TYPE", "DEPTH", "LAG", "PENDING",
            "CONSUMERS", "SCHEDULED", "DEAD", "OLDEST_AGE_MS");
     for (size_t i = 0; i < n; i++) {
@@ -455,6 +288,42 @@ static void on_queues(void *arg, enum cv_rc rc, const struct queue_stat *q, size
     }
 }
 
+void ctl_queues_json(struct sbuf *b, const struct queue_stat *q, size_t n)
+{
+    sbuf_add(b, "[", 1);
+    for (size_t i = 0; i < n; i++) {
+        sbuf_adds(b, i ? ",{\"type\":" : "{\"type\":");
+        sbuf_add_json_str(b, q[i].type);
+        sbuf_addf(b, ",\"depth\":%lld,\"pending\":%lld,\"consumers\":%lld,"
+                     "\"scheduled\":%lld,\"dead\":%lld,\"oldest_age_ms\":%" PRId64,
+                  q[i].depth, q[i].pending, q[i].consumers, q[i].scheduled, q[i].dead,
+                  q[i].oldest_age_ms);
+        if (q[i].lag >= 0)
+            sbuf_addf(b, ",\"lag\":%lld}", q[i].lag);
+        else
+            sbuf_adds(b, ",\"lag\":null}");
+    }
+    sbuf_add(b, "]", 1);
+}
+
+struct list_res {
+    struct ctl_call k;
+    struct sbuf json;
+};
+
+static void on_queues(void *arg, enum cv_rc rc, const struct queue_stat *q, size_t n)
+{
+    struct list_res *l = arg;
+    l->k.called = 1;
+    l->k.rc = rc;
+    if (rc != CV_OK)
+        return;
+    if (ctl_json)
+        ctl_queues_json(&l->json, q, n);
+    else
+        ctl_queues_table(q, n);
+}
+
 static int no_args(int argc, char **argv)
 {
     if (argc > 1)
@@ -464,54 +333,87 @@ static int no_args(int argc, char **argv)
 
 int ctl_queues(const struct cfg *c, int argc, char **argv)
 {
-    struct call k = { 0 };
+    struct list_res l = { 0 };
     struct broker *b = NULL;
     int ret = no_args(argc, argv);
+    sbuf_init(&l.json);
     if (ret != CTL_EXIT_OK)
         goto out;
-    ret = CTL_EXIT_FAIL;
-    b = open_broker(c);
-    if (!b)
+    ret = ctl_broker_open(c, "queues", &b);
+    if (ret != CTL_EXIT_OK)
         goto out;
-    broker_queues(b, on_queues, &k);
-    ret = call_result(&k, "queues", NULL);
+    broker_queues(b, on_queues, &l);
+    ret = ctl_call_result(&l.k, "queues", NULL);
+    if (ret == CTL_EXIT_OK && ctl_json)
+        printf("%s\n", l.json.p);
 out:
     if (b)
         broker_close(b);
+    sbuf_cleanup(&l.json);
     return ret;
+}
+
+void ctl_workers_table(const struct worker_info *w, size_t n, int64_t now_ms)
+{
+    printf("%-32s %-20s %8s %5s %12s %5s %8s %9s  %s\n", "NAME", "HOST", "PID", "CONC",
+           "PROCESSED", "BUSY", "SEEN_S", "UPTIME_S", "TYPES");
+    for (size_t i = 0; i < n; i++)
+        printf("%-32s %-20s %8d %5d %12lld %5s %8.1f %9" PRId64 "  %s\n", w[i].name, w[i].host,
+               w[i].pid, w[i].concurrency, w[i].processed, w[i].recent > 0 ? "yes" : "no",
+               (double)(now_ms - w[i].last_seen_ms) / 1000.0,
+               w[i].started_ms > 0 ? (now_ms - w[i].started_ms) / 1000 : 0, w[i].types);
+}
+
+void ctl_workers_json(struct sbuf *b, const struct worker_info *w, size_t n, int64_t now_ms)
+{
+    sbuf_add(b, "[", 1);
+    for (size_t i = 0; i < n; i++) {
+        sbuf_adds(b, i ? ",{\"name\":" : "{\"name\":");
+        sbuf_add_json_str(b, w[i].name);
+        sbuf_adds(b, ",\"host\":");
+        sbuf_add_json_str(b, w[i].host);
+        sbuf_adds(b, ",\"types\":");
+        sbuf_add_json_str(b, w[i].types);
+        sbuf_addf(b, ",\"pid\":%d,\"concurrency\":%d,\"processed\":%lld,\"recent\":%lld,"
+                     "\"seen_ms_ago\":%" PRId64 ",\"uptime_s\":%" PRId64 "}",
+                  w[i].pid, w[i].concurrency, w[i].processed, w[i].recent,
+                  now_ms - w[i].last_seen_ms,
+                  w[i].started_ms > 0 ? (now_ms - w[i].started_ms) / 1000 : 0);
+    }
+    sbuf_add(b, "]", 1);
 }
 
 static void on_workers(void *arg, enum cv_rc rc, const struct worker_info *w, size_t n)
 {
-    struct call *k = arg;
-    k->called = 1;
-    k->rc = rc;
+    struct list_res *l = arg;
+    l->k.called = 1;
+    l->k.rc = rc;
     if (rc != CV_OK)
         return;
-    int64_t now = clock_wall_ms();
-    printf("%-32s %-20s %8s %5s %12s %10s %10s  %s\n", "NAME", "HOST", "PID", "CONC",
-           "PROCESSED", "SEEN_MS", "UPTIME_S", "TYPES");
-    for (size_t i = 0; i < n; i++)
-        printf("%-32s %-20s %8d %5d %12lld %10" PRId64 " %10" PRId64 "  %s\n", w[i].name,
-               w[i].host, w[i].pid, w[i].concurrency, w[i].processed, now - w[i].last_seen_ms,
-               w[i].started_ms > 0 ? (now - w[i].started_ms) / 1000 : 0, w[i].types);
+    if (ctl_json)
+        ctl_workers_json(&l->json, w, n, clock_wall_ms());
+    else
+        ctl_workers_table(w, n, clock_wall_ms());
 }
 
 int ctl_workers(const struct cfg *c, int argc, char **argv)
 {
-    struct call k = { 0 };
+    struct list_res l = { 0 };
     struct broker *b = NULL;
     int ret = no_args(argc, argv);
+    sbuf_init(&l.json);
     if (ret != CTL_EXIT_OK)
         goto out;
-    ret = CTL_EXIT_FAIL;
-    b = open_broker(c);
-    if (!b)
+    ret = ctl_broker_open(c, "workers", &b);
+    if (ret != CTL_EXIT_OK)
         goto out;
-    broker_workers(b, WORKERS_ALIVE_MS, on_workers, &k);
-    ret = call_result(&k, "workers", NULL);
+    broker_workers(b, WORKERS_ALIVE_MS, on_workers, &l);
+    ret = ctl_call_result(&l.k, "workers", NULL);
+    if (ret == CTL_EXIT_OK && ctl_json)
+        printf("%s\n", l.json.p);
 out:
     if (b)
         broker_close(b);
+    sbuf_cleanup(&l.json);
     return ret;
 }

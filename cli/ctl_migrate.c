@@ -1,4 +1,6 @@
-/* ctl_migrate.c - conveyorctl migrate: apply migrations/NNNN_name.sql in order.
+/* ctl_migrate.c - conveyorctl migrate [up|status] [--dir DIR]: apply
+ * migrations/NNNN_name.sql in order (up, also plain `migrate`), or say which
+ * are applied and which pending (status: reads only, takes no lock).
  *
  * A session advisory lock serialises concurrent runs (two deploy hooks, or a
  * test harness starting several stacks on one database). Each file runs in
@@ -188,6 +190,73 @@ out:
     return ret;
 }
 
+/* migrate status: every file with its state, then what the database has
+ * that no file names. */
+static int status(struct db *d, const char *dir, char **files, size_t nfiles)
+{
+    enum cv_rc rc;
+    int pending = 0;
+    struct db_res *t = db_exec(d, "SELECT to_regclass('schema_migrations') IS NOT NULL", 0,
+                               NULL, &rc);
+    if (!t)
+        return ctl_failx(ctl_exit_of(rc), "migrate status: %s", db_last_error(d));
+    int has_table = strcmp(db_res_get(t, 0, 0), "t") == 0;
+    db_res_free(t);
+    struct db_res *applied = NULL;
+    if (has_table) {
+        /* to_char, not cv_ts(): status must work before 0002 made it */
+        applied = db_exec(d,
+                          "SELECT version, to_char(applied_at AT TIME ZONE 'UTC',"
+                          " 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM schema_migrations"
+                          " ORDER BY version",
+                          0, NULL, &rc);
+        if (!applied)
+            return ctl_failx(ctl_exit_of(rc), "migrate status: %s", db_last_error(d));
+    }
+    if (ctl_json)
+        fputs("{\"migrations\":[", stdout);
+    else
+        printf("%-40s %-8s %s\n", "MIGRATION", "STATE", "APPLIED_AT");
+    for (size_t i = 0; i < nfiles; i++) {
+        char *version = xstrndup(files[i], strlen(files[i]) - 4);
+        const char *at = NULL;
+        for (int r = 0; applied && r < db_res_rows(applied); r++)
+            if (strcmp(db_res_get(applied, r, 0), version) == 0)
+                at = db_res_get(applied, r, 1);
+        pending += !at;
+        if (ctl_json)
+            printf("%s{\"version\":\"%s\",\"state\":\"%s\",\"applied_at\":%s%s%s}",
+                   i ? "," : "", version, at ? "applied" : "pending", at ? "\"" : "",
+                   at ? at : "null", at ? "\"" : "");
+        else
+            printf("%-40s %-8s %s\n", version, at ? "applied" : "pending", at ? at : "-");
+        free(version);
+    }
+    if (ctl_json)
+        fputs("],\"unknown\":[", stdout);
+    int nunknown = 0;
+    for (int r = 0; applied && r < db_res_rows(applied); r++) {
+        const char *v = db_res_get(applied, r, 0);
+        if (in_files(files, nfiles, v))
+            continue;
+        if (ctl_json)
+            printf("%s\"%s\"", nunknown ? "," : "", v);
+        else
+            printf("%-40s %-8s %s\n", v, "unknown", db_res_get(applied, r, 1));
+        nunknown++;
+    }
+    if (ctl_json)
+        printf("],\"pending\":%d}\n", pending);
+    else
+        printf("%d pending%s (files in %s)\n", pending,
+               nunknown ? ", and the database has migrations no file names (is this "
+                          "conveyorctl older than the database?)"
+                        : "",
+               dir);
+    db_res_free(applied);
+    return CTL_EXIT_OK;
+}
+
 int ctl_migrate(const struct cfg *c, int argc, char **argv)
 {
     int ret = CTL_EXIT_USAGE;
@@ -197,11 +266,15 @@ int ctl_migrate(const struct cfg *c, int argc, char **argv)
     size_t nfiles = 0;
     struct db *d = NULL;
     struct db_res *applied = NULL;
-    int locked = 0;
+    int locked = 0, first = 1, is_status = 0;
     enum cv_rc rc;
     const char *key[] = { MIGRATE_LOCK_KEY };
 
-    for (int i = 1; i < argc; i++) {
+    if (argc > 1 && (strcmp(argv[1], "up") == 0 || strcmp(argv[1], "status") == 0)) {
+        is_status = strcmp(argv[1], "status") == 0;
+        first = 2;
+    }
+    for (int i = first; i < argc; i++) {
         int m = ctl_opt(argc, argv, &i, "--dir", &dir_opt);
         if (m < 0)
             goto out;
@@ -214,24 +287,33 @@ int ctl_migrate(const struct cfg *c, int argc, char **argv)
         goto out;
     dir = dir_opt ? xstrdup(dir_opt) : default_dir();
     if (!dir) {
-        ret = ctl_usage("migrate: no migrations directory found (give --dir or set "
-                        "CONVEYOR_MIGRATIONS)");
+        ret = ctl_failx(CTL_EXIT_NOT_FOUND, "migrate: no migrations directory found (give "
+                        "--dir or set CONVEYOR_MIGRATIONS)");
         goto out;
     }
     if (list_migrations(dir, &files, &nfiles) != 0) {
-        ret = ctl_usage("migrate: cannot read directory %s: %s", dir, strerror(errno));
+        ret = ctl_failx(CTL_EXIT_NOT_FOUND, "migrate: cannot read directory %s: %s", dir,
+                        strerror(errno));
+        goto out;
+    }
+    if (nfiles == 0) {
+        ret = ctl_failx(CTL_EXIT_NOT_FOUND, "migrate: no NNNN_name.sql files in %s", dir);
+        goto out;
+    }
+    if (is_status) {
+        ret = ctl_db_open(c, "migrate status", &d);
+        if (ret == CTL_EXIT_OK)
+            ret = status(d, dir, files, nfiles);
         goto out;
     }
     ret = CTL_EXIT_FAIL;
-    if (nfiles == 0) {
-        ctl_fail("migrate: no NNNN_name.sql files in %s", dir);
-        goto out;
-    }
     /* No statement deadline: a migration may rewrite a big table, and the
      * advisory lock waits for another migrator. */
     d = db_connect_timeout(c->pg_dsn, DB_CONNECT_TIMEOUT_MS, 0);
     if (!d) {
-        ctl_fail("migrate: cannot connect to PostgreSQL (pg.dsn; the reason is logged above)");
+        ret = ctl_failx(CTL_EXIT_UNAVAILABLE,
+                        "migrate: cannot connect to PostgreSQL (pg.dsn; the reason is logged "
+                        "above)");
         goto out;
     }
     if (db_run(d, "SELECT pg_advisory_lock($1::bigint)", 1, key) != CV_OK) {

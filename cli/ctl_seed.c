@@ -40,7 +40,8 @@ int ctl_seed(const struct cfg *c, int argc, char **argv)
     ret = CTL_EXIT_FAIL;
     d = db_connect(c->pg_dsn);
     if (!d) {
-        ctl_fail("seed: cannot connect to PostgreSQL (pg.dsn; the reason is logged above)");
+        ret = ctl_failx(CTL_EXIT_UNAVAILABLE, "seed: cannot connect to PostgreSQL (pg.dsn; the "
+                        "reason is logged above)");
         goto out;
     }
     if (db_run(d, "BEGIN", 0, NULL) != CV_OK)

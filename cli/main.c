@@ -1,6 +1,4 @@
 /* main.c - conveyorctl: global options, config, and the command table. */
-#include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,97 +9,89 @@
 #include "mem.h"
 
 static const char usage_text[] =
-    "usage: conveyorctl [-c FILE] [--dsn DSN] [--redis URL] COMMAND [ARGS]\n"
+    "usage: conveyorctl [-c FILE] [--dsn DSN] [--redis URL] [--json] COMMAND [ARGS]\n"
     "\n"
     "Global options (anywhere on the line):\n"
     "  -c, --config FILE    libconfig file (default: $CONVEYOR_CONFIG); CONVEYOR_* env\n"
     "                       variables override it, and these flags override both\n"
     "      --dsn DSN        PostgreSQL DSN (pg.dsn, env CONVEYOR_PG_DSN)\n"
     "      --redis URL      Redis URL (redis.url, env CONVEYOR_REDIS_URL)\n"
+    "      --json           print JSON: one object, or one per line for lists and streams\n"
     "  -h, --help           this text\n"
     "\n"
-    "Commands:\n"
-    "  migrate [--dir DIR]  apply the SQL migrations not applied yet, in order\n"
+    "Jobs and queues (Redis):\n"
+    "  queues               per type: depth, lag, pending, consumers, scheduled, dead, oldest\n"
+    "                       age\n"
+    "  workers              workers seen in the last 10 s\n"
+    "  watch [--count N]    queues, workers and held money, refreshed every second until\n"
+    "                       Ctrl-C (or N frames); plain frames when not on a terminal\n"
+    "  submit TYPE [JSON|-] [--delay-ms N] [--run-at RFC3339] [--max-attempts N]\n"
+    "         [--job-id UUID] [--idempotency-key K]\n"
+    "                       publish one job (JSON default {}, - reads stdin); prints its\n"
+    "                       id, or \"duplicate of ID\"\n"
+    "  submit --file FILE|- [--batch N]\n"
+    "                       publish the jobs of a file, one JSON object a line:\n"
+    "                       {\"type\":T, \"payload\":{...}, \"idempotency_key\":K,\n"
+    "                       \"delay_ms\":N} (also run_at, max_attempts). Straight to the\n"
+    "                       broker (no API key), batched per type in atomic chunks of N (at\n"
+    "                       most 1000, the API's batch limit); each line checked as the API\n"
+    "                       checks a job, a bad one refused alone. Summary: accepted,\n"
+    "                       duplicates, refused (line: why); exit 1 when any was refused\n"
+    "  status ID            the job's status as JSON\n"
+    "  dead [list] [--type T] [--since S] [--limit N]\n"
+    "                       dead-letter jobs, newest first (limit 100, at most 10000):\n"
+    "                       id type state[(held)] attempt last_error. S: a duration ago\n"
+    "                       (90s, 15m, 2h, 7d, 1h30m) or an RFC 3339 time\n"
+    "  dead show ID         one dead job: state, attempts, last error, payload\n"
+    "  dead retry ID...     put dead or failed jobs back on their queues (a new life)\n"
+    "  dead retry --all [--type T] [--since S] [--limit N]\n"
+    "                       replay every dead job the filters select, with a progress bar\n"
+    "                       on a terminal, then a summary; Ctrl-C stops between two jobs\n"
+    "  dead purge ID... [--yes]\n"
+    "                       delete dead or failed jobs for good; asks first on a terminal\n"
+    "                       unless --yes; refused while held (exit 4)\n"
+    "  retry ID..., purge ID...\n"
+    "                       the same as dead retry / dead purge\n"
+    "\n"
+    "Money and orders (PostgreSQL):\n"
+    "  held [--min-age-s N] money held: transactions PROCESSING for at least N s (default 0),\n"
+    "                       oldest first, with their job's state\n"
+    "  orders               how many orders in each state\n"
+    "  orders --state S | --list [--limit N]\n"
+    "                       the orders (in state S), oldest change first (limit 50)\n"
+    "  order ID             one order, its operations and its outbound calls\n"
+    "  ops tail [--order ID] [--limit N] [--follow]\n"
+    "                       the operations log; --follow prints new rows until Ctrl-C\n"
+    "\n"
+    "Setup:\n"
+    "  migrate [up] [--dir DIR]\n"
+    "                       apply the SQL migrations not applied yet, in order\n"
     "                       (DIR: $CONVEYOR_MIGRATIONS, else ./migrations, else\n"
     "                       <dir of conveyorctl>/../migrations)\n"
+    "  migrate status [--dir DIR]\n"
+    "                       each migration, applied (when) or pending\n"
     "  seed                 add demo accounts 1..100 and offers (idempotent)\n"
-    "  submit TYPE [JSON|-] [--delay-ms N] [--run-at RFC3339] [--max-attempts N] [--job-id UUID]\n"
-    "         [--idempotency-key K]\n"
-    "                       publish one job (JSON default {}, - reads stdin);\n"
-    "                       prints its id, or \"duplicate of ID\"\n"
-    "  status ID            the job's status as JSON\n"
-    "  orders [--state S] [--limit N] [--json]\n"
-    "                       orders of the pipeline, by state\n"
-    "  order ID [--json]    one order and its operations\n"
-    "  ops tail [--order ID] [--limit N] [--follow] [--json]\n"
-    "                       the operations log\n"
-    "  dead [--type T] [--limit N]\n"
-    "                       dead-letter jobs, newest first (default limit 100):\n"
-    "                       id type state[(held)] attempt last_error\n"
-    "  retry ID             put a dead or failed job back on its queue (a new life)\n"
-    "  purge ID             delete a dead or failed job for good (refused while held)\n"
-    "  held [--min-age-s N] money held: transactions PROCESSING for at least N s\n"
-    "                       (default 0), oldest first, with their job's state\n"
-    "  queues               depth, pending, consumers, scheduled, dead per type\n"
-    "  workers              workers seen in the last 10 s\n"
+    "  keys add NAME --scopes a,b [--print-only]\n"
+    "                       a new API key: prints the secret ONCE and its CONVEYOR_API_KEYS\n"
+    "                       entry, stores only its SHA-256 (table api_keys): conveyor-api\n"
+    "                       accepts it within 2 s, no restart. Scopes: job types,\n"
+    "                       activation, operator, orders, *\n"
+    "  keys revoke NAME [--force]\n"
+    "                       conveyor-api refuses every key of that name within 2 s\n"
+    "                       (stored, or configured: then remove it at the next deploy)\n"
+    "  keys list            stored and configured keys: scopes, state, created, last used\n"
+    "                       (hashes shortened to 8 hex digits)\n"
     "  hash-key KEY|-       SHA-256 hex of an API key (- reads it from stdin), for\n"
-    "                       api keys configured as name:sha256hex:types\n"
+    "                       api keys configured as name:sha256hex:scopes\n"
+    "  completion bash      a bash completion script\n"
     "\n"
-    "Exit status: 0 ok, 1 the operation failed, 2 bad usage or configuration.\n";
-
-int ctl_usage(const char *fmt, ...)
-{
-    va_list ap;
-    fputs("conveyorctl: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputs("\n(see conveyorctl --help)\n", stderr);
-    return CTL_EXIT_USAGE;
-}
-
-int ctl_fail(const char *fmt, ...)
-{
-    va_list ap;
-    fputs("conveyorctl: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    return CTL_EXIT_FAIL;
-}
-
-int ctl_opt(int argc, char **argv, int *i, const char *name, const char **val)
-{
-    const char *a = argv[*i];
-    size_t n = strlen(name);
-    if (strncmp(a, name, n) != 0)
-        return 0;
-    if (a[n] == '=') {
-        *val = a + n + 1;
-        return 1;
-    }
-    if (a[n] != '\0')
-        return 0;
-    if (*i + 1 >= argc) {
-        ctl_usage("%s needs a value", name);
-        return -1;
-    }
-    *i += 1;
-    *val = argv[*i];
-    return 1;
-}
-
-int ctl_parse_int64(const char *s, int64_t min, int64_t max, int64_t *out)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end != '\0' || v < min || v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
+    "Exit status (stable, for scripts):\n"
+    "  0  ok\n"
+    "  1  the operation failed (a bulk one: some items failed, or it was interrupted)\n"
+    "  2  bad usage or configuration\n"
+    "  3  not found (job, order, key, migrations directory)\n"
+    "  4  refused by state: held money, not dead or failed, name or id taken, queue full\n"
+    "  5  Redis or PostgreSQL cannot be reached\n";
 
 struct cmd {
     const char *name;
@@ -109,11 +99,11 @@ struct cmd {
 };
 
 static const struct cmd cmds[] = {
-    { "migrate", ctl_migrate }, { "seed", ctl_seed },     { "submit", ctl_submit },
-    { "status", ctl_status },   { "dead", ctl_dead },     { "retry", ctl_retry },
-    { "queues", ctl_queues },   { "workers", ctl_workers }, { "purge", ctl_purge },
-    { "held", ctl_held },       { "orders", ctl_orders }, { "order", ctl_order },
-    { "ops", ctl_ops },
+    { "migrate", ctl_migrate }, { "seed", ctl_seed },       { "submit", ctl_submit },
+    { "status", ctl_status },   { "dead", ctl_dead },       { "retry", ctl_retry },
+    { "purge", ctl_purge },     { "queues", ctl_queues },   { "workers", ctl_workers },
+    { "watch", ctl_watch },     { "held", ctl_held },       { "orders", ctl_orders },
+    { "order", ctl_order },     { "ops", ctl_ops },         { "keys", ctl_keys },
 };
 
 int main(int argc, char **argv)
@@ -140,8 +130,10 @@ int main(int argc, char **argv)
             ret = CTL_EXIT_OK;
             goto out;
         }
-        if ((m = ctl_opt(argc, argv, &i, "-c", &v)) != 0 ||
-            (m = ctl_opt(argc, argv, &i, "--config", &v)) != 0) {
+        if (strcmp(argv[i], "--json") == 0) {
+            ctl_json = 1;
+        } else if ((m = ctl_opt(argc, argv, &i, "-c", &v)) != 0 ||
+                   (m = ctl_opt(argc, argv, &i, "--config", &v)) != 0) {
             if (m < 0)
                 goto out;
             cfg_path = v;
@@ -161,9 +153,13 @@ int main(int argc, char **argv)
         fputs(usage_text, stderr);
         goto out;
     }
-    /* hash-key works without any configuration */
+    /* these work without any configuration */
     if (strcmp(rest[0], "hash-key") == 0) {
         ret = ctl_hash_key(nrest, rest);
+        goto out;
+    }
+    if (strcmp(rest[0], "completion") == 0) {
+        ret = ctl_completion(nrest, rest);
         goto out;
     }
     const struct cmd *cmd = NULL;

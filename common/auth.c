@@ -66,10 +66,16 @@ const struct cfg_api_key *auth_match(const struct cfg_api_key *keys, int n,
     return found ? &keys[idx] : NULL;
 }
 
-enum cv_rc auth_check(const struct cfg *c, const char *authorization,
-                      const struct cfg_api_key **key)
+enum cv_rc auth_token_sha(const char *token, size_t len, unsigned char sha[32])
 {
-    *key = NULL;
+    if (!token || len == 0 || len > AUTH_TOKEN_MAX)
+        return CV_ERR_AUTH;
+    auth_sha256(token, len, sha);
+    return CV_OK;
+}
+
+enum cv_rc auth_bearer_sha(const char *authorization, unsigned char sha[32])
+{
     if (!authorization)
         return CV_ERR_AUTH;
     const char *p = authorization;
@@ -83,22 +89,38 @@ enum cv_rc auth_check(const struct cfg *c, const char *authorization,
     size_t len = strlen(p);
     while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
         len--;
-    return auth_check_token(c, p, len, key);
+    return auth_token_sha(p, len, sha);
 }
 
-enum cv_rc auth_check_token(const struct cfg *c, const char *token, size_t len,
+/* The configuration's key of hash sha, if any. */
+static enum cv_rc match_cfg(const struct cfg *c, const unsigned char sha[32],
                             const struct cfg_api_key **key)
 {
-    *key = NULL;
-    if (!token || len == 0 || len > AUTH_TOKEN_MAX)
-        return CV_ERR_AUTH;
-    unsigned char sha[32];
-    auth_sha256(token, len, sha);
     const struct cfg_api_key *k = auth_match(c->api_keys, c->napi_keys, sha);
     if (!k)
         return CV_ERR_AUTH;
     *key = k;
     return CV_OK;
+}
+
+enum cv_rc auth_check(const struct cfg *c, const char *authorization,
+                      const struct cfg_api_key **key)
+{
+    unsigned char sha[32];
+    *key = NULL;
+    if (auth_bearer_sha(authorization, sha) != CV_OK)
+        return CV_ERR_AUTH;
+    return match_cfg(c, sha, key);
+}
+
+enum cv_rc auth_check_token(const struct cfg *c, const char *token, size_t len,
+                            const struct cfg_api_key **key)
+{
+    unsigned char sha[32];
+    *key = NULL;
+    if (auth_token_sha(token, len, sha) != CV_OK)
+        return CV_ERR_AUTH;
+    return match_cfg(c, sha, key);
 }
 
 int auth_equal(const void *a, const void *b, size_t n)

@@ -38,6 +38,14 @@ void auth_sha256_hex(const void *data, size_t len, char out[65]);
 const struct cfg_api_key *auth_match(const struct cfg_api_key *keys, int n,
                                      const unsigned char sha[32]);
 
+/* The SHA-256 of the token of an Authorization header value (may be NULL):
+ * CV_OK, or CV_ERR_AUTH when missing, not Bearer, empty or longer than
+ * AUTH_TOKEN_MAX. For a caller that matches the hash against more than the
+ * configuration's keys (api/api_keys.c: keys stored in PostgreSQL). */
+enum cv_rc auth_bearer_sha(const char *authorization, unsigned char sha[32]);
+/* The same for a bare key token[0..len) (the dashboard's login form). */
+enum cv_rc auth_token_sha(const char *token, size_t len, unsigned char sha[32]);
+
 /* Check an Authorization header value (may be NULL). CV_OK with *key set to
  * the configured key, or CV_ERR_AUTH when missing, not Bearer, empty, longer
  * than AUTH_TOKEN_MAX or unknown. *key points into c. */

@@ -127,6 +127,12 @@ void broker_dead_list(struct broker *b, const char *type, int limit, broker_list
     jstore_dead_list(b->js, type, limit, cb, arg);
 }
 
+void broker_dead_page(struct broker *b, const char *type, int64_t since_ms, const char *cursor,
+                      int limit, broker_page_cb cb, void *arg)
+{
+    jstore_dead_page(b->js, type, since_ms, cursor, limit, cb, arg);
+}
+
 void job_status_cleanup(struct job_status *st)
 {
     FREE_NULL(st->payload);

@@ -168,6 +168,19 @@ typedef void (*broker_list_cb)(void *arg, enum cv_rc rc, const struct job_status
 void broker_dead_list(struct broker *b, const char *type, int limit, broker_list_cb cb,
                       void *arg);
 
+/* A page of the dead-letter set, newest first, to walk all of it (conveyorctl's
+ * bulk replay and --since). Entries that ended at or after since_ms (0 = any)
+ * and, when cursor is not "", before the entry the cursor names (the next of
+ * the previous page). next is the cursor of the following page, "" when this
+ * page was the last. Entries replayed or purged meanwhile do not upset the
+ * walk: a job that dies again is newer than the cursor and is not seen twice.
+ * type NULL = all types. st and next are valid during the call. */
+#define BROKER_CURSOR_LEN 32
+typedef void (*broker_page_cb)(void *arg, enum cv_rc rc, const struct job_status *st, size_t n,
+                               const char *next);
+void broker_dead_page(struct broker *b, const char *type, int64_t since_ms, const char *cursor,
+                      int limit, broker_page_cb cb, void *arg);
+
 typedef void (*broker_done_cb)(void *arg, enum cv_rc rc);
 /* Put a dead or failed job back on its queue: a new life, with a fresh attempt
  * count and a fresh count of unsettled deliveries (the lease epoch keeps

@@ -25,7 +25,8 @@ struct jstore {
     struct rds_async *as;
     const struct cfg *cfg;      /* borrowed: the types' max_queued */
     struct rds_script publish, start, settle, dead_retry, get;
-    struct rds_script dead_list, dead_purge, dead_expire, dead_unhold, lease, workers, counters;
+    struct rds_script dead_list, dead_page, dead_purge, dead_expire, dead_unhold, lease, workers;
+    struct rds_script counters;
 };
 
 static const char *const mode_arg[] = { [JSTORE_STREAMS] = "q", [JSTORE_EXTERNAL] = "k" };
@@ -590,21 +591,36 @@ struct list_ctx {
     void *arg;
 };
 
+/* The status hashes r[from..n) decoded into a new array (free with
+ * statuses_free); *k of them were well-formed. */
+static struct job_status *statuses_decode(const struct rds_reply *r, size_t from, size_t n,
+                                          size_t *k)
+{
+    struct job_status *st = xcalloc(n > from ? n - from : 1, sizeof(*st));
+    *k = 0;
+    for (size_t i = from; i < n; i++)
+        if (jstore_status_decode(rds_reply_at(r, i), &st[*k]) == 0)
+            (*k)++;
+        else
+            job_status_cleanup(&st[*k]);
+    return st;
+}
+
+static void statuses_free(struct job_status *st, size_t k)
+{
+    for (size_t i = 0; i < k; i++)
+        job_status_cleanup(&st[i]);
+    free(st);
+}
+
 static void dead_list_done(const struct rds_reply *r, void *arg)
 {
     struct list_ctx *c = arg;
     enum cv_rc rc = rds_reply_rc(r, "dead_list");
-    size_t n = rc == CV_OK ? rds_reply_len(r) : 0, k = 0;
-    struct job_status *st = xcalloc(n ? n : 1, sizeof(*st));
-    for (size_t i = 0; i < n; i++)
-        if (jstore_status_decode(rds_reply_at(r, i), &st[k]) == 0)
-            k++;
-        else
-            job_status_cleanup(&st[k]);
+    size_t k;
+    struct job_status *st = statuses_decode(r, 0, rc == CV_OK ? rds_reply_len(r) : 0, &k);
     c->cb(c->arg, rc, st, k);
-    for (size_t i = 0; i < k; i++)
-        job_status_cleanup(&st[i]);
-    free(st);
+    statuses_free(st, k);
     free(c);
 }
 
@@ -618,6 +634,46 @@ void jstore_dead_list(struct jstore *js, const char *type, int limit, broker_lis
     c->cb = cb;
     c->arg = arg;
     rds_either_eval(js->sync, js->as, &js->dead_list, dead_list_done, c, 2, argv, NULL);
+}
+
+struct page_ctx {
+    broker_page_cb cb;
+    void *arg;
+};
+
+/* The reply is {cursor, hash, hash, ...} (JSTORE_LUA_DEAD_PAGE). */
+static void dead_page_done(const struct rds_reply *r, void *arg)
+{
+    struct page_ctx *c = arg;
+    enum cv_rc rc = rds_reply_rc(r, "dead_page");
+    size_t n = rc == CV_OK ? rds_reply_len(r) : 0, k;
+    const char *cur = n > 0 ? rds_reply_at_str(r, 0) : NULL;
+    char next[BROKER_CURSOR_LEN] = "";
+    if (rc == CV_OK && (n == 0 || !cur || strlen(cur) >= sizeof(next))) {
+        LOG_ERROR("broker.bad_reply", "op=dead_page");
+        rc = CV_ERR_IO;
+        n = 0;
+    }
+    if (cur && rc == CV_OK)
+        copy_field(next, sizeof(next), cur);
+    struct job_status *st = statuses_decode(r, 1, n, &k);
+    c->cb(c->arg, rc, st, k, next);
+    statuses_free(st, k);
+    free(c);
+}
+
+void jstore_dead_page(struct jstore *js, const char *type, int64_t since_ms, const char *cursor,
+                      int limit, broker_page_cb cb, void *arg)
+{
+    char lim[16], since[24] = "";
+    num(lim, sizeof(lim), limit > 0 ? limit : 100);
+    if (since_ms > 0)
+        num(since, sizeof(since), (long long)since_ms * 1000);
+    const char *argv[] = { type ? type : "", lim, cursor ? cursor : "", since };
+    struct page_ctx *c = xmalloc(sizeof(*c));
+    c->cb = cb;
+    c->arg = arg;
+    rds_either_eval(js->sync, js->as, &js->dead_page, dead_page_done, c, 4, argv, NULL);
 }
 
 struct purge_ctx {
@@ -818,6 +874,7 @@ struct jstore *jstore_new(struct rds *sync, struct rds_async *as, const struct c
     js->dead_retry = (struct rds_script){ "dead_retry", JSTORE_LUA_DEAD_RETRY, "" };
     js->get = (struct rds_script){ "get", JSTORE_LUA_GET, "" };
     js->dead_list = (struct rds_script){ "dead_list", JSTORE_LUA_DEAD_LIST, "" };
+    js->dead_page = (struct rds_script){ "dead_page", JSTORE_LUA_DEAD_PAGE, "" };
     js->dead_purge = (struct rds_script){ "dead_purge", JSTORE_LUA_DEAD_PURGE, "" };
     js->dead_expire = (struct rds_script){ "dead_expire", JSTORE_LUA_DEAD_EXPIRE, "" };
     js->dead_unhold = (struct rds_script){ "dead_unhold", JSTORE_LUA_DEAD_UNHOLD, "" };
@@ -826,7 +883,7 @@ struct jstore *jstore_new(struct rds *sync, struct rds_async *as, const struct c
     js->counters = (struct rds_script){ "counters", JSTORE_LUA_COUNTERS, "" };
     /* an async link loads each script on its first use (rds_async_eval) */
     struct rds_script *all[] = { &js->publish, &js->start, &js->settle, &js->dead_retry, &js->get,
-                                 &js->dead_list, &js->dead_purge, &js->dead_expire,
+                                 &js->dead_list, &js->dead_page, &js->dead_purge, &js->dead_expire,
                                  &js->dead_unhold, &js->lease, &js->workers, &js->counters };
     for (size_t i = 0; sync && js && i < sizeof(all) / sizeof(all[0]); i++)
         if (rds_script_load(sync, all[i]))

@@ -103,6 +103,8 @@ void jstore_dead_retry(struct jstore *js, enum jstore_mode m, const char *id,
 void jstore_get(struct jstore *js, const char *id, broker_status_cb cb, void *arg);
 void jstore_dead_list(struct jstore *js, const char *type, int limit, broker_list_cb cb,
                       void *arg);
+void jstore_dead_page(struct jstore *js, const char *type, int64_t since_ms, const char *cursor,
+                      int limit, broker_page_cb cb, void *arg);
 void jstore_dead_purge(struct jstore *js, const char *id, broker_purge_cb cb, void *arg);
 void jstore_workers(struct jstore *js, int64_t alive_ms, broker_workers_cb cb, void *arg);
 void jstore_counters(struct jstore *js, broker_counters_cb cb, void *arg);

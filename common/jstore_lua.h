@@ -690,6 +690,28 @@ JSTORE_LUA_IX_FN \
 "end\n" \
 "return out\n"
 
+/* A page of dead letters, newest first, for paging through the whole set (bulk
+ * replay, --since). ARGV: type ('' = all), limit, before ('' = from the newest,
+ * else the cursor of the previous page: only entries scored below it), since
+ * ('' = no bound, else the lowest score to include: ms * 1000). Returns
+ * {cursor, HGETALL arrays...}: cursor is the score of the last entry looked at
+ * when the page was full (ask again with it), else ''. Entries whose status
+ * hash is gone are skipped but still move the cursor. */
+#define JSTORE_LUA_DEAD_PAGE \
+"local key = 'cv:dead'\n" \
+"if ARGV[1] ~= '' then key = 'cv:dead:' .. ARGV[1] end\n" \
+"local max, min, lim = '+inf', '-inf', tonumber(ARGV[2])\n" \
+"if ARGV[3] ~= '' then max = '(' .. ARGV[3] end\n" \
+"if ARGV[4] ~= '' then min = ARGV[4] end\n" \
+"local r = redis.call('ZREVRANGEBYSCORE', key, max, min, 'WITHSCORES', 'LIMIT', 0, lim)\n" \
+"local out = {''}\n" \
+"for i = 1, #r, 2 do\n" \
+"  local h = redis.call('HGETALL', 'cv:job:' .. r[i])\n" \
+"  if #h > 0 then h[#h+1] = 'id'; h[#h+1] = r[i]; out[#out+1] = h end\n" \
+"end\n" \
+"if #r == 2 * lim then out[1] = r[#r] end\n" \
+"return out\n"
+
 /* Live workers. ARGV: now, alive_ms. Returns HGETALL arrays. */
 #define JSTORE_LUA_WORKERS \
 "local now, alive = tonumber(ARGV[1]), tonumber(ARGV[2])\n" \

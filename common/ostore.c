@@ -577,6 +577,10 @@ out:
 const char ostore_sql_list[] = LIST_SQL;
 const char ostore_sql_get[] = GET_SQL;
 const char ostore_sql_ops[] = OPS_SQL;
+const char ostore_sql_calls[] =
+    "SELECT id, cv_ts(at) AS at, upstream, method, url, status AS status_code, class,"
+    " duration_ms, attempt, job_id, trace_id, error FROM comm_log WHERE order_id = $1"
+    " ORDER BY id DESC LIMIT $2::int";
 const char ostore_sql_counts[] =
     "SELECT internal_state, count(*) AS n FROM orders GROUP BY internal_state";
 

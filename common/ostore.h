@@ -293,11 +293,15 @@ enum cv_rc ostore_list(struct db *d, const char *state, const char *cursor, int 
  *                    cursor is "<cur_us>:<order_id>" of the last row)
  *   ostore_sql_get   $1 order id
  *   ostore_sql_ops   $1 order id, $2 limit: its operations, oldest first
- *   ostore_sql_counts  no parameter: (internal_state, n) of every state that has
- *                    orders (the dashboard's orders page) */
+ *   ostore_sql_calls $1 order id, $2 limit: its outbound calls (comm_log), newest
+ *                    first: id, at, upstream, method, url, status_code, class,
+ *                    duration_ms, attempt, job_id, trace_id, error
+ *   ostore_sql_counts no parameters: internal_state, count for every state that
+ *                    has orders */
 extern const char ostore_sql_list[];
 extern const char ostore_sql_get[];
 extern const char ostore_sql_ops[];
+extern const char ostore_sql_calls[];
 extern const char ostore_sql_counts[];
 /* Split a cursor into its microseconds and order id (pointing into cursor);
  * -1 when malformed. */

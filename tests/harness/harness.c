@@ -11,12 +11,15 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <pty.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -53,6 +56,26 @@ static void sleep_ms(int ms)
     struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
     }
+}
+
+/* A growing NUL-terminated byte buffer (HTTP bodies, command output). */
+struct buf {
+    char *p;
+    size_t len, cap;
+};
+
+static void buf_add(struct buf *b, const char *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 1024;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        b->p = xrealloc(b->p, cap);
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
 }
 
 /* Read a whole file into a NUL-terminated malloc'd buffer; NULL when unreadable. */
@@ -477,26 +500,210 @@ void hn_log_tail(const struct hn_proc *p, int lines)
     free(text);
 }
 
-/* ==== HTTP ============================================================================= */
+/* ==== commands run to completion ========================================================= */
 
-struct buf {
-    char *p;
-    size_t len, cap;
-};
-
-static void buf_add(struct buf *b, const char *s, size_t n)
+/* fork and execve argv with fds 0, 1, 2 from fd[0..2] (the child closes every other fd);
+ * pty_slave >= 0: the child makes it its controlling terminal first. */
+static pid_t run_child(const char *const argv[], const char *const extra_env[], const int fd[3],
+                       int pty_slave)
 {
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        b->p = xrealloc(b->p, cap);
-        b->cap = cap;
+    char *prog = resolve_prog(argv[0]);
+    char **env = build_env(extra_env);
+    pid_t parent = getpid();
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        cr_assert_fail("fork: %s", strerror(errno));
+    if (pid == 0) {
+        sigset_t none;
+        if (pty_slave >= 0) {
+            setsid();
+            ioctl(pty_slave, TIOCSCTTY, 0);
+        } else {
+            setpgid(0, 0);
+        }
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGPIPE, SIG_DFL);
+        signal(SIGINT, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
+        for (int i = 0; i < 3; i++)
+            if (dup2(fd[i], i) < 0)
+                _exit(127);
+        close_range(3, ~0U, 0);
+        execve(prog, (char *const *)argv, env);
+        _exit(127);
     }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
+    free(prog);
+    free(env);
+    return pid;
 }
+
+/* Wait for pid; kill its group and fail the test after deadline. */
+static int run_reap(pid_t pid, long long deadline, const char *name)
+{
+    int ws;
+    for (;;) {
+        pid_t r = waitpid(pid, &ws, WNOHANG);
+        if (r == pid)
+            return decode_status(ws);
+        if (r < 0 && errno != EINTR)
+            cr_assert_fail("waitpid(%s): %s", name, strerror(errno));
+        if (now_ms() >= deadline) {
+            kill(-pid, SIGKILL);
+            kill(pid, SIGKILL);
+            waitpid(pid, &ws, 0);
+            cr_assert_fail("%s: still running at its deadline: killed", name);
+        }
+        sleep_ms(5);
+    }
+}
+
+static void run_check(const struct hn_run *r, const char *name)
+{
+    static const char *const marks[] = { "ERROR: AddressSanitizer", "runtime error:",
+                                         "ERROR: LeakSanitizer" };
+    for (size_t i = 0; i < sizeof(marks) / sizeof(marks[0]); i++)
+        cr_assert(!strstr(r->err, marks[i]) && !strstr(r->out, marks[i]),
+                  "%s: sanitizer report:\n%s%s", name, r->out, r->err);
+}
+
+struct hn_run *hn_run(const char *const argv[], const char *const extra_env[], const char *in,
+                      size_t in_len, int timeout_ms)
+{
+    int pin[2], pout[2], perr[2];
+    struct buf out = { 0 }, err = { 0 };
+    long long deadline = now_ms() + timeout_ms;
+    cr_assert(argv && argv[0], "hn_run: empty argv");
+    if (pipe2(pin, O_CLOEXEC) || pipe2(pout, O_CLOEXEC) || pipe2(perr, O_CLOEXEC))
+        cr_assert_fail("pipe2: %s", strerror(errno));
+    int fd[3] = { pin[0], pout[1], perr[1] };
+    if (!in) {
+        close(pin[0]);
+        close(pin[1]);
+        pin[1] = -1;
+        fd[0] = pin[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
+    pid_t pid = run_child(argv, extra_env, fd, -1);
+    close(pin[0]);
+    close(pout[1]);
+    close(perr[1]);
+    if (pin[1] >= 0)
+        fcntl(pin[1], F_SETFL, O_NONBLOCK);
+    size_t in_off = 0;
+    if (pin[1] >= 0 && in_len == 0) {
+        close(pin[1]);
+        pin[1] = -1;
+    }
+    int open_fds = 2;
+    while (open_fds > 0) {
+        struct pollfd p[3] = { { pout[0], POLLIN, 0 }, { perr[0], POLLIN, 0 },
+                               { pin[1], POLLOUT, 0 } };
+        int np = pin[1] >= 0 ? 3 : 2;
+        long long left = deadline - now_ms();
+        if (left <= 0)
+            break;
+        if (poll(p, (nfds_t)np, (int)(left < 1000 ? left : 1000)) < 0 && errno != EINTR)
+            cr_assert_fail("poll: %s", strerror(errno));
+        for (int i = 0; i < 2; i++) {
+            if (p[i].fd < 0 || !(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            char buf[65536];
+            ssize_t n = read(p[i].fd, buf, sizeof(buf));
+            if (n > 0) {
+                buf_add(i == 0 ? &out : &err, buf, (size_t)n);
+            } else if (n == 0 || errno != EINTR) {
+                close(p[i].fd);
+                if (i == 0)
+                    pout[0] = -1;
+                else
+                    perr[0] = -1;
+                open_fds--;
+            }
+        }
+        if (np == 3 && (p[2].revents & (POLLOUT | POLLERR | POLLHUP))) {
+            ssize_t n = write(pin[1], in + in_off, in_len - in_off);
+            if (n > 0)
+                in_off += (size_t)n;
+            if ((n < 0 && errno != EAGAIN && errno != EINTR) || in_off == in_len) {
+                close(pin[1]);
+                pin[1] = -1;
+            }
+        }
+    }
+    for (int f = 0; f < 3; f++) {
+        int x = f == 0 ? pout[0] : f == 1 ? perr[0] : pin[1];
+        if (x >= 0)
+            close(x);
+    }
+    struct hn_run *r = xcalloc(1, sizeof(*r));
+    r->status = run_reap(pid, deadline, argv[0]);
+    buf_add(&out, "", 0);
+    buf_add(&err, "", 0);
+    r->out = out.p;
+    r->out_len = out.len;
+    r->err = err.p;
+    run_check(r, argv[0]);
+    return r;
+}
+
+struct hn_run *hn_run_pty(const char *const argv[], const char *const extra_env[],
+                          const char *in, int timeout_ms)
+{
+    int master, slave;
+    struct buf out = { 0 };
+    long long deadline = now_ms() + timeout_ms;
+    struct winsize ws = { 40, 120, 0, 0 };
+    cr_assert(argv && argv[0], "hn_run_pty: empty argv");
+    if (openpty(&master, &slave, NULL, NULL, &ws) != 0)
+        cr_assert_fail("openpty: %s", strerror(errno));
+    fcntl(master, F_SETFD, FD_CLOEXEC);
+    int fd[3] = { slave, slave, slave };
+    pid_t pid = run_child(argv, extra_env, fd, slave);
+    close(slave);
+    /* typed ahead: the terminal keeps it until the program reads */
+    if (in && write(master, in, strlen(in)) != (ssize_t)strlen(in))
+        cr_assert_fail("write to the pty: %s", strerror(errno));
+    for (;;) {
+        struct pollfd p = { master, POLLIN, 0 };
+        long long left = deadline - now_ms();
+        if (left <= 0)
+            break;
+        if (poll(&p, 1, (int)(left < 1000 ? left : 1000)) < 0 && errno != EINTR)
+            cr_assert_fail("poll: %s", strerror(errno));
+        if (!(p.revents & (POLLIN | POLLHUP | POLLERR)))
+            continue;
+        char buf[65536];
+        ssize_t n = read(master, buf, sizeof(buf));
+        if (n > 0)
+            buf_add(&out, buf, (size_t)n);
+        else if (n == 0 || errno != EINTR)
+            break;        /* EIO: every holder of the slave has closed it */
+    }
+    close(master);
+    struct hn_run *r = xcalloc(1, sizeof(*r));
+    r->status = run_reap(pid, deadline, argv[0]);
+    buf_add(&out, "", 0);
+    r->out = out.p;
+    r->out_len = out.len;
+    r->err = xstrdup("");
+    run_check(r, argv[0]);
+    return r;
+}
+
+void hn_run_free(struct hn_run *r)
+{
+    if (!r)
+        return;
+    free(r->out);
+    free(r->err);
+    free(r);
+}
+
+/* ==== HTTP ============================================================================= */
 
 static size_t on_data(char *data, size_t size, size_t nmemb, void *arg)
 {

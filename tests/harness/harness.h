@@ -88,6 +88,28 @@ int hn_log_has(const struct hn_proc *p, const char *needle);
 /* Print the last lines of the process's log to stderr, framed with its name. */
 void hn_log_tail(const struct hn_proc *p, int lines);
 
+/* ---- commands run to completion (conveyorctl) ---------------------------------------- */
+
+struct hn_run {
+    int status;             /* exit code, or 128 + signal number */
+    char *out;              /* stdout, NUL-terminated (never NULL); on a pty: all it showed */
+    size_t out_len;
+    char *err;              /* stderr, NUL-terminated (never NULL); "" on a pty */
+};
+
+/* Run argv (argv[0] found as hn_spawn finds it) to its end with extra_env applied as
+ * hn_spawn does, in_len bytes of in on its stdin (in NULL: /dev/null), and collect its
+ * stdout and stderr. Fails the test when it runs longer than timeout_ms (it is killed) or
+ * its stderr holds a sanitizer report. Free with hn_run_free(). */
+struct hn_run *hn_run(const char *const argv[], const char *const extra_env[], const char *in,
+                      size_t in_len, int timeout_ms);
+/* The same on a pseudo-terminal (stdin, stdout and stderr are the terminal; it is its
+ * controlling terminal): in is typed on it (NULL: nothing), out is everything the terminal
+ * showed (the program's stdout and stderr, and the echo of in). */
+struct hn_run *hn_run_pty(const char *const argv[], const char *const extra_env[],
+                          const char *in, int timeout_ms);
+void hn_run_free(struct hn_run *r);
+
 /* ---- HTTP (libcurl) ----------------------------------------------------------------- */
 
 struct hn_resp {
