@@ -61,23 +61,25 @@ void api_h_ready(struct req *r)
 
 /* ==== /metrics ============================================================ */
 
-/* The part of a scrape that comes from Redis (the per-type job counters, one
- * script, the activation histogram, one HGETALL, the held-money figures the
- * reconciler writes, one HGETALL, the queues, one script over the types, and
- * the live workers, one script) and from PostgreSQL (orders per state, one
- * GROUP BY over the state index), plus the upstream call histogram and rate
- * waits (an HGETALL each) and two HGETALLs per configured upstream (its breaker and its last
- * call), is cached per loop and read again at most
- * every http.metrics_cache_ms: a scrape in between is served from memory, and
- * scrapes that arrive while a read is out wait for that read instead of
- * starting their own. So however often /metrics is called, each loop costs
- * Redis seven bounded reads and two per upstream, and PostgreSQL one, per
- * period. */
-#define METRICS_PARTS 9
+/* The part of a scrape that comes from Redis and PostgreSQL is cached per
+ * loop and read again at most every http.metrics_cache_ms:
+ *   Redis: the per-type job counters (one script), the three histograms the
+ *   workers write (activation processing, upstream call durations, an order's
+ *   fetch to COMPLETE: an HGETALL each), the held-money figures the reconciler
+ *   writes and the rate waits (an HGETALL each), the queues (one script over
+ *   the types), the live workers (one script), and two HGETALLs per configured
+ *   upstream (its breaker and its last call);
+ *   PostgreSQL: orders per state (one GROUP BY over the state index).
+ * A scrape in between is served from memory, and scrapes that arrive while a
+ * read is out wait for that read instead of starting their own. So however
+ * often /metrics is called, each loop costs Redis eight bounded reads and two
+ * per upstream, and PostgreSQL one, per period. */
+#define METRICS_PARTS 10
 struct api_metrics {
     struct sbuf part[METRICS_PARTS];  /* rendered: job counters, histogram, held money,
                                        * queues, workers, orders, upstreams,
-                                       * upstream call durations, rate waits */
+                                       * upstream call durations, rate waits,
+                                       * fetch-to-complete */
     int ups_left;                     /* upstream reads still out */
     struct sbuf ups_br, ups_lat;      /* their lines, joined into part 6 at the end */
     struct sbuf next[METRICS_PARTS];  /* being read */
@@ -174,7 +176,7 @@ static void on_counters(void *arg, enum cv_rc rc, const struct type_counters *c,
 
 /* A histogram hash the workers write (met.h) into part, rendered. */
 static void hist_part(struct api_thread *t, const struct rds_reply *reply, int part,
-                      const char *name, const char *help, const char *label)
+                      const struct met_hist *h)
 {
     if (reply && rds_reply_type(reply) == RDS_ARR) {
         size_t n = rds_reply_len(reply) / 2;
@@ -184,7 +186,7 @@ static void hist_part(struct api_thread *t, const struct rds_reply *reply, int p
             f[i] = rds_reply_at_str(reply, 2 * i);
             v[i] = rds_reply_at_str(reply, 2 * i + 1);
         }
-        met_hist_render(&t->metrics->next[part], name, help, label, f, v, n);
+        met_hist_render(&t->metrics->next[part], h, f, v, n);
         free(f);
         free(v);
     }
@@ -193,14 +195,17 @@ static void hist_part(struct api_thread *t, const struct rds_reply *reply, int p
 
 static void on_hist(const struct rds_reply *reply, void *arg)
 {
-    hist_part(arg, reply, 1, MET_ACTIVATION_HIST_NAME,
-              "Time spent processing activations, by final status.", "status");
+    hist_part(arg, reply, 1, &met_hists[MET_H_ACTIVATION]);
 }
 
 static void on_ups_hist(const struct rds_reply *reply, void *arg)
 {
-    hist_part(arg, reply, 7, MET_UPSTREAM_HIST_NAME,
-              "Duration of the calls the workers made to each outside system.", "upstream");
+    hist_part(arg, reply, 7, &met_hists[MET_H_UPSTREAM]);
+}
+
+static void on_f2c_hist(const struct rds_reply *reply, void *arg)
+{
+    hist_part(arg, reply, 9, &met_hists[MET_H_FETCH_TO_COMPLETE]);
 }
 
 /* MET_UPSTREAM_WAITS_KEY: upstream -> calls that waited for its rate limit. */
@@ -472,11 +477,13 @@ void api_h_metrics(struct req *r)
     /* either call may answer inline (link down): count both first */
     m->reads_left = METRICS_PARTS;
     broker_counters(t->broker, on_counters, t);
-    const char *argv[] = { "HGETALL", MET_ACTIVATION_HIST_KEY };
+    const char *argv[] = { "HGETALL", met_hists[MET_H_ACTIVATION].key };
     rds_async_cmd(t->rds, on_hist, t, 2, argv, NULL);
+    const char *fh[] = { "HGETALL", met_hists[MET_H_FETCH_TO_COMPLETE].key };
+    rds_async_cmd(t->rds, on_f2c_hist, t, 2, fh, NULL);
     const char *held[] = { "HGETALL", "cv:held:stats" };
     rds_async_cmd(t->rds, on_held, t, 2, held, NULL);
-    const char *uh[] = { "HGETALL", MET_UPSTREAM_HIST_KEY };
+    const char *uh[] = { "HGETALL", met_hists[MET_H_UPSTREAM].key };
     rds_async_cmd(t->rds, on_ups_hist, t, 2, uh, NULL);
     const char *uw[] = { "HGETALL", MET_UPSTREAM_WAITS_KEY };
     rds_async_cmd(t->rds, on_ups_waits, t, 2, uw, NULL);

@@ -8,26 +8,85 @@
 #include <string.h>
 
 #include "mem.h"
+#include "rds.h"
 
-const double met_buckets[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 };
-const int met_nbuckets = (int)(sizeof(met_buckets) / sizeof(met_buckets[0]));
+/* The histograms the workers write and the API renders: one row each. */
+static const double short_bounds[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                       0.5,   1,    2.5,   5,    10 };
+/* an order's life: past seed 004's five-minute alert, up to four hours */
+static const double long_bounds[] = { 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 14400 };
+#define NB(a) ((int)(sizeof(a) / sizeof(a[0])))
 
-int met_bucket_index(double seconds)
+const struct met_hist met_hists[MET_H_N] = {
+    [MET_H_ACTIVATION] = { "cv:met:h:activation_processing_seconds",
+                           "activation_processing_seconds",
+                           "Time spent processing activations, by final status.", "status",
+                           short_bounds, NB(short_bounds) },
+    [MET_H_UPSTREAM] = { "cv:met:h:upstream_request_duration_seconds",
+                         "conveyor_upstream_request_duration_seconds",
+                         "Duration of the calls the workers made to each outside system.",
+                         "upstream", short_bounds, NB(short_bounds) },
+    [MET_H_FETCH_TO_COMPLETE] = { "cv:met:h:order_fetch_to_complete_seconds",
+                                  "conveyor_order_fetch_to_complete_seconds",
+                                  "From an order's first fetch from the marketplace to COMPLETE.",
+                                  NULL, long_bounds, NB(long_bounds) },
+};
+
+int met_bucket_index(const struct met_hist *h, double seconds)
 {
     int i = 0;
-    while (i < met_nbuckets && !(seconds <= met_buckets[i]))
+    while (i < h->nbounds && !(seconds <= h->bounds[i]))
         i++;
     return i;
 }
 
-const char *met_bucket_field(const char *status, double seconds, char buf[64])
+const char *met_bucket_field_at(const struct met_hist *h, const char *prefix, int i,
+                                char buf[64])
 {
-    int i = met_bucket_index(seconds);
-    if (i < met_nbuckets)
-        snprintf(buf, 64, "%.40s:%g", status, met_buckets[i]);
+    if (i < h->nbounds)
+        snprintf(buf, 64, "%.40s:%g", prefix, h->bounds[i]);
     else
-        snprintf(buf, 64, "%.40s:+Inf", status);
+        snprintf(buf, 64, "%.40s:+Inf", prefix);
     return buf;
+}
+
+const char *met_bucket_field(const struct met_hist *h, const char *prefix, double seconds,
+                             char buf[64])
+{
+    return met_bucket_field_at(h, prefix, met_bucket_index(h, seconds), buf);
+}
+
+void met_obs_add(struct met_obs *o, const struct met_hist *h, double seconds)
+{
+    o->per[met_bucket_index(h, seconds)]++;
+    o->n++;
+    o->sum += seconds;
+}
+
+int met_obs_append(struct rds *r, const struct met_hist *h, const char *prefix,
+                   const struct met_obs *o, int *sent)
+{
+    char field[64], val[32];
+    *sent = 0;
+    if (o->n == 0)
+        return 0;
+    for (int b = 0; b <= h->nbounds; b++) {
+        if (!o->per[b])
+            continue;
+        met_bucket_field_at(h, prefix, b, field);
+        snprintf(val, sizeof(val), "%llu", o->per[b]);
+        const char *argv[] = { "HINCRBY", h->key, field, val };
+        if (rds_append(r, 4, argv, NULL) != 0)
+            return -1;
+        (*sent)++;
+    }
+    snprintf(field, sizeof(field), "%.40s:sum", prefix);
+    snprintf(val, sizeof(val), "%.6f", o->sum);
+    const char *argv[] = { "HINCRBYFLOAT", h->key, field, val };
+    if (rds_append(r, 4, argv, NULL) != 0)
+        return -1;
+    (*sent)++;
+    return 0;
 }
 
 /* ==== counters ========================================================== */
@@ -235,7 +294,7 @@ void met_text_dbl(struct sbuf *b, const char *name, const char *labels, double v
 
 struct hist_status {
     char status[HIST_STATUS_MAX];
-    unsigned long long bucket[16];       /* met_nbuckets bounds, then +Inf */
+    unsigned long long bucket[MET_MAX_BUCKETS + 1];   /* the bounds, then +Inf */
     double sum;
 };
 
@@ -251,17 +310,17 @@ static int parse_count(const char *v, unsigned long long *out)
     return 0;
 }
 
-/* The bucket index of a bound text ("0.05", "+Inf"), or -1. */
-static int bucket_index(const char *le)
+/* The bucket index of a bound text ("0.05", "+Inf") in h, or -1. */
+static int bucket_index(const struct met_hist *h, const char *le)
 {
     if (!strcmp(le, "+Inf") || !strcmp(le, "Inf") || !strcmp(le, "inf"))
-        return met_nbuckets;
+        return h->nbounds;
     char *end;
     double d = strtod(le, &end);
     if (end == le || *end != '\0')
         return -1;
-    for (int i = 0; i < met_nbuckets; i++)
-        if (fabs(d - met_buckets[i]) <= met_buckets[i] * 1e-9)
+    for (int i = 0; i < h->nbounds; i++)
+        if (fabs(d - h->bounds[i]) <= h->bounds[i] * 1e-9)
             return i;
     return -1;
 }
@@ -272,12 +331,13 @@ static int cmp_status(const void *a, const void *b)
                   ((const struct hist_status *)b)->status);
 }
 
-void met_hist_render(struct sbuf *b, const char *name, const char *help, const char *label,
-                     const char *const *fields, const char *const *values, size_t n)
+void met_hist_render(struct sbuf *b, const struct met_hist *h, const char *const *fields,
+                     const char *const *values, size_t n)
 {
+    const char *name = h->name, *label = h->label;
     struct hist_status *st = xcalloc(HIST_MAX_STATUS, sizeof(*st));
     int nst = 0;
-    CV_ASSERT(met_nbuckets <= MET_MAX_BUCKETS);
+    CV_ASSERT(h->nbounds <= MET_MAX_BUCKETS);
     for (size_t i = 0; i < n; i++) {
         const char *f = fields[i], *v = values[i];
         const char *colon = f ? strrchr(f, ':') : NULL;
@@ -285,12 +345,14 @@ void met_hist_render(struct sbuf *b, const char *name, const char *help, const c
             continue;
         size_t slen = (size_t)(colon - f);
         const char *what = colon + 1;
+        if (!label && (slen != strlen(MET_HIST_ALL) || memcmp(f, MET_HIST_ALL, slen) != 0))
+            continue;                 /* one series: only its own prefix */
         int bi = -1, is_sum = 0;
         if (!strcmp(what, "sum"))
             is_sum = 1;
         else if (!strcmp(what, "count"))
             continue;                 /* derived from the buckets, see met.h */
-        else if ((bi = bucket_index(what)) < 0)
+        else if ((bi = bucket_index(h, what)) < 0)
             continue;
         int k = 0;
         while (k < nst && !(strlen(st[k].status) == slen && !memcmp(st[k].status, f, slen)))
@@ -315,7 +377,7 @@ void met_hist_render(struct sbuf *b, const char *name, const char *help, const c
     }
     qsort(st, (size_t)nst, sizeof(*st), cmp_status);
 
-    met_text_header(b, name, "histogram", help);
+    met_text_header(b, name, "histogram", h->help);
     size_t nlen = strlen(name);
     char *bname = xmalloc(nlen + 16), *sname = xmalloc(nlen + 16), *cname = xmalloc(nlen + 16);
     snprintf(bname, nlen + 16, "%s_bucket", name);
@@ -326,21 +388,23 @@ void met_hist_render(struct sbuf *b, const char *name, const char *help, const c
     for (int k = 0; k < nst; k++) {
         unsigned long long cum = 0;
         char le[32];
-        for (int i = 0; i <= met_nbuckets; i++) {
+        for (int i = 0; i <= h->nbounds; i++) {
             cum += st[k].bucket[i];
-            if (i < met_nbuckets)
-                snprintf(le, sizeof(le), "%g", met_buckets[i]);
+            if (i < h->nbounds)
+                snprintf(le, sizeof(le), "%g", h->bounds[i]);
             else
                 snprintf(le, sizeof(le), "+Inf");
             sbuf_reset(&lab);
-            met_text_label(&lab, label, st[k].status, 1);
-            met_text_label(&lab, "le", le, 0);
+            if (label)
+                met_text_label(&lab, label, st[k].status, 1);
+            met_text_label(&lab, "le", le, !label);
             met_text_u64(b, bname, lab.p, cum);
         }
         sbuf_reset(&lab);
-        met_text_label(&lab, label, st[k].status, 1);
-        met_text_dbl(b, sname, lab.p, st[k].sum);
-        met_text_u64(b, cname, lab.p, cum);
+        if (label)
+            met_text_label(&lab, label, st[k].status, 1);
+        met_text_dbl(b, sname, label ? lab.p : NULL, st[k].sum);
+        met_text_u64(b, cname, label ? lab.p : NULL, cum);
     }
     sbuf_cleanup(&lab);
     free(bname);

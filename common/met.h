@@ -8,12 +8,15 @@
  * contention. A scrape (any thread) sums the shards with met_value() or
  * met_render(); relaxed reads are fine because counters only grow.
  *
- * Histogram shared with the workers. Workers record activation processing
- * times in the Redis hash MET_ACTIVATION_HIST_KEY with HINCRBY on the field
- * met_bucket_field() names (non-cumulative: one bucket per observation, or
- * "<status>:+Inf" above the last bound) and HINCRBYFLOAT "<status>:sum",
- * HINCRBY "<status>:count". conveyor-api reads the hash with HGETALL and
- * met_hist_render() turns it into cumulative _bucket/_sum/_count lines. */
+ * Histograms shared with the workers (met_hists[], one row per histogram).
+ * Workers record observations in the histogram's Redis hash: HINCRBY on the
+ * field met_bucket_field() names ("<prefix>:<bound>", non-cumulative: one
+ * bucket per observation, or "<prefix>:+Inf" above the last bound) and
+ * HINCRBYFLOAT "<prefix>:sum"; the prefix is the value of the histogram's
+ * label (a status, an upstream), or MET_HIST_ALL when it has none. A batch of
+ * observations goes in one pipeline with met_obs_add() and met_obs_append().
+ * conveyor-api reads the hash with HGETALL and met_hist_render() turns it into
+ * cumulative _bucket/_sum/_count lines. */
 #ifndef CV_MET_H
 #define CV_MET_H
 
@@ -22,28 +25,56 @@
 
 #include "sbuf.h"
 
-#define MET_ACTIVATION_HIST_KEY "cv:met:h:activation_processing_seconds"
-#define MET_ACTIVATION_HIST_NAME "activation_processing_seconds"
-/* Outbound call durations, labelled by upstream (ups.c, one write per batch). */
-#define MET_UPSTREAM_HIST_KEY "cv:met:h:upstream_request_duration_seconds"
-#define MET_UPSTREAM_HIST_NAME "conveyor_upstream_request_duration_seconds"
+struct rds;
+
 /* Calls that waited for an upstream's shared rate limit, by upstream (ups.c). */
 #define MET_UPSTREAM_WAITS_KEY "cv:met:ups_rate_waits"
 
-/* Upper bounds (seconds) of the histogram buckets, ascending:
- * 0.005 0.01 0.025 0.05 0.1 0.25 0.5 1 2.5 5 10. */
-extern const double met_buckets[];
-extern const int met_nbuckets;
 #define MET_MAX_BUCKETS 15
+#define MET_HIST_ALL "all"
+
+struct met_hist {
+    const char *key;          /* the Redis hash the workers write */
+    const char *name;         /* the Prometheus family */
+    const char *help;
+    const char *label;        /* the label a field's prefix fills; NULL: one series */
+    const double *bounds;     /* upper bounds in seconds, ascending */
+    int nbounds;              /* at most MET_MAX_BUCKETS */
+};
+
+enum met_hist_id {
+    MET_H_ACTIVATION,         /* activation processing, by final status (h_activation.c) */
+    MET_H_UPSTREAM,           /* outbound calls, by upstream (ups.c) */
+    MET_H_FETCH_TO_COMPLETE,  /* an order's fetch to COMPLETE (h_tracking_push.c) */
+    MET_H_N
+};
+extern const struct met_hist met_hists[MET_H_N];
 
 /* The bucket of an observation: the index of the smallest bound >= seconds,
- * met_nbuckets when above them all (+Inf). */
-int met_bucket_index(double seconds);
+ * h->nbounds when above them all (+Inf). */
+int met_bucket_index(const struct met_hist *h, double seconds);
 
-/* The hash field for one observation: "<status>:<bound>" with the smallest
- * bound >= seconds (formatted %g, e.g. "SUCCESS:0.05"), or "<status>:+Inf".
- * status is cut at 40 bytes. Returns buf. Thread-safe. */
-const char *met_bucket_field(const char *status, double seconds, char buf[64]);
+/* The hash field of bucket i (met_bucket_index): "<prefix>:<bound>" (bound
+ * formatted %g, e.g. "SUCCESS:0.05"), or "<prefix>:+Inf"; prefix is cut at 40
+ * bytes. Returns buf. Thread-safe. */
+const char *met_bucket_field_at(const struct met_hist *h, const char *prefix, int i,
+                                char buf[64]);
+/* The hash field of one observation of seconds. */
+const char *met_bucket_field(const struct met_hist *h, const char *prefix, double seconds,
+                             char buf[64]);
+
+/* Observations of one prefix, summed before they are written. */
+struct met_obs {
+    unsigned long long per[MET_MAX_BUCKETS + 1];
+    unsigned long long n;
+    double sum;
+};
+void met_obs_add(struct met_obs *o, const struct met_hist *h, double seconds);
+/* Append to r's pipeline an HINCRBY per bucket o touched and one HINCRBYFLOAT
+ * for the sum (nothing when o is empty). *sent: the commands appended, whose
+ * replies the caller reads, also when this fails. 0, or -1 on a broken link. */
+int met_obs_append(struct rds *r, const struct met_hist *h, const char *prefix,
+                   const struct met_obs *o, int *sent);
 
 /* ---- counters ----------------------------------------------------------- */
 #define MET_MAX_LABELS 3
@@ -84,12 +115,12 @@ void met_text_label(struct sbuf *b, const char *name, const char *value, int fir
 void met_text_u64(struct sbuf *b, const char *name, const char *labels, unsigned long long v);
 void met_text_dbl(struct sbuf *b, const char *name, const char *labels, double v);
 
-/* Render the histogram family name from the flat field/value pairs of the
- * hash described above, grouped by status (label `label`), statuses sorted.
- * Buckets become cumulative; le="+Inf" and _count are the total of all
- * buckets so the output is always self-consistent. Unknown fields and
- * non-numeric values are skipped. At most 16 statuses. */
-void met_hist_render(struct sbuf *b, const char *name, const char *help, const char *label,
-                     const char *const *fields, const char *const *values, size_t n);
+/* Render histogram h from the flat field/value pairs of its hash, grouped by
+ * prefix (h->label; none when NULL), prefixes sorted. Buckets become
+ * cumulative; le="+Inf" and _count are the total of all buckets so the output
+ * is always self-consistent. Unknown fields and non-numeric values are
+ * skipped. At most 16 prefixes. */
+void met_hist_render(struct sbuf *b, const struct met_hist *h, const char *const *fields,
+                     const char *const *values, size_t n);
 
 #endif

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "db.h"
 #include "log.h"
 #include "mem.h"
@@ -720,7 +721,7 @@ enum cv_rc ostore_claim_many(struct db *d, const struct ostore_claim_in *in, siz
     const char *params[] = { items.p, ttl };
     r = run(d,
             "SELECT i, result, internal_state, carrier_code, tracking_number, country,"
-            " weight_kg, customer, attempts, last_error, mirakl_tracking_updated"
+            " weight_kg, customer, attempts, last_error, mirakl_tracking_updated, age_ms"
             "  FROM cv_order_claim_many($1::jsonb, $2::int)",
             2, params, &rc);
     if (rc != CV_OK)
@@ -753,6 +754,9 @@ enum cv_rc ostore_claim_many(struct db *d, const struct ostore_claim_in *in, siz
         }
         const char *tu = db_res_get(r, row, 10);
         c->tracking_pushed = tu && tu[0] == 't';
+        const char *age = db_res_get(r, row, 11);
+        c->age_ms = age ? strtoll(age, NULL, 10) : -1;
+        c->claimed_mono_ms = clock_mono_ms();
     }
 out:
     db_res_free(r);

@@ -162,6 +162,8 @@ struct ostore_claimed {
     char *carrier_code, *tracking_number, *country, *weight_kg, *customer, *attempts,
         *last_error;
     int tracking_pushed;           /* mirakl_tracking_updated: OR23 went through */
+    int64_t age_ms;                /* since the order's first fetch, at the claim (-1: unknown) */
+    int64_t claimed_mono_ms;       /* when the claim's answer came (clock_mono_ms) */
 };
 /* Claim in[0..n) for ttl_ms and read each claimed order; out has n entries. */
 enum cv_rc ostore_claim_many(struct db *d, const struct ostore_claim_in *in, size_t n, int ttl_ms,

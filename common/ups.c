@@ -462,37 +462,26 @@ static void retry_auth(struct ups *u, struct ups_call *calls, size_t n, const in
 /* What /api/v1/health shows of this upstream: the last call of the batch that
  * was made (when, how long, what came back) and the last success, in the hash
  * ups:{name}:last; and every call's duration in the histogram
- * MET_UPSTREAM_HIST_KEY (met.h: the upstream's name as the label). One
+ * met_hists[MET_H_UPSTREAM] (met.h: the upstream's name as the label). One
  * pipelined write per batch: an HINCRBY per bucket the batch touched, one
  * HINCRBYFLOAT for the sum, one HSET. */
 static void note_last(struct ups *u, const struct ups_call *calls, size_t n, const int *go)
 {
     const struct ups_call *last = NULL, *ok = NULL;
-    unsigned long long per[MET_MAX_BUCKETS + 1] = { 0 };
-    double sum = 0;
+    struct met_obs obs = { { 0 }, 0, 0 };
+    const struct met_hist *h = &met_hists[MET_H_UPSTREAM];
     for (size_t i = 0; i < n; i++) {
         if (!go[i] || calls[i].outcome != UPS_DONE)
             continue;
         last = &calls[i];
         if (calls[i].cls == HTTPC_OK)
             ok = &calls[i];
-        double s = (double)calls[i].duration_ms / 1000.0;
-        per[met_bucket_index(s)]++;
-        sum += s;
+        met_obs_add(&obs, h, (double)calls[i].duration_ms / 1000.0);
     }
     if (!last)
         return;
-    int sent = 0;
-    for (int b = 0; b <= met_nbuckets; b++) {
-        if (!per[b])
-            continue;
-        char field[64];
-        met_bucket_field(u->conf.name, b < met_nbuckets ? met_buckets[b] : INFINITY, field);
-        rds_appendf(u->rds, "HINCRBY %s %s %llu", MET_UPSTREAM_HIST_KEY, field, per[b]);
-        sent++;
-    }
-    rds_appendf(u->rds, "HINCRBYFLOAT %s %s:sum %.6f", MET_UPSTREAM_HIST_KEY, u->conf.name, sum);
-    sent++;
+    int sent;
+    met_obs_append(u->rds, h, u->conf.name, &obs, &sent);
     for (int i = 0; i < sent; i++)
         rds_reply_free(rds_read(u->rds));
     char key[96], at[24], lat[24], st[16];

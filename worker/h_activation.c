@@ -201,13 +201,14 @@ static enum cv_rc redis_follow(struct wrk_ctx *ctx, struct job **jobs, struct ac
             continue;
         char bucket[64], sumf[64], countf[64], sum[32];
         double secs = (double)(t_us - a[i].started_us) / 1e6;
-        met_bucket_field(a[i].status, secs, bucket);
+        const char *hk = met_hists[MET_H_ACTIVATION].key;
+        met_bucket_field(&met_hists[MET_H_ACTIVATION], a[i].status, secs, bucket);
         snprintf(sumf, sizeof(sumf), "%s:sum", a[i].status);
         snprintf(countf, sizeof(countf), "%s:count", a[i].status);
         snprintf(sum, sizeof(sum), "%.6f", secs);
-        const char *inc[] = { "HINCRBY", MET_ACTIVATION_HIST_KEY, bucket, "1" };
-        const char *incf[] = { "HINCRBYFLOAT", MET_ACTIVATION_HIST_KEY, sumf, sum };
-        const char *incc[] = { "HINCRBY", MET_ACTIVATION_HIST_KEY, countf, "1" };
+        const char *inc[] = { "HINCRBY", hk, bucket, "1" };
+        const char *incf[] = { "HINCRBYFLOAT", hk, sumf, sum };
+        const char *incc[] = { "HINCRBY", hk, countf, "1" };
         if (rds_append(ctx->rds, 4, inc, NULL) || rds_append(ctx->rds, 4, incf, NULL) ||
             rds_append(ctx->rds, 4, incc, NULL))
             goto io;

@@ -19,16 +19,21 @@
  * job (a replay) takes the retry edge back to TRACKED first, keeping the mark.
  * The calls of the whole batch are in flight together (every OR23, every
  * lookup, every OR24); PostgreSQL sees two statements per batch plus one per
- * OR23 done. */
+ * OR23 done. Each completion is observed in
+ * conveyor_order_fetch_to_complete_seconds (the order's age at its claim, on
+ * PostgreSQL's clock, plus the push's own time): one Redis pipeline a batch. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "car.h"
+#include "clock.h"
 #include "log.h"
 #include "mem.h"
+#include "met.h"
 #include "mkl.h"
 #include "ord.h"
+#include "rds.h"
 
 struct push {
     struct job *job;
@@ -254,6 +259,17 @@ static void mark_tracked(struct wrk_ctx *ctx, struct push **ps, size_t n)
     }
 }
 
+/* conveyor_order_fetch_to_complete_seconds: the batch's completions in one
+ * pipeline (met.h). A lost write loses figures, never an order: logged only. */
+static void note_fetch_to_complete(struct wrk_ctx *ctx, const struct met_obs *o)
+{
+    int sent;
+    if (met_obs_append(ctx->rds, &met_hists[MET_H_FETCH_TO_COMPLETE], MET_HIST_ALL, o, &sent))
+        LOG_WARN("metrics.write_failed", "histogram=fetch_to_complete");
+    for (int i = 0; i < sent; i++)
+        rds_reply_free(rds_read(ctx->rds));
+}
+
 /* The last statement: TRACKED -> MIRAKL_OK -> COMPLETE for the pushes done,
  * FAILED_PUSH for the failed ones, and every claim released. */
 static void finish(struct wrk_ctx *ctx, struct push *ps, size_t n)
@@ -300,6 +316,7 @@ static void finish(struct wrk_ctx *ctx, struct push *ps, size_t n)
         }
         who[m++] = p;
     }
+    struct met_obs f2c = { { 0 }, 0, 0 };
     enum cv_rc rc = ostore_move_many(ctx->db, plans, m, moved);
     for (size_t k = 0; k < m; k++) {
         struct push *p = who[k];
@@ -321,7 +338,12 @@ static void finish(struct wrk_ctx *ctx, struct push *ps, size_t n)
         p->res->rc = CV_OK;
         LOG_INFO("order.complete", "order_id=%s carrier=%s", p->order_id,
                  p->cl.carrier_code ? p->cl.carrier_code : "");
+        if (p->cl.age_ms >= 0)
+            met_obs_add(&f2c, &met_hists[MET_H_FETCH_TO_COMPLETE],
+                        (double)(p->cl.age_ms + clock_mono_ms() - p->cl.claimed_mono_ms) /
+                            1000.0);
     }
+    note_fetch_to_complete(ctx, &f2c);
     free(plans);
     free(steps);
     free(moved);

@@ -11,6 +11,7 @@
  * shipment per reference and every OR23/OR24 per order: the proof of "one effect").
  * Everything asynchronous is polled with a deadline. */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -441,6 +442,28 @@ static long long sim_json_or24(const char *id)
     return v;
 }
 
+/* /metrics' fetch-to-complete histogram: 1 when its _count is want->n (its _sum into
+ * want->sum). */
+struct f2c_want {
+    int n;
+    double sum;
+};
+
+static int f2c_count_is(void *arg)
+{
+    struct f2c_want *w = arg;
+    static const char cnt[] = "\nconveyor_order_fetch_to_complete_seconds_count ";
+    static const char sum[] = "\nconveyor_order_fetch_to_complete_seconds_sum ";
+    struct hn_resp *r = api("GET", "/metrics", NULL);
+    const char *c = r->status == 200 ? strstr(r->body, cnt) : NULL;
+    const char *s = r->status == 200 ? strstr(r->body, sum) : NULL;
+    int ok = c && s && atoll(c + strlen(cnt)) == w->n;
+    if (ok)
+        w->sum = atof(s + strlen(sum));
+    hn_resp_free(r);
+    return ok;
+}
+
 Test(orders, whole_loop_fetch_to_complete)
 {
     struct opts so = { .workers = 1, .sim_env = sim_env_all_events };
@@ -464,6 +487,17 @@ Test(orders, whole_loop_fetch_to_complete)
                            "tracking_number IS NOT NULL AND expedition_id IS NOT NULL AND "
                            "mirakl_tracking_updated"),
                  o.n);
+
+    /* seed 004's latency: each completion in the fetch-to-complete histogram, its sum
+     * within what PostgreSQL saw (created_at to the COMPLETE move, a second's slack) */
+    struct f2c_want fw = { o.n, -1 };
+    cr_assert(hn_wait_until(f2c_count_is, &fw, 10000, 100),
+              "conveyor_order_fetch_to_complete_seconds_count is not %d", o.n);
+    char *pg_sum = hn_psql_scalar("SELECT sum(extract(epoch FROM state_changed_at - created_at)) "
+                                  "FROM orders WHERE internal_state = 'COMPLETE'");
+    cr_assert(fw.sum >= 0 && fabs(fw.sum - atof(pg_sum)) <= o.n * 1.0,
+              "histogram sum %.3f s, PostgreSQL's %s s", fw.sum, pg_sum);
+    free(pg_sum);
 
     /* seed 004's actions, in order, for one order: fetch, create, tracking
      * (carrier.webhook_received, 0006), push. */

@@ -416,7 +416,7 @@ Test(ups, short_rate_waits_are_slept_longer_ones_deferred)
     struct rds_reply *r = rds_cmdf(a.rds, "HGET " MET_UPSTREAM_WAITS_KEY " mirakl");
     cr_assert_eq(atoll(rds_reply_str(r, NULL) ? rds_reply_str(r, NULL) : "0"), 4);
     rds_reply_free(r);
-    r = rds_cmdf(a.rds, "HGETALL " MET_UPSTREAM_HIST_KEY);
+    r = rds_cmdf(a.rds, "HGETALL %s", met_hists[MET_H_UPSTREAM].key);
     long long timed = 0;
     for (size_t i = 0; i + 1 < rds_reply_len(r); i += 2)
         if (strncmp(rds_reply_at_str(r, i), "mirakl:", 7) == 0 &&

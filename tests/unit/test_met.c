@@ -1,36 +1,65 @@
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "met.h"
 #include "sbuf.h"
 
+#define H_ACT (&met_hists[MET_H_ACTIVATION])
+#define H_F2C (&met_hists[MET_H_FETCH_TO_COMPLETE])
+
 Test(met, bucket_bounds)
 {
-    cr_assert_eq(met_nbuckets, 11);
-    cr_assert_float_eq(met_buckets[0], 0.005, 1e-12);
-    cr_assert_float_eq(met_buckets[met_nbuckets - 1], 10.0, 1e-12);
-    for (int i = 1; i < met_nbuckets; i++)
-        cr_assert(met_buckets[i] > met_buckets[i - 1]);
+    for (int h = 0; h < MET_H_N; h++) {
+        const struct met_hist *x = &met_hists[h];
+        cr_assert(x->key && x->name && x->help, "histogram %d has no name", h);
+        cr_assert(x->nbounds > 0 && x->nbounds <= MET_MAX_BUCKETS);
+        for (int i = 1; i < x->nbounds; i++)
+            cr_assert(x->bounds[i] > x->bounds[i - 1], "%s: bounds not ascending", x->name);
+    }
+    cr_assert_eq(H_ACT->nbounds, 11);
+    cr_assert_float_eq(H_ACT->bounds[0], 0.005, 1e-12);
+    cr_assert_float_eq(H_ACT->bounds[10], 10.0, 1e-12);
+    /* fetch to complete reaches past seed 004's five-minute alert, to four hours */
+    cr_assert_float_eq(H_F2C->bounds[H_F2C->nbounds - 1], 14400, 1e-9);
+    cr_assert_eq(met_bucket_index(H_F2C, 301), met_bucket_index(H_F2C, 600));
+    cr_assert_neq(met_bucket_index(H_F2C, 299), met_bucket_index(H_F2C, 301));
 }
 
 Test(met, bucket_fields)
 {
     char buf[64];
-    cr_assert_str_eq(met_bucket_field("SUCCESS", 0.0, buf), "SUCCESS:0.005");
-    cr_assert_str_eq(met_bucket_field("SUCCESS", 0.005, buf), "SUCCESS:0.005");
-    cr_assert_str_eq(met_bucket_field("SUCCESS", 0.0051, buf), "SUCCESS:0.01");
-    cr_assert_str_eq(met_bucket_field("SUCCESS", 0.04, buf), "SUCCESS:0.05");
-    cr_assert_str_eq(met_bucket_field("FAILED", 1.0, buf), "FAILED:1");
-    cr_assert_str_eq(met_bucket_field("FAILED", 2.0, buf), "FAILED:2.5");
-    cr_assert_str_eq(met_bucket_field("FAILED", 10.0, buf), "FAILED:10");
-    cr_assert_str_eq(met_bucket_field("FAILED", 10.01, buf), "FAILED:+Inf");
-    cr_assert_str_eq(met_bucket_field("FAILED", 1e9, buf), "FAILED:+Inf");
+    cr_assert_str_eq(met_bucket_field(H_ACT, "SUCCESS", 0.0, buf), "SUCCESS:0.005");
+    cr_assert_str_eq(met_bucket_field(H_ACT, "SUCCESS", 0.005, buf), "SUCCESS:0.005");
+    cr_assert_str_eq(met_bucket_field(H_ACT, "SUCCESS", 0.0051, buf), "SUCCESS:0.01");
+    cr_assert_str_eq(met_bucket_field(H_ACT, "SUCCESS", 0.04, buf), "SUCCESS:0.05");
+    cr_assert_str_eq(met_bucket_field(H_ACT, "FAILED", 1.0, buf), "FAILED:1");
+    cr_assert_str_eq(met_bucket_field(H_ACT, "FAILED", 2.0, buf), "FAILED:2.5");
+    cr_assert_str_eq(met_bucket_field(H_ACT, "FAILED", 10.0, buf), "FAILED:10");
+    cr_assert_str_eq(met_bucket_field(H_ACT, "FAILED", 10.01, buf), "FAILED:+Inf");
+    cr_assert_str_eq(met_bucket_field(H_ACT, "FAILED", 1e9, buf), "FAILED:+Inf");
+    cr_assert_str_eq(met_bucket_field(H_F2C, MET_HIST_ALL, 42, buf), "all:60");
+    cr_assert_str_eq(met_bucket_field(H_F2C, MET_HIST_ALL, 20000, buf), "all:+Inf");
     /* a long status is cut, never overflows */
     char st[100];
     memset(st, 'S', sizeof(st) - 1);
     st[99] = '\0';
-    cr_assert(strlen(met_bucket_field(st, 0.1, buf)) < 64);
+    cr_assert(strlen(met_bucket_field(H_ACT, st, 0.1, buf)) < 64);
+}
+
+Test(met, observations_sum_per_bucket)
+{
+    struct met_obs o = { { 0 }, 0, 0 };
+    met_obs_add(&o, H_F2C, 0.5);
+    met_obs_add(&o, H_F2C, 1);
+    met_obs_add(&o, H_F2C, 400);
+    met_obs_add(&o, H_F2C, 1e6);
+    cr_assert_eq(o.n, 4);
+    cr_assert_eq(o.per[0], 2, "0.5 s and 1 s in le=1");
+    cr_assert_eq(o.per[met_bucket_index(H_F2C, 600)], 1);
+    cr_assert_eq(o.per[H_F2C->nbounds], 1, "above 4 h: +Inf");
+    cr_assert_float_eq(o.sum, 1000401.5, 1e-6);
 }
 
 Test(met, text_helpers_escape_label_values)
@@ -123,9 +152,10 @@ Test(met, histogram_from_hash_is_cumulative)
     const char *v[] = { "3", "1", "2", "12.5", "6", "4", "2.25", "9", "1", "bad" };
     struct sbuf b;
     sbuf_init(&b);
-    met_hist_render(&b, "activation_processing_seconds", "Time spent.", "status", f, v, 10);
+    met_hist_render(&b, H_ACT, f, v, 10);
     const char *want =
-        "# HELP activation_processing_seconds Time spent.\n"
+        "# HELP activation_processing_seconds Time spent processing activations, by final "
+        "status.\n"
         "# TYPE activation_processing_seconds histogram\n"
         "activation_processing_seconds_bucket{status=\"FAILED\",le=\"0.005\"} 0\n"
         "activation_processing_seconds_bucket{status=\"FAILED\",le=\"0.01\"} 0\n"
@@ -165,20 +195,28 @@ Test(met, histogram_round_trips_bucket_fields)
     char buf[64];
     const char *fields[3];
     char f0[64], f1[64];
-    strcpy(f0, met_bucket_field("SUCCESS", 0.3, buf));
-    strcpy(f1, met_bucket_field("SUCCESS", 60, buf));
+    strcpy(f0, met_bucket_field(H_ACT, "SUCCESS", 0.3, buf));
+    strcpy(f1, met_bucket_field(H_ACT, "SUCCESS", 60, buf));
     fields[0] = f0;
     fields[1] = f1;
     fields[2] = "SUCCESS:sum";
     const char *vals[] = { "2", "1", "60.6" };
     struct sbuf b;
     sbuf_init(&b);
-    met_hist_render(&b, "h", "H.", "status", fields, vals, 3);
-    cr_assert(strstr(b.p, "h_bucket{status=\"SUCCESS\",le=\"0.25\"} 0\n"));
-    cr_assert(strstr(b.p, "h_bucket{status=\"SUCCESS\",le=\"0.5\"} 2\n"));
-    cr_assert(strstr(b.p, "h_bucket{status=\"SUCCESS\",le=\"10\"} 2\n"));
-    cr_assert(strstr(b.p, "h_bucket{status=\"SUCCESS\",le=\"+Inf\"} 3\n"));
-    cr_assert(strstr(b.p, "h_count{status=\"SUCCESS\"} 3\n"));
+    met_hist_render(&b, H_ACT, fields, vals, 3);
+    const char *h = "activation_processing_seconds";
+    char want[160];
+#define HAS(fmt, ...)                                                                      \
+    do {                                                                                   \
+        snprintf(want, sizeof(want), fmt, h, __VA_ARGS__);                                 \
+        cr_assert(strstr(b.p, want), "no %s in:\n%s", want, b.p);                           \
+    } while (0)
+    HAS("%s_bucket{status=\"SUCCESS\",le=\"%s\"} 0\n", "0.25");
+    HAS("%s_bucket{status=\"SUCCESS\",le=\"%s\"} 2\n", "0.5");
+    HAS("%s_bucket{status=\"SUCCESS\",le=\"%s\"} 2\n", "10");
+    HAS("%s_bucket{status=\"SUCCESS\",le=\"%s\"} 3\n", "+Inf");
+    HAS("%s_count{status=\"SUCCESS\"} %d\n", 3);
+#undef HAS
     sbuf_cleanup(&b);
 }
 
@@ -186,7 +224,28 @@ Test(met, empty_histogram_has_only_the_header)
 {
     struct sbuf b;
     sbuf_init(&b);
-    met_hist_render(&b, "h", "H.", "status", NULL, NULL, 0);
-    cr_assert_str_eq(b.p, "# HELP h H.\n# TYPE h histogram\n");
+    met_hist_render(&b, H_F2C, NULL, NULL, 0);
+    cr_assert_str_eq(b.p, "# HELP conveyor_order_fetch_to_complete_seconds From an order's first "
+                          "fetch from the marketplace to COMPLETE.\n"
+                          "# TYPE conveyor_order_fetch_to_complete_seconds histogram\n");
+    sbuf_cleanup(&b);
+}
+
+Test(met, unlabelled_histogram_renders_one_series_without_a_label)
+{
+    const char *f[] = { "all:60", "all:600", "all:sum", "other:60" };
+    const char *v[] = { "2", "1", "500", "7" };
+    struct sbuf b;
+    sbuf_init(&b);
+    met_hist_render(&b, H_F2C, f, v, 4);
+    const char *n = "conveyor_order_fetch_to_complete_seconds";
+    char want[160];
+    snprintf(want, sizeof(want), "%s_bucket{le=\"30\"} 0\n%s_bucket{le=\"60\"} 2\n", n, n);
+    cr_assert(strstr(b.p, want), "%s", b.p);
+    snprintf(want, sizeof(want), "%s_bucket{le=\"600\"} 3\n", n);
+    cr_assert(strstr(b.p, want), "%s", b.p);
+    snprintf(want, sizeof(want), "%s_sum 500\n%s_count 3\n", n, n);
+    cr_assert(strstr(b.p, want), "%s", b.p);
+    cr_assert(!strstr(b.p, "other"), "a stray prefix made a series: %s", b.p);
     sbuf_cleanup(&b);
 }
