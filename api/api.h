@@ -41,6 +41,7 @@
 #include "json.h"
 #include "rc.h"
 #include "sbuf.h"
+#include "trc.h"
 
 struct event;
 struct event_base;
@@ -90,6 +91,7 @@ struct api_thread {
     struct rds_async *rds;        /* activation hashes */
     struct api_pubq *pubq;        /* single-job publishes of this turn (api_pub.c) */
     struct api_keys *keys;        /* keys stored in PostgreSQL (api_keys.c); NULL without pg */
+    struct api_trace *trace;      /* follows the tracing switch (api_trace.c); loop 0 only */
     struct api_metrics *metrics;  /* /metrics cache (api_health.c) */
     struct event *stop_ev;        /* readable when main asks us to stop */
     struct event *drain_ev;       /* timer while draining */
@@ -236,6 +238,7 @@ struct req {
     int batch_idem;               /* the batch had an Idempotency-Key */
     size_t batch_n;
     char (*batch_ids)[UUID_STR_LEN]; /* the batch's ids, for an unknown-outcome reply */
+    struct trc_span span;         /* the request's trace span (module api), when on */
     /* a request authenticated by a dashboard session cookie (api_sess.c) */
     int via_session;
     char sess_key[80];            /* its Redis key: cv:ui:sess:<sha256 of the id> */
@@ -407,6 +410,14 @@ void api_h_queues(struct req *r);
 void api_h_stats(struct req *r);
 void api_h_workers(struct req *r);
 void api_h_held(struct req *r);
+
+/* ---- tracing (api_trace.c) ------------------------------------------------------ */
+/* Loop 0 reads TRC_KEY every TRC_REFRESH_MS; other loops do nothing. 0 or -1. */
+int api_trace_init(struct api_thread *t);
+void api_trace_free(struct api_thread *t);
+void api_h_trace_get(struct req *r);
+void api_h_trace_put(struct req *r);
+void api_h_trace_delete(struct req *r);
 /* api_activation.c */
 void api_h_activation_create(struct req *r);
 

@@ -142,6 +142,10 @@ static const struct api_route routes[] = {
     { EVHTTP_REQ_GET, "/stats", API_AUTH_OPERATOR, api_h_stats, "GET /stats", 0 },
     { EVHTTP_REQ_GET, "/v1/workers", API_AUTH_OPERATOR, api_h_workers, "GET /v1/workers", 0 },
     { EVHTTP_REQ_GET, "/v1/held", API_AUTH_OPERATOR, api_h_held, "GET /v1/held", 0 },
+    { EVHTTP_REQ_GET, "/v1/trace", API_AUTH_OPERATOR, api_h_trace_get, "GET /v1/trace", 0 },
+    { EVHTTP_REQ_PUT, "/v1/trace", API_AUTH_OPERATOR, api_h_trace_put, "PUT /v1/trace", 0 },
+    { EVHTTP_REQ_DELETE, "/v1/trace", API_AUTH_OPERATOR, api_h_trace_delete,
+      "DELETE /v1/trace", 0 },
     { EVHTTP_REQ_POST, "/api/v1/activation", API_AUTH_ACTIVATION, api_h_activation_create,
       "POST /api/v1/activation/", 1 },
     { EVHTTP_REQ_GET, "/api/v1/activation/status/{transaction_id}", API_AUTH_ACTIVATION,
@@ -577,6 +581,12 @@ void api_req_release(struct req *r)
         api_reply_err(r, CV_ERR_INTERNAL, NULL, NULL);
     }
     api_reply_stream_end(r);   /* a stream is always ended, once */
+    if (r->span.on) {
+        char st[16];
+        snprintf(st, sizeof(st), "http %d", r->status);
+        snprintf(r->span.job_id, sizeof(r->span.job_id), "%s", r->id);
+        trc_exit(&r->span, r->status < 400 ? NULL : st);
+    }
     free(r->batch_ids);
     job_free(r->pending_job);
     if (r->acc) {
@@ -724,6 +734,7 @@ static void route_or_reply(struct req *r)
         r->param[i] = r->path + ps[i];
     }
 
+    trc_enter(&r->span, TRC_API, hit->name, NULL, api_header(r, "traceparent"));
     authorize(r, hit);
 }
 

@@ -37,6 +37,7 @@
 #include "mem.h"
 #include "met.h"
 #include "rds.h"
+#include "trc.h"
 
 #define DRAIN_MS 5000
 #define DRAIN_TICK_MS 20
@@ -175,7 +176,8 @@ static int thread_init(struct api_thread *t, const struct cfg *cfg, struct api_g
         fprintf(stderr, "conveyor-api: cannot set up event loop %d\n", idx);
         return -1;
     }
-    if (api_pub_init(t) != 0 || api_metrics_init(t) != 0 || api_keys_init(t) != 0) {
+    if (api_pub_init(t) != 0 || api_metrics_init(t) != 0 || api_keys_init(t) != 0 ||
+        api_trace_init(t) != 0) {
         fprintf(stderr, "conveyor-api: cannot set up event loop %d\n", idx);
         return -1;
     }
@@ -205,6 +207,7 @@ static void thread_cleanup(struct api_thread *t)
     db_async_free(t->db);
     t->db = NULL;
     api_keys_free(t);
+    api_trace_free(t);
     api_thread_free_http(t);
     if (t->stop_ev)
         event_free(t->stop_ev);
@@ -293,6 +296,9 @@ int main(int argc, char **argv)
     if (api_webhook_init(&g, &cfg) != 0)
         return 2;
     api_metrics_registry(&g, n);
+    /* after the signal mask: the exporter thread must not take SIGTERM either */
+    if (trc_export_start(cfg.trace_otlp_url, "conveyor-api") != 0)
+        LOG_WARN("trace.export_unavailable", "reason=thread");
 
     struct api_thread *ts = xcalloc((size_t)n, sizeof(*ts));
     int started = 0, rc = 0;
@@ -336,6 +342,7 @@ int main(int argc, char **argv)
         thread_cleanup(&ts[i]);
     }
     free(ts);
+    trc_export_stop();
     met_free(g.met);
     cfg_cleanup(&cfg);
     libevent_global_shutdown();

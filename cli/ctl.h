@@ -158,6 +158,8 @@ int ctl_purge(const struct cfg *c, int argc, char **argv);
 int ctl_watch(const struct cfg *c, int argc, char **argv);
 /* ctl_held.c */
 int ctl_held(const struct cfg *c, int argc, char **argv);
+/* ctl_trace.c */
+int ctl_trace(const struct cfg *c, int argc, char **argv);
 /* Money held right now (transactions PROCESSING): for watch. */
 struct ctl_held_sum {
     long long transactions;

@@ -81,6 +81,10 @@ static const char usage_text[] =
     "                       (stored, or configured: then remove it at the next deploy)\n"
     "  keys list            stored and configured keys: scopes, state, created, last used\n"
     "                       (hashes shortened to 8 hex digits)\n"
+    "  trace [status]       the modules traced now (ENTER/EXIT log events, OTLP spans)\n"
+    "  trace set MODULES    api, worker, broker, ups, db (comma-separated), all or off:\n"
+    "                       every worker within a heartbeat, every API within 2 s\n"
+    "  trace reset          back to each process's trace.modules\n"
     "  hash-key KEY|-       SHA-256 hex of an API key (- reads it from stdin), for\n"
     "                       api keys configured as name:sha256hex:scopes\n"
     "  completion bash      a bash completion script\n"
@@ -104,6 +108,7 @@ static const struct cmd cmds[] = {
     { "purge", ctl_purge },     { "queues", ctl_queues },   { "workers", ctl_workers },
     { "watch", ctl_watch },     { "held", ctl_held },       { "orders", ctl_orders },
     { "order", ctl_order },     { "ops", ctl_ops },         { "keys", ctl_keys },
+    { "trace", ctl_trace },
 };
 
 int main(int argc, char **argv)

@@ -11,6 +11,7 @@
 #include "broker.h"
 #include "log.h"
 #include "mem.h"
+#include "trc.h"
 
 enum cfg_type { T_STR, T_INT, T_DBL };
 
@@ -67,6 +68,11 @@ static const struct cfg_row rows[] = {
     { "orders.fetch_overlap_s", "CONVEYOR_ORDERS_FETCH_OVERLAP_S", T_INT, "60", 0, 86400, 0,
       O(orders_fetch_overlap_s) },
     { "log.level", "CONVEYOR_LOG_LEVEL", T_STR, "info", 0, 0, 0, O(log_level) },
+    /* trc.h: modules traced from the start (api, worker, broker, ups, db, all or
+     * off; Redis' cv:trace overrides it at run time) and the OTLP/HTTP traces
+     * endpoint, masked in the log (a URL may carry credentials) */
+    { "trace.modules", "CONVEYOR_TRACE_MODULES", T_STR, "", 0, 0, 0, O(trace_modules) },
+    { "trace.otlp_url", "CONVEYOR_TRACE_OTLP_URL", T_STR, "", 0, 0, 1, O(trace_otlp_url) },
     { "jobs.max_attempts", "CONVEYOR_MAX_ATTEMPTS", T_INT, "5", 1, 100, 0, O(max_attempts) },
     { "jobs.retry_base_ms", "CONVEYOR_RETRY_BASE_MS", T_INT, "1000", 1, 3600000, 0,
       O(retry_base_ms) },
@@ -900,6 +906,13 @@ int cfg_load(struct cfg *c, const char *path)
         return -1;
     }
     log_min_level = (enum log_level)lvl;
+    unsigned tm;
+    if (trc_parse(c->trace_modules, &tm) != 0) {
+        fprintf(stderr, "conveyor: trace.modules: a list of api, worker, broker, ups, db, all "
+                        "or off (got '%s')\n", c->trace_modules);
+        return -1;
+    }
+    trc_configure(tm);
     return 0;
 }
 

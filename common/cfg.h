@@ -112,6 +112,8 @@ struct cfg {
     int http_max_connections;      /* per process, all loops together */
     int metrics_cache_ms;          /* /metrics: Redis-derived part refreshed at most this often */
     char *log_level;
+    char *trace_modules;           /* trc.h: traced from the start */
+    char *trace_otlp_url;          /* OTLP/HTTP traces endpoint, or "" */
     /* jobs */
     int max_attempts;
     int retry_base_ms;

@@ -23,6 +23,7 @@
 #include "log.h"
 #include "mem.h"
 #include "sbuf.h"
+#include "trc.h"
 
 const char ostore_null[] = "\x01ostore-null";
 
@@ -719,11 +720,16 @@ enum cv_rc ostore_claim_many(struct db *d, const struct ostore_claim_in *in, siz
     sbuf_adds(&items, "]");
     snprintf(ttl, sizeof(ttl), "%d", ttl_ms);
     const char *params[] = { items.p, ttl };
+    struct trc_span sp;
+    char fn[48];
+    snprintf(fn, sizeof(fn), "ostore_claim_many %zu", n);
+    trc_enter(&sp, TRC_DB, fn, n == 1 ? in[0].job_id : NULL, NULL);
     r = run(d,
             "SELECT i, result, internal_state, carrier_code, tracking_number, country,"
             " weight_kg, customer, attempts, last_error, mirakl_tracking_updated, age_ms"
             "  FROM cv_order_claim_many($1::jsonb, $2::int)",
             2, params, &rc);
+    trc_exit(&sp, rc == CV_OK ? NULL : cv_rc_str(rc));
     if (rc != CV_OK)
         goto out;
     for (int row = 0; row < db_res_rows(r); row++) {
@@ -827,9 +833,14 @@ enum cv_rc ostore_move_many(struct db *d, const struct ostore_plan *plans, size_
     }
     sbuf_adds(&items, "]");
     const char *params[] = { items.p };
+    struct trc_span sp;
+    char fn[48];
+    snprintf(fn, sizeof(fn), "ostore_move_many %zu", n);
+    trc_enter(&sp, TRC_DB, fn, n == 1 ? plans[0].job_id : NULL, n == 1 ? plans[0].trace_id : NULL);
     r = run(d,
             "SELECT i, result, internal_state, pending_applied FROM cv_order_move_many($1::jsonb)",
             1, params, &rc);
+    trc_exit(&sp, rc == CV_OK ? NULL : cv_rc_str(rc));
     if (rc != CV_OK)
         goto out;
     for (int row = 0; row < db_res_rows(r); row++) {

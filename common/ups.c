@@ -14,6 +14,7 @@
 #include "met.h"
 #include "mem.h"
 #include "rds.h"
+#include "trc.h"
 #include "uuid.h"
 
 #define DEFAULT_TIMEOUT_MS 10000
@@ -310,13 +311,29 @@ static void wave_send(struct wave *w)
     drop_late(w);
     if (w->m == 0)
         return;
+    /* one span per call when the ups module is traced (trc.h) */
+    struct trc_span *sp = trc_on(TRC_UPS) ? xcalloc(w->m, sizeof(*sp)) : NULL;
+    for (size_t k = 0; sp && k < w->m; k++) {
+        char fn[64];
+        snprintf(fn, sizeof(fn), "%s %s", w->ups[k]->conf.name, w->reqs[k].method);
+        const struct ups_call *c = w->calls[k];
+        trc_enter(&sp[k], TRC_UPS, fn, c->job_id,
+                  c->traceparent && *c->traceparent ? c->traceparent : c->trace_id);
+    }
     int64_t at = clock_wall_ms();
     httpc_run(w->ups[0]->http, w->reqs, w->m, w->ups[0]->conf.timeout_ms);
     for (size_t k = 0; k < w->m; k++) {
+        if (sp) {
+            char st[48];
+            snprintf(st, sizeof(st), "%s %d", httpc_class_str(w->reqs[k].cls),
+                     w->reqs[k].status);
+            trc_exit(&sp[k], w->reqs[k].cls == HTTPC_OK ? NULL : st);
+        }
         wave_take(w->ups[k], w->calls[k], &w->reqs[k], at);
         free(w->hdrs[k]);
         free(w->urls[k]);
     }
+    free(sp);
     w->m = 0;
 }
 

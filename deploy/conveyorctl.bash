@@ -24,7 +24,7 @@ _conveyorctl()
     esac
     local words
     case $cmd in
-    '') words="migrate seed submit status dead retry purge queues workers watch held orders order ops keys hash-key completion --config --dsn --redis --json --help" ;;
+    '') words="migrate seed submit status dead retry purge queues workers watch held orders order ops keys trace hash-key completion --config --dsn --redis --json --help" ;;
     migrate) words="up status --dir" ;;
     submit) if [ -z "$sub" ]; then words="$types --file"; else words="--delay-ms --run-at --max-attempts --job-id --idempotency-key --batch"; fi ;;
     dead) case $sub in
@@ -42,6 +42,7 @@ _conveyorctl()
         add) words="--scopes --print-only" ;;
         revoke) words="--force" ;;
         esac ;;
+    trace) if [ -z "$sub" ]; then words="status set reset"; elif [ "$sub" = set ]; then words="api worker broker ups db all off"; fi ;;
     completion) words=bash ;;
     esac
     COMPREPLY=($(compgen -W "$words --json" -- "$cur"))

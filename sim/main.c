@@ -34,6 +34,7 @@
 #include "sim_admin.h"
 #include "sim_cex.h"
 #include "sim_meli.h"
+#include "sim_otlp.h"
 #include "sim_mirakl.h"
 #include "sim_ontime.h"
 #include "sim_seur.h"
@@ -318,6 +319,7 @@ int main(int argc, char **argv)
     sim_http_register(&s);
     sim_activation_register(&s);
     sim_admin_register(&s);              /* before the systems' /admin/<name>/ prefix route */
+    sim_otlp_register(&s);               /* so is /admin/otlp/ */
     sim_mirakl_register(&s);
     sim_seur_register(&s);
     sim_ontime_register(&s);
@@ -358,6 +360,7 @@ out:
     if (sigint)
         event_free(sigint);
     sim_activation_free(s.act);
+    sim_otlp_free();
     sim_webhook_free(s.wh);              /* before the systems: messages point at nothing there */
     for (int i = 0; i < SIM_SYS_N; i++)
         if (s.sys[i])

@@ -22,6 +22,7 @@
 #include "log.h"
 #include "mem.h"
 #include "rds.h"
+#include "trc.h"
 #include "uuid.h"
 #include "wrk_loop.h"
 
@@ -175,8 +176,11 @@ int main(int argc, char **argv)
     w.ctx.http = httpc_new(cfg.concurrency);
     httpc_set_abort(w.ctx.http, wrk_past_grace, &w);
     w.ctx.out = wrk_out_new(&w.ctx);
+    if (trc_export_start(cfg.trace_otlp_url, "conveyor-worker") != 0)
+        LOG_WARN("trace.export_unavailable", "reason=thread");
     code = wrk_run(&w, &stop_flag);
 out:
+    trc_export_stop();
     wrk_out_free(w.ctx.out);
     broker_close(w.broker);
     rds_free(w.ctx.rds);

@@ -34,8 +34,10 @@
 #include "jobopt.h"
 #include "log.h"
 #include "mem.h"
+#include "rds.h"
 #include "retry.h"
 #include "sbuf.h"
+#include "trc.h"
 #include "uuid.h"
 
 #define PROMOTE_EVERY_MS 100
@@ -204,6 +206,25 @@ static void set_send_by(struct wrk *w, struct job **jobs, size_t n)
         jobs[i]->send_by_ms = by;
 }
 
+/* The handler over group[0..g), and, when the worker module is traced, one
+ * span per job (trc.h): the batch's time, the job's id, trace and outcome. */
+static void run_handler(struct wrk *w, const struct wrk_handler *h, struct job **group, size_t g,
+                        struct wrk_result *gres)
+{
+    struct trc_span *sp = NULL;
+    if (trc_on(TRC_WORKER)) {
+        char fn[64];
+        snprintf(fn, sizeof(fn), "handler %s", group[0]->type);
+        sp = xcalloc(g, sizeof(*sp));
+        for (size_t k = 0; k < g; k++)
+            trc_enter(&sp[k], TRC_WORKER, fn, group[k]->id, group[k]->traceparent);
+    }
+    h->fn(&w->ctx, group, g, gres);
+    for (size_t k = 0; sp && k < g; k++)
+        trc_exit(&sp[k], gres[k].rc == CV_OK ? NULL : cv_rc_str(gres[k].rc));
+    free(sp);
+}
+
 /* Run one batch of deliveries through their handlers and settle it. */
 static void run_batch(struct wrk *w, struct job **jobs, size_t n)
 {
@@ -250,7 +271,7 @@ static void run_batch(struct wrk *w, struct job **jobs, size_t n)
         } else {
             g = check_payloads(h, group, gres, gidx, res, g);
             if (g > 0)
-                h->fn(&w->ctx, group, g, gres);
+                run_handler(w, h, group, g, gres);
         }
         for (size_t k = 0; k < g; k++)
             res[gidx[k]] = gres[k];
@@ -323,7 +344,13 @@ static void run_batch(struct wrk *w, struct job **jobs, size_t n)
         }
     }
     if (ns > 0) {
+        struct trc_span sp;
+        char fn[64];
+        snprintf(fn, sizeof(fn), "broker_settle %zu", ns);
+        trc_enter(&sp, TRC_BROKER, fn, ns == 1 ? sj[0]->id : NULL,
+                  ns == 1 ? sj[0]->traceparent : NULL);
         enum cv_rc rc = broker_settle(w->broker, sj, st, ns, w->cfg->status_ttl_s);
+        trc_exit(&sp, rc == CV_OK ? NULL : cv_rc_str(rc));
         if (rc != CV_OK) {
             /* Redis is down: the deliveries stay pending and are reclaimed later
              * (no attempt spent); stop consuming until it is back. */
@@ -366,6 +393,14 @@ static void heartbeat(struct wrk *w)
     w->hb_processed = w->processed;
     if (broker_heartbeat(w->broker, &wi, w->cfg->heartbeat_ms * 5) != CV_OK)
         LOG_WARN("worker.heartbeat_failed", "name=%s", w->name);
+    /* the modules traced now (trc.h): an operator's switch reaches every
+     * worker within a heartbeat; Redis down keeps the mask as it was */
+    struct rds_reply *r = w->ctx.rds ? rds_cmdf(w->ctx.rds, "GET %s", TRC_KEY) : NULL;
+    if (r && rds_reply_type(r) == RDS_STR)
+        trc_follow(rds_reply_str(r, NULL));
+    else if (r && rds_reply_type(r) == RDS_NIL)
+        trc_follow(NULL);
+    rds_reply_free(r);
 }
 
 static void free_jobs(struct job **jobs, size_t n)
