@@ -337,7 +337,7 @@ int jstore_ix_key(const char *type, const char *id, char *out, size_t cap)
     memcpy(hex + 8, id + 9, 4);
     hex[12] = '\0';
     unsigned long long ms = strtoull(hex, NULL, 16);
-    snprintf(out, cap, "cv:ix:%s:%llu", type, ms / 10000);  /* IX_SPAN */
+    snprintf(out, cap, "cv:ix:%s:%llu", type, ms / JSTORE_IX_SPAN_MS);
     return 0;
 }
 

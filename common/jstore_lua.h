@@ -43,6 +43,8 @@
 #ifndef CV_JSTORE_LUA_H
 #define CV_JSTORE_LUA_H
 
+#include "log.h" /* CV_STR */
+
 /* The status index of fresh jobs (mode 'q'). A job whose id the API drew for
  * its publish (job.h fresh_id: a v7 UUID, its first 48 bits the time in ms),
  * due now and without an Idempotency-Key, has no status hash of its own while
@@ -59,8 +61,12 @@
  * index never outlives that status (a purge, the dead letters' retention).
  * Why: a key per job costs ~2 us of Redis to write and as much again to
  * delete, a field of a bucket a fraction of that, and ~100 B less memory. */
+/* A bucket's span in ms, and how long past its end a bucket outlives its
+ * entries: one number for the C side (jstore_ix_key) and the scripts. */
+#define JSTORE_IX_SPAN_MS 10000
+#define JSTORE_IX_SLACK_MS 60000
 #define JSTORE_LUA_IX_FN \
-"local IX_SPAN, IX_SLACK = 10000, 60000\n" \
+"local IX_SPAN, IX_SLACK = " CV_STR(JSTORE_IX_SPAN_MS) ", " CV_STR(JSTORE_IX_SLACK_MS) "\n" \
 "local function ix_bucket(id)\n" \
 "  if string.sub(id, 15, 15) ~= '7' then return nil end\n" \
 "  local ms = tonumber(string.sub(id, 1, 8) .. string.sub(id, 10, 13), 16)\n" \
