@@ -1,6 +1,7 @@
 #include "httpc.h"
 
 #include <curl/curl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,13 +118,17 @@ int httpc_parse_retry_after(const char *v, int64_t now_wall_ms, int64_t *ms)
 
 /* ---- handles ------------------------------------------------------------ */
 
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+
+static void global_init(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
 struct httpc *httpc_new(int max_conns)
 {
-    static int inited;
-    if (!inited) {
-        curl_global_init(CURL_GLOBAL_DEFAULT);
-        inited = 1;
-    }
+    /* once per process, whichever thread comes first (the trace exporter's may) */
+    pthread_once(&global_once, global_init);
     struct httpc *h = xcalloc(1, sizeof(*h));
     h->multi = curl_multi_init();
     CV_ASSERT(h->multi);
