@@ -142,6 +142,8 @@ static const struct api_route routes[] = {
     { EVHTTP_REQ_GET, "/stats", API_AUTH_OPERATOR, api_h_stats, "GET /stats", 0 },
     { EVHTTP_REQ_GET, "/v1/workers", API_AUTH_OPERATOR, api_h_workers, "GET /v1/workers", 0 },
     { EVHTTP_REQ_GET, "/v1/held", API_AUTH_OPERATOR, api_h_held, "GET /v1/held", 0 },
+    { EVHTTP_REQ_GET, "/v1/upstreams", API_AUTH_OPERATOR, api_h_upstreams, "GET /v1/upstreams",
+      0 },
     { EVHTTP_REQ_POST, "/api/v1/activation", API_AUTH_ACTIVATION, api_h_activation_create,
       "POST /api/v1/activation/", 1 },
     { EVHTTP_REQ_GET, "/api/v1/activation/status/{transaction_id}", API_AUTH_ACTIVATION,
