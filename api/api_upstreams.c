@@ -23,7 +23,6 @@
  * One failed read (Redis down, a timeout, a reply that is not a hash) makes the whole
  * answer a 503: a table with the figures of half the hashes would show a busy upstream as
  * idle. No cache: an operator's read, a few small hashes. */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
