@@ -480,6 +480,30 @@ void api_h_offers(struct req *r);
 void api_h_offer(struct req *r);
 void api_h_account(struct req *r);
 void api_h_account_transactions(struct req *r);
+/* ---- the upstreams (api_upstreams.c) --------------------------------------------------- */
+struct rds_reply;
+/* GET /v1/upstreams (operator): per configured upstream its circuit, last call, last
+ * success, calls, latency p50/p95/p99 from the duration histogram and rate-limit waits. */
+void api_h_upstreams(struct req *r);
+/* 1 when upstreams.<id>.url is set (id: enum cfg_ups_id): the API reports only those. */
+int api_ups_configured(const struct cfg *c, int id);
+/* The circuit (an enum ups_breaker_state) that an upstream's breaker hash says (its
+ * HGETALL reply; NULL or empty: closed), on this host's clock. */
+int api_ups_circuit(const struct rds_reply *br, int open_ms);
+/* One read of api_ups_read_all, given to its callback, which frees it. */
+enum api_ups_part { API_UPS_LAST, API_UPS_BREAKER };
+struct api_ups_read {
+    void *owner;                  /* the caller's, as passed */
+    int id;                       /* enum cfg_ups_id */
+    int part;                     /* enum api_ups_part: ups:{name}:last or ups:{name}:br */
+};
+typedef void (*api_ups_cb)(const struct rds_reply *reply, void *read);
+/* HGETALL both hashes of every configured upstream (ups.h ups_status_key) on t->rds,
+ * pipelined: cb runs once per read, in this order (each upstream's last call, then its
+ * breaker), possibly inline when the link is down (reply NULL). Each read holds hold
+ * when it is not NULL (the callback releases it). Returns how many went out. */
+int api_ups_read_all(struct api_thread *t, api_ups_cb cb, void *owner, struct req *hold);
+
 /* api_health.c */
 void api_h_health(struct req *r);
 void api_h_ready(struct req *r);

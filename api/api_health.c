@@ -179,13 +179,9 @@ static void hist_part(struct api_thread *t, const struct rds_reply *reply, int p
                       const struct met_hist *h)
 {
     if (reply && rds_reply_type(reply) == RDS_ARR) {
-        size_t n = rds_reply_len(reply) / 2;
-        const char **f = n ? xcalloc(n, sizeof(*f)) : NULL;
-        const char **v = n ? xcalloc(n, sizeof(*v)) : NULL;
-        for (size_t i = 0; i < n; i++) {
-            f[i] = rds_reply_at_str(reply, 2 * i);
-            v[i] = rds_reply_at_str(reply, 2 * i + 1);
-        }
+        const char **f, **v;
+        size_t n;
+        rds_reply_hash_pairs(reply, &f, &v, &n);
         met_hist_render(&t->metrics->next[part], h, f, v, n);
         free(f);
         free(v);
@@ -353,69 +349,18 @@ static void on_orders(void *arg, enum cv_rc rc, const struct db_res *res)
     read_done(t);
 }
 
-/* The circuit an upstream's breaker hash (ups:{name}:br) says, as
- * ups_breaker.c's state script reads it (on this host's clock: a gauge, not a
- * decision). */
-static enum ups_breaker_state circuit_of(const struct rds_reply *br, int open_ms)
-{
-    const char *state = br ? rds_reply_hash_get(br, "state") : NULL;
-    const char *opened = br ? rds_reply_hash_get(br, "opened_at") : NULL;
-    if (!state || strcmp(state, "open") != 0)
-        return UPS_BREAKER_CLOSED;
-    return opened && clock_wall_ms() >= atoll(opened) + open_ms ? UPS_BREAKER_HALF_OPEN
-                                                                 : UPS_BREAKER_OPEN;
-}
-
-/* One read of ups_read_all: whose it is, which upstream, which hash. */
-struct ups_read {
-    void *owner;            /* the api_thread (/metrics) or the req (/api/v1/health) */
-    int id;
-    int part;               /* 0 its last call, 1 its breaker */
-};
-
-static int ups_configured(const struct cfg *c, int i)
-{
-    return c->ups[i].url && c->ups[i].url[0];
-}
-
-/* Both hashes of every configured upstream (ups.h ups_status_key), pipelined:
- * cb gets one struct ups_read (its to free) per answer, in order. Each read
- * holds hold when given. Returns how many went out. */
-static int ups_read_all(struct api_thread *t, rds_cb cb, void *owner, struct req *hold)
-{
-    int n = 0;
-    for (int i = 0; i < CFG_UPS_N; i++) {
-        if (!ups_configured(t->cfg, i))
-            continue;
-        for (int part = 0; part < 2; part++) {
-            struct ups_read *u = xcalloc(1, sizeof(*u));
-            char key[96];
-            u->owner = owner;
-            u->id = i;
-            u->part = part;
-            ups_status_key(cfg_ups_name(i), part ? "br" : "last", key, sizeof(key));
-            const char *argv[] = { "HGETALL", key };
-            if (hold)
-                api_req_hold(hold);
-            rds_async_cmd(t->rds, cb, u, 2, argv, NULL);
-            n++;
-        }
-    }
-    return n;
-}
-
 /* One upstream's last call or breaker, for /metrics. */
 static void on_ups_metric(const struct rds_reply *reply, void *arg)
 {
-    struct ups_read *u = arg;
+    struct api_ups_read *u = arg;
     struct api_thread *t = u->owner;
     struct api_metrics *m = t->metrics;
     struct sbuf lab;
     sbuf_init(&lab);
     met_text_label(&lab, "upstream", cfg_ups_name(u->id), 1);
     if (reply && rds_reply_type(reply) == RDS_ARR) {
-        if (u->part == 1) {
-            enum ups_breaker_state s = circuit_of(reply, t->cfg->ups[u->id].breaker_open_ms);
+        if (u->part == API_UPS_BREAKER) {
+            int s = api_ups_circuit(reply, t->cfg->ups[u->id].breaker_open_ms);
             met_text_u64(&m->ups_br, "conveyor_upstream_breaker_state", lab.p,
                          s == UPS_BREAKER_OPEN ? 2 : s == UPS_BREAKER_HALF_OPEN ? 1 : 0);
         } else {
@@ -448,11 +393,11 @@ static void read_upstreams(struct api_thread *t)
     sbuf_reset(&m->ups_lat);
     m->ups_left = 0;
     for (int i = 0; i < CFG_UPS_N; i++)
-        m->ups_left += 2 * ups_configured(t->cfg, i);
+        m->ups_left += 2 * api_ups_configured(t->cfg, i);
     if (m->ups_left == 0)
         read_done(t);
     else
-        ups_read_all(t, on_ups_metric, t, NULL);
+        api_ups_read_all(t, on_ups_metric, t, NULL);
 }
 
 void api_h_metrics(struct req *r)
@@ -587,11 +532,11 @@ static void v1_reply(struct req *r)
 
 static void on_ups(const struct rds_reply *reply, void *arg)
 {
-    struct ups_read *p = arg;
+    struct api_ups_read *p = arg;
     struct req *r = p->owner;
     struct sbuf *b = r->acc;
     const char *name = cfg_ups_name(p->id);
-    if (p->part == 0) {
+    if (p->part == API_UPS_LAST) {
         const char *cls = reply ? rds_reply_hash_get(reply, "class") : NULL;
         sbuf_adds(b, b->len > 1 ? "," : "");
         sbuf_add_json_str(b, name);
@@ -611,8 +556,8 @@ static void on_ups(const struct rds_reply *reply, void *arg)
         api_json_time(b, "last_call_at", at ? atoll(at) : 0, 0);
         api_json_time(b, "last_ok_at", ok ? atoll(ok) : 0, 0);
     } else {
-        const char *circuit =
-            ups_breaker_state_str(circuit_of(reply, r->t->cfg->ups[p->id].breaker_open_ms));
+        int s = api_ups_circuit(reply, r->t->cfg->ups[p->id].breaker_open_ms);
+        const char *circuit = ups_breaker_state_str((enum ups_breaker_state)s);
         api_json_str(b, "circuit", reply ? circuit : "unknown", 0);
         sbuf_add(b, "}", 1);
     }
@@ -632,11 +577,11 @@ void api_h_health_v1(struct req *r)
         return;
     }
     for (int i = 0; i < CFG_UPS_N; i++)
-        r->writes_left += 2 * ups_configured(r->t->cfg, i);
+        r->writes_left += 2 * api_ups_configured(r->t->cfg, i);
     if (r->writes_left == 0) {
         v1_reply(r);
         return;
     }
     /* Redis answers in order: each upstream's "last" then its breaker */
-    ups_read_all(r->t, on_ups, r, r);
+    api_ups_read_all(r->t, on_ups, r, r);
 }

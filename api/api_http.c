@@ -146,6 +146,8 @@ static const struct api_route routes[] = {
     { EVHTTP_REQ_PUT, "/v1/trace", API_AUTH_OPERATOR, api_h_trace_put, "PUT /v1/trace", 0 },
     { EVHTTP_REQ_DELETE, "/v1/trace", API_AUTH_OPERATOR, api_h_trace_delete,
       "DELETE /v1/trace", 0 },
+    { EVHTTP_REQ_GET, "/v1/upstreams", API_AUTH_OPERATOR, api_h_upstreams, "GET /v1/upstreams",
+      0 },
     { EVHTTP_REQ_POST, "/api/v1/activation", API_AUTH_ACTIVATION, api_h_activation_create,
       "POST /api/v1/activation/", 1 },
     { EVHTTP_REQ_GET, "/api/v1/activation/status/{transaction_id}", API_AUTH_ACTIVATION,

@@ -8,7 +8,8 @@
 #   batch ingest          wrk POSTing arrays of 1000 {} to /v1/jobs/noop/batch
 #   noop drain            200k queued noop jobs drained by 1, then 2 workers (+ worker RSS)
 #   flat cost             publish and drain 100k with 10k, then 1M jobs queued ahead of them
-#                         (BENCH_FLAT: the depths, e.g. "10000 1000000 10000000")
+#                         (BENCH_FLAT: the depths, e.g. "10000 1000000 10000000"), the drain
+#                         with an AOF rewrite running, and with the worker module traced
 #   activation            20k queued activations through 2 workers, PostgreSQL and the sim,
 #                         and pgbench running the same SQL one job per transaction
 #   submit->done latency  noop jobs POSTed at a steady rate while 2 workers run: p50/p99, at
@@ -111,6 +112,12 @@ flush
 redis-cli -p "$RP" BGREWRITEAOF >/dev/null
 read -r rate rss < <(drain 1 noop "$NOOP" 500)
 figure "noop_drain_1_worker_aof_rewrite" "$rate" "jobs/s"
+
+# the same drain with the worker module traced (README "Tracing": two log lines a job)
+flush
+"$CVB" fill noop "$((NOOP / 4))" >/dev/null
+read -r rate rss < <(CONVEYOR_TRACE_MODULES=worker drain 1 noop "$((NOOP / 4))" 500)
+figure "noop_drain_1_worker_traced" "$rate" "jobs/s"
 
 flush
 psql_q "TRUNCATE transactions, user_offers; UPDATE accounts SET balance = 100000000"

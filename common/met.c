@@ -289,15 +289,6 @@ void met_text_dbl(struct sbuf *b, const char *name, const char *labels, double v
 
 /* ==== the histogram from the Redis hash ================================== */
 
-#define HIST_MAX_STATUS 16
-#define HIST_STATUS_MAX 48
-
-struct hist_status {
-    char status[HIST_STATUS_MAX];
-    unsigned long long bucket[MET_MAX_BUCKETS + 1];   /* the bounds, then +Inf */
-    double sum;
-};
-
 static int parse_count(const char *v, unsigned long long *out)
 {
     char *end;
@@ -325,27 +316,25 @@ static int bucket_index(const struct met_hist *h, const char *le)
     return -1;
 }
 
-static int cmp_status(const void *a, const void *b)
+static int cmp_series(const void *a, const void *b)
 {
-    return strcmp(((const struct hist_status *)a)->status,
-                  ((const struct hist_status *)b)->status);
+    return strcmp(((const struct met_hist_series *)a)->prefix,
+                  ((const struct met_hist_series *)b)->prefix);
 }
 
-void met_hist_render(struct sbuf *b, const struct met_hist *h, const char *const *fields,
-                     const char *const *values, size_t n)
+int met_hist_parse(const struct met_hist *h, const char *const *fields,
+                   const char *const *values, size_t n, struct met_hist_series *out, int max)
 {
-    const char *name = h->name, *label = h->label;
-    struct hist_status *st = xcalloc(HIST_MAX_STATUS, sizeof(*st));
     int nst = 0;
     CV_ASSERT(h->nbounds <= MET_MAX_BUCKETS);
     for (size_t i = 0; i < n; i++) {
         const char *f = fields[i], *v = values[i];
         const char *colon = f ? strrchr(f, ':') : NULL;
-        if (!colon || colon == f || (size_t)(colon - f) >= HIST_STATUS_MAX || !v)
+        if (!colon || colon == f || (size_t)(colon - f) >= MET_HIST_PREFIX_MAX || !v)
             continue;
         size_t slen = (size_t)(colon - f);
         const char *what = colon + 1;
-        if (!label && (slen != strlen(MET_HIST_ALL) || memcmp(f, MET_HIST_ALL, slen) != 0))
+        if (!h->label && (slen != strlen(MET_HIST_ALL) || memcmp(f, MET_HIST_ALL, slen) != 0))
             continue;                 /* one series: only its own prefix */
         int bi = -1, is_sum = 0;
         if (!strcmp(what, "sum"))
@@ -355,27 +344,76 @@ void met_hist_render(struct sbuf *b, const struct met_hist *h, const char *const
         else if ((bi = bucket_index(h, what)) < 0)
             continue;
         int k = 0;
-        while (k < nst && !(strlen(st[k].status) == slen && !memcmp(st[k].status, f, slen)))
+        while (k < nst && !(strlen(out[k].prefix) == slen && !memcmp(out[k].prefix, f, slen)))
             k++;
         if (k == nst) {
-            if (nst == HIST_MAX_STATUS)
+            if (nst == max)
                 continue;
-            memcpy(st[k].status, f, slen);
-            st[k].status[slen] = '\0';
+            memset(&out[k], 0, sizeof(out[k]));
+            memcpy(out[k].prefix, f, slen);
+            out[k].prefix[slen] = '\0';
             nst++;
         }
         if (is_sum) {
             char *end;
             double d = strtod(v, &end);
             if (end != v && *end == '\0' && isfinite(d))
-                st[k].sum = d;
+                out[k].sum = d;
         } else {
             unsigned long long c;
             if (parse_count(v, &c) == 0)
-                st[k].bucket[bi] = c;
+                out[k].bucket[bi] = c;
         }
     }
-    qsort(st, (size_t)nst, sizeof(*st), cmp_status);
+    qsort(out, (size_t)nst, sizeof(*out), cmp_series);
+    return nst;
+}
+
+unsigned long long met_hist_count(const struct met_hist *h, const struct met_hist_series *s)
+{
+    unsigned long long n = 0;
+    for (int i = 0; i <= h->nbounds; i++)
+        n += s->bucket[i];
+    return n;
+}
+
+/* Prometheus' bucketQuantile (promql/quantile.go) on our buckets, which need none
+ * of its repairs: they are one consistent read, non-cumulative, so the cumulative
+ * counts cannot decrease, and the bounds are a fixed ascending table. One
+ * difference: for q = 0 (rank 0) Prometheus takes the first bucket even when it
+ * is empty and answers 0/0, NaN; this takes the first bucket that holds an
+ * observation and answers its lower bound. For any rank above 0 the first
+ * bucket whose cumulative count reaches it is never empty, so the two agree. */
+double met_hist_quantile(const struct met_hist *h, const unsigned long long *bucket, double q)
+{
+    double cum[MET_MAX_BUCKETS + 1], total = 0;
+    CV_ASSERT(h->nbounds > 0 && h->nbounds <= MET_MAX_BUCKETS);
+    if (!(q >= 0 && q <= 1))
+        return NAN;                   /* also a NaN q */
+    for (int i = 0; i <= h->nbounds; i++) {
+        total += (double)bucket[i];
+        cum[i] = total;
+    }
+    if (total == 0)
+        return NAN;
+    double rank = q * total;
+    int b = 0;                        /* the first finite bucket whose cumulative count >= rank */
+    while (b < h->nbounds && (cum[b] < rank || bucket[b] == 0))
+        b++;
+    if (b == h->nbounds)
+        return h->bounds[h->nbounds - 1];   /* in +Inf: the last finite bound */
+    double lo = b ? h->bounds[b - 1] : 0, hi = h->bounds[b];
+    if (b > 0)
+        rank -= cum[b - 1];
+    return lo + (hi - lo) * (rank / (double)bucket[b]);   /* bucket[b] > 0, see above */
+}
+
+void met_hist_render(struct sbuf *b, const struct met_hist *h, const char *const *fields,
+                     const char *const *values, size_t n)
+{
+    const char *name = h->name, *label = h->label;
+    struct met_hist_series *st = xcalloc(MET_HIST_MAX_SERIES, sizeof(*st));
+    int nst = met_hist_parse(h, fields, values, n, st, MET_HIST_MAX_SERIES);
 
     met_text_header(b, name, "histogram", h->help);
     size_t nlen = strlen(name);
@@ -396,13 +434,13 @@ void met_hist_render(struct sbuf *b, const struct met_hist *h, const char *const
                 snprintf(le, sizeof(le), "+Inf");
             sbuf_reset(&lab);
             if (label)
-                met_text_label(&lab, label, st[k].status, 1);
+                met_text_label(&lab, label, st[k].prefix, 1);
             met_text_label(&lab, "le", le, !label);
             met_text_u64(b, bname, lab.p, cum);
         }
         sbuf_reset(&lab);
         if (label)
-            met_text_label(&lab, label, st[k].status, 1);
+            met_text_label(&lab, label, st[k].prefix, 1);
         met_text_dbl(b, sname, label ? lab.p : NULL, st[k].sum);
         met_text_u64(b, cname, label ? lab.p : NULL, cum);
     }

@@ -115,11 +115,42 @@ void met_text_label(struct sbuf *b, const char *name, const char *value, int fir
 void met_text_u64(struct sbuf *b, const char *name, const char *labels, unsigned long long v);
 void met_text_dbl(struct sbuf *b, const char *name, const char *labels, double v);
 
-/* Render histogram h from the flat field/value pairs of its hash, grouped by
- * prefix (h->label; none when NULL), prefixes sorted. Buckets become
- * cumulative; le="+Inf" and _count are the total of all buckets so the output
- * is always self-consistent. Unknown fields and non-numeric values are
- * skipped. At most 16 prefixes. */
+/* ---- histograms read back from their hash ---------------------------------- */
+#define MET_HIST_PREFIX_MAX 48    /* a prefix's bytes, NUL included */
+#define MET_HIST_MAX_SERIES 16    /* prefixes read from one hash */
+
+/* One prefix's part of a histogram's hash. Plain data: the caller owns it. */
+struct met_hist_series {
+    char prefix[MET_HIST_PREFIX_MAX];
+    unsigned long long bucket[MET_MAX_BUCKETS + 1];   /* non-cumulative: the bounds, then +Inf */
+    double sum;                                       /* seconds */
+};
+
+/* Group the flat field/value pairs of h's hash (HGETALL: fields[i] = values[i])
+ * by prefix into out[0..max), sorted by prefix; returns how many. Unknown
+ * fields, non-numeric values, "<prefix>:count" and prefixes past max are
+ * skipped; when h->label is NULL only MET_HIST_ALL's fields count. Any thread. */
+int met_hist_parse(const struct met_hist *h, const char *const *fields,
+                   const char *const *values, size_t n, struct met_hist_series *out, int max);
+
+/* The observations of a series: the sum of its buckets, +Inf included. */
+unsigned long long met_hist_count(const struct met_hist *h, const struct met_hist_series *s);
+
+/* The q-quantile (0 <= q <= 1), in seconds, of the observations counted in
+ * bucket[0..h->nbounds] (non-cumulative, the last one +Inf), estimated as
+ * Prometheus' histogram_quantile() does: the bucket that holds rank q * count
+ * is found on the cumulative counts, and the value is interpolated linearly
+ * between that bucket's lower bound (0 for the first bucket) and its upper
+ * bound, on the assumption that its observations are spread evenly. A rank in
+ * the +Inf bucket gives the last finite bound (the true value is at least
+ * that). NaN when there is no observation or q is outside [0, 1]. Pure. */
+double met_hist_quantile(const struct met_hist *h, const unsigned long long *bucket, double q);
+
+/* Render histogram h from the flat field/value pairs of its hash
+ * (met_hist_parse), one series per prefix (h->label; none when NULL), prefixes
+ * sorted. Buckets become cumulative; le="+Inf" and _count are the total of all
+ * buckets so the output is always self-consistent. At most
+ * MET_HIST_MAX_SERIES prefixes. */
 void met_hist_render(struct sbuf *b, const struct met_hist *h, const char *const *fields,
                      const char *const *values, size_t n);
 

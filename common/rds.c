@@ -801,6 +801,19 @@ const char *rds_reply_hash_get(const struct rds_reply *h, const char *k)
     return NULL;
 }
 
+void rds_reply_hash_pairs(const struct rds_reply *h, const char ***fields, const char ***values,
+                          size_t *n)
+{
+    size_t k = rds_reply_len(h) / 2;
+    *fields = k ? xcalloc(k, sizeof(**fields)) : NULL;
+    *values = k ? xcalloc(k, sizeof(**values)) : NULL;
+    for (size_t i = 0; i < k; i++) {
+        (*fields)[i] = rds_reply_at_str(h, 2 * i);
+        (*values)[i] = rds_reply_at_str(h, 2 * i + 1);
+    }
+    *n = k;
+}
+
 enum cv_rc rds_reply_rc(const struct rds_reply *r, const char *op)
 {
     if (!r)

@@ -39,6 +39,12 @@ long long rds_reply_at_int(const struct rds_reply *r, size_t i, long long def);
 /* The value of field k in a flat field/value array (an HGETALL reply), or
  * NULL when absent. */
 const char *rds_reply_hash_get(const struct rds_reply *h, const char *k);
+/* The pairs of a flat field/value array (an HGETALL reply) as two arrays of
+ * *n strings each, fields[i] naming values[i] (NULL for an element that is no
+ * string). They point into h: use them while h lives; free() the two arrays
+ * (NULL when *n is 0). */
+void rds_reply_hash_pairs(const struct rds_reply *h, const char ***fields, const char ***values,
+                          size_t *n);
 /* Free a reply that a sync call returned (never one passed to an async callback). */
 void rds_reply_free(struct rds_reply *r);
 

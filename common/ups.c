@@ -476,40 +476,66 @@ static void retry_auth(struct ups *u, struct ups_call *calls, size_t n, const in
     free(idx);
 }
 
-/* What /api/v1/health shows of this upstream: the last call of the batch that
- * was made (when, how long, what came back) and the last success, in the hash
- * ups:{name}:last; and every call's duration in the histogram
- * met_hists[MET_H_UPSTREAM] (met.h: the upstream's name as the label). One
- * pipelined write per batch: an HINCRBY per bucket the batch touched, one
- * HINCRBYFLOAT for the sum, one HSET. */
-static void note_last(struct ups *u, const struct ups_call *calls, size_t n, const int *go)
+/* What /api/v1/health and /v1/upstreams show of this upstream: the last call
+ * of the batch that was made (when, how long, what came back) and the last
+ * success, in the hash ups:{name}:last; and every call's duration in the
+ * histogram met_hists[MET_H_UPSTREAM] (met.h: the upstream's name as the
+ * label). One pipelined write per batch: an HINCRBY per bucket the batch
+ * touched, one HINCRBYFLOAT for the sum, one HSET. */
+struct seen {
+    struct met_obs obs;
+    int any, ok;
+    int status;                  /* of the batch's last call */
+    enum httpc_class cls;
+    int64_t duration_ms;
+};
+
+static void seen_add(struct seen *s, enum httpc_class cls, int status, int64_t duration_ms)
 {
-    const struct ups_call *last = NULL, *ok = NULL;
-    struct met_obs obs = { { 0 }, 0, 0 };
-    const struct met_hist *h = &met_hists[MET_H_UPSTREAM];
-    for (size_t i = 0; i < n; i++) {
-        if (!go[i] || calls[i].outcome != UPS_DONE)
-            continue;
-        last = &calls[i];
-        if (calls[i].cls == HTTPC_OK)
-            ok = &calls[i];
-        met_obs_add(&obs, h, (double)calls[i].duration_ms / 1000.0);
-    }
-    if (!last)
+    s->any = 1;
+    s->ok |= cls == HTTPC_OK;
+    s->status = status;
+    s->cls = cls;
+    s->duration_ms = duration_ms;
+    met_obs_add(&s->obs, &met_hists[MET_H_UPSTREAM], (double)duration_ms / 1000.0);
+}
+
+static void note(struct ups *u, const struct seen *s)
+{
+    if (!s->any)
         return;
     int sent;
-    met_obs_append(u->rds, h, u->conf.name, &obs, &sent);
+    met_obs_append(u->rds, &met_hists[MET_H_UPSTREAM], u->conf.name, &s->obs, &sent);
     for (int i = 0; i < sent; i++)
         rds_reply_free(rds_read(u->rds));
     char key[96], at[24], lat[24], st[16];
     ups_key(u, "last", key, sizeof(key));
     snprintf(at, sizeof(at), "%lld", (long long)clock_wall_ms());
-    snprintf(lat, sizeof(lat), "%lld", (long long)last->duration_ms);
-    snprintf(st, sizeof(st), "%d", last->status);
+    snprintf(lat, sizeof(lat), "%lld", (long long)s->duration_ms);
+    snprintf(st, sizeof(st), "%d", s->status);
     const char *argv[] = { "HSET", key, "at_ms", at, "latency_ms", lat, "status", st, "class",
-                           httpc_class_str(last->cls), "ok_at_ms", at };
-    struct rds_reply *r = rds_cmd(u->rds, ok ? 12 : 10, argv, NULL);
+                           httpc_class_str(s->cls), "ok_at_ms", at };
+    struct rds_reply *r = rds_cmd(u->rds, s->ok ? 12 : 10, argv, NULL);
     rds_reply_free(r);
+}
+
+static void note_last(struct ups *u, const struct ups_call *calls, size_t n, const int *go)
+{
+    struct seen s;
+    memset(&s, 0, sizeof(s));
+    for (size_t i = 0; i < n; i++)
+        if (go[i] && calls[i].outcome == UPS_DONE)
+            seen_add(&s, calls[i].cls, calls[i].status, calls[i].duration_ms);
+    note(u, &s);
+}
+
+void ups_observe(struct ups *u, const struct httpc_req *reqs, size_t n)
+{
+    struct seen s;
+    memset(&s, 0, sizeof(s));
+    for (size_t i = 0; i < n; i++)
+        seen_add(&s, reqs[i].cls, reqs[i].status, reqs[i].timing.total_us / 1000);
+    note(u, &s);
 }
 
 /* One group's part of a run: steps 1-3 before the send, the rest after. */

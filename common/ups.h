@@ -273,4 +273,10 @@ void ups_url_redact(const char *url, char *out, size_t out_len);
 int ups_notify_failure(struct rds *rds, struct httpc *http, const struct ups_conf *conf,
                        int per_min, const char *text);
 
+/* Record calls made outside ups_run (httpc_run'd by the caller: the
+ * activation system's, which keeps its own money-specific classification) in
+ * this upstream's figures: its last call and the duration histogram, as
+ * ups_run records its own. No breaker, no rate limit, no comm_log. */
+void ups_observe(struct ups *u, const struct httpc_req *reqs, size_t n);
+
 #endif

@@ -637,20 +637,36 @@ async function pollHeld() {
 
 /* ---- upstreams ------------------------------------------------------------------------- */
 
+/* A latency in ms for the table. A quantile at the histogram's last bound (top) only says
+ * "at least that": the calls above it are counted, not measured. */
+function latency(v, top) {
+    if (typeof v !== 'number') return '—';
+    const text = v >= 1000 ? (v / 1000).toFixed(v >= 10000 ? 0 : 2) + ' s'
+        : (v >= 100 ? Math.round(v) : v.toFixed(1)) + ' ms';
+    return (typeof top === 'number' && v >= top ? '≥ ' : '') + text;
+}
+
 async function pollUpstreams() {
-    /* 503 here still carries the figures: not ready is a state to show, not an error */
-    const res = await fetch('/api/v1/health', { cache: 'no-store', credentials: 'same-origin' });
-    const body = await res.json().catch(() => ({}));
-    $('#stores').textContent = 'Redis ' + (body.redis || '?') + ' · PostgreSQL ' + (body.postgres || '?');
-    const ups = Object.entries(body.upstreams || {});
+    /* the links line: /ready's figures (its 503 is a state to show, not an error) */
+    const ready = await fetch('/ready', { cache: 'no-store', credentials: 'same-origin' })
+        .then((res) => res.json()).catch(() => ({}));
+    $('#stores').textContent = 'Redis ' + (ready.redis || '?') + ' · PostgreSQL ' + (ready.postgres || '?');
+    const { body } = await getJSON('/v1/upstreams');
+    const top = (body.latency_bounds_ms || []).slice(-1)[0];
     const circuitCls = { closed: 'ok', half_open: 'warn', open: 'bad' };
-    $('#upstreams-table tbody').replaceChildren(...ups.map(([name, u]) => el('tr', { dataset: { name } },
-        td(name, 'mono'),
-        el('td', {}, el('span', { class: 'badge ' + (circuitCls[u.circuit] || 'dim'), text: u.circuit })),
-        td(u.reachable === null ? 'not called yet' : u.reachable ? 'yes' : 'no'),
-        td(typeof u.last_latency_ms === 'number' ? u.last_latency_ms + ' ms' : '—', 'num'),
-        td(u.last_status, 'num'), td(u.last_class), td(ago(u.last_call_at)), td(ago(u.last_ok_at)),
-        td('not reported yet', 'dim'), td('not reported yet', 'dim'))));
+    $('#upstreams-table tbody').replaceChildren(...(body.upstreams || []).map((u) => {
+        const last = u.last_call || {}, q = u.latency_ms || {};
+        return el('tr', { dataset: { name: u.name } },
+            td(u.name, 'mono'),
+            el('td', {}, el('span', { class: 'badge ' + (circuitCls[u.circuit] || 'dim'), text: u.circuit })),
+            td(u.last_call ? ago(last.at) : 'not called yet', u.last_call ? 'last-at' : 'dim last-at'),
+            td(u.last_call ? latency(last.latency_ms) : null, 'num last-latency'),
+            td(last.status, 'num'), td(last.class), td(ago(u.last_ok_at)),
+            td(num(u.calls), 'num calls'),
+            td(latency(q.p50, top), 'num p50'), td(latency(q.p95, top), 'num p95'),
+            td(latency(q.p99, top), 'num p99'),
+            td(num(u.rate_limit_waits), 'num waits'));
+    }));
 }
 
 /* ---- start -------------------------------------------------------------------------------- */

@@ -43,6 +43,7 @@
 #include "met.h"
 #include "rds.h"
 #include "sbuf.h"
+#include "ups.h"
 #include "wrk.h"
 
 struct act {
@@ -377,8 +378,11 @@ static void call_activation_system(struct wrk_ctx *ctx, struct job **jobs, struc
         reqs[m].traceparent = jobs[i]->traceparent;
         map[m++] = i;
     }
-    if (m > 0)
+    if (m > 0) {
         httpc_run(ctx->http, reqs, m, ctx->cfg->ups[CFG_UPS_ACTIVATION].timeout_ms);
+        /* the Upstreams page's figures (last call, latencies), as ups_run keeps them */
+        ups_observe(wrk_ups(ctx, CFG_UPS_ACTIVATION), reqs, m);
+    }
     for (size_t k = 0; k < m; k++) {
         struct act *x = &a[map[k]];
         switch (verdict(&reqs[k])) {

@@ -4,12 +4,15 @@
  * The browser side is tests/ui/e2e.js (`make ui-test`). */
 #include <criterion/criterion.h>
 #include <ctype.h>
+#include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "auth.h"
 #include "harness.h"
+#include "met.h"
 #include "rds.h"
 
 static const char *const fast_env[] = { HN_FAST_ENV, NULL };
@@ -550,5 +553,270 @@ Test(ui, held_money_and_order_counts_have_their_shape)
     cr_assert_eq(sum, hn_psql_int("SELECT count(*) FROM orders"));
     cJSON_Delete(j);
     hn_resp_free(r);
+    hn_stop_stack(&st);
+}
+
+/* ---- the upstreams page's read: GET /v1/upstreams ------------------------------------ */
+
+/* Mirakl's shared budget at one call a second and no burst: of the fetches posted together
+ * every one but the first has to wait for its slot (each fetch is one OR11 against an empty
+ * marketplace). */
+static const char *const ups_worker_env[] = {
+    HN_FAST_ENV,
+    "CONVEYOR_UPSTREAMS_MIRAKL_RATE_PER_MIN=60",
+    "CONVEYOR_UPSTREAMS_MIRAKL_RATE_BURST=1",
+    "CONVEYOR_JOBS_TYPES_ORDER_FETCH_RETRY_BASE_MS=50",
+    "CONVEYOR_JOBS_TYPES_ORDER_FETCH_RETRY_MAX_MS=400",
+    NULL,
+};
+
+/* The member of a /v1/upstreams body's "upstreams" array named name, or NULL. */
+static const cJSON *upstream(const cJSON *body, const char *name)
+{
+    const cJSON *u;
+    cJSON_ArrayForEach(u, cJSON_GetObjectItem(body, "upstreams"))
+    {
+        const cJSON *n = cJSON_GetObjectItem(u, "name");
+        if (cJSON_IsString(n) && strcmp(n->valuestring, name) == 0)
+            return u;
+    }
+    return NULL;
+}
+
+static double num_at(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItem(o, k);
+    cr_assert(cJSON_IsNumber(v), "%s is not a number", k);
+    return v->valuedouble;
+}
+
+/* Mirakl's buckets as the workers wrote them, read straight from Redis. */
+static void mirakl_buckets(struct met_hist_series *out)
+{
+    const struct met_hist *h = &met_hists[MET_H_UPSTREAM];
+    struct rds *c = redis();
+    const char *argv[] = { "HGETALL", h->key };
+    struct rds_reply *rep = rds_cmd(c, 2, argv, NULL);
+    cr_assert(rep && rds_reply_type(rep) == RDS_ARR, "HGETALL %s", h->key);
+    const char **f, **v;
+    size_t n;
+    rds_reply_hash_pairs(rep, &f, &v, &n);
+    struct met_hist_series s[MET_HIST_MAX_SERIES];
+    int ns = met_hist_parse(h, f, v, n, s, MET_HIST_MAX_SERIES);
+    memset(out, 0, sizeof(*out));
+    for (int i = 0; i < ns; i++)
+        if (strcmp(s[i].prefix, "mirakl") == 0)
+            *out = s[i];
+    free(f);
+    free(v);
+    rds_reply_free(rep);
+    rds_free(c);
+}
+
+static long long mirakl_waits_in_redis(void)
+{
+    struct rds *c = redis();
+    const char *argv[] = { "HGET", MET_UPSTREAM_WAITS_KEY, "mirakl" };
+    struct rds_reply *rep = rds_cmd(c, 3, argv, NULL);
+    long long n = rep && rds_reply_type(rep) == RDS_STR ? atoll(rds_reply_str(rep, NULL)) : 0;
+    rds_reply_free(rep);
+    rds_free(c);
+    return n;
+}
+
+/* OR11 calls the sim's Mirakl answered. */
+static long long sim_or11(struct hn_stack *st)
+{
+    char url[128];
+    snprintf(url, sizeof(url), "%s/admin/mirakl/stats", st->sim_url);
+    struct hn_resp *r = hn_http("GET", url, NULL, NULL, 0, 5000);
+    cr_assert_eq(r->status, 200, "%s", r->body);
+    cJSON *j = hn_json(r);
+    const cJSON *n = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "operations"), "OR11");
+    cr_assert(cJSON_IsNumber(n), "%s", r->body);
+    long long v = (long long)n->valuedouble;
+    cJSON_Delete(j);
+    hn_resp_free(r);
+    return v;
+}
+
+Test(ui, upstreams_report_calls_latency_quantiles_and_rate_waits)
+{
+    struct hn_stack st;
+    struct hn_stack_opts o = { .workers = 1, .worker_types = "order-fetch", .pipeline = 1,
+                               .worker_env = ups_worker_env };
+    hn_start_stack(&st, &o);
+    const char *const auth[] = { HN_AUTH_ALL, NULL };
+
+    /* three fetches at once: three OR11 through the shared rate limit */
+    char ids[3][64];
+    for (int i = 0; i < 3; i++) {
+        struct hn_resp *r = call(&st, "POST", "/api/v1/orchestrator/fetch-orders", NULL, auth);
+        cr_assert_eq(r->status, 202, "%s", r->body);
+        cJSON *j = hn_json(r);
+        snprintf(ids[i], sizeof(ids[i]), "%s", cJSON_GetObjectItem(j, "job_id")->valuestring);
+        cJSON_Delete(j);
+        hn_resp_free(r);
+    }
+    for (int i = 0; i < 3; i++) {
+        struct job_wait w = { &st, ids[i], "succeeded" };
+        cr_assert(hn_wait_until(job_reached, &w, 30000, 50), "fetch %s never succeeded", ids[i]);
+    }
+
+    struct hn_resp *r = call(&st, "GET", "/v1/upstreams", NULL, auth);
+    cr_assert_eq(r->status, 200, "%s", r->body);
+    cr_assert(header_has(r, "Content-Type", "application/json"), "%s", r->headers);
+    cJSON *body = hn_json(r);
+    cr_assert_not_null(body, "%s", r->body);
+
+    /* Mirakl: every call the sim answered is counted, with its duration */
+    const cJSON *mk = upstream(body, "mirakl");
+    cr_assert_not_null(mk, "%s", r->body);
+    long long calls = (long long)num_at(mk, "calls");
+    cr_assert(calls >= 3, "%s", r->body);
+    cr_assert_eq(calls, sim_or11(&st), "calls = the OR11 the sim answered: %s", r->body);
+    cr_assert_str_eq(cJSON_GetObjectItem(mk, "circuit")->valuestring, "closed");
+    const cJSON *last = cJSON_GetObjectItem(mk, "last_call");
+    cr_assert(cJSON_IsObject(last), "%s", r->body);
+    cr_assert_eq((int)num_at(last, "status"), 200, "%s", r->body);
+    cr_assert_str_eq(cJSON_GetObjectItem(last, "class")->valuestring, "ok");
+    cr_assert(num_at(last, "latency_ms") >= 0);
+    cr_assert(cJSON_IsString(cJSON_GetObjectItem(last, "at")), "%s", r->body);
+    cr_assert(cJSON_IsString(cJSON_GetObjectItem(mk, "last_ok_at")), "%s", r->body);
+
+    /* the quantiles are the histogram's (the workers' hash, read here on our own), in ms */
+    const cJSON *lat = cJSON_GetObjectItem(mk, "latency_ms");
+    cr_assert(cJSON_IsObject(lat), "%s", r->body);
+    double p50 = num_at(lat, "p50"), p95 = num_at(lat, "p95"), p99 = num_at(lat, "p99");
+    cr_assert(p50 > 0 && p50 <= p95 && p95 <= p99 && p99 <= 10000, "%s", r->body);
+    struct met_hist_series s;
+    mirakl_buckets(&s);
+    const struct met_hist *h = &met_hists[MET_H_UPSTREAM];
+    cr_assert_eq((long long)met_hist_count(h, &s), calls, "calls = the histogram's count");
+    cr_assert(fabs(p50 - 1000 * met_hist_quantile(h, s.bucket, 0.5)) < 0.051, "p50 %g", p50);
+    cr_assert(fabs(p99 - 1000 * met_hist_quantile(h, s.bucket, 0.99)) < 0.051, "p99 %g", p99);
+
+    /* the calls that waited for the budget */
+    long long waits = (long long)num_at(mk, "rate_limit_waits");
+    cr_assert(waits >= 1, "three calls at once under one a second: some waited: %s", r->body);
+    cr_assert_eq(waits, mirakl_waits_in_redis());
+
+    /* a configured upstream nobody called: zeros and nulls, not missing */
+    const cJSON *seur = upstream(body, "seur");
+    cr_assert_not_null(seur, "%s", r->body);
+    cr_assert_eq((long long)num_at(seur, "calls"), 0);
+    cr_assert_eq((long long)num_at(seur, "rate_limit_waits"), 0);
+    cr_assert(cJSON_IsNull(cJSON_GetObjectItem(seur, "latency_ms")), "%s", r->body);
+    cr_assert(cJSON_IsNull(cJSON_GetObjectItem(seur, "last_call")), "%s", r->body);
+    cr_assert(cJSON_IsNull(cJSON_GetObjectItem(seur, "last_ok_at")), "%s", r->body);
+    cr_assert_str_eq(cJSON_GetObjectItem(seur, "circuit")->valuestring, "closed");
+    /* the notification webhook has no URL here: not an upstream to show */
+    cr_assert_null(upstream(body, "notify"), "%s", r->body);
+    const cJSON *bounds = cJSON_GetObjectItem(body, "latency_bounds_ms");
+    cr_assert_eq(cJSON_GetArraySize(bounds), h->nbounds);
+    cr_assert_float_eq(cJSON_GetArrayItem(bounds, h->nbounds - 1)->valuedouble, 10000, 1e-9);
+    cJSON_Delete(body);
+    char *etag = hn_resp_header(r, "ETag");
+    cr_assert_not_null(etag);
+    hn_resp_free(r);
+
+    /* the operator scope: a producer's key may not read it, nobody without a key */
+    const char *const noop[] = { HN_AUTH_NOOP, NULL };
+    r = call(&st, "GET", "/v1/upstreams", NULL, noop);
+    cr_assert_eq(r->status, 403, "%s", r->body);
+    cr_assert(strstr(r->body, "\"forbidden\"") != NULL, "%s", r->body);
+    hn_resp_free(r);
+    r = call(&st, "GET", "/v1/upstreams", NULL, NULL);
+    cr_assert_eq(r->status, 401, "%s", r->body);
+    hn_resp_free(r);
+
+    /* the dashboard's session reads it, and polls it with the ETag */
+    struct sess ss;
+    login_ok(&st, &ss);
+    char inm[96];
+    snprintf(inm, sizeof(inm), "If-None-Match: %s", etag);
+    const char *const hc[] = { ss.cookie_hdr, NULL };
+    const char *const hi[] = { ss.cookie_hdr, inm, NULL };
+    r = call(&st, "GET", "/v1/upstreams", NULL, hc);
+    cr_assert_eq(r->status, 200, "%s", r->body);
+    cr_assert(strstr(r->body, "\"name\":\"mirakl\"") != NULL, "%s", r->body);
+    hn_resp_free(r);
+    r = call(&st, "GET", "/v1/upstreams", NULL, hi);
+    cr_assert_eq(r->status, 304, "nothing called since: %d %s", r->status, r->body);
+    hn_resp_free(r);
+    free(etag);
+    hn_stop_stack(&st);
+}
+
+struct status_wait {
+    struct hn_stack *st;
+    int want;
+    int got;
+    char body[512];
+};
+
+static int upstreams_answer(void *arg)
+{
+    struct status_wait *w = arg;
+    const char *const auth[] = { HN_AUTH_ALL, NULL };
+    struct hn_resp *r = call(w->st, "GET", "/v1/upstreams", NULL, auth);
+    w->got = r->status;
+    snprintf(w->body, sizeof(w->body), "%s", r->body);
+    hn_resp_free(r);
+    return w->got == w->want;
+}
+
+/* The activation system is called outside the shared pipeline (its money-specific
+ * classification): its calls still reach the Upstreams page (ups_observe). */
+Test(ui, upstreams_show_the_activation_systems_calls)
+{
+    struct hn_stack st;
+    struct hn_stack_opts o = { .workers = 1, .worker_types = "activation", .worker_env = fast_env };
+    hn_start_stack(&st, &o);
+    const char *const auth[] = { HN_AUTH_ALL, NULL };
+    struct hn_resp *r = call(&st, "POST", "/api/v1/activation/", "{\"user_id\":3,\"offer_id\":1}",
+                             auth);
+    cr_assert_eq(r->status, 202, "%s", r->body);
+    cJSON *j = hn_json(r);
+    char id[64];
+    snprintf(id, sizeof(id), "%s", cJSON_GetObjectItem(j, "transaction_id")->valuestring);
+    cJSON_Delete(j);
+    hn_resp_free(r);
+    struct job_wait w = { &st, id, "succeeded" };
+    cr_assert(hn_wait_until(job_reached, &w, 15000, 20), "activation %s never succeeded", id);
+    r = call(&st, "GET", "/v1/upstreams", NULL, auth);
+    cr_assert_eq(r->status, 200, "%s", r->body);
+    cJSON *body = hn_json(r);
+    const cJSON *act = upstream(body, "activation");
+    cr_assert_not_null(act, "%s", r->body);
+    cr_assert_geq((long long)num_at(act, "calls"), 1, "%s", r->body);
+    const cJSON *last = cJSON_GetObjectItem(act, "last_call");
+    cr_assert(cJSON_IsObject(last), "no last call: %s", r->body);
+    cr_assert_eq((long long)num_at(last, "status"), 200, "%s", r->body);
+    cr_assert(!cJSON_IsNull(cJSON_GetObjectItem(act, "last_ok_at")), "%s", r->body);
+    cJSON_Delete(body);
+    hn_resp_free(r);
+    hn_stop_stack(&st);
+}
+
+Test(ui, upstreams_answer_503_with_a_json_error_while_redis_is_down)
+{
+    struct hn_stack st;
+    struct hn_stack_opts o = { .workers = 0, .no_sim = 1 };
+    hn_start_stack(&st, &o);
+    struct status_wait w = { &st, 200, 0, "" };
+    cr_assert(upstreams_answer(&w), "%d %s", w.got, w.body);
+    cr_assert(strstr(w.body, "\"calls\":0") != NULL, "%s", w.body);
+
+    hn_redis_kill(SIGKILL);
+    /* every loop has its own link: poll until the one that answers has noticed */
+    w.want = 503;
+    int down = hn_wait_until(upstreams_answer, &w, 5000, 20);
+    hn_redis_start();                 /* before asserting: the next tests need it */
+    cr_assert(down, "while Redis is down: %d %s", w.got, w.body);
+    cr_assert(strstr(w.body, "\"code\":\"unavailable\"") != NULL, "%s", w.body);
+    w.want = 200;
+    cr_assert(hn_wait_until(upstreams_answer, &w, 10000, 50), "after Redis is back: %d %s",
+              w.got, w.body);
     hn_stop_stack(&st);
 }

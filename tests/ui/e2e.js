@@ -247,16 +247,37 @@ async function main() {
         check((await jobStatus(heldTxn)) === 'succeeded', 'the API agrees');
         await shot(page, '09-replayed');
 
-        say('orders, upstreams: the pages render');
+        say('orders: the page renders');
         await page.click('#nav a[data-page=orders]');
         await page.waitForSelector('#orders-counts button[data-state="PENDING_POST"]');
         await page.click('#orders-counts button[data-state=""]');
         await page.waitForSelector('#orders-list-wrap', { state: 'visible' });
         await shot(page, '10-orders');
+
+        say('upstreams: calls through the sim show their latency and rate-limit waits');
+        /* three fetches at once: three OR11 under Mirakl's budget of one a second (run.sh) */
+        for (let i = 0; i < 3; i++) {
+            const f = await apiCall('POST', '/api/v1/orchestrator/fetch-orders', undefined, operator);
+            check(f.status === 202, 'fetch-orders ' + f.status + ' ' + f.text);
+        }
         await page.click('#nav a[data-page=upstreams]');
-        await page.waitForSelector('#upstreams-table tr[data-name="activation"]');
-        check(/not reported yet/.test(await page.textContent('#upstreams-table tr[data-name="activation"]')),
-            'missing metrics are said to be missing');
+        const mirakl = '#upstreams-table tr[data-name="mirakl"]';
+        await page.waitForSelector(mirakl);
+        const figures = await poll('Mirakl latency and waits on the page', () => page.evaluate((sel) => {
+            const cell = (c) => document.querySelector(sel + ' td.' + c).textContent;
+            const f = { calls: cell('calls'), p50: cell('p50'), p99: cell('p99'), waits: cell('waits') };
+            const isLatency = (t) => /^(≥ )?\d+(\.\d+)? (ms|s)$/.test(t);
+            return Number(f.calls) >= 3 && isLatency(f.p50) && isLatency(f.p99) &&
+                Number(f.waits) >= 1 ? f : null;
+        }, mirakl));
+        console.log('e2e: mirakl on the page: ' + JSON.stringify(figures));
+        const ups = await apiCall('GET', '/v1/upstreams', undefined, operator);
+        check(ups.status === 200, '/v1/upstreams ' + ups.status);
+        const mk = ups.json.upstreams.find((u) => u.name === 'mirakl');
+        check(mk && mk.rate_limit_waits >= Number(figures.waits) && mk.calls >= Number(figures.calls),
+            'the page shows the API\'s figures: ' + JSON.stringify(mk));
+        check(!/not reported yet/.test(await page.textContent('#upstreams-table')),
+            'every column is reported');
         await shot(page, '11-upstreams');
 
         say('a session ended elsewhere sends the page back to the login');

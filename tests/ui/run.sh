@@ -10,8 +10,10 @@
 #
 # Starts, on free 127.0.0.1 ports in a temp dir, and stops at exit whatever happens: redis
 # (AOF), PostgreSQL (migrated and seeded by conveyorctl), conveyor-sim, conveyor-api and one
-# conveyor-worker (activation, noop), with two keys: "ops" (operator and orders: the one
-# that logs in) and "producer" (noop and activation: submits jobs; refused by the login).
+# conveyor-worker (activation, noop, order-fetch; the upstreams on the sim, Mirakl with a
+# budget of one call a second so that fetches posted together wait for it), with two keys:
+# "ops" (operator and orders: the one that logs in) and "producer" (noop and activation:
+# submits jobs; refused by the login).
 # Then runs tests/ui/e2e.js, which logs in, watches queue numbers move as jobs flow, makes
 # jobs go dead, searches, inspects, purges through the confirmation dialog, replays by
 # clicking and sees the replay succeed, and logs out. Screenshots go to build/ui/screenshots/
@@ -131,8 +133,13 @@ start_server() {
 
 SIM_PORT=$(start_server sim "$BIN/conveyor-sim")
 export CONVEYOR_ACTIVATION_URL=http://127.0.0.1:$SIM_PORT
+# Every upstream on the sim with deploy/demo.env's credentials (the sim runs already: the
+# webhook target this also sets is not used), and Mirakl's shared budget at one call a
+# second, no burst: the Upstreams page then shows the fetches' latency and their waits.
+pipeline_env "$SIM_PORT" 0
+export CONVEYOR_UPSTREAMS_MIRAKL_RATE_PER_MIN=60 CONVEYOR_UPSTREAMS_MIRAKL_RATE_BURST=1
 API_PORT=$(start_server api "$BIN/conveyor-api")
-start_bg worker-1 "$T/worker-1.log" "$BIN/conveyor-worker" --types activation,noop \
+start_bg worker-1 "$T/worker-1.log" "$BIN/conveyor-worker" --types activation,noop,order-fetch \
     --concurrency 8
 
 echo "ui-test: api http://127.0.0.1:$API_PORT, sim http://127.0.0.1:$SIM_PORT, files in $T" >&2

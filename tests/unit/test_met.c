@@ -1,4 +1,5 @@
 #include <criterion/criterion.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -248,4 +249,93 @@ Test(met, unlabelled_histogram_renders_one_series_without_a_label)
     cr_assert(strstr(b.p, want), "%s", b.p);
     cr_assert(!strstr(b.p, "other"), "a stray prefix made a series: %s", b.p);
     sbuf_cleanup(&b);
+}
+
+/* ---- reading a histogram back: met_hist_parse, met_hist_quantile ------------------------ */
+
+#define H_UPS (&met_hists[MET_H_UPSTREAM])
+
+/* buckets of H_UPS (0.005 0.01 0.025 0.05 0.1 0.25 0.5 1 2.5 5 10 +Inf), non-cumulative */
+static void set_buckets(unsigned long long *b, const int *idx, const unsigned long long *n,
+                        int k)
+{
+    memset(b, 0, sizeof(unsigned long long) * (MET_MAX_BUCKETS + 1));
+    for (int i = 0; i < k; i++)
+        b[idx[i]] = n[i];
+}
+
+Test(met, quantile_interpolates_within_the_bucket_like_histogram_quantile)
+{
+    unsigned long long b[MET_MAX_BUCKETS + 1];
+    /* 50 in (0.005, 0.01], 40 in (0.025, 0.05], 10 in (0.25, 0.5] */
+    set_buckets(b, (const int[]){ 1, 3, 6 }, (const unsigned long long[]){ 50, 40, 10 }, 3);
+    /* rank 50 is the 50th of the 50 in the second bucket: its upper bound */
+    cr_assert_float_eq(met_hist_quantile(H_UPS, b, 0.5), 0.01, 1e-12);
+    /* rank 70: 20 of the 40 in (0.025, 0.05], halfway */
+    cr_assert_float_eq(met_hist_quantile(H_UPS, b, 0.7), 0.0375, 1e-12);
+    cr_assert_float_eq(met_hist_quantile(H_UPS, b, 0.9), 0.05, 1e-12);
+    /* rank 95: 5 of the 10 in (0.25, 0.5]; rank 99: 9 of them */
+    cr_assert_float_eq(met_hist_quantile(H_UPS, b, 0.95), 0.375, 1e-12);
+    cr_assert_float_eq(met_hist_quantile(H_UPS, b, 0.99), 0.475, 1e-12);
+    cr_assert_float_eq(met_hist_quantile(H_UPS, b, 1), 0.5, 1e-12);
+    /* rank 25: 25 of the 50 in (0.005, 0.01], halfway */
+    cr_assert_float_eq(met_hist_quantile(H_UPS, b, 0.25), 0.0075, 1e-12);
+}
+
+Test(met, quantile_of_the_first_bucket_starts_at_zero)
+{
+    unsigned long long b[MET_MAX_BUCKETS + 1];
+    set_buckets(b, (const int[]){ 0 }, (const unsigned long long[]){ 10 }, 1);
+    cr_assert_float_eq(met_hist_quantile(H_UPS, b, 0.5), 0.0025, 1e-12);
+    cr_assert_float_eq(met_hist_quantile(H_UPS, b, 1), 0.005, 1e-12);
+    cr_assert_float_eq(met_hist_quantile(H_UPS, b, 0), 0, 1e-12);
+    /* q = 0: the lower bound of the first bucket that holds anything */
+    set_buckets(b, (const int[]){ 2, 5 }, (const unsigned long long[]){ 4, 4 }, 2);
+    cr_assert_float_eq(met_hist_quantile(H_UPS, b, 0), 0.01, 1e-12);
+}
+
+Test(met, quantile_in_the_inf_bucket_is_the_last_bound)
+{
+    unsigned long long b[MET_MAX_BUCKETS + 1];
+    set_buckets(b, (const int[]){ 0, 11 }, (const unsigned long long[]){ 5, 5 }, 2);
+    cr_assert_float_eq(met_hist_quantile(H_UPS, b, 0.5), 0.005, 1e-12);
+    cr_assert_float_eq(met_hist_quantile(H_UPS, b, 0.6), 10, 1e-12);
+    cr_assert_float_eq(met_hist_quantile(H_UPS, b, 0.99), 10, 1e-12);
+    /* only slow calls: every quantile says "at least the last bound" */
+    set_buckets(b, (const int[]){ 11 }, (const unsigned long long[]){ 3 }, 1);
+    cr_assert_float_eq(met_hist_quantile(H_UPS, b, 0.5), 10, 1e-12);
+    cr_assert_float_eq(met_hist_quantile(H_UPS, b, 0), 10, 1e-12);
+}
+
+Test(met, quantile_without_observations_or_of_a_bad_q_is_nan)
+{
+    unsigned long long b[MET_MAX_BUCKETS + 1] = { 0 };
+    cr_assert(isnan(met_hist_quantile(H_UPS, b, 0.5)));
+    b[4] = 3;
+    cr_assert(isnan(met_hist_quantile(H_UPS, b, -0.1)));
+    cr_assert(isnan(met_hist_quantile(H_UPS, b, 1.01)));
+    cr_assert(isnan(met_hist_quantile(H_UPS, b, NAN)));
+    cr_assert(!isnan(met_hist_quantile(H_UPS, b, 0.5)));
+}
+
+Test(met, parse_groups_a_hash_by_prefix)
+{
+    const char *f[] = { "seur:0.05", "mirakl:0.01", "mirakl:+Inf", "mirakl:sum", "mirakl:count",
+                        "seur:sum",  "junk",        "x:nope",      "mirakl:0.01x", ":0.05" };
+    const char *v[] = { "2", "7", "1", "12.5", "99", "0.08", "1", "1", "3", "4" };
+    struct met_hist_series s[MET_HIST_MAX_SERIES];
+    int n = met_hist_parse(H_UPS, f, v, 10, s, MET_HIST_MAX_SERIES);
+    cr_assert_eq(n, 2, "mirakl and seur; the junk fields make no series: %d", n);
+    cr_assert_str_eq(s[0].prefix, "mirakl");
+    cr_assert_eq(s[0].bucket[1], 7);
+    cr_assert_eq(s[0].bucket[H_UPS->nbounds], 1);
+    cr_assert_float_eq(s[0].sum, 12.5, 1e-12);
+    cr_assert_eq(met_hist_count(H_UPS, &s[0]), 8, "count is the buckets' sum, not :count");
+    cr_assert_str_eq(s[1].prefix, "seur");
+    cr_assert_eq(met_hist_count(H_UPS, &s[1]), 2);
+    cr_assert_float_eq(met_hist_quantile(H_UPS, s[1].bucket, 0.5), 0.0375, 1e-12);
+    /* no room: the prefixes past max are left out */
+    n = met_hist_parse(H_UPS, f, v, 10, s, 1);
+    cr_assert_eq(n, 1);
+    cr_assert_str_eq(s[0].prefix, "seur", "the first prefix seen is kept");
 }
