@@ -132,8 +132,12 @@ timed_drain() {
     done
     wait "$waiter"
     rate=$(awk '{print $2; exit}' "$T/drain.out")
-    echo "$rate $(peak_rss_kb "${names[@]}")"
+    rss=$(peak_rss_kb "${names[@]}")
+    # stopped before the answer: callers read it through a process substitution and go on
+    # at once, and a stop still running then would delete the pid files of the workers
+    # they start next (make bench left the latency step's workers running)
     stop_pids "$T" 20 worker
+    echo "$rate $rss"
 }
 
 # cv_worker TYPE CONCURRENCY I: conveyor-worker number I

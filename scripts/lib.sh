@@ -227,9 +227,8 @@ stop_pids() {
         pids=() files=()
         for f in "$dir/pids/$stage"*.pid; do
             [ -e "$f" ] || continue
-            files+=("$f")
-            pid=$(pidfile_pid "$f") || continue
-            kill -TERM "$pid" 2>/dev/null && pids+=("$pid")
+            pid=$(pidfile_pid "$f") || { files+=("$f"); continue; }
+            kill -TERM "$pid" 2>/dev/null && pids+=("$pid") && files+=("$f:$pid")
         done
         if [ ${#pids[@]} -gt 0 ] && ! wait_gone "$timeout" "${pids[@]}"; then
             for pid in "${pids[@]}"; do
@@ -240,7 +239,14 @@ stop_pids() {
             done
             wait_gone 5 "${pids[@]}" || cv_err "pids ${pids[*]} survived SIGKILL"
         fi
-        [ ${#files[@]} -eq 0 ] || rm -f "${files[@]}"
+        # a file goes only while it still names what was stopped here (or nothing alive): a
+        # process started meanwhile under the same name keeps its record
+        for f in "${files[@]}"; do
+            case $f in
+            *.pid:*) [ "$(head -n1 "${f%:*}" 2>/dev/null)" = "${f##*:}" ] && rm -f "${f%:*}" ;;
+            *) pidfile_pid "$f" >/dev/null || rm -f "$f" ;;
+            esac
+        done
     done
     return 0
 }
