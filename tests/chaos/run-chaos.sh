@@ -174,6 +174,11 @@ start_stack() {
     export CHAOS_API_KEY=$key
     CONVEYOR_API_KEYS="chaos:$(printf '%s' "$key" | sha256sum | cut -d' ' -f1):*"
     export CONVEYOR_API_KEYS
+    # The carriers' webhook budgets (1000 an hour each by default) out of the way: a thousand
+    # orders send more, and the kit judges effects, not throttling.
+    for c in CORREOS_EXPRESS ONTIME SEUR TIPSA; do
+        export "CONVEYOR_UPSTREAMS_${c}_WEBHOOK_RATE_PER_HOUR=100000000"
+    done
     # The simulator sends its carriers' webhooks to the API, which starts after it: the API's
     # port is chosen first (a retry starts both again on a new one).
     for try in 1 2 3; do
@@ -238,16 +243,13 @@ start_stack() {
     export CONVEYOR_ACTIVATION_URL=$SIM_URL
     # The order pipeline: fetched every 2 s across the fleet (and on POST fetch-orders from
     # the loop below), TIPSA's feed polled every 2 s, short backoffs so that the drain fits,
-    # Mirakl's budget and the carriers' webhook budgets (1000 an hour each by default: a
-    # thousand orders send more) out of the way: the kit judges effects, not throttling.
+    # Mirakl's budget out of the way (the carriers' webhook budgets are, before the API
+    # starts): the kit judges effects, not throttling.
     export CONVEYOR_JOBS_TYPES_ORDER_FETCH_EVERY_S=2 CONVEYOR_JOBS_TYPES_TRACKING_POLL_EVERY_S=2
     for t in ORDER_FETCH CARRIER_POST TRACKING_EVENT TRACKING_POLL TRACKING_PUSH; do
         export "CONVEYOR_JOBS_TYPES_${t}_RETRY_BASE_MS=200" "CONVEYOR_JOBS_TYPES_${t}_RETRY_MAX_MS=2000"
     done
     export CONVEYOR_UPSTREAMS_MIRAKL_RATE_PER_MIN=100000
-    for c in CORREOS_EXPRESS ONTIME SEUR TIPSA; do
-        export "CONVEYOR_UPSTREAMS_${c}_WEBHOOK_RATE_PER_HOUR=100000000"
-    done
     export CONVEYOR_VISIBILITY_TIMEOUT_MS=$VIS_MS CONVEYOR_RECLAIM_INTERVAL_MS=1000
     # held money is looked at after 5 s, every second: the check waits CHAOS_HELD_WAIT_S
     export CONVEYOR_RECONCILE_HELD_AFTER_S=5 CONVEYOR_RECONCILE_INTERVAL_MS=1000
