@@ -732,6 +732,7 @@ enum cv_rc ostore_claim_many(struct db *d, const struct ostore_claim_in *in, siz
     trc_exit(&sp, rc == CV_OK ? NULL : cv_rc_str(rc));
     if (rc != CV_OK)
         goto out;
+    int64_t answered = clock_mono_ms();
     for (int row = 0; row < db_res_rows(r); row++) {
         int i = atoi(db_res_get(r, row, 0));
         if (i < 0 || (size_t)i >= n)
@@ -762,7 +763,7 @@ enum cv_rc ostore_claim_many(struct db *d, const struct ostore_claim_in *in, siz
         c->tracking_pushed = tu && tu[0] == 't';
         const char *age = db_res_get(r, row, 11);
         c->age_ms = age ? strtoll(age, NULL, 10) : -1;
-        c->claimed_mono_ms = clock_mono_ms();
+        c->claimed_mono_ms = answered;
     }
 out:
     db_res_free(r);

@@ -44,8 +44,10 @@ static struct {
 void trc_export_push(const struct trc_span *s, int64_t end_unix_ns, const char *status)
 {
     pthread_mutex_lock(&ex.mu);
-    if (!ex.running || ex.len == TRC_EXPORT_QUEUE) {
-        ex.dropped += ex.running;
+    if (!ex.running) {
+        /* stopped meanwhile: nothing to count against */
+    } else if (ex.len == TRC_EXPORT_QUEUE) {
+        ex.dropped++;
     } else {
         struct done_span *d = &ex.ring[(ex.head + ex.len) % TRC_EXPORT_QUEUE];
         d->s = *s;

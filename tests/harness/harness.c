@@ -465,6 +465,23 @@ int hn_log_has(const struct hn_proc *p, const char *needle)
     return found;
 }
 
+struct log_wait {
+    const struct hn_proc *p;
+    const char *needle;
+};
+
+static int log_found(void *arg)
+{
+    const struct log_wait *w = arg;
+    return hn_log_has(w->p, w->needle);
+}
+
+int hn_wait_log(const struct hn_proc *p, const char *needle, int timeout_ms)
+{
+    struct log_wait w = { p, needle };
+    return hn_wait_until(log_found, &w, timeout_ms, 50);
+}
+
 int hn_log_has_sanitizer_report(const struct hn_proc *p)
 {
     static const char *const marks[] = { "ERROR: AddressSanitizer", "runtime error:",

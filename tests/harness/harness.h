@@ -84,6 +84,8 @@ int hn_log_has_sanitizer_report(const struct hn_proc *p);
 
 /* 1 when the process's log contains needle (say "evt=job.retry_scheduled"). */
 int hn_log_has(const struct hn_proc *p, const char *needle);
+/* Poll the process's log until it contains needle: 1 when it did within timeout_ms. */
+int hn_wait_log(const struct hn_proc *p, const char *needle, int timeout_ms);
 
 /* Print the last lines of the process's log to stderr, framed with its name. */
 void hn_log_tail(const struct hn_proc *p, int lines);

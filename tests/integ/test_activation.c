@@ -221,11 +221,6 @@ static int sim_called(void *st)
     return sim_stat(st, "calls") >= 1;
 }
 
-static int log_says_fenced(void *p)
-{
-    return hn_log_has(p, "evt=job.fenced");
-}
-
 static int txn_processing(void *arg)
 {
     char *s = hn_psql_scalar(q("SELECT status FROM transactions WHERE transaction_id='%s'",
@@ -276,7 +271,7 @@ Test(activation, slow_worker_whose_job_was_reclaimed_is_fenced)
     sim_config(&st, "{\"latency_ms\":0}");
     hn_stack_add_worker(&st); /* reclaims after 1.5 s and finishes first */
     wait_txn(txn, "SUCCESS", 15000);
-    cr_assert(hn_wait_until(log_says_fenced, st.workers[0], 15000, 50),
+    cr_assert(hn_wait_log(st.workers[0], "evt=job.fenced", 15000),
               "the slow worker must notice it was fenced");
     wait_job(txn, JOB_STATE_SUCCEEDED, 5000);
     cr_assert_eq(hn_psql_int("SELECT (balance*100)::bigint FROM accounts WHERE user_id=19"), 98500);

@@ -479,16 +479,6 @@ static int alive_pred(void *arg)
     return hn_alive(arg);
 }
 
-static int log_has_frame(void *arg)
-{
-    return hn_log_has(arg, "HELD  ");
-}
-
-static int log_has_o9(void *arg)
-{
-    return hn_log_has(arg, "\"order_id\":\"o-9\"");
-}
-
 Test(ctl, watch_prints_frames_with_queues_workers_and_held_money)
 {
     char id[UUID_STR_LEN];
@@ -525,7 +515,7 @@ Test(ctl, watch_prints_frames_with_queues_workers_and_held_money)
     /* without --count it runs until Ctrl-C, and then ends well */
     const char *const wargv[] = { "conveyorctl", "watch", NULL };
     struct hn_proc *wp = hn_spawn("ctl-watch", wargv, NULL);
-    cr_assert(hn_wait_until(log_has_frame, wp, 10000, 50), "a first frame");
+    cr_assert(hn_wait_log(wp, "HELD  ", 10000), "a first frame");
     cr_assert(hn_alive(wp), "still watching");
     cr_assert_eq(hn_stop(wp, SIGINT, 5000), 0, "Ctrl-C ends it with 0");
     cr_assert(!hn_log_has_sanitizer_report(wp));
@@ -604,7 +594,7 @@ Test(ctl, orders_counts_lists_and_one_orders_history)
     cr_assert(hn_wait_until(alive_pred, p, 2000, 50), "it runs");
     hn_psql_exec("INSERT INTO operations (scope, action, order_id, status) VALUES"
                  " ('operator', 'note', 'o-9', 'OK')");
-    cr_assert(hn_wait_until(log_has_o9, p, 10000, 50), "the new row is printed");
+    cr_assert(hn_wait_log(p, "\"order_id\":\"o-9\"", 10000), "the new row is printed");
     cr_assert_eq(hn_stop(p, SIGINT, 5000), 0, "Ctrl-C ends it with 0");
     cr_assert(!hn_log_has_sanitizer_report(p));
     hn_proc_free(p);

@@ -69,17 +69,6 @@ static int succeeded(void *arg)
     return ok;
 }
 
-struct log_wait {
-    const struct hn_proc *p;
-    const char *needle;
-};
-
-static int log_has(void *arg)
-{
-    struct log_wait *w = arg;
-    return hn_log_has(w->p, w->needle);
-}
-
 /* The collector's spans of our trace: 1 when it holds one from service with module mod. */
 struct span_wait {
     const char *service, *module, *job_id;
@@ -149,8 +138,8 @@ Test(trace, switched_per_module_at_run_time_logged_and_exported_over_otlp)
 
     /* on for api and worker (a list works too): the job's steps in its trace */
     switch_to("{\"modules\":[\"worker\",\"api\"]}", "api,worker");
-    struct log_wait on = { wk, "evt=trace.switched from=off to=api,worker" };
-    cr_assert(hn_wait_until(log_has, &on, 10000, 50), "the worker did not follow the switch");
+    cr_assert(hn_wait_log(wk, "evt=trace.switched from=off to=api,worker", 10000),
+              "the worker did not follow the switch");
     char id[64];
     submit(1, id);
     jw.id = id;
@@ -162,10 +151,9 @@ Test(trace, switched_per_module_at_run_time_logged_and_exported_over_otlp)
              "evt=EXIT module=worker function=\"handler noop\" duration_us=");
     snprintf(api_enter, sizeof(api_enter),
              "evt=ENTER module=api function=\"POST /v1/jobs/{type}\" job_id=- trace_id=" TRACE_ID);
-    struct log_wait le = { wk, enter }, lx = { wk, exit_ }, la = { st.api, api_enter };
-    cr_assert(hn_wait_until(log_has, &le, 10000, 50), "no ENTER of job %s", id);
-    cr_assert(hn_wait_until(log_has, &lx, 10000, 50), "no EXIT with duration_us");
-    cr_assert(hn_wait_until(log_has, &la, 10000, 50), "no ENTER of the API request");
+    cr_assert(hn_wait_log(wk, enter, 10000), "no ENTER of job %s", id);
+    cr_assert(hn_wait_log(wk, exit_, 10000), "no EXIT with duration_us");
+    cr_assert(hn_wait_log(st.api, api_enter, 10000), "no ENTER of the API request");
     cr_assert(!hn_log_has(wk, "evt=ENTER module=broker"), "broker traced but not switched on");
 
     /* and at the collector, from both processes, well formed */
@@ -178,8 +166,8 @@ Test(trace, switched_per_module_at_run_time_logged_and_exported_over_otlp)
     cr_assert_eq(r->status, 200, "%d %s", r->status, r->body);
     cr_assert(strstr(r->body, "\"modules\":\"off\""), "%s", r->body);
     hn_resp_free(r);
-    struct log_wait off = { wk, "evt=trace.switched from=api,worker to=off" };
-    cr_assert(hn_wait_until(log_has, &off, 10000, 50), "the worker did not switch off");
+    cr_assert(hn_wait_log(wk, "evt=trace.switched from=api,worker to=off", 10000),
+              "the worker did not switch off");
     char later[64];
     submit(1, later);
     jw.id = later;
@@ -208,8 +196,8 @@ Test(trace, conveyorctl_sets_shows_and_resets_the_switch)
     cr_assert_eq(r->status, 0, "trace set: %d %s %s", r->status, r->out, r->err);
     cr_assert(strstr(r->out, "traced: ups,db (set at run time)"), "%s", r->out);
     hn_run_free(r);
-    struct log_wait on = { wk, "evt=trace.switched from=off to=ups,db" };
-    cr_assert(hn_wait_until(log_has, &on, 10000, 50), "the worker did not follow the switch");
+    cr_assert(hn_wait_log(wk, "evt=trace.switched from=off to=ups,db", 10000),
+              "the worker did not follow the switch");
 
     r = CTL("trace", "--json");
     cr_assert_eq(r->status, 0, "%s", r->err);
@@ -226,7 +214,7 @@ Test(trace, conveyorctl_sets_shows_and_resets_the_switch)
     cr_assert_eq(r->status, 0, "%s", r->err);
     cr_assert(strstr(r->out, "traced: off (as configured)"), "%s", r->out);
     hn_run_free(r);
-    struct log_wait off = { wk, "evt=trace.switched from=ups,db to=off" };
-    cr_assert(hn_wait_until(log_has, &off, 10000, 50), "the worker did not switch back");
+    cr_assert(hn_wait_log(wk, "evt=trace.switched from=ups,db to=off", 10000),
+              "the worker did not switch back");
     hn_stop_stack(&st);
 }
